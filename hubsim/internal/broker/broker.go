@@ -1,0 +1,238 @@
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+)
+
+// Defaults for the zero values of Config.
+const (
+	// DefaultMaxPacketSize bounds one client packet: IoT Hub accepts device
+	// messages up to 256 KiB; the rest is headroom for topic and properties.
+	DefaultMaxPacketSize = 512 << 10
+	// DefaultConnectTimeout bounds the TLS handshake plus the CONNECT packet.
+	DefaultConnectTimeout = 30 * time.Second
+	// DefaultWriteTimeout bounds one flush of queued packets to a client.
+	DefaultWriteTimeout = 30 * time.Second
+	// DefaultMaxQueuedBytes bounds the bytes waiting to be written to one
+	// client; a client that falls further behind is disconnected.
+	DefaultMaxQueuedBytes = 8 << 20
+)
+
+// Errors the broker reports (from ServeConn, and to Session.Disconnected).
+var (
+	// ErrBrokerClosed: the broker was closed.
+	ErrBrokerClosed = errors.New("broker: broker closed")
+	// ErrTakenOver: a new connection with the same client id (for the same
+	// personality and local address) was accepted.
+	ErrTakenOver = errors.New("broker: client id connected again")
+	// ErrKeepaliveTimeout: nothing arrived within 1.5 × the CONNECT keepalive.
+	ErrKeepaliveTimeout = errors.New("broker: keepalive timeout")
+	// ErrProtocol: the client broke MQTT 3.1.1 or used something this broker
+	// does not support (QoS 2, a second CONNECT …).
+	ErrProtocol = errors.New("broker: MQTT protocol violation")
+	// ErrPacketTooLarge: a client packet exceeded Config.MaxPacketSize.
+	ErrPacketTooLarge = errors.New("broker: packet too large")
+	// ErrSlowConsumer: more than Config.MaxQueuedBytes waited to be written.
+	ErrSlowConsumer = errors.New("broker: client too slow to take its packets")
+	// ErrConnectRefused: ServeConn answered CONNECT with a non-zero CONNACK.
+	ErrConnectRefused = errors.New("broker: connect refused")
+	// ErrServerDisconnect: the personality closed the client (Outbound.Close).
+	ErrServerDisconnect = errors.New("broker: disconnected by the server")
+	// ErrInflightFull: every MQTT packet id of the client is awaiting PUBACK.
+	ErrInflightFull = errors.New("broker: no free packet id")
+)
+
+// Config configures a Broker. Zero values take the defaults above.
+type Config struct {
+	// Logger receives connect/disconnect and refusal records; nil discards.
+	Logger *slog.Logger
+	// Personalities are asked in order whether they claim a CONNECT username.
+	Personalities []Personality
+	// MaxPacketSize is the largest remaining length accepted from a client.
+	MaxPacketSize int
+	// ConnectTimeout bounds the TLS handshake plus reading CONNECT.
+	ConnectTimeout time.Duration
+	// WriteTimeout bounds one write of queued packets to a client.
+	WriteTimeout time.Duration
+	// MaxQueuedBytes bounds the outbound backlog of one client.
+	MaxQueuedBytes int
+}
+
+// Broker is an MQTT 3.1.1 server that hands every client to a Personality.
+// It is safe for concurrent use.
+type Broker struct {
+	log  *slog.Logger
+	pers []Personality
+	cfg  Config // with defaults applied
+
+	mu     sync.Mutex
+	closed bool                  // guarded by mu
+	conns  map[*client]struct{}  // every connection being served; guarded by mu
+	byKey  map[clientKey]*client // connected clients by identity; guarded by mu
+	// wg counts running serve calls; each serve call owns its connection's
+	// writer goroutine and waits for it before returning.
+	wg sync.WaitGroup
+}
+
+// clientKey is the identity under which a new connection takes over an old
+// one: the same client id, served by the same personality, arriving on the
+// same local IP (several simulated hubs may listen on several loopback IPs;
+// MQTT/TLS and MQTT/WebSocket of one hub share the IP, not the port).
+type clientKey struct {
+	personality int
+	localHost   string
+	clientID    string
+}
+
+// New returns a broker serving the given personalities.
+func New(cfg Config) (*Broker, error) {
+	if len(cfg.Personalities) == 0 {
+		return nil, errors.New("broker: no personalities configured")
+	}
+	for i, p := range cfg.Personalities {
+		if p == nil {
+			return nil, fmt.Errorf("broker: personality %d is nil", i)
+		}
+	}
+	if cfg.MaxPacketSize < 0 || cfg.ConnectTimeout < 0 || cfg.WriteTimeout < 0 || cfg.MaxQueuedBytes < 0 {
+		return nil, errors.New("broker: negative limit in Config")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.MaxPacketSize == 0 {
+		cfg.MaxPacketSize = DefaultMaxPacketSize
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = DefaultConnectTimeout
+	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.MaxQueuedBytes == 0 {
+		cfg.MaxQueuedBytes = DefaultMaxQueuedBytes
+	}
+	cfg.Personalities = append([]Personality(nil), cfg.Personalities...)
+	return &Broker{
+		log:   cfg.Logger,
+		pers:  cfg.Personalities,
+		cfg:   cfg,
+		conns: make(map[*client]struct{}),
+		byKey: make(map[clientKey]*client),
+	}, nil
+}
+
+// ServeConn serves one MQTT client on c until the client is gone, ctx is
+// done, or the broker is closed; it always closes c. transport is reported to
+// the personality as ConnectInfo.Transport ("mqtt" for MQTT over TLS). When c
+// is a *tls.Conn, ServeConn completes its handshake (bounded by
+// Config.ConnectTimeout) and reports its state as ConnectInfo.TLS; any other
+// net.Conn is served with TLS nil.
+//
+// It returns nil after a clean DISCONNECT, an error wrapping
+// ErrConnectRefused when CONNECT was refused, and otherwise the reason the
+// connection ended.
+func (b *Broker) ServeConn(ctx context.Context, c net.Conn, transport string) error {
+	return b.serve(ctx, c, transport, nil)
+}
+
+// Close disconnects every client (their sessions see ErrBrokerClosed) and
+// waits until every ServeConn and ServeHTTP call has returned. Later
+// ServeConn calls return ErrBrokerClosed at once. Close is idempotent.
+func (b *Broker) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		b.wg.Wait()
+		return nil
+	}
+	b.closed = true
+	all := make([]*client, 0, len(b.conns))
+	for c := range b.conns {
+		all = append(all, c)
+	}
+	b.mu.Unlock()
+	for _, c := range all {
+		c.closeWith(ErrBrokerClosed)
+	}
+	b.wg.Wait()
+	return nil
+}
+
+// serve runs one connection in the calling goroutine. tlsState is the TLS
+// state known by the caller (WebSocket), or nil to take it from c.
+func (b *Broker) serve(ctx context.Context, conn net.Conn, transport string, tlsState *tls.ConnectionState) error {
+	c := newClient(b, conn, transport)
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		_ = conn.Close()
+		return ErrBrokerClosed
+	}
+	b.conns[c] = struct{}{}
+	b.wg.Add(1)
+	b.mu.Unlock()
+	defer b.wg.Done()
+
+	stop := context.AfterFunc(ctx, func() {
+		c.closeWith(fmt.Errorf("broker: serving context done: %w", context.Cause(ctx)))
+	})
+	defer stop()
+
+	runErr := c.run(ctx, tlsState)
+	return c.finish(runErr)
+}
+
+// route returns the first personality claiming username, or -1.
+func (b *Broker) route(username string) (int, Personality) {
+	for i, p := range b.pers {
+		if p.Claims(username) {
+			return i, p
+		}
+	}
+	return -1, nil
+}
+
+// claim records c as the connected client for key and returns the client it
+// replaces, if any. It reports false when the broker is closed.
+func (b *Broker) claim(key clientKey, c *client) (old *client, ok bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, false
+	}
+	old = b.byKey[key]
+	b.byKey[key] = c
+	c.key, c.keyed = key, true
+	return old, true
+}
+
+// forget removes c from the broker's tables.
+func (b *Broker) forget(c *client) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.conns, c)
+	if c.keyed && b.byKey[c.key] == c {
+		delete(b.byKey, c.key)
+	}
+}
+
+// hostOf returns the IP (or host) part of a net.Addr, or its whole text.
+func hostOf(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	s := a.String()
+	if h, _, err := net.SplitHostPort(s); err == nil {
+		return h
+	}
+	return s
+}

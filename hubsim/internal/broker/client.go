@@ -1,0 +1,478 @@
+package broker
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// errCleanDisconnect is the close cause of a client that sent DISCONNECT; it
+// is reported as nil.
+var errCleanDisconnect = errors.New("broker: client sent DISCONNECT")
+
+const (
+	readBufferSize  = 4 << 10
+	writeBufferSize = 8 << 10
+)
+
+// subscription is one granted topic filter.
+type subscription struct {
+	filter string
+	qos    byte
+}
+
+// client is one connection. Its reader runs in the goroutine of serve; it
+// owns one writer goroutine (writeLoop), started after a successful CONNECT.
+// client implements Outbound.
+type client struct {
+	b         *Broker
+	conn      net.Conn
+	transport string
+	br        *bufio.Reader // owned by the reader
+
+	// Set by the reader during CONNECT, read-only afterwards.
+	id        string
+	keepalive time.Duration // 1.5 × CONNECT keepalive; 0 = none
+	sess      Session       // nil until Personality.Connect succeeded
+	key       clientKey     // guarded by b.mu once keyed
+	keyed     bool          // guarded by b.mu
+
+	done       chan struct{} // closed by closeWith
+	wake       chan struct{} // capacity 1: tells the writer the queue is not empty
+	writerDone chan struct{} // closed by writeLoop; nil if never started
+	exited     chan struct{} // closed after Session.Disconnected returned
+
+	mu       sync.Mutex
+	closed   bool                // guarded by mu
+	cause    error               // first close cause; guarded by mu
+	subs     []subscription      // guarded by mu
+	queue    [][]byte            // encoded packets to write, in order; guarded by mu
+	queued   int                 // bytes in queue; guarded by mu
+	inflight map[uint16]struct{} // QoS 1 packet ids awaiting PUBACK; guarded by mu
+	lastID   uint16              // last packet id handed out; guarded by mu
+}
+
+func newClient(b *Broker, conn net.Conn, transport string) *client {
+	return &client{
+		b:         b,
+		conn:      conn,
+		transport: transport,
+		br:        bufio.NewReaderSize(conn, readBufferSize),
+		done:      make(chan struct{}),
+		wake:      make(chan struct{}, 1),
+		exited:    make(chan struct{}),
+		inflight:  make(map[uint16]struct{}),
+	}
+}
+
+// closeWith closes the connection once, recording why, and returns the first
+// recorded cause. Safe from any goroutine; never call with c.mu held.
+func (c *client) closeWith(cause error) error {
+	c.mu.Lock()
+	if c.closed {
+		first := c.cause
+		c.mu.Unlock()
+		return first
+	}
+	c.closed = true
+	c.cause = cause
+	c.queue, c.queued = nil, 0
+	close(c.done)
+	c.mu.Unlock()
+	_ = c.conn.Close()
+	return cause
+}
+
+// run handles TLS, CONNECT and then the packets of one client until it is
+// gone. The returned error is a candidate close cause (closeWith keeps the
+// first).
+func (c *client) run(ctx context.Context, tlsState *tls.ConnectionState) error {
+	cfg := &c.b.cfg
+	_ = c.conn.SetDeadline(time.Now().Add(cfg.ConnectTimeout))
+	if tc, ok := c.conn.(*tls.Conn); ok && tlsState == nil {
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return fmt.Errorf("broker: TLS handshake: %w", err)
+		}
+		cs := tc.ConnectionState()
+		tlsState = &cs
+	}
+
+	pk, err := readPacket(c.br, cfg.MaxPacketSize)
+	if err != nil {
+		if errors.Is(err, errUnsupportedVersion) {
+			c.refuse(connackBadProtocol)
+			return fmt.Errorf("%w: %w", ErrConnectRefused, err)
+		}
+		return fmt.Errorf("broker: reading CONNECT: %w", err)
+	}
+	if pk.FixedHeader.Type != packets.Connect {
+		return fmt.Errorf("%w: first packet is %s, not CONNECT", ErrProtocol, packetName(pk.FixedHeader.Type))
+	}
+	if code := pk.ConnectValidate(); code != packets.CodeSuccess {
+		return fmt.Errorf("%w: CONNECT: %s", ErrProtocol, code.Reason)
+	}
+	cp := &pk.Connect
+	c.id = cp.ClientIdentifier
+	username := string(cp.Username)
+	log := c.b.log.With("client", c.id, "transport", c.transport, "remote", c.conn.RemoteAddr().String())
+	if c.id == "" {
+		// IoT Hub and DPS both require a client id (device or registration id).
+		c.refuse(connackBadIdentifier)
+		log.Info("mqtt connect refused", "code", connackBadIdentifier, "err", "empty client id")
+		return fmt.Errorf("%w: empty client id", ErrConnectRefused)
+	}
+	idx, p := c.b.route(username)
+	if p == nil {
+		c.refuse(connackBadCredentials)
+		log.Info("mqtt connect refused", "code", connackBadCredentials, "username", username, "err", "no personality claims the username")
+		return fmt.Errorf("%w: no personality claims username %q", ErrConnectRefused, username)
+	}
+	info := ConnectInfo{
+		ClientID:     c.id,
+		Username:     username,
+		Password:     cp.Password,
+		CleanSession: cp.Clean,
+		Keepalive:    cp.Keepalive,
+		TLS:          tlsState,
+		Remote:       c.conn.RemoteAddr().String(),
+		Transport:    c.transport,
+		LocalAddr:    c.conn.LocalAddr().String(),
+	}
+	sess, err := p.Connect(info, c)
+	if err == nil && sess == nil {
+		err = errors.New("personality returned no session")
+	}
+	if err != nil {
+		code := connackCode(err)
+		c.refuse(code)
+		log.Info("mqtt connect refused", "code", code, "username", username, "err", err)
+		return fmt.Errorf("%w: %w", ErrConnectRefused, err)
+	}
+	c.sess = sess
+	c.keepalive = time.Duration(cp.Keepalive) * time.Second * 3 / 2
+
+	old, ok := c.b.claim(clientKey{idx, hostOf(c.conn.LocalAddr()), c.id}, c)
+	if !ok {
+		return ErrBrokerClosed
+	}
+	if old != nil {
+		log.Info("mqtt client id taken over")
+		old.closeWith(ErrTakenOver)
+		<-old.exited
+	}
+
+	// CONNACK is the first thing queued: no subscription exists yet, so no
+	// Outbound.Publish can have queued anything before it. Session present
+	// is always 0 — nothing is kept across connections.
+	if err := c.send(connackPacket(connackAccepted)); err != nil {
+		return err
+	}
+	_ = c.conn.SetDeadline(time.Time{})
+	c.writerDone = make(chan struct{})
+	go c.writeLoop()
+	log.Info("mqtt client connected", "keepalive", cp.Keepalive, "clean", cp.Clean)
+	return c.readLoop()
+}
+
+// refuse writes a CONNACK with a non-zero return code; the caller then
+// closes the connection (MQTT 3.1.1 §3.2.2.3).
+func (c *client) refuse(code byte) {
+	_ = c.conn.SetWriteDeadline(time.Now().Add(c.b.cfg.WriteTimeout))
+	_, _ = c.conn.Write(connackPacket(code))
+}
+
+// finish runs once the reader is done: it stops the writer, forgets the
+// client, tells the session, and returns what ServeConn reports.
+func (c *client) finish(runErr error) error {
+	cause := c.closeWith(runErr)
+	if c.writerDone != nil {
+		<-c.writerDone
+	}
+	c.b.forget(c)
+	reported := cause
+	if errors.Is(cause, errCleanDisconnect) {
+		reported = nil
+	}
+	if c.sess != nil {
+		c.sess.Disconnected(reported)
+		c.b.log.Info("mqtt client disconnected", "client", c.id, "transport", c.transport, "err", reported)
+	}
+	close(c.exited)
+	return reported
+}
+
+// readLoop handles the packets of a connected client.
+func (c *client) readLoop() error {
+	for {
+		if c.keepalive > 0 {
+			_ = c.conn.SetReadDeadline(time.Now().Add(c.keepalive))
+		}
+		pk, err := readPacket(c.br, c.b.cfg.MaxPacketSize)
+		if err != nil {
+			var ne net.Error
+			if errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+				return ErrKeepaliveTimeout
+			}
+			return fmt.Errorf("broker: read: %w", err)
+		}
+		switch pk.FixedHeader.Type {
+		case packets.Publish:
+			err = c.handlePublish(&pk)
+		case packets.Puback:
+			c.mu.Lock()
+			delete(c.inflight, pk.PacketID)
+			c.mu.Unlock()
+		case packets.Subscribe:
+			err = c.handleSubscribe(&pk)
+		case packets.Unsubscribe:
+			err = c.handleUnsubscribe(&pk)
+		case packets.Pingreq:
+			err = c.send(pingrespPacket())
+		case packets.Disconnect:
+			return errCleanDisconnect
+		case packets.Connect:
+			return fmt.Errorf("%w: second CONNECT", ErrProtocol)
+		default: // PUBREC, PUBREL, PUBCOMP: QoS 2 is not supported
+			return fmt.Errorf("%w: %s (QoS 2 is not supported)", ErrProtocol, packetName(pk.FixedHeader.Type))
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (c *client) handlePublish(pk *packets.Packet) error {
+	qos := pk.FixedHeader.Qos
+	if qos > 1 {
+		return fmt.Errorf("%w: PUBLISH at QoS %d (QoS 2 is not supported)", ErrProtocol, qos)
+	}
+	if code := pk.PublishValidate(0); code != packets.CodeSuccess || !validTopicName(pk.TopicName) {
+		return fmt.Errorf("%w: PUBLISH topic %q: %s", ErrProtocol, pk.TopicName, code.Reason)
+	}
+	if err := c.sess.Publish(pk.TopicName, pk.Payload, qos); err != nil {
+		if errors.Is(err, ErrNotAuthorized) {
+			c.b.log.Info("mqtt publish refused; disconnecting", "client", c.id, "topic", pk.TopicName, "err", err)
+			return fmt.Errorf("broker: publish to %q: %w", pk.TopicName, err)
+		}
+		c.b.log.Info("mqtt publish refused", "client", c.id, "topic", pk.TopicName, "err", err)
+	}
+	if qos == 1 {
+		return c.send(pubackPacket(pk.PacketID))
+	}
+	return nil
+}
+
+func (c *client) handleSubscribe(pk *packets.Packet) error {
+	if code := pk.SubscribeValidate(); code != packets.CodeSuccess {
+		return fmt.Errorf("%w: SUBSCRIBE: %s", ErrProtocol, code.Reason)
+	}
+	codes := make([]byte, len(pk.Filters))
+	for i, f := range pk.Filters {
+		if !validFilter(f.Filter) {
+			codes[i] = subackFailure
+			continue
+		}
+		granted, ok := c.sess.Subscribe(f.Filter, f.Qos)
+		if !ok {
+			codes[i] = subackFailure
+			continue
+		}
+		granted = min(granted, f.Qos, maxGrantedQoS)
+		c.addSub(f.Filter, granted)
+		codes[i] = granted
+	}
+	return c.send(subackPacket(pk.PacketID, codes))
+}
+
+func (c *client) handleUnsubscribe(pk *packets.Packet) error {
+	if code := pk.UnsubscribeValidate(); code != packets.CodeSuccess {
+		return fmt.Errorf("%w: UNSUBSCRIBE: %s", ErrProtocol, code.Reason)
+	}
+	for _, f := range pk.Filters {
+		c.mu.Lock()
+		for i, s := range c.subs {
+			if s.filter == f.Filter {
+				c.subs = append(c.subs[:i], c.subs[i+1:]...)
+				break
+			}
+		}
+		c.mu.Unlock()
+		c.sess.Unsubscribe(f.Filter)
+	}
+	return c.send(unsubackPacket(pk.PacketID))
+}
+
+// addSub records a granted filter, replacing an identical one (§3.8.4).
+func (c *client) addSub(filter string, qos byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range c.subs {
+		if c.subs[i].filter == filter {
+			c.subs[i].qos = qos
+			return
+		}
+	}
+	c.subs = append(c.subs, subscription{filter, qos})
+}
+
+// grantedLocked returns the highest QoS granted by a filter matching topic.
+func (c *client) grantedLocked(topic string) (qos byte, ok bool) {
+	for _, s := range c.subs {
+		if matchTopic(s.filter, topic) {
+			ok = true
+			qos = max(qos, s.qos)
+		}
+	}
+	return qos, ok
+}
+
+// send queues one encoded packet behind everything queued before it.
+func (c *client) send(pkt []byte) error {
+	c.mu.Lock()
+	err := c.enqueueLocked(pkt)
+	c.mu.Unlock()
+	return c.afterEnqueue(err)
+}
+
+// enqueueLocked appends pkt to the queue, or fails when the client is closed
+// or its backlog would exceed the limit.
+func (c *client) enqueueLocked(pkt []byte) error {
+	if c.closed {
+		return ErrClosed
+	}
+	if c.queued+len(pkt) > c.b.cfg.MaxQueuedBytes {
+		return ErrSlowConsumer
+	}
+	c.queue = append(c.queue, pkt)
+	c.queued += len(pkt)
+	return nil
+}
+
+// afterEnqueue wakes the writer or, on overflow, drops the client. Call
+// without c.mu.
+func (c *client) afterEnqueue(err error) error {
+	switch {
+	case err == nil:
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
+		return nil
+	case errors.Is(err, ErrSlowConsumer):
+		c.closeWith(ErrSlowConsumer)
+		return fmt.Errorf("%w: %w", ErrClosed, ErrSlowConsumer)
+	default:
+		return err
+	}
+}
+
+// writeLoop writes queued packets in order, batching whatever accumulated
+// while the previous batch was written. Owned by the client's reader, which
+// waits for writerDone.
+func (c *client) writeLoop() {
+	defer close(c.writerDone)
+	bw := bufio.NewWriterSize(c.conn, writeBufferSize)
+	var batch [][]byte
+	for {
+		select {
+		case <-c.wake:
+		case <-c.done:
+			return
+		}
+		c.mu.Lock()
+		batch, c.queue = c.queue, batch[:0]
+		c.queued = 0
+		c.mu.Unlock()
+		if len(batch) == 0 {
+			continue
+		}
+		_ = c.conn.SetWriteDeadline(time.Now().Add(c.b.cfg.WriteTimeout))
+		for _, p := range batch {
+			_, _ = bw.Write(p) // a write error sticks and is returned by Flush
+		}
+		err := bw.Flush()
+		clear(batch)
+		if err != nil {
+			c.closeWith(fmt.Errorf("broker: write: %w", err))
+			return
+		}
+	}
+}
+
+// nextIDLocked returns a packet id not awaiting PUBACK.
+func (c *client) nextIDLocked() (uint16, error) {
+	for range 1 << 16 {
+		c.lastID++
+		if c.lastID == 0 {
+			c.lastID = 1
+		}
+		if _, busy := c.inflight[c.lastID]; !busy {
+			return c.lastID, nil
+		}
+	}
+	return 0, ErrInflightFull
+}
+
+// Publish implements Outbound.
+func (c *client) Publish(topic string, payload []byte, qos byte) error {
+	if !validTopicName(topic) || len(topic) > maxTopicLength {
+		return fmt.Errorf("broker: invalid topic name %q", topic)
+	}
+	if qos > 2 {
+		return fmt.Errorf("broker: invalid QoS %d", qos)
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	granted, ok := c.grantedLocked(topic)
+	if !ok {
+		c.mu.Unlock()
+		return ErrNotSubscribed
+	}
+	qos = min(qos, granted)
+	var id uint16
+	if qos > 0 {
+		var err error
+		if id, err = c.nextIDLocked(); err != nil {
+			c.mu.Unlock()
+			return err
+		}
+	}
+	pkt, err := publishPacket(topic, payload, qos, id)
+	if err != nil {
+		c.mu.Unlock()
+		return fmt.Errorf("broker: encoding PUBLISH: %w", err)
+	}
+	err = c.enqueueLocked(pkt)
+	if err == nil && qos > 0 {
+		c.inflight[id] = struct{}{}
+	}
+	c.mu.Unlock()
+	return c.afterEnqueue(err)
+}
+
+// Subscribed implements Outbound.
+func (c *client) Subscribed(topic string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	_, ok := c.grantedLocked(topic)
+	return ok
+}
+
+// Close implements Outbound.
+func (c *client) Close() {
+	c.closeWith(ErrServerDisconnect)
+}

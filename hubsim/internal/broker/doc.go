@@ -1,0 +1,32 @@
+// Package broker is hubsim's MQTT 3.1.1 server: the front door of both the
+// simulated IoT Hub and the simulated DPS.
+//
+// The broker knows nothing about either service. It accepts connections
+// (MQTT over TLS through [Broker.ServeConn], MQTT over WebSocket through
+// [Broker.ServeHTTP]), routes every CONNECT by its username to the first
+// [Personality] that claims it, and from then on hands everything the client
+// does to that personality's [Session]. The personality talks back through
+// the client's [Outbound], which delivers to that one client only.
+//
+// Deliberately unlike a general-purpose broker, and like IoT Hub:
+//   - nothing is ever routed from one client to another; a client PUBLISH goes
+//     to its Session and nowhere else;
+//   - there are no retained messages, no will messages, no $SYS topics, and no
+//     sessions kept across connections (a CONNECT with clean session 0 is
+//     accepted, but CONNACK always says "no session present");
+//   - QoS 2 is not supported: a client that publishes at QoS 2 is disconnected
+//     and subscriptions are granted at most QoS 1;
+//   - everything is denied by default: a username no personality claims is
+//     refused with CONNACK 0x04.
+//
+// The broker is a small server of its own built on the packet codec of
+// github.com/mochi-mqtt/server/v2/packets rather than on mochi's Server: the
+// Server fans every publish out through one topic tree (every device subscribes
+// to the same $iothub/twin/res/#, so one device would see another's replies),
+// keeps sessions, and can only refuse a CONNECT with one return code.
+//
+// Goroutines: each connection runs its reader in the goroutine that called
+// ServeConn (or ServeHTTP) and owns one writer goroutine, which it stops and
+// waits for before calling Session.Disconnected. [Broker.Close] disconnects
+// every client and waits until all ServeConn calls have returned.
+package broker
