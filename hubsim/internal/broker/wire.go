@@ -19,16 +19,16 @@ const (
 	protocolLevel311 byte = 4
 
 	// CONNACK return codes (§3.2.2.3).
-	connackAccepted          byte = 0x00
-	connackBadProtocol       byte = 0x01 // unacceptable protocol version
-	connackBadIdentifier     byte = 0x02 // identifier rejected
-	connackUnavailable       byte = 0x03 // server unavailable
-	connackBadCredentials    byte = 0x04 // bad user name or password
-	connackNotAuthorized     byte = 0x05 // not authorized
-	subackFailure            byte = 0x80 // SUBACK return code "Failure" (§3.9.3)
-	maxVariableLengthBytes        = 4    // Remaining Length is at most 4 bytes (§2.2.3)
-	maxGrantedQoS            byte = 1    // this broker never grants QoS 2
-	maxTopicLength                = 65535
+	connackAccepted        byte = 0x00
+	connackBadProtocol     byte = 0x01 // unacceptable protocol version
+	connackBadIdentifier   byte = 0x02 // identifier rejected
+	connackUnavailable     byte = 0x03 // server unavailable
+	connackBadCredentials  byte = 0x04 // bad user name or password
+	connackNotAuthorized   byte = 0x05 // not authorized
+	subackFailure          byte = 0x80 // SUBACK return code "Failure" (§3.9.3)
+	maxVariableLengthBytes      = 4    // Remaining Length is at most 4 bytes (§2.2.3)
+	maxGrantedQoS          byte = 1    // this broker never grants QoS 2
+	maxTopicLength              = 65535
 )
 
 // connackCode maps a Personality.Connect error to its CONNACK return code.
