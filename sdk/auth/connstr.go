@@ -35,7 +35,8 @@ type ServiceConnectionString struct {
 
 // splitConnectionString splits "k=v;k=v" into a map. Keys are
 // case-sensitive; a value keeps any '=' after the first (base64 padding);
-// empty segments (a trailing ';') are skipped; a key given twice is an error.
+// empty segments (a trailing ';') are skipped; a key given twice or a key or
+// value with surrounding whitespace is an error (the whole string is trimmed).
 func splitConnectionString(s string) (map[string]string, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
@@ -52,6 +53,9 @@ func splitConnectionString(s string) (map[string]string, error) {
 		}
 		if k == "" {
 			return nil, fmt.Errorf("%w: a segment has an empty key", ErrMalformedConnectionString)
+		}
+		if strings.TrimSpace(k) != k || strings.TrimSpace(v) != v {
+			return nil, fmt.Errorf("%w: key or value of %q has surrounding whitespace", ErrMalformedConnectionString, fieldLabel(strings.TrimSpace(k)))
 		}
 		if _, dup := m[k]; dup {
 			return nil, fmt.Errorf("%w: key %s appears twice", ErrMalformedConnectionString, k)

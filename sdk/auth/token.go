@@ -116,7 +116,7 @@ func fieldLabel(field string) string {
 }
 
 func parseSE(v string) (time.Time, error) {
-	if v == "" || len(v) > 18 {
+	if v == "" || len(v) > 19 {
 		return time.Time{}, fmt.Errorf("%w: se %q is not Unix seconds", ErrMalformedToken, fieldLabel(v))
 	}
 	for i := 0; i < len(v); i++ {
