@@ -73,7 +73,9 @@ func newWSServer(tb testing.TB, status func(*http.Request) int) *wsServer {
 	return s
 }
 
-func (s *wsServer) url() string { return "wss" + strings.TrimPrefix(s.srv.URL, "https") + "/bridges/h/d/s/1" }
+func (s *wsServer) url() string {
+	return "wss" + strings.TrimPrefix(s.srv.URL, "https") + "/bridges/h/d/s/1"
+}
 
 func (s *wsServer) tlsConfig() *tls.Config {
 	pool := x509.NewCertPool()
