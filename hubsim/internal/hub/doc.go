@@ -1,0 +1,41 @@
+// Package hub simulates Azure IoT hubs for hubsim: several hubs by host name
+// in one process (a Set), each with an identity registry (devices, modules,
+// keys, X.509 thumbprints), twins with versions and metadata, direct methods,
+// cloud-to-device queues, device-stream requests and a telemetry tap.
+//
+// A Set plugs into the rest of hubsim in four ways:
+//
+//   - broker.Personality: the MQTT broker hands it every CONNECT whose
+//     username is "<host>/<deviceId>[/<moduleId>]/?api-version=…"; each
+//     accepted connection becomes a session that serves the device-side topics
+//     ($iothub/twin, $iothub/methods, $iothub/streams, devices/<id>/messages).
+//   - http.Handler (ServeHTTP): the hub service REST API (/devices, /twins,
+//     /statistics) authenticated with shared access policies.
+//   - AdminHandler: hubsim's own API under /hubsim/ (event tap, C2D send,
+//     force-disconnect, unhandled requests).
+//   - ident.Hubs: what hubsim's DPS uses to create devices and move twins.
+//
+// Wire constants live in wire.go with the upstream source each was checked
+// against. The package never imports sdk/...: hubsim and porthole's SDK write
+// the wire strings independently.
+//
+// Concurrency: Hub.mu guards all hub state. Each device connection owns one
+// goroutine (sendLoop), its only writer, started on connect and stopped and
+// waited for when the broker reports the disconnect or the Set closes. No
+// lock is held while calling into the broker.
+package hub
+
+import (
+	"net/http"
+
+	"github.com/porthole-iot/porthole/hubsim/internal/broker"
+	"github.com/porthole-iot/porthole/hubsim/internal/ident"
+)
+
+// The contracts other hubsim packages code against.
+var (
+	_ broker.Personality = (*Set)(nil)
+	_ broker.Session     = (*session)(nil)
+	_ ident.Hubs         = (*Set)(nil)
+	_ http.Handler       = (*Set)(nil)
+)
