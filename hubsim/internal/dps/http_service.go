@@ -1,0 +1,392 @@
+package dps
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/porthole-iot/porthole/hubsim/internal/sas"
+)
+
+// ServiceHandler serves the service API (api-version 2021-10-01 shapes, any
+// api-version accepted) [Azure/azure-rest-api-specs specification/
+// deviceprovisioningservices/data-plane/Microsoft.Devices/stable/2021-10-01/service.json]:
+//
+//	GET|PUT|DELETE /enrollments/{id}          POST /enrollments/{id}/attestationmechanism
+//	POST /enrollments (bulk)                  POST /enrollments/query
+//	GET|PUT|DELETE /enrollmentGroups/{id}     POST /enrollmentGroups/{id}/attestationmechanism
+//	POST /enrollmentGroups (bulk)             POST /enrollmentGroups/query
+//	GET|DELETE /registrations/{id}            POST /registrations/{groupId}/query
+//
+// Collection names match case-insensitively: the Node service client asks for
+// /enrollmentgroups/{id}/attestationmechanism [Azure/azure-iot-sdk-node
+// provisioning/service/src/provisioningserviceclient.ts]. Requests carry a
+// service SAS for ServiceHost signed with one of Config.Policies.
+func (s *Service) ServiceHandler() http.Handler {
+	return http.HandlerFunc(s.serveService)
+}
+
+type serviceRoute struct {
+	need   string
+	handle func(w http.ResponseWriter, r *http.Request, body []byte)
+}
+
+func (s *Service) routeService(r *http.Request, parts []string) (serviceRoute, bool) {
+	if len(parts) == 0 {
+		return serviceRoute{}, false
+	}
+	coll := strings.ToLower(parts[0])
+	m := r.Method
+	n := len(parts)
+	isQuery := n == 2 && strings.EqualFold(parts[1], "query") && m == http.MethodPost
+	switch coll {
+	case "enrollments", "enrollmentgroups":
+		group := coll == "enrollmentgroups"
+		switch {
+		case (n == 1 || (n == 2 && parts[1] == "")) && m == http.MethodPost:
+			return serviceRoute{RightEnrollmentWrite, func(w http.ResponseWriter, r *http.Request, b []byte) { s.serveBulk(w, b, group) }}, true
+		case isQuery:
+			return serviceRoute{RightEnrollmentRead, func(w http.ResponseWriter, r *http.Request, b []byte) { s.serveQuery(w, r, b, coll, "") }}, true
+		case n == 3 && strings.EqualFold(parts[2], "attestationmechanism") && m == http.MethodPost:
+			return serviceRoute{RightEnrollmentRead, func(w http.ResponseWriter, r *http.Request, b []byte) { s.serveAttestation(w, parts[1], group) }}, true
+		case n == 2 && m == http.MethodGet:
+			return serviceRoute{RightEnrollmentRead, func(w http.ResponseWriter, r *http.Request, b []byte) { s.serveGetEnrollment(w, parts[1], group) }}, true
+		case n == 2 && m == http.MethodPut:
+			return serviceRoute{RightEnrollmentWrite, func(w http.ResponseWriter, r *http.Request, b []byte) { s.servePutEnrollment(w, r, b, parts[1], group) }}, true
+		case n == 2 && m == http.MethodDelete:
+			return serviceRoute{RightEnrollmentWrite, func(w http.ResponseWriter, r *http.Request, b []byte) {
+				err := s.DeleteEnrollment(parts[1], r.Header.Get("If-Match"))
+				if group {
+					err = s.DeleteEnrollmentGroup(parts[1], r.Header.Get("If-Match"))
+				}
+				s.writeServiceResult(w, http.StatusNoContent, nil, err)
+			}}, true
+		}
+	case "registrations":
+		switch {
+		case n == 3 && strings.EqualFold(parts[2], "query") && m == http.MethodPost:
+			return serviceRoute{RightRegistrationStatusRead, func(w http.ResponseWriter, r *http.Request, b []byte) { s.serveQuery(w, r, b, coll, parts[1]) }}, true
+		case n == 2 && m == http.MethodGet:
+			return serviceRoute{RightRegistrationStatusRead, func(w http.ResponseWriter, r *http.Request, b []byte) {
+				st, ok := s.RegistrationState(parts[1])
+				if !ok {
+					s.writeServiceResult(w, 0, nil, ErrNotFound)
+					return
+				}
+				s.writeServiceResult(w, http.StatusOK, st, nil)
+			}}, true
+		case n == 2 && m == http.MethodDelete:
+			return serviceRoute{RightRegistrationStatusWrite, func(w http.ResponseWriter, r *http.Request, b []byte) {
+				s.writeServiceResult(w, http.StatusNoContent, nil, s.DeleteRegistrationState(parts[1], r.Header.Get("If-Match")))
+			}}, true
+		}
+	}
+	return serviceRoute{}, false
+}
+
+func (s *Service) serveService(w http.ResponseWriter, r *http.Request) {
+	now := s.now()
+	parts, ok := splitPath(r)
+	var route serviceRoute
+	if ok {
+		route, ok = s.routeService(r, parts)
+	}
+	if !ok {
+		s.recordUnhandled(r.Method + " " + r.URL.Path)
+		writeReply(w, errReply(http.StatusNotFound, codeNotFound, "no such service API route", now))
+		return
+	}
+	if _, err := sas.VerifyPolicy(r.Header.Get("Authorization"), s.cfg.ServiceHost, s.cfg.Policies, route.need, now); err != nil {
+		s.log.Info("dps: service request not authorized", "path", r.URL.Path, "err", err)
+		writeReply(w, errReply(http.StatusUnauthorized, codeUnauthorized, "Unauthorized", now))
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, 4<<20))
+	if err != nil {
+		writeReply(w, errReply(http.StatusBadRequest, codeBadRequest, "could not read the request body", now))
+		return
+	}
+	route.handle(w, r, body)
+}
+
+func (s *Service) writeServiceResult(w http.ResponseWriter, status int, v any, err error) {
+	now := s.now()
+	switch {
+	case err == nil:
+		if status == http.StatusNoContent {
+			w.WriteHeader(status)
+			return
+		}
+		writeReply(w, reply{status: status, body: v})
+	case errors.Is(err, ErrNotFound):
+		writeReply(w, errReply(http.StatusNotFound, codeNotFound, "not found", now))
+	case errors.Is(err, ErrPreconditionFailed):
+		writeReply(w, errReply(http.StatusPreconditionFailed, codePreconditionFailed, "etag mismatch", now))
+	case errors.Is(err, errConflict):
+		writeReply(w, errReply(http.StatusConflict, codeConflict, err.Error(), now))
+	case errors.Is(err, ErrInvalid):
+		writeReply(w, errReply(http.StatusBadRequest, codeBadRequest, err.Error(), now))
+	default:
+		writeReply(w, errReply(http.StatusInternalServerError, codeInternal, "internal error", now))
+	}
+}
+
+var errConflict = errors.New("dps: already exists")
+
+func (s *Service) serveGetEnrollment(w http.ResponseWriter, id string, group bool) {
+	if group {
+		g, ok := s.GetEnrollmentGroup(id)
+		if !ok {
+			s.writeServiceResult(w, 0, nil, ErrNotFound)
+			return
+		}
+		s.writeServiceResult(w, http.StatusOK, g, nil)
+		return
+	}
+	e, ok := s.GetEnrollment(id)
+	if !ok {
+		s.writeServiceResult(w, 0, nil, ErrNotFound)
+		return
+	}
+	s.writeServiceResult(w, http.StatusOK, e, nil)
+}
+
+func (s *Service) servePutEnrollment(w http.ResponseWriter, r *http.Request, body []byte, id string, group bool) {
+	ifMatch := r.Header.Get("If-Match")
+	if group {
+		var g EnrollmentGroup
+		if err := json.Unmarshal(body, &g); err != nil {
+			s.writeServiceResult(w, 0, nil, ErrInvalid)
+			return
+		}
+		if g.EnrollmentGroupID == "" {
+			g.EnrollmentGroupID = id
+		}
+		if !strings.EqualFold(g.EnrollmentGroupID, id) {
+			s.writeServiceResult(w, 0, nil, errors.Join(ErrInvalid, errors.New("enrollmentGroupId does not match the path")))
+			return
+		}
+		out, err := s.putEnrollmentGroup(g, ifMatch)
+		s.writeServiceResult(w, http.StatusOK, out, err)
+		return
+	}
+	var e IndividualEnrollment
+	if err := json.Unmarshal(body, &e); err != nil {
+		s.writeServiceResult(w, 0, nil, ErrInvalid)
+		return
+	}
+	if e.RegistrationID == "" {
+		e.RegistrationID = id
+	}
+	if !strings.EqualFold(e.RegistrationID, id) {
+		s.writeServiceResult(w, 0, nil, errors.Join(ErrInvalid, errors.New("registrationId does not match the path")))
+		return
+	}
+	out, err := s.putEnrollment(e, ifMatch)
+	s.writeServiceResult(w, http.StatusOK, out, err)
+}
+
+func (s *Service) serveAttestation(w http.ResponseWriter, id string, group bool) {
+	var att *AttestationMechanism
+	if group {
+		if g, ok := s.GetEnrollmentGroup(id); ok {
+			att = g.Attestation
+		}
+	} else if e, ok := s.GetEnrollment(id); ok {
+		att = e.Attestation
+	}
+	if att == nil {
+		s.writeServiceResult(w, 0, nil, ErrNotFound)
+		return
+	}
+	s.writeServiceResult(w, http.StatusOK, att, nil)
+}
+
+const (
+	defaultPageSize = 100
+	maxBulkItems    = 10 // service.json: "maximum 10" per bulk operation [?]
+)
+
+// serveQuery answers a query with every item of the collection (hubsim
+// ignores the query text), paged by x-ms-max-item-count; the continuation
+// header is present only while more pages follow, as the Node client's
+// hasMoreResults reads it [Azure/azure-iot-sdk-node provisioning/service/src/query.ts].
+func (s *Service) serveQuery(w http.ResponseWriter, r *http.Request, body []byte, coll, groupID string) {
+	var q QuerySpecification
+	if len(strings.TrimSpace(string(body))) > 0 {
+		if err := json.Unmarshal(body, &q); err != nil {
+			s.writeServiceResult(w, 0, nil, ErrInvalid)
+			return
+		}
+	}
+	var items []any
+	itemType := itemTypeEnrollment
+	switch coll {
+	case "enrollments":
+		for _, e := range s.Enrollments() {
+			items = append(items, e)
+		}
+	case "enrollmentgroups":
+		itemType = itemTypeEnrollmentGroup
+		for _, g := range s.EnrollmentGroups() {
+			items = append(items, g)
+		}
+	default:
+		itemType = itemTypeRegistrationState
+		for _, st := range s.RegistrationStates(groupID) {
+			items = append(items, st)
+		}
+	}
+	size := defaultPageSize
+	if v := r.Header.Get(headerMaxItemCount); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			s.writeServiceResult(w, 0, nil, errors.Join(ErrInvalid, errors.New("bad x-ms-max-item-count")))
+			return
+		}
+		size = n
+	}
+	start := 0
+	if c := r.Header.Get(headerContinuation); c != "" {
+		n, err := decodeContinuation(c)
+		if err != nil {
+			s.writeServiceResult(w, 0, nil, errors.Join(ErrInvalid, errors.New("bad x-ms-continuation")))
+			return
+		}
+		start = n
+	}
+	if start > len(items) {
+		start = len(items)
+	}
+	end := min(start+size, len(items))
+	page := items[start:end]
+	if page == nil {
+		page = []any{}
+	}
+	h := w.Header()
+	h.Set(headerItemType, itemType)
+	h.Set(headerMaxItemCount, strconv.Itoa(size))
+	if end < len(items) {
+		h.Set(headerContinuation, encodeContinuation(end))
+	}
+	writeReply(w, reply{status: http.StatusOK, body: page})
+}
+
+func encodeContinuation(n int) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("offset:" + strconv.Itoa(n)))
+}
+
+func decodeContinuation(c string) (int, error) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return 0, err
+	}
+	v, ok := strings.CutPrefix(string(b), "offset:")
+	if !ok {
+		return 0, errors.New("not a continuation token")
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, errors.New("not a continuation token")
+	}
+	return n, nil
+}
+
+func (s *Service) serveBulk(w http.ResponseWriter, body []byte, group bool) {
+	var res BulkEnrollmentOperationResult
+	res.Errors = []BulkEnrollmentOperationError{}
+	addErr := func(id string, err error) {
+		code, status := codeBadRequest, "BadRequest"
+		switch {
+		case errors.Is(err, ErrNotFound):
+			code, status = codeNotFound, "NotFound"
+		case errors.Is(err, ErrPreconditionFailed):
+			code, status = codePreconditionFailed, "PreconditionFailed"
+		case errors.Is(err, errConflict):
+			code, status = codeConflict, "Conflict"
+		}
+		e := BulkEnrollmentOperationError{ErrorCode: code, ErrorStatus: status + ": " + err.Error()}
+		if group {
+			e.EnrollmentGroupID = id
+		} else {
+			e.RegistrationID = id
+		}
+		res.Errors = append(res.Errors, e)
+	}
+	if group {
+		var op BulkEnrollmentGroupOperation
+		if err := json.Unmarshal(body, &op); err != nil || len(op.EnrollmentGroups) == 0 || len(op.EnrollmentGroups) > maxBulkItems || !validBulkMode(op.Mode) {
+			s.writeServiceResult(w, 0, nil, errors.Join(ErrInvalid, errors.New("bad bulk operation")))
+			return
+		}
+		for _, g := range op.EnrollmentGroups {
+			var err error
+			switch op.Mode {
+			case BulkCreate:
+				if _, exists := s.GetEnrollmentGroup(g.EnrollmentGroupID); exists {
+					err = errConflict
+				} else {
+					_, err = s.putEnrollmentGroup(g, "")
+				}
+			case BulkUpdate:
+				_, err = s.putEnrollmentGroup(g, "")
+			case BulkUpdateIfMatchETag:
+				_, err = s.putEnrollmentGroup(g, orStar(g.ETag))
+			case BulkDelete:
+				err = s.DeleteEnrollmentGroup(g.EnrollmentGroupID, g.ETag)
+			}
+			if err != nil {
+				addErr(g.EnrollmentGroupID, err)
+			}
+		}
+	} else {
+		var op BulkEnrollmentOperation
+		if err := json.Unmarshal(body, &op); err != nil || len(op.Enrollments) == 0 || len(op.Enrollments) > maxBulkItems || !validBulkMode(op.Mode) {
+			s.writeServiceResult(w, 0, nil, errors.Join(ErrInvalid, errors.New("bad bulk operation")))
+			return
+		}
+		for _, e := range op.Enrollments {
+			var err error
+			switch op.Mode {
+			case BulkCreate:
+				if _, exists := s.GetEnrollment(e.RegistrationID); exists {
+					err = errConflict
+				} else {
+					_, err = s.putEnrollment(e, "")
+				}
+			case BulkUpdate:
+				_, err = s.putEnrollment(e, "")
+			case BulkUpdateIfMatchETag:
+				_, err = s.putEnrollment(e, orStar(e.ETag))
+			case BulkDelete:
+				err = s.DeleteEnrollment(e.RegistrationID, e.ETag)
+			}
+			if err != nil {
+				addErr(e.RegistrationID, err)
+			}
+		}
+	}
+	res.IsSuccessful = len(res.Errors) == 0
+	writeReply(w, reply{status: http.StatusOK, body: res})
+}
+
+func validBulkMode(m string) bool {
+	switch m {
+	case BulkCreate, BulkUpdate, BulkUpdateIfMatchETag, BulkDelete:
+		return true
+	}
+	return false
+}
+
+// orStar turns an empty etag into "*" so updateIfMatchETag without an etag
+// still requires the enrollment to exist.
+func orStar(etag string) string {
+	if etag == "" {
+		return "*"
+	}
+	return etag
+}
