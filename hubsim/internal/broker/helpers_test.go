@@ -487,3 +487,5 @@ func newReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }
 func contextWithCancel(t testing.TB) (context.Context, context.CancelFunc) {
 	return context.WithCancel(context.Background())
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
