@@ -253,3 +253,20 @@ func (t Token) verifyEither(primary, secondary string, now time.Time) error {
 	}
 	return t.checkExpiry(now)
 }
+
+// DeriveDeviceKey computes the key of a device in a symmetric-key enrollment
+// group: base64(HMAC-SHA256(base64decode(groupKey), registrationID)).
+// [doc: How to provision devices using symmetric key enrollment groups,
+// MicrosoftDocs/azure-docs articles/iot-dps/how-to-legacy-device-symm-key.md]
+func DeriveDeviceKey(groupKeyB64, registrationID string) (string, error) {
+	key, err := base64.StdEncoding.DecodeString(groupKeyB64)
+	if err != nil || len(key) == 0 {
+		return "", errors.New("sas: enrollment group key is not base64")
+	}
+	if registrationID == "" {
+		return "", errors.New("sas: empty registration id")
+	}
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(registrationID))
+	return base64.StdEncoding.EncodeToString(m.Sum(nil)), nil
+}

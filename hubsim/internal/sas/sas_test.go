@@ -187,3 +187,19 @@ func TestVerifyEdgeCases(t *testing.T) {
 		t.Fatalf("secondary: %v", err)
 	}
 }
+
+func TestDeriveDeviceKey(t *testing.T) {
+	// [doc: How to provision devices using symmetric key enrollment groups —
+	// MicrosoftDocs/azure-docs articles/iot-dps/how-to-legacy-device-symm-key.md]
+	got, err := DeriveDeviceKey("8isrFI1sGsIlvvFSSFRiMfCNzv21fjbE/+ah/lSh3lF8e2YG1Te7w1KpZhJFFXJrqYKi9yegxkqIChbqOS9Egw==",
+		"sn-007-888-abc-mac-a1-b2-c3-d4-e5-f6")
+	if err != nil || got != "Jsm0lyGpjaVYVP2g3FnmnmG9dI/9qU24wNoykUmermc=" {
+		t.Fatalf("got %q, %v", got, err)
+	}
+	if _, err := DeriveDeviceKey("!!", "r"); err == nil {
+		t.Error("bad group key accepted")
+	}
+	if _, err := DeriveDeviceKey("cGFzc3dvcmQ=", ""); err == nil {
+		t.Error("empty registration id accepted")
+	}
+}
