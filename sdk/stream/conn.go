@@ -40,14 +40,15 @@ func (e *CloseError) Error() string {
 // kernel before it drops the connection.
 const closeTimeout = time.Second
 
+// Dial gives each Conn its own write buffer rather than a
+// websocket.BufferPool: gorilla boxes the buffer into an interface on every
+// Put, one allocation per message, and ReadFrom holds the buffer while it
+// waits for input anyway, so a pool would save no memory on the bridge path.
+//
 // writeBufferSize is one byte more than MaxFramePayload so that gorilla's
 // message writer never finds its buffer exactly full after a read, which
 // would make it emit a non-final frame followed by an empty final one.
 const writeBufferSize = MaxFramePayload + 1
-
-// writePool lends gorilla write buffers to connections while a message is
-// being written, so idle streams hold no write buffer.
-var writePool = &sync.Pool{}
 
 // copyPool holds *[]byte buffers of MaxFramePayload bytes for WriteTo and Bridge.
 var copyPool = sync.Pool{New: func() any { b := make([]byte, MaxFramePayload); return &b }}

@@ -108,7 +108,6 @@ func Dial(ctx context.Context, rawURL, token string, opts DialOptions) (*Conn, e
 		HandshakeTimeout:  timeout,
 		ReadBufferSize:    rbuf,
 		WriteBufferSize:   writeBufferSize,
-		WriteBufferPool:   writePool,
 		Subprotocols:      opts.Subprotocols,
 		EnableCompression: false,
 	}

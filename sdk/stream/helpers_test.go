@@ -17,6 +17,10 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// writePool lends the test server's connections their write buffers, as a
+// server with many idle streams would.
+var writePool = &sync.Pool{}
+
 // wsServer is a TLS WebSocket server on loopback that hands every accepted
 // connection to the test.
 type wsServer struct {
