@@ -84,7 +84,7 @@ func (s *Service) hashed(hubs []string, regID string) string {
 		f.Write([]byte{0})
 		f.Write([]byte(strings.ToLower(regID)))
 		// Uniform in (0,1), then the weighted score -w/ln(u).
-		u := (float64(f.Sum64()>>11) + 0.5) / (1 << 53)
+		u := (float64(mix64(f.Sum64())>>11) + 0.5) / (1 << 53)
 		w := 1.0
 		if v := s.cfg.HubWeights[h]; v > 0 {
 			w = float64(v)
@@ -95,6 +95,17 @@ func (s *Service) hashed(hubs []string, regID string) string {
 		}
 	}
 	return best
+}
+
+// mix64 is the splitmix64 finalizer: FNV alone spreads a changed last byte
+// poorly into the high bits.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
 }
 
 // deviceRegion is the device's region for geoLatency: DeviceRegions first,

@@ -261,7 +261,12 @@ func do(t *testing.T, client *http.Client, method, u string, hdr map[string]stri
 
 func (e *env) register(regID, token string, body string) httpResult {
 	e.t.Helper()
-	return do(e.t, nil, http.MethodPut, e.dev.URL+"/"+testScope+"/registrations/"+regID+"/register?api-version=2021-06-01",
+	return e.registerAPI(regID, token, body, "2021-06-01")
+}
+
+func (e *env) registerAPI(regID, token, body, apiVersion string) httpResult {
+	e.t.Helper()
+	return do(e.t, nil, http.MethodPut, e.dev.URL+"/"+testScope+"/registrations/"+regID+"/register?api-version="+apiVersion,
 		map[string]string{"Authorization": token, "Content-Type": "application/json"}, []byte(body))
 }
 
@@ -281,8 +286,13 @@ func (e *env) lookup(regID, token string) httpResult {
 // the clock by each retry-after), returning the final status.
 func (e *env) provision(regID, key string) RegistrationOperationStatus {
 	e.t.Helper()
+	return e.provisionAPI(regID, key, "2021-06-01")
+}
+
+func (e *env) provisionAPI(regID, key, apiVersion string) RegistrationOperationStatus {
+	e.t.Helper()
 	tok := deviceToken(e.clk, regID, key)
-	r := e.register(regID, tok, `{"registrationId":"`+regID+`"}`)
+	r := e.registerAPI(regID, tok, `{"registrationId":"`+regID+`"}`, apiVersion)
 	if r.status != http.StatusAccepted {
 		e.t.Fatalf("register %s: %d %s", regID, r.status, r.body)
 	}
