@@ -39,10 +39,7 @@ func (c *Config) Redacted() string {
 		"retry_cached_hub_for", dur(c.Hub.RetryCachedHubFor),
 		"reprovision_method", &yaml.Node{Kind: yaml.ScalarNode, Value: c.Hub.ReprovisionMethod, Style: yaml.DoubleQuotedStyle},
 	)
-	proxyURL := ""
-	if c.Proxy.URL != nil {
-		proxyURL = redactURL(c.Proxy.URL.String(), c)
-	}
+	proxyURL := c.Proxy.String()
 	targets := &yaml.Node{Kind: yaml.MappingNode}
 	for _, k := range sortedKeys(c.Streams.Targets) {
 		targets.Content = append(targets.Content, str(k), str(c.Streams.Targets[k]))
@@ -85,17 +82,18 @@ func (c *Config) Redacted() string {
 	return b.String()
 }
 
-// String is Redacted, so printing a *Config never leaks a secret.
-func (c *Config) String() string { return c.Redacted() }
+// String is Redacted, so printing a Config or *Config never leaks a secret.
+func (c Config) String() string { return c.Redacted() }
 
 // GoString keeps %#v from dumping secrets.
-func (c *Config) GoString() string { return c.Redacted() }
+func (c Config) GoString() string { return c.Redacted() }
 
-func redactURL(s string, c *Config) string {
-	if _, ok := c.Proxy.URL.User.Password(); ok {
-		return c.Proxy.URL.Redacted() // user:xxxxx@host
+// String shows the proxy URL with its password masked.
+func (p Proxy) String() string {
+	if p.URL == nil {
+		return ""
 	}
-	return s
+	return p.URL.Redacted()
 }
 
 func mapNode(kv ...any) *yaml.Node {
