@@ -163,8 +163,7 @@ func (s *Schedule) next(err error, d Decision) (time.Duration, error) {
 	var wait time.Duration
 	switch d.Kind {
 	case After:
-		wait = max(d.Wait, s.p.RetryAfterFloor)
-		wait += s.jitter(s.p.RetryAfterJitter)
+		wait = satAdd(max(d.Wait, s.p.RetryAfterFloor), s.jitter(s.p.RetryAfterJitter))
 	case Backoff:
 		s.backoffs++
 		ceil := s.ceiling(s.backoffs)
@@ -178,7 +177,7 @@ func (s *Schedule) next(err error, d Decision) (time.Duration, error) {
 	}
 	elapsed := s.p.Clock.Now().Sub(s.start)
 	if (s.p.MaxAttempts > 0 && s.attempts >= s.p.MaxAttempts) ||
-		(s.p.GiveUpAfter > 0 && elapsed+wait > s.p.GiveUpAfter) {
+		(s.p.GiveUpAfter > 0 && satAdd(elapsed, wait) > s.p.GiveUpAfter) {
 		return 0, &GiveUpError{Attempts: s.attempts, Elapsed: elapsed, Err: err}
 	}
 	return wait, nil
@@ -202,7 +201,19 @@ func (s *Schedule) jitter(span time.Duration) time.Duration {
 	if !(r >= 0) || r >= 1 { // guard against a misbehaving source
 		r = 0
 	}
-	return time.Duration(r * float64(span+1))
+	d := time.Duration(r * (float64(span) + 1))
+	if d < 0 || d > span { // float rounding near the int64 limit
+		d = span
+	}
+	return d
+}
+
+// satAdd adds two non-negative durations, saturating instead of wrapping.
+func satAdd(a, b time.Duration) time.Duration {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
 }
 
 // Do calls op until it succeeds, returns an error that must not be

@@ -189,7 +189,29 @@ func TestScheduleGiveUp(t *testing.T) {
 			t.Fatalf("attempt %d: %v", i, err)
 		}
 	}
-	if msg := fmt.Sprint(err); msg == "" {
-		t.Fatal("empty message")
+	if got, want := fmt.Sprint(err), "retry: gave up after 2 attempts in 14m56s: status 503 Service Unavailable"; got != want {
+		t.Fatalf("message %q, want %q", got, want)
+	}
+}
+
+func TestScheduleExtremeValuesDoNotOverflow(t *testing.T) {
+	const maxDur = time.Duration(1<<63 - 1)
+	p := retry.Policy{Clock: retrytest.NewClock(start), Rand: constRand(0.9999999999), MaxBackoff: maxDur, GiveUpAfter: time.Hour}
+	s := p.NewSchedule()
+	for i := range 80 {
+		w, err := s.Next(err503)
+		if err != nil {
+			break // the hour ran out: fine
+		}
+		if w < 5*time.Second {
+			t.Fatalf("step %d: wait %v", i, w)
+		}
+	}
+	w, err := retry.Policy{Clock: retrytest.NewClock(start), Rand: constRand(0.5)}.NewSchedule().Next(throttle(maxDur))
+	if err != nil || w != maxDur {
+		t.Fatalf("huge Retry-After: %v, %v; want saturation at %v", w, err, maxDur)
+	}
+	if _, err := (retry.Policy{Clock: retrytest.NewClock(start), GiveUpAfter: time.Hour}).NewSchedule().Next(throttle(maxDur)); !errors.Is(err, retry.ErrGaveUp) {
+		t.Fatalf("huge Retry-After with a budget: %v", err)
 	}
 }
