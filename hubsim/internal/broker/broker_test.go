@@ -469,7 +469,33 @@ func TestTakeover(t *testing.T) {
 	other.mustRead(packets.Pingresp)
 }
 
+func TestPublishDuringSubscribe(t *testing.T) {
+	p := newFake("hub/")
+	p.push["devices/dev1/messages/devicebound/#"] = "devices/dev1/messages/devicebound/%24.mid=1"
+	p.push["refused/#"] = "refused/x"
+	p.refuse["refused/#"] = true
+	h := newHarness(t, true, Config{Personalities: []Personality{p}})
+	c := h.dialRaw(t)
+	c.connect("dev1", "hub/dev1", 0)
+	c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe}, PacketID: 5, Filters: packets.Subscriptions{
+		{Filter: "devices/dev1/messages/devicebound/#", Qos: 1}, {Filter: "refused/#", Qos: 1}}})
+	// MQTT 3.1.1 §3.8.4 allows matching PUBLISHes before the SUBACK.
+	if pk := c.mustRead(packets.Publish); pk.TopicName != "devices/dev1/messages/devicebound/%24.mid=1" || pk.FixedHeader.Qos != 1 {
+		t.Fatalf("got %q QoS %d", pk.TopicName, pk.FixedHeader.Qos)
+	}
+	if pk := c.mustRead(packets.Publish); pk.TopicName != "refused/x" {
+		t.Fatalf("got %q", pk.TopicName)
+	}
+	if ack := c.mustRead(packets.Suback); string(ack.ReasonCodes) != "\x01\x80" {
+		t.Fatalf("SUBACK % x", ack.ReasonCodes)
+	}
+	if p.out(t, "dev1").Subscribed("refused/x") {
+		t.Error("refused filter still live after SUBACK")
+	}
+}
+
 func TestKeepaliveDrop(t *testing.T) {
+	t.Parallel()
 	p := newFake("hub/")
 	h := newHarness(t, true, Config{Personalities: []Personality{p}})
 	c := h.dialRaw(t)

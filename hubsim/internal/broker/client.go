@@ -87,8 +87,23 @@ func (c *client) closeWith(cause error) error {
 	c.queue, c.queued = nil, 0
 	close(c.done)
 	c.mu.Unlock()
-	_ = c.conn.Close()
+	abort(c.conn)
 	return cause
+}
+
+// abort closes the transport under conn at once, without the polite
+// TLS close_notify or WebSocket close frame that Close would try to write
+// (and could wait seconds for when the client is stalled). It unblocks the
+// reader and the writer; finish then calls conn.Close to release the rest.
+func abort(conn net.Conn) {
+	switch x := conn.(type) {
+	case *tls.Conn:
+		_ = x.NetConn().Close()
+	case *wsConn:
+		x.abort()
+	default:
+		_ = conn.Close()
+	}
 }
 
 // run handles TLS, CONNECT and then the packets of one client until it is
@@ -196,14 +211,20 @@ func (c *client) finish(runErr error) error {
 	if c.writerDone != nil {
 		<-c.writerDone
 	}
+	_ = c.conn.Close()
 	c.b.forget(c)
 	reported := cause
 	if errors.Is(cause, errCleanDisconnect) {
 		reported = nil
 	}
-	if c.sess != nil {
+	switch {
+	case c.sess != nil:
 		c.sess.Disconnected(reported)
 		c.b.log.Info("mqtt client disconnected", "client", c.id, "transport", c.transport, "err", reported)
+	case !errors.Is(cause, ErrConnectRefused):
+		// TLS trust problems and garbage end here, before any CONNECT.
+		c.b.log.Info("mqtt connection ended before CONNECT", "transport", c.transport,
+			"remote", c.conn.RemoteAddr().String(), "err", cause)
 	}
 	close(c.exited)
 	return reported
@@ -280,13 +301,18 @@ func (c *client) handleSubscribe(pk *packets.Packet) error {
 			codes[i] = subackFailure
 			continue
 		}
+		// The filter is live while the session decides, so Session.Subscribe
+		// may already publish to it (MQTT 3.1.1 §3.8.4 lets a server send
+		// matching PUBLISHes before the SUBACK); a refusal undoes it.
+		prev, had := c.setSub(f.Filter, min(f.Qos, maxGrantedQoS))
 		granted, ok := c.sess.Subscribe(f.Filter, f.Qos)
 		if !ok {
+			c.restoreSub(f.Filter, prev, had)
 			codes[i] = subackFailure
 			continue
 		}
 		granted = min(granted, f.Qos, maxGrantedQoS)
-		c.addSub(f.Filter, granted)
+		c.setSub(f.Filter, granted)
 		codes[i] = granted
 	}
 	return c.send(subackPacket(pk.PacketID, codes))
@@ -297,30 +323,45 @@ func (c *client) handleUnsubscribe(pk *packets.Packet) error {
 		return fmt.Errorf("%w: UNSUBSCRIBE: %s", ErrProtocol, code.Reason)
 	}
 	for _, f := range pk.Filters {
-		c.mu.Lock()
-		for i, s := range c.subs {
-			if s.filter == f.Filter {
-				c.subs = append(c.subs[:i], c.subs[i+1:]...)
-				break
-			}
-		}
-		c.mu.Unlock()
+		c.removeSub(f.Filter)
 		c.sess.Unsubscribe(f.Filter)
 	}
 	return c.send(unsubackPacket(pk.PacketID))
 }
 
-// addSub records a granted filter, replacing an identical one (§3.8.4).
-func (c *client) addSub(filter string, qos byte) {
+// setSub records a granted filter, replacing an identical one (§3.8.4), and
+// returns what it replaced.
+func (c *client) setSub(filter string, qos byte) (prev byte, had bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for i := range c.subs {
 		if c.subs[i].filter == filter {
-			c.subs[i].qos = qos
-			return
+			prev, c.subs[i].qos = c.subs[i].qos, qos
+			return prev, true
 		}
 	}
 	c.subs = append(c.subs, subscription{filter, qos})
+	return 0, false
+}
+
+// restoreSub undoes setSub after the session refused a filter.
+func (c *client) restoreSub(filter string, prev byte, had bool) {
+	if had {
+		c.setSub(filter, prev)
+		return
+	}
+	c.removeSub(filter)
+}
+
+func (c *client) removeSub(filter string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, s := range c.subs {
+		if s.filter == filter {
+			c.subs = append(c.subs[:i], c.subs[i+1:]...)
+			return
+		}
+	}
 }
 
 // grantedLocked returns the highest QoS granted by a filter matching topic.

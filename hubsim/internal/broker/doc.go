@@ -19,6 +19,19 @@
 //   - everything is denied by default: a username no personality claims is
 //     refused with CONNACK 0x04.
 //
+// What a personality can rely on:
+//   - a subscription is live from the moment Session.Subscribe is asked, so the
+//     session may publish to it right away (MQTT 3.1.1 §3.8.4 allows such
+//     PUBLISHes to precede the SUBACK); a refusal removes it again;
+//   - publishes to one client keep their order, and are written after any
+//     SUBACK or PUBACK queued before them;
+//   - a second connection with the same client id, accepted by the same
+//     personality on the same local IP, takes over: the new Connect is called
+//     first (a failed one leaves the old client alone), then the old session's
+//     Disconnected(ErrTakenOver) returns, then the new client gets its CONNACK;
+//   - Outbound.Close and every other server-side disconnect drop the
+//     connection at once; packets still queued for the client are discarded.
+//
 // The broker is a small server of its own built on the packet codec of
 // github.com/mochi-mqtt/server/v2/packets rather than on mochi's Server: the
 // Server fans every publish out through one topic tree (every device subscribes

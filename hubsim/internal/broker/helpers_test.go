@@ -142,8 +142,9 @@ func (r *recorder) waitKind(t testing.TB, kind, client string) event {
 }
 
 type fakePersonality struct {
-	prefix string          // claims usernames starting with prefix
-	refuse map[string]bool // filters Subscribe refuses
+	prefix string            // claims usernames starting with prefix
+	refuse map[string]bool   // filters Subscribe refuses
+	push   map[string]string // filter → topic Subscribe publishes to at once
 	pubErr func(topic string) error
 	rec    *recorder
 
@@ -159,7 +160,7 @@ func (p *fakePersonality) setConnectErr(err error) {
 }
 
 func newFake(prefix string) *fakePersonality {
-	return &fakePersonality{prefix: prefix, rec: newRecorder(), outs: map[string]Outbound{}, refuse: map[string]bool{}}
+	return &fakePersonality{prefix: prefix, rec: newRecorder(), outs: map[string]Outbound{}, refuse: map[string]bool{}, push: map[string]string{}}
 }
 
 func (p *fakePersonality) Claims(username string) bool { return strings.HasPrefix(username, p.prefix) }
@@ -173,7 +174,7 @@ func (p *fakePersonality) Connect(info ConnectInfo, out Outbound) (Session, erro
 	p.outs[info.ClientID] = out
 	p.mu.Unlock()
 	p.rec.add(event{kind: "connect", client: info.ClientID, info: info})
-	return &fakeSession{p: p, id: info.ClientID}, nil
+	return &fakeSession{p: p, id: info.ClientID, out: out}, nil
 }
 
 func (p *fakePersonality) out(t testing.TB, id string) Outbound {
@@ -188,12 +189,17 @@ func (p *fakePersonality) out(t testing.TB, id string) Outbound {
 }
 
 type fakeSession struct {
-	p  *fakePersonality
-	id string
+	p   *fakePersonality
+	id  string
+	out Outbound
 }
 
 func (s *fakeSession) Subscribe(filter string, qos byte) (byte, bool) {
 	s.p.rec.add(event{kind: "subscribe", client: s.id, topic: filter, qos: qos})
+	if topic, ok := s.p.push[filter]; ok {
+		err := s.out.Publish(topic, []byte("pushed"), 1)
+		s.p.rec.add(event{kind: "pushed", client: s.id, topic: topic, err: err})
+	}
 	if s.p.refuse[filter] {
 		return 0, false
 	}

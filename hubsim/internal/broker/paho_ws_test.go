@@ -234,3 +234,15 @@ func TestWebSocketAfterClose(t *testing.T) {
 		t.Errorf("status %d after Close, want 503", resp.StatusCode)
 	}
 }
+
+func TestWebSocketKeepalive(t *testing.T) {
+	t.Parallel()
+	p := newFake("hub/")
+	_, srv, tlsCfg := newWSServer(t, p)
+	c, _ := dialWS(t, srv, tlsCfg, []string{"mqtt"})
+	c.connect("dev1", "hub/dev1", 1)
+	c.expectClosed()
+	if e := p.rec.waitKind(t, "disconnected", "dev1"); !errors.Is(e.err, ErrKeepaliveTimeout) {
+		t.Errorf("Disconnected(%v), want ErrKeepaliveTimeout", e.err)
+	}
+}

@@ -139,6 +139,9 @@ func (c *wsConn) Close() error {
 	return c.closeErr
 }
 
+// abort closes the underlying connection without a close frame.
+func (c *wsConn) abort() { _ = c.ws.NetConn().Close() }
+
 func (c *wsConn) LocalAddr() net.Addr  { return c.ws.LocalAddr() }
 func (c *wsConn) RemoteAddr() net.Addr { return c.ws.RemoteAddr() }
 
