@@ -1,0 +1,60 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/porthole-iot/porthole/hubsim/internal/pki"
+	"github.com/porthole-iot/porthole/hubsim/internal/simconfig"
+)
+
+// Prepared is a hubsim whose configuration is validated, keys filled, CA
+// and server certificate loaded and listeners bound — everything before
+// the components are built and Start is called.
+type Prepared struct {
+	Config *simconfig.Config
+	PKI    *pki.PKI
+	Server *Server
+}
+
+// Prepare validates cfg, fills its keys (EnsureKeys), loads or creates the
+// CA in cfg.CADirectory() and binds the listeners. The caller builds the
+// components (they can read p.Server's ports), calls p.Server.Start and
+// later p.Server.Close.
+func Prepare(cfg *simconfig.Config, logger *slog.Logger) (*Prepared, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := cfg.EnsureKeys(nil); err != nil {
+		return nil, err
+	}
+	ca, err := pki.Load(pki.Options{Dir: cfg.CADirectory(), Names: cfg.CertNames()})
+	if err != nil {
+		return nil, err
+	}
+	if logger != nil {
+		logger.Info("hubsim certificates", "ca", ca.CAFile(), "ca_created", ca.CACreated(),
+			"server_cert_issued", ca.ServerIssued(), "names", ca.Names())
+	}
+	srv, err := New(Config{
+		Listen:      cfg.Listen,
+		HTTPSPort:   cfg.Ports.HTTPS,
+		MQTTPort:    cfg.Ports.MQTT,
+		Certificate: ca.ServerCertificate(),
+		Logger:      logger,
+	})
+	if err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return nil, fmt.Errorf("%w (ports below 1024 need privileges; port 0 picks a free one)", err)
+		}
+		return nil, err
+	}
+	return &Prepared{Config: cfg, PKI: ca, Server: srv}, nil
+}
+
+// Status is the status of the prepared sim (ports as bound).
+func (p *Prepared) Status() Status {
+	return NewStatus(p.Config, p.PKI.CAFile(), p.Server.HTTPSPort(), p.Server.MQTTPort())
+}

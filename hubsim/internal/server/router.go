@@ -1,0 +1,254 @@
+package server
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Route names a destination of the router.
+type Route string
+
+// Routes.
+const (
+	RouteHealth     Route = "health"
+	RouteBroker     Route = "broker"
+	RouteRelay      Route = "relay"
+	RouteDPSService Route = "dps-service"
+	RouteDPSDevice  Route = "dps-device"
+	RouteHub        Route = "hub"
+	RouteAdmin      Route = "admin"
+	RouteUnhandled  Route = "unhandled"
+)
+
+// Path segments. MQTT over WebSocket shares one path for hub and DPS
+// [Azure/azure-iot-sdk-node device/transport/mqtt/src/mqtt_ws.ts];
+// DPS device paths are /{idScope}/registrations/… and DPS service paths start
+// with enrollments, enrollmentGroups or registrations
+// [Azure/azure-rest-api-specs specification/deviceprovisioningservices/data-plane];
+// hub service and device HTTP paths start with devices, twins, messages,
+// statistics, configurations or jobs [Azure/azure-rest-api-specs specification/iothub/data-plane].
+const (
+	pathHealth       = "/healthz"
+	pathWebSocket    = "/$iothub/websocket"
+	segBridges       = "bridges"
+	segRegistrations = "registrations"
+	segAdmin         = "hubsim"
+)
+
+var (
+	dpsServiceSegs = []string{"enrollments", "enrollmentGroups", "registrations"}
+	hubSegs        = []string{"devices", "twins", "messages", "statistics", "configurations", "jobs"}
+)
+
+// Classify returns the route for a request path (already percent-decoded).
+func Classify(path string) Route {
+	if path == pathHealth {
+		return RouteHealth
+	}
+	if path == pathWebSocket {
+		return RouteBroker
+	}
+	first, rest, _ := strings.Cut(strings.TrimPrefix(path, "/"), "/")
+	second, _, _ := strings.Cut(rest, "/")
+	switch {
+	case first == segBridges:
+		return RouteRelay
+	case first == segAdmin:
+		return RouteAdmin
+	case containsFold(dpsServiceSegs, first):
+		return RouteDPSService
+	case first != "" && strings.EqualFold(second, segRegistrations):
+		return RouteDPSDevice
+	case containsFold(hubSegs, first):
+		return RouteHub
+	}
+	return RouteUnhandled
+}
+
+func containsFold(list []string, s string) bool {
+	for _, x := range list {
+		if strings.EqualFold(x, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// Error shapes.
+const (
+	// contentTypeJSON goes on every response with a body: the SDKs discard
+	// bodies of any other type (PROTOCOL.md §12)
+	// [Azure/azure-iot-sdk-node common/transport/http/src/rest_api_client.ts].
+	contentTypeJSON = "application/json; charset=utf-8"
+	// hubErrorHeader carries the hub's error code name
+	// [Azure/azure-iot-sdk-csharp iothub/service/src/Common/Exceptions/ExceptionHandlingHelper.cs].
+	hubErrorHeader = "iothub-errorcode"
+	// dpsErrorHeader carries DPS's numeric error code
+	// [Azure/azure-rest-api-specs specification/deviceprovisioningservices/data-plane/DeviceProvisioningServices/device/models.tsp].
+	dpsErrorHeader = "x-ms-error-code"
+	// Hub error code names [Azure/azure-iot-sdk-csharp iothub/service/src/Common/Exceptions/ErrorCode.cs];
+	// the hub component uses the same name for unknown routes.
+	hubCodeNotFound           = "IotHubNotFound"
+	hubCodeServiceUnavailable = "ServiceUnavailable"
+	// DPS numeric codes follow httpStatus*1000+n (PROTOCOL.md §2, unverified).
+	dpsCodeNotFound           = 404000
+	dpsCodeServiceUnavailable = 503000
+)
+
+// hubError is the hub REST error body: Message is "ErrorCode:<name>;<text>"
+// [Azure/azure-iot-sdk-csharp iothub/service/src/Common/Exceptions/IotHubExceptionResult.cs].
+type hubError struct {
+	Message          string `json:"Message"`
+	ExceptionMessage string `json:"ExceptionMessage"`
+}
+
+// dpsError is ProvisioningServiceErrorDetails
+// [Azure/azure-rest-api-specs .../DeviceProvisioningServices/device/models.tsp].
+type dpsError struct {
+	ErrorCode    int    `json:"errorCode"`
+	TrackingID   string `json:"trackingId"`
+	Message      string `json:"message"`
+	TimestampUTC string `json:"timestampUtc"`
+}
+
+func writeHubError(w http.ResponseWriter, status int, code, msg string, now time.Time) {
+	body, _ := json.Marshal(hubError{
+		Message:          "ErrorCode:" + code + ";" + strings.ReplaceAll(msg, ";", ","),
+		ExceptionMessage: fmt.Sprintf("Tracking ID:hubsim-%d-TimeStamp:%s", now.UnixNano(), now.UTC().Format("01/02/2006 15:04:05")),
+	})
+	w.Header().Set(hubErrorHeader, code)
+	writeJSON(w, status, body)
+}
+
+func writeDPSError(w http.ResponseWriter, status, code int, msg string, now time.Time) {
+	body, _ := json.Marshal(dpsError{
+		ErrorCode:    code,
+		TrackingID:   fmt.Sprintf("hubsim-%d", now.UnixNano()),
+		Message:      msg,
+		TimestampUTC: now.UTC().Format(time.RFC3339Nano),
+	})
+	w.Header().Set(dpsErrorHeader, fmt.Sprint(code))
+	writeJSON(w, status, body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", contentTypeJSON)
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// router dispatches requests to the components.
+type router struct {
+	c        Components
+	now      func() time.Time
+	record   func(method, path string)
+	inflight *sync.WaitGroup // counts handler calls; Server.Close waits for it
+}
+
+func (rt *router) handlerFor(route Route) http.Handler {
+	switch route {
+	case RouteBroker:
+		if rt.c.Broker == nil {
+			return nil
+		}
+		return rt.c.Broker
+	case RouteRelay:
+		return rt.c.Relay
+	case RouteDPSService:
+		return rt.c.DPSService
+	case RouteDPSDevice:
+		return rt.c.DPSDevice
+	case RouteHub:
+		return rt.c.Hub
+	case RouteAdmin:
+		return rt.c.Admin
+	}
+	return nil
+}
+
+func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if rt.inflight != nil {
+		rt.inflight.Add(1)
+		defer rt.inflight.Done()
+	}
+	jw := &jsonWriter{ResponseWriter: w}
+	route := Classify(r.URL.Path)
+	switch route {
+	case RouteHealth:
+		writeJSON(jw, http.StatusOK, []byte(`{"status":"ok"}`))
+		return
+	case RouteUnhandled:
+		rt.record(r.Method, r.URL.Path)
+		writeHubError(jw, http.StatusNotFound, hubCodeNotFound,
+			fmt.Sprintf("hubsim does not serve %s %s", r.Method, r.URL.Path), rt.now())
+		return
+	}
+	h := rt.handlerFor(route)
+	if h == nil {
+		msg := fmt.Sprintf("hubsim has no %s component running", route)
+		if route == RouteDPSDevice || route == RouteDPSService {
+			writeDPSError(jw, http.StatusServiceUnavailable, dpsCodeServiceUnavailable, msg, rt.now())
+		} else {
+			writeHubError(jw, http.StatusServiceUnavailable, hubCodeServiceUnavailable, msg, rt.now())
+		}
+		return
+	}
+	h.ServeHTTP(jw, r)
+}
+
+// jsonWriter sets Content-Type: application/json on every response that
+// may carry a body and has no Content-Type yet. It passes Hijack and Flush
+// through, so WebSocket upgrades and streaming work.
+type jsonWriter struct {
+	http.ResponseWriter
+	wroteHeader bool
+}
+
+func (w *jsonWriter) WriteHeader(code int) {
+	if !w.wroteHeader {
+		w.wroteHeader = true
+		if bodyAllowed(code) && w.Header().Get("Content-Type") == "" {
+			w.Header().Set("Content-Type", contentTypeJSON)
+		}
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *jsonWriter) Write(p []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *jsonWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		if !w.wroteHeader {
+			w.WriteHeader(http.StatusOK)
+		}
+		f.Flush()
+	}
+}
+
+func (w *jsonWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	h, ok := w.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("server: connection cannot be hijacked")
+	}
+	w.wroteHeader = true // the handler writes its own response now
+	return h.Hijack()
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *jsonWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func bodyAllowed(code int) bool {
+	return code >= 200 && code != http.StatusNoContent && code != http.StatusNotModified
+}

@@ -1,0 +1,218 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		path string
+		want Route
+	}{
+		{"/healthz", RouteHealth},
+		{"/healthz/x", RouteUnhandled},
+		{"/$iothub/websocket", RouteBroker},
+		{"/$iothub/other", RouteUnhandled},
+		{"/bridges/hub-eu.local/dev1/s/123", RouteRelay},
+		{"/enrollments/dev1", RouteDPSService},
+		{"/enrollments/query", RouteDPSService},
+		{"/enrollmentGroups/g1", RouteDPSService},
+		{"/registrations/dev1", RouteDPSService},
+		{"/0ne00000001/registrations/dev1/register", RouteDPSDevice},
+		{"/0ne00000001/registrations/dev1/operations/4.x", RouteDPSDevice},
+		{"/0ne00000001/Registrations/dev1", RouteDPSDevice},
+		{"/devices/dev1", RouteHub},
+		{"/devices/dev1/messages/events", RouteHub},
+		{"/twins/dev1/streams/ssh", RouteHub},
+		{"/twins/dev1/methods", RouteHub},
+		{"/messages/deviceBound", RouteHub},
+		{"/statistics/devices", RouteHub},
+		{"/configurations", RouteHub},
+		{"/jobs/v2/query", RouteHub},
+		{"/Devices/dev1", RouteHub},
+		{"/hubsim/events", RouteAdmin},
+		{"/", RouteUnhandled},
+		{"", RouteUnhandled},
+		{"/favicon.ico", RouteUnhandled},
+		{"/registrationsx/a", RouteUnhandled},
+		{"//registrations/x", RouteUnhandled},
+	}
+	for _, tt := range tests {
+		if got := Classify(tt.path); got != tt.want {
+			t.Errorf("Classify(%q) = %s, want %s", tt.path, got, tt.want)
+		}
+	}
+}
+
+// named answers with its own name, without setting Content-Type.
+type named string
+
+func (n named) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	_, _ = io.WriteString(w, `{"handler":"`+string(n)+`"}`)
+}
+
+// fakeBroker is a Broker whose HTTP side answers like named.
+type fakeBroker struct{ named }
+
+func (fakeBroker) ServeConn(_ context.Context, c net.Conn, _ string) error { return c.Close() }
+func (fakeBroker) Close() error                                              { return nil }
+
+func allComponents() Components {
+	return Components{
+		Broker:     fakeBroker{"broker"},
+		Relay:      named("relay"),
+		Hub:        named("hub"),
+		DPSDevice:  named("dps-device"),
+		DPSService: named("dps-service"),
+		Admin:      named("admin"),
+	}
+}
+
+func newRouter(c Components, rec *[]string) *router {
+	return &router{c: c, now: time.Now, record: func(m, p string) { *rec = append(*rec, m+" "+p) }}
+}
+
+func TestRouterDispatch(t *testing.T) {
+	var rec []string
+	rt := newRouter(allComponents(), &rec)
+	tests := []struct {
+		method, path, want string
+	}{
+		{"GET", "/$iothub/websocket", "broker"},
+		{"GET", "/bridges/h/d/1", "relay"},
+		{"PUT", "/devices/d1?api-version=2021-04-12", "hub"},
+		{"POST", "/twins/d1/streams/ssh", "hub"},
+		{"PUT", "/0ne00000001/registrations/d1/register?api-version=2021-06-01", "dps-device"},
+		{"PUT", "/enrollments/d1", "dps-service"},
+		{"POST", "/registrations/d1", "dps-service"},
+		{"GET", "/hubsim/events", "admin"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+tt.path, func(t *testing.T) {
+			w := httptest.NewRecorder()
+			rt.ServeHTTP(w, httptest.NewRequest(tt.method, tt.path, nil))
+			var body struct{ Handler string }
+			if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || body.Handler != tt.want {
+				t.Fatalf("body %q (%v), want handler %s", w.Body.String(), err, tt.want)
+			}
+			if ct := w.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+				t.Errorf("Content-Type = %q", ct)
+			}
+		})
+	}
+	if len(rec) != 0 {
+		t.Errorf("recorded as unhandled: %v", rec)
+	}
+}
+
+func TestRouterHealth(t *testing.T) {
+	var rec []string
+	rt := newRouter(Components{}, &rec)
+	w := httptest.NewRecorder()
+	rt.ServeHTTP(w, httptest.NewRequest("GET", "/healthz", nil))
+	if w.Code != 200 || w.Body.String() != `{"status":"ok"}` || !strings.HasPrefix(w.Header().Get("Content-Type"), "application/json") {
+		t.Fatalf("healthz: %d %q %v", w.Code, w.Body.String(), w.Header())
+	}
+}
+
+func TestRouterUnhandled(t *testing.T) {
+	var rec []string
+	rt := newRouter(allComponents(), &rec)
+	w := httptest.NewRecorder()
+	rt.ServeHTTP(w, httptest.NewRequest("DELETE", "/nowhere/x?y=1", nil))
+	if w.Code != http.StatusNotFound {
+		t.Fatalf("status %d", w.Code)
+	}
+	if w.Header().Get("iothub-errorcode") != "IotHubNotFound" {
+		t.Errorf("iothub-errorcode = %q", w.Header().Get("iothub-errorcode"))
+	}
+	var body hubError
+	if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(body.Message, "ErrorCode:IotHubNotFound;") || !strings.HasPrefix(body.ExceptionMessage, "Tracking ID:") {
+		t.Errorf("body %+v", body)
+	}
+	if len(rec) != 1 || rec[0] != "DELETE /nowhere/x" {
+		t.Errorf("recorded %v", rec)
+	}
+}
+
+func TestRouterNilComponent(t *testing.T) {
+	var rec []string
+	rt := newRouter(Components{}, &rec)
+	tests := []struct {
+		path    string
+		wantDPS bool
+	}{
+		{"/$iothub/websocket", false},
+		{"/bridges/x", false},
+		{"/devices/d1", false},
+		{"/hubsim/x", false},
+		{"/enrollments/x", true},
+		{"/scope/registrations/d1/register", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			w := httptest.NewRecorder()
+			rt.ServeHTTP(w, httptest.NewRequest("GET", tt.path, nil))
+			if w.Code != http.StatusServiceUnavailable {
+				t.Fatalf("status %d", w.Code)
+			}
+			if !strings.HasPrefix(w.Header().Get("Content-Type"), "application/json") {
+				t.Errorf("Content-Type %q", w.Header().Get("Content-Type"))
+			}
+			if tt.wantDPS {
+				var b dpsError
+				if err := json.Unmarshal(w.Body.Bytes(), &b); err != nil || b.ErrorCode != 503000 || w.Header().Get("x-ms-error-code") != "503000" {
+					t.Errorf("DPS error body %q header %v", w.Body.String(), w.Header())
+				}
+			} else {
+				var b hubError
+				if err := json.Unmarshal(w.Body.Bytes(), &b); err != nil || !strings.HasPrefix(b.Message, "ErrorCode:ServiceUnavailable;") {
+					t.Errorf("hub error body %q", w.Body.String())
+				}
+			}
+		})
+	}
+	if len(rec) != 0 {
+		t.Errorf("503 routes recorded as unhandled: %v", rec)
+	}
+}
+
+func TestContentType(t *testing.T) {
+	tests := []struct {
+		name    string
+		h       http.HandlerFunc
+		wantCT  string
+		wantHas bool
+	}{
+		{"body without type", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("{}")) }, "application/json", true},
+		{"explicit status", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(202); _, _ = w.Write([]byte("{}")) }, "application/json", true},
+		{"own type kept", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			_, _ = w.Write([]byte("x"))
+		}, "text/plain", true},
+		{"204 none", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(204) }, "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var rec []string
+			rt := newRouter(Components{Hub: tt.h}, &rec)
+			w := httptest.NewRecorder()
+			rt.ServeHTTP(w, httptest.NewRequest("GET", "/devices/x", nil))
+			ct := w.Header().Get("Content-Type")
+			if tt.wantHas != (ct != "") || !strings.HasPrefix(ct, tt.wantCT) {
+				t.Errorf("Content-Type = %q, want %q", ct, tt.wantCT)
+			}
+		})
+	}
+}
