@@ -50,6 +50,22 @@ var (
 	ErrInflightFull = errors.New("broker: no free packet id")
 )
 
+// AckOutbound is implemented by every Outbound the broker hands out: a QoS 1
+// publish whose PUBACK the personality hears about (the hub completes a
+// cloud-to-device message only when the device acknowledged it).
+type AckOutbound interface {
+	Outbound
+	// PublishAcked sends like Publish at QoS 1. When it returns nil, acked is
+	// called exactly once, with no broker lock held: true when the client's
+	// PUBACK arrived, false when the client went away first (before its
+	// session's Disconnected). If the client's subscription was granted QoS 0
+	// there is no PUBACK, and acked(true) is called before PublishAcked
+	// returns. When it returns an error, acked is never called.
+	PublishAcked(topic string, payload []byte, acked func(ok bool)) error
+}
+
+var _ AckOutbound = (*client)(nil)
+
 // Config configures a Broker. Zero values take the defaults above.
 type Config struct {
 	// Logger receives connect/disconnect and refusal records; nil discards.

@@ -602,3 +602,72 @@ func TestSlowConsumerDropped(t *testing.T) {
 	}
 	<-done
 }
+
+func TestPublishAcked(t *testing.T) {
+	p := newFake("hub/")
+	h := newHarness(t, true, Config{Personalities: []Personality{p}})
+	c := h.dialRaw(t)
+	c.connect("dev1", "hub/dev1", 0)
+	c.subscribe(1, packets.Subscription{Filter: "devices/dev1/messages/devicebound/#", Qos: 1},
+		packets.Subscription{Filter: "q0/#", Qos: 0})
+	out, ok := p.out(t, "dev1").(AckOutbound)
+	if !ok {
+		t.Fatal("Outbound does not implement AckOutbound")
+	}
+	ack := func(name string) func(bool) {
+		return func(ok bool) { p.rec.add(event{kind: "acked", client: name, err: map[bool]error{false: ErrClosed}[ok]}) }
+	}
+
+	if err := out.PublishAcked("devices/dev1/messages/devicebound/%24.mid=1", []byte("m1"), ack("m1")); err != nil {
+		t.Fatal(err)
+	}
+	pk := c.mustRead(packets.Publish)
+	if pk.FixedHeader.Qos != 1 {
+		t.Fatalf("QoS %d", pk.FixedHeader.Qos)
+	}
+	c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID})
+	if e := p.rec.waitKind(t, "acked", "m1"); e.err != nil {
+		t.Errorf("m1 acked(false), want true")
+	}
+
+	// Granted QoS 0: acknowledged before PublishAcked returns.
+	if err := out.PublishAcked("q0/x", nil, ack("q0")); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, e := range p.rec.all() {
+		found = found || (e.kind == "acked" && e.client == "q0" && e.err == nil)
+	}
+	if !found {
+		t.Error("QoS 0 PublishAcked did not call acked(true) before returning")
+	}
+	// Refused: the callback is never called.
+	if err := out.PublishAcked("elsewhere/x", nil, ack("never")); !errors.Is(err, ErrNotSubscribed) {
+		t.Errorf("PublishAcked = %v, want ErrNotSubscribed", err)
+	}
+
+	// Never acknowledged: acked(false) when the client goes, before Disconnected.
+	if err := out.PublishAcked("devices/dev1/messages/devicebound/%24.mid=2", []byte("m2"), ack("m2")); err != nil {
+		t.Fatal(err)
+	}
+	c.mustRead(packets.Publish)
+	c.conn.Close()
+	p.rec.waitKind(t, "disconnected", "dev1")
+	var order []string
+	for _, e := range p.rec.all() {
+		switch {
+		case e.kind == "acked" && e.client == "m2":
+			if e.err == nil {
+				t.Error("m2 acked(true) without a PUBACK")
+			}
+			order = append(order, "m2")
+		case e.kind == "disconnected":
+			order = append(order, "disconnected")
+		case e.kind == "acked" && e.client == "never":
+			t.Error("callback of a refused PublishAcked was called")
+		}
+	}
+	if strings.Join(order, ",") != "m2,disconnected" {
+		t.Errorf("order %v, want acked(false) before Disconnected", order)
+	}
+}

@@ -51,13 +51,13 @@ type client struct {
 	exited     chan struct{} // closed after Session.Disconnected returned
 
 	mu       sync.Mutex
-	closed   bool                // guarded by mu
-	cause    error               // first close cause; guarded by mu
-	subs     []subscription      // guarded by mu
-	queue    [][]byte            // encoded packets to write, in order; guarded by mu
-	queued   int                 // bytes in queue; guarded by mu
-	inflight map[uint16]struct{} // QoS 1 packet ids awaiting PUBACK; guarded by mu
-	lastID   uint16              // last packet id handed out; guarded by mu
+	closed   bool                  // guarded by mu
+	cause    error                 // first close cause; guarded by mu
+	subs     []subscription        // guarded by mu
+	queue    [][]byte              // encoded packets to write, in order; guarded by mu
+	queued   int                   // bytes in queue; guarded by mu
+	inflight map[uint16]func(bool) // QoS 1 packet ids awaiting PUBACK → PublishAcked callback (or nil); guarded by mu
+	lastID   uint16                // last packet id handed out; guarded by mu
 }
 
 func newClient(b *Broker, conn net.Conn, transport string) *client {
@@ -69,7 +69,7 @@ func newClient(b *Broker, conn net.Conn, transport string) *client {
 		done:      make(chan struct{}),
 		wake:      make(chan struct{}, 1),
 		exited:    make(chan struct{}),
-		inflight:  make(map[uint16]struct{}),
+		inflight:  make(map[uint16]func(bool)),
 	}
 }
 
@@ -213,6 +213,20 @@ func (c *client) finish(runErr error) error {
 	}
 	_ = c.conn.Close()
 	c.b.forget(c)
+	// PublishAcked callbacks whose PUBACK never came: no more can be added
+	// (the client is closed) and none can fire (the reader is here).
+	c.mu.Lock()
+	var unacked []func(bool)
+	for _, acked := range c.inflight {
+		if acked != nil {
+			unacked = append(unacked, acked)
+		}
+	}
+	clear(c.inflight)
+	c.mu.Unlock()
+	for _, acked := range unacked {
+		acked(false)
+	}
 	reported := cause
 	if errors.Is(cause, errCleanDisconnect) {
 		reported = nil
@@ -249,8 +263,12 @@ func (c *client) readLoop() error {
 			err = c.handlePublish(&pk)
 		case packets.Puback:
 			c.mu.Lock()
+			acked := c.inflight[pk.PacketID]
 			delete(c.inflight, pk.PacketID)
 			c.mu.Unlock()
+			if acked != nil {
+				acked(true)
+			}
 		case packets.Subscribe:
 			err = c.handleSubscribe(&pk)
 		case packets.Unsubscribe:
@@ -464,21 +482,40 @@ func (c *client) nextIDLocked() (uint16, error) {
 
 // Publish implements Outbound.
 func (c *client) Publish(topic string, payload []byte, qos byte) error {
+	_, err := c.publish(topic, payload, qos, nil)
+	return err
+}
+
+// PublishAcked implements AckOutbound.
+func (c *client) PublishAcked(topic string, payload []byte, acked func(ok bool)) error {
+	if acked == nil {
+		return errors.New("broker: PublishAcked without a callback")
+	}
+	qos, err := c.publish(topic, payload, 1, acked)
+	if err == nil && qos == 0 {
+		acked(true) // granted QoS 0: there will be no PUBACK
+	}
+	return err
+}
+
+// publish queues a PUBLISH at min(qos, granted) and returns that QoS. At QoS
+// 1 it records acked (may be nil) under the packet id.
+func (c *client) publish(topic string, payload []byte, qos byte, acked func(bool)) (byte, error) {
 	if !validTopicName(topic) || len(topic) > maxTopicLength {
-		return fmt.Errorf("broker: invalid topic name %q", topic)
+		return 0, fmt.Errorf("broker: invalid topic name %q", topic)
 	}
 	if qos > 2 {
-		return fmt.Errorf("broker: invalid QoS %d", qos)
+		return 0, fmt.Errorf("broker: invalid QoS %d", qos)
 	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return ErrClosed
+		return 0, ErrClosed
 	}
 	granted, ok := c.grantedLocked(topic)
 	if !ok {
 		c.mu.Unlock()
-		return ErrNotSubscribed
+		return 0, ErrNotSubscribed
 	}
 	qos = min(qos, granted)
 	var id uint16
@@ -486,20 +523,20 @@ func (c *client) Publish(topic string, payload []byte, qos byte) error {
 		var err error
 		if id, err = c.nextIDLocked(); err != nil {
 			c.mu.Unlock()
-			return err
+			return 0, err
 		}
 	}
 	pkt, err := publishPacket(topic, payload, qos, id)
 	if err != nil {
 		c.mu.Unlock()
-		return fmt.Errorf("broker: encoding PUBLISH: %w", err)
+		return 0, fmt.Errorf("broker: encoding PUBLISH: %w", err)
 	}
 	err = c.enqueueLocked(pkt)
 	if err == nil && qos > 0 {
-		c.inflight[id] = struct{}{}
+		c.inflight[id] = acked
 	}
 	c.mu.Unlock()
-	return c.afterEnqueue(err)
+	return qos, c.afterEnqueue(err)
 }
 
 // Subscribed implements Outbound.
