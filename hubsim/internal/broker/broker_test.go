@@ -615,7 +615,9 @@ func TestPublishAcked(t *testing.T) {
 		t.Fatal("Outbound does not implement AckOutbound")
 	}
 	ack := func(name string) func(bool) {
-		return func(ok bool) { p.rec.add(event{kind: "acked", client: name, err: map[bool]error{false: ErrClosed}[ok]}) }
+		return func(ok bool) {
+			p.rec.add(event{kind: "acked", client: name, err: map[bool]error{false: ErrClosed}[ok]})
+		}
 	}
 
 	if err := out.PublishAcked("devices/dev1/messages/devicebound/%24.mid=1", []byte("m1"), ack("m1")); err != nil {
