@@ -63,7 +63,7 @@ func (n named) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 type fakeBroker struct{ named }
 
 func (fakeBroker) ServeConn(_ context.Context, c net.Conn, _ string) error { return c.Close() }
-func (fakeBroker) Close() error                                              { return nil }
+func (fakeBroker) Close() error                                            { return nil }
 
 func allComponents() Components {
 	return Components{
