@@ -1,0 +1,189 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/porthole-iot/porthole/hubsim/internal/server"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const waitTimeout = 60 * time.Second
+
+// signalWriter collects output and closes ready on the first write.
+type signalWriter struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	once  sync.Once
+	ready chan struct{}
+}
+
+func newSignalWriter() *signalWriter { return &signalWriter{ready: make(chan struct{})} }
+
+func (w *signalWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	defer w.once.Do(func() { close(w.ready) })
+	return w.buf.Write(p)
+}
+
+func (w *signalWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+func TestRun(t *testing.T) {
+	dir := t.TempDir()
+	statusPath := filepath.Join(dir, "status.json")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stdout, stderr := newSignalWriter(), newSignalWriter()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{
+			"-https-port", "0", "-mqtt-port", "0", "-listen", "127.0.0.1",
+			"-state-dir", filepath.Join(dir, "state"), "-status-file", statusPath, "-log-level", "debug",
+		}, stdout, stderr)
+	}()
+	select {
+	case <-stdout.ready: // the banner is printed after the status file is written
+	case err := <-done:
+		t.Fatalf("run ended early: %v\nstderr:\n%s", err, stderr.String())
+	case <-time.After(waitTimeout):
+		t.Fatalf("no banner\nstderr:\n%s", stderr.String())
+	}
+
+	data, err := os.ReadFile(statusPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st server.Status
+	if err := json.Unmarshal(data, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Ports.HTTPS == 0 || st.Ports.MQTT == 0 || st.DPS.IDScope != "0ne00000001" || len(st.Hubs) != 2 {
+		t.Fatalf("status %+v", st)
+	}
+	for _, h := range st.Hubs {
+		if !strings.HasPrefix(h.ServiceConnectionString, "HostName="+h.HostName+";SharedAccessKeyName=iothubowner;SharedAccessKey=") {
+			t.Errorf("hub %+v", h)
+		}
+		// Keys go to stdout and the status file, never to the logs.
+		_, key, _ := strings.Cut(h.ServiceConnectionString, ";SharedAccessKey=")
+		if key == "" || strings.Contains(stderr.String(), key) {
+			t.Error("a key appeared in the logs")
+		}
+	}
+	if !strings.Contains(stdout.String(), st.CAFile) {
+		t.Errorf("banner lacks the CA file:\n%s", stdout.String())
+	}
+
+	caPEM, err := os.ReadFile(st.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		t.Fatal("bad CA file")
+	}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: waitTimeout}).Get("https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(st.Ports.HTTPS)) + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != `{"status":"ok"}` {
+		t.Fatalf("healthz %d %q", resp.StatusCode, body)
+	}
+	tr.CloseIdleConnections()
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("run did not return after cancel")
+	}
+	if _, err := os.Stat(statusPath); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("status file left behind: %v", err)
+	}
+	if _, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(st.Ports.MQTT)), time.Second); err == nil {
+		t.Error("MQTT port still open after run returned")
+	}
+}
+
+func TestRunErrors(t *testing.T) {
+	dir := t.TempDir()
+	badConfig := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(badConfig, []byte("ports:\n  https: 0\n  mqtt: 0\nhubs:\n  - hostname: \"\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	unknownField := filepath.Join(dir, "unknown.yaml")
+	if err := os.WriteFile(unknownField, []byte("listen: [127.0.0.1]\nport: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown flag", []string{"-nope"}, "usage error"},
+		{"extra args", []string{"x"}, "usage error"},
+		{"missing config", []string{"-config", filepath.Join(dir, "missing.yaml")}, "no such file"},
+		{"invalid config", []string{"-config", badConfig, "-state-dir", dir}, "bad.yaml:5: hubs[0].hostname: must not be empty"},
+		{"unknown field", []string{"-config", unknownField}, "unknown.yaml:2: field port not found"},
+		{"bad listen flag", []string{"-listen", "nohost", "-state-dir", dir}, "listen[0]"},
+		{"bad log level", []string{"-log-level", "loud", "-https-port", "0", "-mqtt-port", "0", "-state-dir", dir}, "log.level"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			err := run(context.Background(), tt.args, &stdout, &stderr)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want containing %q (stderr %q)", err, tt.want, stderr.String())
+			}
+			if stdout.Len() != 0 {
+				t.Errorf("stdout %q", stdout.String())
+			}
+		})
+	}
+}
+
+func TestSplitList(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string
+	}{
+		{"", nil},
+		{"127.0.0.1", []string{"127.0.0.1"}},
+		{" 127.0.0.1, ::1 ,", []string{"127.0.0.1", "::1"}},
+	}
+	for _, tt := range tests {
+		got := splitList(tt.in)
+		if strings.Join(got, "|") != strings.Join(tt.want, "|") || len(got) != len(tt.want) {
+			t.Errorf("splitList(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
