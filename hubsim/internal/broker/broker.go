@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 )
@@ -30,8 +31,8 @@ const (
 var (
 	// ErrBrokerClosed: the broker was closed.
 	ErrBrokerClosed = errors.New("broker: broker closed")
-	// ErrTakenOver: a new connection with the same client id (for the same
-	// personality and local address) was accepted.
+	// ErrTakenOver: a new connection with the same client id was accepted
+	// (same personality, same username realm; see the package doc).
 	ErrTakenOver = errors.New("broker: client id connected again")
 	// ErrKeepaliveTimeout: nothing arrived within 1.5 × the CONNECT keepalive.
 	ErrKeepaliveTimeout = errors.New("broker: keepalive timeout")
@@ -99,13 +100,23 @@ type Broker struct {
 }
 
 // clientKey is the identity under which a new connection takes over an old
-// one: the same client id, served by the same personality, arriving on the
-// same local IP (several simulated hubs may listen on several loopback IPs;
-// MQTT/TLS and MQTT/WebSocket of one hub share the IP, not the port).
+// one: the same client id, served by the same personality, in the same realm
+// — the username up to its first '/', which is the hub host name for IoT Hub
+// ("<host>/<deviceId>/?api-version=…") and the ID scope for DPS
+// ("<idScope>/registrations/<regId>/api-version=…"). So one device id on
+// two simulated hubs is two clients, while a device that reconnects over
+// MQTT/WebSocket instead of MQTT/TLS, or to another address of the same hub,
+// replaces its old connection.
 type clientKey struct {
 	personality int
-	localHost   string
+	realm       string
 	clientID    string
+}
+
+// realmOf returns the lowercased username up to its first '/'.
+func realmOf(username string) string {
+	realm, _, _ := strings.Cut(username, "/")
+	return strings.ToLower(realm)
 }
 
 // New returns a broker serving the given personalities.
@@ -239,16 +250,4 @@ func (b *Broker) forget(c *client) {
 	if c.keyed && b.byKey[c.key] == c {
 		delete(b.byKey, c.key)
 	}
-}
-
-// hostOf returns the IP (or host) part of a net.Addr, or its whole text.
-func hostOf(a net.Addr) string {
-	if a == nil {
-		return ""
-	}
-	s := a.String()
-	if h, _, err := net.SplitHostPort(s); err == nil {
-		return h
-	}
-	return s
 }

@@ -413,21 +413,24 @@ func TestOutboundClose(t *testing.T) {
 }
 
 func TestTakeover(t *testing.T) {
-	hub, dps := newFake("hub/"), newFake("dps/")
+	hub, dps := newFake("hub"), newFake("dps/")
 	h := newHarness(t, false, Config{Personalities: []Personality{hub, dps}})
 	old := h.dialRaw(t)
-	old.connect("dev1", "hub/dev1", 0)
+	old.connect("dev1", "hub1.example/dev1/?api-version=1", 0)
 	old.subscribe(1, packets.Subscription{Filter: "a/#", Qos: 1})
 	oldOut := hub.out(t, "dev1")
 
-	// The same id at the other personality is someone else.
+	// The same id at the other personality is someone else, and so is the
+	// same id at another hub (realm) of the same personality.
 	other := h.dialRaw(t)
 	other.connect("dev1", "dps/dev1", 0)
+	otherHub := h.dialRaw(t)
+	otherHub.connect("dev1", "hub2.example/dev1/?api-version=1", 0)
 
 	// A wrong password must not kick the connected client.
 	hub.setConnectErr(ErrBadCredentials)
 	bad := h.dialRaw(t)
-	if code := bad.connect("dev1", "hub/dev1", 0); code != 0x04 {
+	if code := bad.connect("dev1", "hub1.example/dev1/?api-version=1", 0); code != 0x04 {
 		t.Fatalf("CONNACK 0x%02x", code)
 	}
 	hub.setConnectErr(nil)
@@ -436,7 +439,8 @@ func TestTakeover(t *testing.T) {
 	}
 
 	neu := h.dialRaw(t)
-	if code := neu.connect("dev1", "hub/dev1", 0); code != 0 {
+	// Realms compare without case; the rest of the username may differ.
+	if code := neu.connect("dev1", "hub1.EXAMPLE/dev1/?api-version=2", 0); code != 0 {
 		t.Fatalf("CONNACK 0x%02x", code)
 	}
 	old.expectClosed()
@@ -464,9 +468,11 @@ func TestTakeover(t *testing.T) {
 	if hub.out(t, "dev1").Subscribed("a/b") {
 		t.Error("new connection inherited a subscription")
 	}
-	// The other personality's client is untouched.
-	other.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pingreq}})
-	other.mustRead(packets.Pingresp)
+	// The clients of the other personality and the other hub are untouched.
+	for _, c := range []*rawClient{other, otherHub} {
+		c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pingreq}})
+		c.mustRead(packets.Pingresp)
+	}
 }
 
 func TestPublishDuringSubscribe(t *testing.T) {

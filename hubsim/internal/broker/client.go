@@ -174,7 +174,7 @@ func (c *client) run(ctx context.Context, tlsState *tls.ConnectionState) error {
 	c.sess = sess
 	c.keepalive = time.Duration(cp.Keepalive) * time.Second * 3 / 2
 
-	old, ok := c.b.claim(clientKey{idx, hostOf(c.conn.LocalAddr()), c.id}, c)
+	old, ok := c.b.claim(clientKey{idx, realmOf(username), c.id}, c)
 	if !ok {
 		return ErrBrokerClosed
 	}

@@ -26,7 +26,8 @@
 //   - publishes to one client keep their order, and are written after any
 //     SUBACK or PUBACK queued before them;
 //   - a second connection with the same client id, accepted by the same
-//     personality on the same local IP, takes over: the new Connect is called
+//     personality with the same username realm (the part before the first
+//     '/': hub host name or DPS ID scope), takes over: the new Connect is called
 //     first (a failed one leaves the old client alone), then the old session's
 //     Disconnected(ErrTakenOver) returns, then the new client gets its CONNACK;
 //   - Outbound.Close and every other server-side disconnect drop the
