@@ -410,3 +410,7 @@ func mustJSON(t *testing.T, v any) string {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+func policyOf2(name, key string, rights ...string) sas.Policy {
+	return sas.Policy{Name: name, PrimaryKey: key, Rights: rights}
+}
