@@ -91,7 +91,7 @@ func TestPahoThroughBroker(t *testing.T) {
 	key := d.Authentication.SymmetricKey.PrimaryKey
 
 	connect := func(password string) (mqtt.Client, mqtt.Token) {
-		opts := mqtt.NewClientOptions().AddBroker("ssl://"+addr).SetClientID("dev1").SetProtocolVersion(4).
+		opts := mqtt.NewClientOptions().AddBroker("ssl://" + addr).SetClientID("dev1").SetProtocolVersion(4).
 			SetUsername("127.0.0.1/dev1/?api-version=2021-04-12&DeviceClientType=test").SetPassword(password).
 			SetTLSConfig(tlsCfg).SetCleanSession(false).SetKeepAlive(180 * time.Second).
 			SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(waitTimeout)
