@@ -679,3 +679,16 @@ func TestPublishAcked(t *testing.T) {
 		t.Errorf("order %v, want acked(false) before Disconnected", order)
 	}
 }
+
+func TestConnectTimeout(t *testing.T) {
+	p := newFake("hub/")
+	h := newHarness(t, true, Config{Personalities: []Personality{p}, ConnectTimeout: 100 * time.Millisecond})
+	c := h.dialRaw(t) // sends nothing
+	c.expectClosed()
+	if err := h.nextServed(t); err == nil || errors.Is(err, ErrConnectRefused) {
+		t.Errorf("ServeConn = %v, want a read timeout before CONNECT", err)
+	}
+	if evs := p.rec.all(); len(evs) != 0 {
+		t.Errorf("personality saw %+v", evs)
+	}
+}
