@@ -2,9 +2,9 @@ package hub
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
-	"strings"
 	"time"
 )
 
@@ -123,7 +123,7 @@ func (h *Hub) serveEvents(w http.ResponseWriter, r *http.Request) {
 			if err := enc.Encode(ev); err != nil {
 				return
 			}
-			if err := rc.Flush(); err != nil && !strings.Contains(err.Error(), "not supported") {
+			if err := rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
 				return
 			}
 		}

@@ -157,6 +157,12 @@ type env struct {
 
 func newEnv(t *testing.T, hosts ...string) *env {
 	t.Helper()
+	return newEnvWith(t, nil, hosts...)
+}
+
+// newEnvWith is newEnv with a hook to adjust the Config.
+func newEnvWith(t *testing.T, adjust func(*Config), hosts ...string) *env {
+	t.Helper()
 	if len(hosts) == 0 {
 		hosts = []string{"hub1.example.net"}
 	}
@@ -165,7 +171,11 @@ func newEnv(t *testing.T, hosts ...string) *env {
 	for _, h := range hosts {
 		hcs = append(hcs, HubConfig{HostName: h})
 	}
-	s, err := NewSet(Config{Hubs: hcs, Relay: e.relay, Now: e.clock.Now, AfterFunc: e.clock.AfterFunc})
+	cfg := Config{Hubs: hcs, Relay: e.relay, Now: e.clock.Now, AfterFunc: e.clock.AfterFunc}
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	s, err := NewSet(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -196,12 +197,18 @@ func TestRESTMethods(t *testing.T) {
 }
 
 func TestRESTStreams(t *testing.T) {
-	e := newEnv(t)
+	var mu sync.Mutex
+	var log []StreamEvent
+	e := newEnvWith(t, func(c *Config) {
+		c.StreamLog = func(ev StreamEvent) {
+			mu.Lock()
+			defer mu.Unlock()
+			log = append(log, ev)
+		}
+	})
 	h := e.hub("hub1.example.net")
 	key := e.device(h, "dev1")
 	c := e.rest("hub1.example.net", "service")
-	var log []StreamEvent
-	e.set.cfg.StreamLog = func(ev StreamEvent) { log = append(log, ev) } // called from request goroutines, read after
 
 	wantAzureError(t, c.do("POST", "/twins/dev1/streams/ssh", nil, nil), 404, "DeviceNotOnline")
 	wantAzureError(t, c.do("POST", "/twins/dev1/streams/a/b", nil, nil), 400, "ArgumentInvalid")
@@ -259,6 +266,8 @@ func TestRESTStreams(t *testing.T) {
 	wantAzureError(t, c.do("POST", "/twins/dev1/streams/ssh", nil, nil), 429, "ThrottlingException")
 
 	var events []string
+	mu.Lock()
+	defer mu.Unlock()
 	for _, ev := range log {
 		events = append(events, ev.Event)
 	}
@@ -492,4 +501,41 @@ func TestAdminEvents(t *testing.T) {
 	if string(b) != `[{"hostName":"hub1.example.net","devices":1,"connected":0}]`+"\n" {
 		t.Errorf("hubs %s", b)
 	}
+}
+
+func TestRESTModuleTwinAndMethod(t *testing.T) {
+	e := newEnv(t)
+	h := e.hub("hub1.example.net")
+	e.device(h, "dev1")
+	m, err := h.CreateModule(context.Background(), Module{DeviceID: "dev1", ModuleID: "agent"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := e.rest("hub1.example.net", "iothubowner")
+	r := c.do("PATCH", "/twins/dev1/modules/agent", map[string]any{"properties": map[string]any{"desired": map[string]any{"x": 1}}}, nil)
+	if tw := r.json(t); r.status != 200 || tw["moduleId"] != "agent" || tw["deviceId"] != "dev1" {
+		t.Fatalf("module twin %d %s", r.status, r.body)
+	}
+	md, err := e.connect(connOpts{username: "hub1.example.net/dev1/agent/?api-version=1", clientID: "dev1/agent",
+		password: sign("hub1.example.net/devices/dev1/modules/agent", m.Authentication.SymmetricKey.PrimaryKey, "", t0.Add(time.Hour), true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	md.sub("$iothub/methods/POST/#", "devices/dev1/modules/agent/#")
+	if _, ok := md.sess.Subscribe("devices/dev1/messages/devicebound/#", 1); ok {
+		t.Error("module subscribed to the device's C2D topic")
+	}
+	done := make(chan resp, 1)
+	go func() {
+		done <- c.do("POST", "/twins/dev1/modules/agent/methods", map[string]any{"methodName": "m"}, nil)
+	}()
+	msg := md.next()
+	_ = md.pub("$iothub/methods/res/200/?$rid="+strings.TrimPrefix(msg.topic, "$iothub/methods/POST/m/?$rid="), "{}")
+	if r := <-done; r.status != 200 {
+		t.Fatalf("module method %d %s", r.status, r.body)
+	}
+	if !h.Connected("dev1", "agent") || h.Connected("dev1", "") {
+		t.Error("module connection state")
+	}
+	wantAzureError(t, c.do("GET", "/twins/dev1/modules/nope", nil, nil), 404, "ModuleNotFound")
 }
