@@ -30,6 +30,7 @@ import (
 
 	"github.com/porthole-iot/porthole/hubsim/internal/broker"
 	"github.com/porthole-iot/porthole/hubsim/internal/ident"
+	"github.com/porthole-iot/porthole/hubsim/internal/relay"
 )
 
 // The contracts other hubsim packages code against.
@@ -38,4 +39,5 @@ var (
 	_ broker.Session     = (*session)(nil)
 	_ ident.Hubs         = (*Set)(nil)
 	_ http.Handler       = (*Set)(nil)
+	_ StreamRelay        = (*relay.Relay)(nil)
 )
