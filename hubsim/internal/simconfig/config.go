@@ -203,6 +203,11 @@ func Parse(name string, data []byte) (*Config, error) {
 	return c, nil
 }
 
+// ApplyDefaults fills what is derived when left empty: a hub's name (first
+// label of its host name) and default policies for hubs and DPS without
+// any. Load and Default call it; call it again after adding hubs in code.
+func (c *Config) ApplyDefaults() { c.fill() }
+
 // fill applies defaults that depend on other fields.
 func (c *Config) fill() {
 	if c.DPS.Policies == nil {
