@@ -2,8 +2,8 @@ package relay_test
 
 import (
 	"fmt"
-	"net/http/httptest"
 	"io"
+	"net/http/httptest"
 
 	"github.com/porthole-iot/porthole/hubsim/internal/relay"
 )
