@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/porthole-iot/porthole/hubsim/hubsimtest"
-	"github.com/porthole-iot/porthole/hubsim/internal/simconfig"
 )
 
 // ExampleNew starts a sim for one test and talks to it by the hub's host
@@ -14,7 +13,7 @@ import (
 func ExampleNew() {
 	var t *testing.T // the test's *testing.T
 
-	sim := hubsimtest.New(t, hubsimtest.WithConfig(func(c *simconfig.Config) {
+	sim := hubsimtest.New(t, hubsimtest.WithConfig(func(c *hubsimtest.Config) {
 		c.DPS.IDScope = "0ne0000TEST"
 	}))
 	req, _ := http.NewRequestWithContext(context.Background(), "GET", "https://hub-eu.local/healthz", nil)

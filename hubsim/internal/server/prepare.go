@@ -19,8 +19,9 @@ type Prepared struct {
 	Server *Server
 }
 
-// Prepare applies derived defaults to cfg (ApplyDefaults), validates it, fills its keys (EnsureKeys), loads or creates the
-// CA in cfg.CADirectory() and binds the listeners. The caller builds the
+// Prepare applies derived defaults to cfg (ApplyDefaults), validates it,
+// fills its keys (EnsureKeys), loads or creates the CA in
+// cfg.CADirectory() and binds the listeners. The caller builds the
 // components (they can read p.Server's ports), calls p.Server.Start and
 // later p.Server.Close.
 func Prepare(cfg *simconfig.Config, logger *slog.Logger) (*Prepared, error) {
