@@ -281,8 +281,10 @@ func TestDeriveDeviceKey(t *testing.T) {
 	if err != nil || got.Reveal() != "u7phgtgsae/KQ1Dk+R/CETfOi/YUNHWzHRgW2yD3vJA=" {
 		t.Errorf("got %q, %v", got.Reveal(), err)
 	}
-	if _, err := DeriveDeviceKey(NewSecret("%%%"), "x"); err != ErrNotBase64 {
-		t.Errorf("bad key: %v", err)
+	for _, tc := range []struct{ key, id string }{{"%%%", "x"}, {testKey, ""}} {
+		if _, err := DeriveDeviceKey(NewSecret(tc.key), tc.id); !errors.Is(err, ErrDeriveKey) || strings.Contains(err.Error(), tc.key) {
+			t.Errorf("DeriveDeviceKey(%q): %v", tc.id, err)
+		}
 	}
 }
 
@@ -487,5 +489,38 @@ func TestFullSampleMentionsEveryKey(t *testing.T) {
 		if !strings.Contains(string(data), leaf+":") {
 			t.Errorf("agent.full.yaml does not mention %s", f)
 		}
+	}
+}
+
+// TestBuiltInCode covers configs built in Go (tests, hubsim helpers):
+// Validate and LoadSecrets work without a file and without line numbers.
+func TestBuiltInCode(t *testing.T) {
+	c := Default()
+	c.Provisioning.IDScope = "0ne00012345"
+	c.Provisioning.RegistrationID = "sn-007-888-abc-mac-a1-b2-c3-d4-e5-f6"
+	c.Provisioning.Attestation.GroupKey = NewSecret(testKey)
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if w, err := c.LoadSecrets(); err != nil || len(w) != 0 {
+		t.Fatalf("LoadSecrets: %v %v", w, err)
+	}
+	if c.Provisioning.Attestation.DeviceKey.Reveal() != "u7phgtgsae/KQ1Dk+R/CETfOi/YUNHWzHRgW2yD3vJA=" {
+		t.Errorf("device key not derived")
+	}
+	c.Streams.Targets = map[string]string{"ssh": ""}
+	c.Resolve = []Resolve{{From: "dps:443", To: "localhost:1"}}
+	c.Log.Level = "loud"
+	want := []string{ // no lines: sorted by field
+		`log.level: "loud" is not a level; expected debug, info, warn or error`,
+		`resolve: "dps:443=localhost:1": the right side is not ip:port; expected host:port=ip:port, like global.azure-devices-provisioning.net:443=127.0.0.1:8443`,
+		"streams.targets.ssh: has no address; expected host:port, like 127.0.0.1:22",
+	}
+	if got := errLines(c.Validate()); !reflect.DeepEqual(got, want) {
+		t.Errorf("got %q\nwant %q", got, want)
+	}
+	c.Streams.Targets = nil
+	if got := errLines(c.Validate()); !reflect.DeepEqual(got[2], "streams.targets: is empty; expected at least one stream, like ssh: 127.0.0.1:22") {
+		t.Errorf("got %q", got)
 	}
 }

@@ -500,6 +500,9 @@ func (d *decoder) targets(field string, n *yaml.Node) {
 		d.fail(n, field, "got "+kindName(n), "expected a mapping of stream name to host:port, like ssh: 127.0.0.1:22")
 		return
 	}
+	if len(n.Content) == 0 {
+		d.fail(n, field, "is empty", "expected at least one stream, like ssh: 127.0.0.1:22")
+	}
 	// An explicit map replaces the default one.
 	t := map[string]string{}
 	for i := 0; i+1 < len(n.Content); i += 2 {

@@ -47,6 +47,8 @@ func TestErrors(t *testing.T) {
 			f + `:1: got "hello"; expected a mapping of keys, like provisioning: …`}},
 		{"two documents", valid + "---\nhub: {}\n", []string{
 			f + `:6: a second YAML document starts here; expected one document (remove the extra "---")`}},
+		{"bad second document", valid + "---\nhub: [\n", []string{
+			f + ":7: syntax error: did not find expected node content; expected valid YAML (check indentation and quoting)"}},
 		{"unknown key with suggestion", "provisioning:\n  id_scop: 0ne00012345\n  registration_id: dev1\n  attestation:\n    symmetric_key: " + testKey + "\n", []string{
 			f + ":1: provisioning.id_scope: missing; expected the ID scope from the DPS overview page, like 0ne00012345",
 			f + `:2: provisioning.id_scop: unknown key; did you mean "id_scope"?`}},
@@ -124,6 +126,8 @@ func TestErrors(t *testing.T) {
 			f + ":6: provisioning.payload: got a list; expected a mapping (it is sent to DPS as a JSON object)"}},
 		{"payload infinity", valid + "  payload: {x: .inf}\n", []string{
 			f + `:6: provisioning.payload.x: ".inf" has no JSON form; expected a finite number (or quote it)`}},
+		{"payload duplicate key", valid + "  payload: {a: 1, a: 2}\n", []string{
+			f + ":6: provisioning.payload.a: duplicate key; expected each key once"}},
 		{"payload complex key", valid + "  payload: {[a]: 1}\n", []string{
 			f + ":6: provisioning.payload: a key is not a plain value; expected string keys"}},
 
@@ -182,6 +186,8 @@ func TestErrors(t *testing.T) {
 			f + `:8: streams.targets.my ssh: the stream name has characters other than letters, digits, "_", "." and "-"; expected a name like ssh`}},
 		{"target duplicate", valid + "streams:\n  targets:\n    ssh: 127.0.0.1:22\n    ssh: 127.0.0.1:2222\n", []string{
 			f + ":9: streams.targets.ssh: duplicate stream name; expected each name once"}},
+		{"target name a list", valid + "streams:\n  targets:\n    [ssh]: 127.0.0.1:22\n", []string{
+			f + ":8: streams.targets: a stream name is not a plain value; expected names like ssh"}},
 		{"targets empty", valid + "streams:\n  targets: {}\n", []string{
 			f + ":7: streams.targets: is empty; expected at least one stream, like ssh: 127.0.0.1:22"}},
 		{"targets a list", valid + "streams:\n  targets: [ssh]\n", []string{

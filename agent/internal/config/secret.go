@@ -1,15 +1,16 @@
 package config
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
+	"fmt"
 	"log/slog"
+
+	"github.com/porthole-iot/porthole/sdk/auth"
 )
 
-// ErrNotBase64 is returned by DeriveDeviceKey for a malformed group key.
-var ErrNotBase64 = errors.New("config: key is not valid base64")
+// ErrDeriveKey is returned by DeriveDeviceKey for a malformed group key
+// (or an empty registration ID).
+var ErrDeriveKey = errors.New("config: cannot derive the device key")
 
 const redactedText = "[redacted]"
 
@@ -44,17 +45,15 @@ func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
 func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // DeriveDeviceKey computes a device's symmetric key from its enrollment
-// group's key: base64(HMAC-SHA256(key = base64decode(groupKey),
-// msg = registrationID)).
+// group's key with sdk/auth.DeriveGroupKey (base64(HMAC-SHA256(key =
+// base64decode(groupKey), msg = registrationID))).
 // Source: [doc: How to provision devices using symmetric key enrollment groups]
-// (MicrosoftDocs/azure-docs articles/iot-dps/how-to-legacy-device-symm-key.md,
-// "Derive a device key").
+// (MicrosoftDocs/azure-docs articles/iot-dps/how-to-legacy-device-symm-key.md).
 func DeriveDeviceKey(groupKey Secret, registrationID string) (Secret, error) {
-	k, err := base64.StdEncoding.DecodeString(groupKey.Reveal())
+	k, err := auth.DeriveGroupKey(groupKey.Reveal(), registrationID)
 	if err != nil {
-		return Secret{}, ErrNotBase64
+		// auth's errors never echo the key.
+		return Secret{}, fmt.Errorf("%w: %w", ErrDeriveKey, err)
 	}
-	m := hmac.New(sha256.New, k)
-	m.Write([]byte(registrationID))
-	return NewSecret(base64.StdEncoding.EncodeToString(m.Sum(nil))), nil
+	return NewSecret(k), nil
 }
