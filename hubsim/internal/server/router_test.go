@@ -216,3 +216,19 @@ func TestContentType(t *testing.T) {
 		})
 	}
 }
+
+func FuzzClassify(f *testing.F) {
+	for _, s := range []string{"/healthz", "/$iothub/websocket", "/bridges/a", "/x/registrations/y", "/devices", "", "/", "//", "/hubsim/"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, path string) {
+		r := Classify(path)
+		// Routing looks at the first two segments only: what follows them
+		// never changes the route (except the two exact paths).
+		if r != RouteHealth && r != RouteBroker && strings.Count(path, "/") >= 2 {
+			if again := Classify(path + "/x"); again != r && !(r == RouteUnhandled && again == RouteBroker) {
+				t.Fatalf("Classify(%q) = %s but Classify(%q) = %s", path, r, path+"/x", again)
+			}
+		}
+	})
+}
