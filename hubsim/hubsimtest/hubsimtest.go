@@ -17,27 +17,22 @@ import (
 
 	"github.com/porthole-iot/porthole/hubsim/internal/pki"
 	"github.com/porthole-iot/porthole/hubsim/internal/server"
+	"github.com/porthole-iot/porthole/hubsim/internal/sim"
 	"github.com/porthole-iot/porthole/hubsim/internal/simconfig"
 )
 
 // Assembler builds the simulator's components once the listeners are bound
-// (p.Server knows the ports, p.Config holds keys).
+// (p.Server knows the ports, p.Config holds keys). New uses the full hubsim
+// assembly (hubs, DPS, streaming relay, broker) unless WithAssembler
+// replaces it, e.g. to test the frame alone.
 type Assembler func(p *server.Prepared, logger *slog.Logger) (server.Components, error)
-
-// DefaultAssembler builds the components New uses unless WithAssembler
-// says otherwise.
-//
-// TODO(lead): switch to the full sim assembly (hub, DPS, relay, broker).
-// Until then the sim serves /healthz and answers every other route 503.
-var DefaultAssembler Assembler = func(*server.Prepared, *slog.Logger) (server.Components, error) {
-	return server.Components{}, nil
-}
 
 type options struct {
 	configure      []func(*simconfig.Config)
 	allowUnhandled bool
 	logger         *slog.Logger
 	assemble       Assembler
+	sim            sim.Options
 }
 
 // Option changes how New builds the sim.
@@ -81,6 +76,7 @@ type Sim struct {
 	// Server is the running server (Unhandled, RecordUnhandled, ports).
 	Server *server.Server
 
+	parts          *sim.Sim // nil with a custom Assembler
 	tb             testing.TB
 	logDone        *atomic.Bool // set after cleanup: late log lines are dropped
 	allowUnhandled bool
@@ -93,7 +89,7 @@ type Sim struct {
 // the test (Fatal) when the sim cannot start.
 func New(tb testing.TB, opts ...Option) *Sim {
 	tb.Helper()
-	o := options{assemble: DefaultAssembler}
+	var o options
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -112,7 +108,15 @@ func New(tb testing.TB, opts ...Option) *Sim {
 	if err != nil {
 		tb.Fatalf("hubsimtest: %v", err)
 	}
-	comps, err := o.assemble(p, o.logger)
+	var (
+		parts *sim.Sim
+		comps server.Components
+	)
+	if o.assemble != nil {
+		comps, err = o.assemble(p, o.logger)
+	} else {
+		parts, comps, err = sim.Assemble(p, o.logger, o.sim)
+	}
 	if err != nil {
 		_ = p.Server.Close()
 		tb.Fatalf("hubsimtest: assemble: %v", err)
@@ -133,6 +137,7 @@ func New(tb testing.TB, opts ...Option) *Sim {
 		Config:         cfg,
 		PKI:            p.PKI,
 		Server:         p.Server,
+		parts:          parts,
 		tb:             tb,
 		logDone:        logDone,
 		allowUnhandled: o.allowUnhandled,

@@ -6,13 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 
 	"github.com/porthole-iot/porthole/hubsim/internal/server"
+	"github.com/porthole-iot/porthole/hubsim/internal/sim"
 	"github.com/porthole-iot/porthole/hubsim/internal/simconfig"
 )
 
@@ -89,7 +89,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	comps, err := assemble(p, logger)
+	_, comps, err := sim.Assemble(p, logger, sim.Options{})
 	if err != nil {
 		return errors.Join(err, p.Server.Close())
 	}
@@ -122,15 +122,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	return errors.Join(serveErr, closeErr)
-}
-
-// assemble builds the simulator's components for p. It is the seam where
-// the full assembly (hub, DPS, relay, broker personalities) plugs in; until
-// then hubsim serves /healthz and answers every other route 503.
-// TODO(lead): replace with the sim assembly.
-func assemble(p *server.Prepared, logger *slog.Logger) (server.Components, error) {
-	_, _ = p, logger
-	return server.Components{}, nil
 }
 
 func splitList(s string) []string {

@@ -1,0 +1,113 @@
+package sim_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/porthole-iot/porthole/hubsim/hubsimtest"
+	"github.com/porthole-iot/porthole/sdk/auth"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func get(t *testing.T, sim *hubsimtest.Sim, url string, out any) int {
+	t.Helper()
+	resp, err := sim.HTTPClient().Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if out != nil && resp.StatusCode == 200 {
+		if err := json.Unmarshal(body, out); err != nil {
+			t.Fatalf("GET %s: %v in %s", url, err, body)
+		}
+	}
+	return resp.StatusCode
+}
+
+// TestDeviceStreamShow: the admin endpoint answers like
+// `az iot hub devicestream show` for every hub, and 404 for an unknown one.
+func TestDeviceStreamShow(t *testing.T) {
+	sim := hubsimtest.New(t)
+	for _, h := range sim.HubHostNames {
+		var got struct {
+			StreamingEndpoints []string `json:"streamingEndpoints"`
+		}
+		if code := get(t, sim, "https://"+h+"/hubsim/hubs/"+h+"/devicestream", &got); code != 200 {
+			t.Fatalf("%s: status %d", h, code)
+		}
+		if len(got.StreamingEndpoints) == 0 || !strings.Contains(got.StreamingEndpoints[0], h) {
+			t.Errorf("%s: streamingEndpoints = %v", h, got.StreamingEndpoints)
+		}
+	}
+	if code := get(t, sim, "https://"+sim.HubHostNames[0]+"/hubsim/hubs/nope.local/devicestream", nil); code != 404 {
+		t.Errorf("unknown hub: status %d, want 404", code)
+	}
+}
+
+// TestRegisterCreatesDeviceOnAssignedHub drives the assembled DPS over HTTPS
+// with a token from sdk/auth and checks that the device identity appears on
+// the hub DPS assigned, with the enrollment's key.
+func TestRegisterCreatesDeviceOnAssignedHub(t *testing.T) {
+	sim := hubsimtest.New(t)
+	key := sim.EnrollSymmetricKey("dev-1", nil)
+	tok, err := auth.DPSToken(sim.IDScope, "dev-1", key, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "https://" + sim.GlobalEndpoint + "/" + sim.IDScope + "/registrations/dev-1"
+	do := func(method, url, body string) map[string]any {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(context.Background(), method, url, strings.NewReader(body))
+		req.Header.Set("Authorization", tok)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := sim.HTTPClient().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			t.Fatalf("%s %s: status %d, %v", method, url, resp.StatusCode, err)
+		}
+		if resp.StatusCode >= 300 {
+			t.Fatalf("%s %s: status %d: %v", method, url, resp.StatusCode, out)
+		}
+		return out
+	}
+	op := do(http.MethodPut, base+"/register?api-version=2021-06-01", `{"registrationId":"dev-1"}`)
+	opID, _ := op["operationId"].(string)
+	var state map[string]any
+	for i := 0; i < 50; i++ {
+		st := do(http.MethodGet, fmt.Sprintf("%s/operations/%s?api-version=2021-06-01", base, opID), "")
+		if st["status"] == "assigned" {
+			state, _ = st["registrationState"].(map[string]any)
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if state == nil {
+		t.Fatal("registration never reached assigned")
+	}
+	hubHost, _ := state["assignedHub"].(string)
+	dev, err := sim.Hub(hubHost).GetDevice(context.Background(), "dev-1")
+	if err != nil {
+		t.Fatalf("device not created on assigned hub %s: %v", hubHost, err)
+	}
+	if dev.Authentication == nil || dev.Authentication.SymmetricKey == nil || dev.Authentication.SymmetricKey.PrimaryKey != key {
+		t.Errorf("device on hub does not carry the enrollment key: %+v", dev.Authentication)
+	}
+	lookup := do(http.MethodPost, base+"?api-version=2021-06-01", `{"registrationId":"dev-1"}`)
+	if lookup["assignedHub"] != hubHost || lookup["status"] != "assigned" {
+		t.Errorf("lookup = %v, want assigned to %s", lookup, hubHost)
+	}
+}
