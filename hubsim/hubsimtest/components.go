@@ -46,6 +46,8 @@ type (
 	ReprovisionPolicy = dps.ReprovisionPolicy
 	// InitialTwin is an enrollment's initial twin.
 	InitialTwin = dps.InitialTwin
+	// C2DMessage is a cloud-to-device message (IoTHub.SendC2D).
+	C2DMessage = hub.C2DMessage
 	// Relay is the streaming endpoint.
 	Relay = relay.Relay
 	// RelayConfig configures the streaming endpoint via WithRelayConfig.
