@@ -29,7 +29,7 @@ help:
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ ./hubsim/cmd/hubsim $(wildcard ./agent/cmd/porthole-agent) $(wildcard ./sdk/cmd/porthole)
+	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ ./hubsim/cmd/hubsim $(if $(wildcard agent/cmd/porthole-agent/main.go),./agent/cmd/porthole-agent) $(if $(wildcard sdk/cmd/porthole/main.go),./sdk/cmd/porthole)
 
 tools:
 	@.ci/ensure-tools $(TEST_TOOLS)
