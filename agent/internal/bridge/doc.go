@@ -1,0 +1,20 @@
+// Package bridge joins accepted device streams to local TCP services.
+//
+// A stream request names a stream ("ssh"); the policy (config "streams")
+// maps names to targets (default ssh → 127.0.0.1:22) and rejects every
+// other name, rejects requests beyond MaxConcurrent open streams, and
+// closes a stream when no byte has moved either way for IdleTimeout.
+//
+// For an allowed request the bridge dials the target first and rejects the
+// stream when the target is down, so the operator gets a clear "rejected"
+// instead of a connection that closes at once. Then it accepts the stream
+// and copies bytes both ways with sdk/stream's Bridge until either side
+// ends, which closes the other. TCP_NODELAY stays on (Go's default):
+// interactive SSH and small-window servers such as dropbear depend on it.
+//
+// Each stream runs on one goroutine owned by the Bridge (plus the one
+// stream.Bridge starts and waits for); Shutdown stops taking new streams
+// and waits for the open ones up to a deadline, then cuts them. Every
+// stream ends with one log line carrying its byte counts and duration
+// under the keys stream, device and target.
+package bridge
