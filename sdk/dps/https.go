@@ -1,0 +1,107 @@
+package dps
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/porthole-iot/porthole/sdk/retry"
+)
+
+// httpsSession speaks the DPS device REST API (Azure/azure-rest-api-specs
+// specification/deviceprovisioningservices/data-plane/DeviceProvisioningServices/device/routes.tsp):
+//
+//	PUT  /{idScope}/registrations/{registrationId}/register?api-version=…
+//	GET  /{idScope}/registrations/{registrationId}/operations/{operationId}?api-version=…
+//	POST /{idScope}/registrations/{registrationId}?api-version=…
+//
+// It is stateless; the Client's transport pools connections.
+type httpsSession struct{ c *Client }
+
+func (s httpsSession) register(ctx context.Context, body []byte) (response, error) {
+	return s.c.do(ctx, http.MethodPut, s.c.regPath()+pathRegister, body)
+}
+
+func (s httpsSession) poll(ctx context.Context, operationID string) (response, error) {
+	return s.c.do(ctx, http.MethodGet, s.c.regPath()+pathOperations+url.PathEscape(operationID), nil)
+}
+
+func (s httpsSession) lookup(ctx context.Context, body []byte) (response, error) {
+	return s.c.do(ctx, http.MethodPost, s.c.regPath(), body)
+}
+
+func (httpsSession) close() {}
+
+// regPath is "/{idScope}/registrations/{registrationId}", escaped.
+func (c *Client) regPath() string {
+	return "/" + url.PathEscape(c.cfg.IDScope) + pathRegistrations + url.PathEscape(c.cfg.RegistrationID)
+}
+
+// do sends one request with the headers the SDKs send (Node
+// provisioning/transport/http/src/http.ts _defaultHeaders; C
+// provisioning_client/src/prov_transport_http_client.c) and a fresh SAS
+// when the device uses a symmetric key. Transport failures come back as
+// errors that package retry classifies; any HTTP answer comes back as a
+// response.
+func (c *Client) do(ctx context.Context, method, path string, body []byte) (response, error) {
+	u := url.URL{
+		Scheme:   "https",
+		Host:     net.JoinHostPort(c.host, c.httpsPort),
+		RawPath:  path,
+		RawQuery: queryAPIVersion + "=" + url.QueryEscape(c.cfg.APIVersion),
+	}
+	u.Path, _ = url.PathUnescape(path)
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+	if err != nil {
+		return response{}, fmt.Errorf("dps: %s %s: %w", method, u.Path, err)
+	}
+	h := req.Header
+	h.Set(headerAccept, mimeJSON)
+	if body != nil {
+		h.Set(headerContentType, mimeJSONCharset)
+	}
+	h.Set(headerUserAgent, userAgent)
+	if c.signer != nil {
+		tok, _, err := c.signer.Sign(sasTTL)
+		if err != nil {
+			return response{}, fmt.Errorf("dps: sign: %w", err)
+		}
+		h.Set(headerAuthorization, tok)
+	}
+	resp, err := c.httpc.Do(req)
+	if err != nil {
+		// *url.Error keeps the net error chain for retry.Classify; the URL
+		// holds no secret (the SAS is a header).
+		return response{}, fmt.Errorf("dps: %s %s: %w", method, u.Path, err)
+	}
+	defer resp.Body.Close()
+	b, err := readBody(resp.Body)
+	if errors.Is(err, ErrBadResponse) {
+		return response{}, fmt.Errorf("dps: %s %s: %w", method, u.Path, err)
+	}
+	if err != nil {
+		// A body cut short is a transport failure worth retrying.
+		return response{}, fmt.Errorf("dps: %s %s: reading body: %w", method, u.Path, retry.Transient(err))
+	}
+	r := response{status: resp.StatusCode, body: b}
+	// Retry-After: header name per RFC 9110 §10.2.3; DPS sends it in lower
+	// case (Node provisioning/transport/http/src/http.ts reads 'retry-after').
+	if v := resp.Header.Get("Retry-After"); v != "" {
+		r.retryAfter, r.hasRetryAfter = retry.ParseRetryAfter(v, c.cfg.Now())
+	}
+	if v := resp.Header.Get(headerErrorCode); v != "" {
+		r.errorCode, _ = strconv.Atoi(v)
+	}
+	c.log.Debug("dps: https", "method", method, "status", resp.StatusCode)
+	return r, nil
+}
