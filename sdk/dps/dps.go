@@ -75,19 +75,19 @@ type Config struct {
 // returning, so a Client needs no Close. Its methods are safe for
 // concurrent use.
 type Client struct {
-	cfg     Config
-	host    string // endpoint host
-	port    string // port for cfg.Transport
+	cfg  Config
+	host string // endpoint host
+	port string // port for cfg.Transport
 	// httpsPort is where HTTPS requests go: port, except with MQTT, where
 	// it is 443 (Lookup always uses HTTPS).
 	httpsPort string
-	signer  *auth.KeySigner
-	tlsConf *tls.Config
-	dial    func(ctx context.Context, network, addr string) (net.Conn, error)
-	httpTr  *http.Transport // HTTPS requests; idle connections are closed after each call
-	httpc   *http.Client
-	log     *slog.Logger
-	clock   retry.Clock
+	signer    *auth.KeySigner
+	tlsConf   *tls.Config
+	dial      func(ctx context.Context, network, addr string) (net.Conn, error)
+	httpTr    *http.Transport // HTTPS requests; idle connections are closed after each call
+	httpc     *http.Client
+	log       *slog.Logger
+	clock     retry.Clock
 }
 
 // New checks cfg and returns a Client. It does no I/O.
