@@ -346,7 +346,7 @@ func (c *Client) connect(parent context.Context) (*session, error) {
 	opts.SetAutoReconnect(false) // reconnects are ours, through sdk/retry
 	opts.SetConnectRetry(false)
 	opts.SetResumeSubs(false)
-	opts.SetOrderMatters(true)     // one router goroutine, in order; our callbacks never block
+	opts.SetOrderMatters(true)    // one router goroutine, in order; our callbacks never block
 	opts.SetAutoAckDisabled(true) // C2D is acknowledged after its handler ran
 	opts.SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) { c.onMessage(sess, m) })
 	opts.SetConnectionLostHandler(func(_ mqtt.Client, err error) { sess.end(err) })
