@@ -1,0 +1,88 @@
+# packaging/cross.mk — cross builds, size budget, emulated tests, packages and
+# the rootfs overlay. Included by the top-level Makefile; uses its GO and
+# VERSION when they are set.
+#
+#   make cross          porthole-agent for every device arch into dist/, then a size table
+#   make size           fail when the stripped linux/mipsle agent is over SIZE_LIMIT bytes
+#   make test-cross     sdk and agent tests under qemu-user (arm, arm64, mips, mipsle)
+#   make package        .deb and OpenWrt .ipk packages into dist/
+#   make image-overlay  a tarball to unpack into any rootfs (OVERLAY_ARCH=mipsle by default)
+#   make test-packaging the packaging and firmware tests (install into throw-away roots)
+
+GO           ?= go
+VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+DIST         ?= dist
+AGENT_PKG    ?= ./agent/cmd/porthole-agent
+AGENT_NAME   := porthole-agent
+CROSS_LDFLAGS = -s -w -X main.version=$(VERSION)
+
+# The size budget of the stripped linux/mipsle agent, in bytes (decimal:
+# 6,500,000 bytes, not MiB).
+SIZE_LIMIT   ?= 6500000
+
+# nfpm runs through `go run` so it is not a module requirement. v2.46 and
+# later pull modules the module proxy does not serve; v2.45.0 builds.
+NFPM_VERSION ?= v2.45.0
+NFPM         ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
+export NFPM
+
+# Build targets: name := GOARCH GOARM GOMIPS (a dash for "not set").
+# mips64le keeps Go's default hardfloat: the 64-bit MIPS SoCs it is meant
+# for (Octeon, Loongson) have an FPU.
+CROSS_amd64    := amd64    - -
+CROSS_arm64    := arm64    - -
+CROSS_armv5    := arm      5 -
+CROSS_armv7    := arm      7 -
+CROSS_mips     := mips     - softfloat
+CROSS_mipsle   := mipsle   - softfloat
+CROSS_mips64le := mips64le - -
+CROSS_NAMES    := amd64 arm64 armv5 armv7 mips mipsle mips64le
+
+cross_field = $(filter-out -,$(word $(2),$(CROSS_$(1))))
+CROSS_BINS  := $(foreach n,$(CROSS_NAMES),$(DIST)/$(AGENT_NAME)_linux_$(n))
+
+# Packages: build target -> Debian arch, and build target -> OpenWrt arch.
+DEB_ARCHES := amd64:amd64 arm64:arm64 armv7:armhf armv5:armel mips:mips mipsle:mipsel mips64le:mips64el
+IPK_ARCHES := mipsle:mipsel_24kc mips:mips_24kc armv7:arm_cortex-a7_neon-vfpv4 arm64:aarch64_generic amd64:x86_64
+
+OVERLAY_ARCH ?= mipsle
+
+# Emulated tests: build target -> qemu-user binary (Debian qemu-user-static).
+CROSS_TEST_ARCHES ?= armv7 arm64 mips mipsle
+CROSS_TEST_PKGS   ?= ./sdk/... ./agent/...
+
+.PHONY: cross size test-cross package image-overlay test-packaging cross-force
+
+cross-force:
+
+$(DIST)/$(AGENT_NAME)_linux_%: cross-force
+	@mkdir -p $(DIST)
+	@echo "build $@"
+	@CGO_ENABLED=0 GOOS=linux GOARCH=$(call cross_field,$*,1) \
+	  GOARM=$(call cross_field,$*,2) GOMIPS=$(call cross_field,$*,3) \
+	  $(GO) build -trimpath -ldflags "$(CROSS_LDFLAGS)" -o $@ $(AGENT_PKG)
+
+cross: $(CROSS_BINS)
+	@packaging/scripts/sizes.sh $(CROSS_BINS)
+
+size: $(DIST)/$(AGENT_NAME)_linux_mipsle
+	@packaging/scripts/sizes.sh -limit $(SIZE_LIMIT) $<
+
+test-cross:
+	@.ci/ensure-tools qemu-arm-static=qemu-user-static qemu-aarch64-static=qemu-user-static \
+	  qemu-mips-static=qemu-user-static qemu-mipsel-static=qemu-user-static
+	@GO="$(GO)" packaging/scripts/test-cross.sh $(foreach n,$(CROSS_TEST_ARCHES),$(n)=$(call cross_field,$(n),1):$(call cross_field,$(n),2):$(call cross_field,$(n),3)) -- $(CROSS_TEST_PKGS)
+
+package: $(foreach p,$(DEB_ARCHES) $(IPK_ARCHES),$(DIST)/$(AGENT_NAME)_linux_$(firstword $(subst :, ,$(p))))
+	@.ci/ensure-tools dpkg-deb=dpkg
+	@$(foreach p,$(DEB_ARCHES),packaging/scripts/package.sh deb $(word 2,$(subst :, ,$(p))) \
+	  $(DIST)/$(AGENT_NAME)_linux_$(word 1,$(subst :, ,$(p))) "$(VERSION)" $(DIST) || exit 1;)
+	@$(foreach p,$(IPK_ARCHES),packaging/scripts/package.sh ipk $(word 2,$(subst :, ,$(p))) \
+	  $(DIST)/$(AGENT_NAME)_linux_$(word 1,$(subst :, ,$(p))) "$(VERSION)" $(DIST) || exit 1;)
+
+image-overlay: $(DIST)/$(AGENT_NAME)_linux_$(OVERLAY_ARCH)
+	@packaging/scripts/overlay.sh $< $(OVERLAY_ARCH) "$(VERSION)" $(DIST)
+
+test-packaging:
+	@.ci/ensure-tools dpkg=dpkg dpkg-deb=dpkg
+	$(GO) test -count=1 -v ./packaging/
