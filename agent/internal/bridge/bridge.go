@@ -146,10 +146,13 @@ func (b *Bridge) Stats() Stats {
 	return Stats{Open: b.open, Accepted: b.accepted, Rejected: b.rejected}
 }
 
-// Handle serves one stream request. It decides at once (unknown name, too
-// many streams, shutting down → reject) and otherwise hands the request to
-// a goroutine owned by the Bridge, so it returns quickly. ctx bounds only
-// the quick rejection; the stream itself lives until it ends or Shutdown.
+// Handle serves one stream request. It answers the request before it
+// returns, as sdk/iothub requires of a stream handler: unknown name, too
+// many streams, shutting down or target unreachable → Reject; otherwise it
+// dials the target, Accepts, and hands the byte pump to a goroutine owned
+// by the Bridge. ctx (the hub client's) and Shutdown both cut the
+// handshake short; the stream itself lives until either side ends it, the
+// idle timeout, or Shutdown's deadline.
 func (b *Bridge) Handle(ctx context.Context, req Request) {
 	name := req.Name()
 	b.mu.Lock()
@@ -173,15 +176,22 @@ func (b *Bridge) Handle(ctx context.Context, req Request) {
 	b.open++
 	b.wg.Add(1)
 	b.mu.Unlock()
+	release := func() {
+		b.mu.Lock()
+		b.open--
+		b.mu.Unlock()
+		b.wg.Done()
+	}
 
+	log := b.log.With("stream", name, "device", device, "target", target)
+	sc, tc, ok := b.handshake(ctx, req, p, target, log)
+	if !ok {
+		release()
+		return
+	}
 	go func() { // owned by b: Shutdown waits on b.wg
-		defer b.wg.Done()
-		defer func() {
-			b.mu.Lock()
-			b.open--
-			b.mu.Unlock()
-		}()
-		b.serve(req, p, device, name, target)
+		defer release()
+		b.pump(sc, tc, p, log)
 	}()
 }
 
@@ -198,10 +208,12 @@ func (b *Bridge) reject(ctx context.Context, req Request, p Policy, device, targ
 	}
 }
 
-func (b *Bridge) serve(req Request, p Policy, device, name, target string) {
-	log := b.log.With("stream", name, "device", device, "target", target)
-	hctx, cancel := context.WithTimeout(b.ctx, p.HandshakeTimeout)
+// handshake dials the target and accepts the stream.
+func (b *Bridge) handshake(ctx context.Context, req Request, p Policy, target string, log *slog.Logger) (sc, tc net.Conn, ok bool) {
+	hctx, cancel := context.WithTimeout(ctx, p.HandshakeTimeout)
 	defer cancel()
+	stop := context.AfterFunc(b.ctx, cancel) // Shutdown's deadline cuts it too
+	defer stop()
 
 	// Dial the target first: when it is down, the service hears "no"
 	// instead of a stream that closes at once.
@@ -211,25 +223,29 @@ func (b *Bridge) serve(req Request, p Policy, device, name, target string) {
 		b.rejected++
 		b.mu.Unlock()
 		log.Warn("stream rejected: target unreachable", "err", err)
-		rctx, rcancel := context.WithTimeout(context.WithoutCancel(b.ctx), p.HandshakeTimeout)
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), p.HandshakeTimeout)
 		defer rcancel()
 		if rerr := req.Reject(rctx); rerr != nil {
 			log.Warn("could not send the rejection", "err", rerr)
 		}
-		return
+		return nil, nil, false
 	}
-	sc, err := req.Accept(hctx)
+	sc, err = req.Accept(hctx)
 	if err != nil {
 		tc.Close()
 		log.Warn("stream accept failed", "err", err)
-		return
+		return nil, nil, false
 	}
 	b.mu.Lock()
 	b.accepted++
 	b.mu.Unlock()
+	return sc, tc, true
+}
+
+// pump copies bytes until the stream ends and logs the outcome.
+func (b *Bridge) pump(sc, tc net.Conn, p Policy, log *slog.Logger) {
 	start := time.Now()
 	log.Info("stream open")
-
 	at := newActiveConn(tc)
 	ctx, stop := context.WithCancelCause(b.ctx)
 	defer stop(nil)

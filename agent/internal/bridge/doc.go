@@ -12,9 +12,11 @@
 // ends, which closes the other. TCP_NODELAY stays on (Go's default):
 // interactive SSH and small-window servers such as dropbear depend on it.
 //
-// Each stream runs on one goroutine owned by the Bridge (plus the one
-// stream.Bridge starts and waits for); Shutdown stops taking new streams
-// and waits for the open ones up to a deadline, then cuts them. Every
+// Handle answers the request before it returns (sdk/iothub rejects a
+// request its handler left unanswered); the byte pump then runs on one
+// goroutine owned by the Bridge (plus the one stream.Bridge starts and
+// waits for). Shutdown stops taking new streams and waits for the open ones
+// up to a deadline, then cuts them. Every
 // stream ends with one log line carrying its byte counts and duration
 // under the keys stream, device and target.
 package bridge
