@@ -1,0 +1,208 @@
+package daemon
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/porthole-iot/porthole/agent/internal/bridge"
+	"github.com/porthole-iot/porthole/agent/internal/provision"
+)
+
+// SocketName is the control socket's file name inside the state directory.
+const SocketName = "agent.sock"
+
+// Verbs understood on the control socket.
+const (
+	VerbStatus      = "status"
+	VerbReprovision = "reprovision"
+)
+
+// maxRequest bounds a control request line.
+const maxRequest = 4 << 10
+
+// reprovisionTimeout bounds a reprovision asked for over the socket.
+const reprovisionTimeout = 5 * time.Minute
+
+// SocketPath returns the control socket's path for a state directory.
+func SocketPath(stateDir string) string { return filepath.Join(stateDir, SocketName) }
+
+// Request is one control request.
+type Request struct {
+	Verb string `json:"verb"`
+}
+
+// Reply answers a Request. Error is set when the verb failed.
+type Reply struct {
+	Error       string                `json:"error,omitempty"`
+	Status      *Status               `json:"status,omitempty"`
+	Assignment  *provision.Assignment `json:"assignment,omitempty"`
+	ConfigError string                `json:"configError,omitempty"`
+}
+
+// Status is the agent's state as the status verb reports it.
+type Status struct {
+	Version        string          `json:"version"`
+	ConfigFile     string          `json:"configFile"`
+	RegistrationID string          `json:"registrationId"`
+	Started        time.Time       `json:"started"`
+	Phase          provision.Phase `json:"phase"`
+	Provisioned    bool            `json:"provisioned"`
+	AssignedHub    string          `json:"assignedHub,omitempty"`
+	DeviceID       string          `json:"deviceId,omitempty"`
+	Substatus      string          `json:"substatus,omitempty"`
+	Connected      bool            `json:"connected"`
+	Registrations  int             `json:"registrations"`
+	Streams        bridge.Stats    `json:"streams"`
+	LastError      string          `json:"lastError,omitempty"`
+	LastErrorAt    time.Time       `json:"lastErrorAt,omitzero"`
+	LastReload     *ReloadOutcome  `json:"lastReload,omitempty"`
+}
+
+// ReloadOutcome records the last SIGHUP.
+type ReloadOutcome struct {
+	At      time.Time `json:"at"`
+	Applied string    `json:"applied,omitempty"`
+	Error   string    `json:"error,omitempty"`
+}
+
+// Query sends one request to the agent listening at socketPath and returns
+// its reply. A reply carrying an error is returned as an error too.
+func Query(ctx context.Context, socketPath, verb string) (*Reply, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", socketPath)
+	if err != nil {
+		return nil, fmt.Errorf("daemon: is the agent running? %w", err)
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if err := json.NewEncoder(c).Encode(Request{Verb: verb}); err != nil {
+		return nil, fmt.Errorf("daemon: send %s: %w", verb, err)
+	}
+	var r Reply
+	if err := json.NewDecoder(bufio.NewReader(c)).Decode(&r); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("daemon: read reply: %w", err)
+	}
+	if r.Error != "" {
+		return &r, errors.New(r.Error)
+	}
+	return &r, nil
+}
+
+// controlServer serves the control socket.
+type controlServer struct {
+	ln     net.Listener
+	log    *slog.Logger
+	handle func(ctx context.Context, verb string) Reply
+
+	// ctx ends every request in flight on close.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// wg counts the accept loop and the connection goroutines, all owned
+	// by the server and waited for by close.
+	wg sync.WaitGroup
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{} // guarded by mu
+}
+
+// listenControl creates the socket (0600) at path, replacing a stale one.
+func listenControl(path string) (net.Listener, error) {
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("daemon: another agent is running (it answers on %s)", path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("daemon: remove stale socket: %w", err)
+	}
+	// The state directory is 0700, so nobody else can reach the socket in
+	// the moment before the chmod.
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("daemon: control socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("daemon: control socket: %w", err)
+	}
+	return ln, nil
+}
+
+func newControlServer(ln net.Listener, log *slog.Logger, handle func(context.Context, string) Reply) *controlServer {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &controlServer{ln: ln, log: log, handle: handle, ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}
+	s.wg.Add(1)
+	go s.acceptLoop()
+	return s
+}
+
+func (s *controlServer) acceptLoop() {
+	defer s.wg.Done()
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				s.log.Error("control socket accept failed", "err", err)
+			}
+			return
+		}
+		s.mu.Lock()
+		s.conns[c] = struct{}{}
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go s.serve(c)
+	}
+}
+
+func (s *controlServer) serve(c net.Conn) {
+	defer s.wg.Done()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		c.Close()
+	}()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, err := bufio.NewReaderSize(c, maxRequest).ReadSlice('\n')
+	if err != nil {
+		return
+	}
+	c.SetReadDeadline(time.Time{})
+	var req Request
+	var rep Reply
+	if err := json.Unmarshal(line, &req); err != nil {
+		rep.Error = "bad request: " + err.Error()
+	} else {
+		rep = s.handle(s.ctx, req.Verb)
+	}
+	c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if err := json.NewEncoder(c).Encode(rep); err != nil {
+		s.log.Debug("control reply not sent", "err", err)
+	}
+}
+
+// close stops the server, ends requests in flight and waits.
+func (s *controlServer) close() {
+	s.cancel()
+	s.ln.Close()
+	s.mu.Lock()
+	for c := range s.conns {
+		// Unblock reads; a handler in progress sees s.ctx end.
+		c.SetReadDeadline(time.Unix(1, 0))
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}

@@ -1,0 +1,422 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/porthole-iot/porthole/agent/internal/bridge"
+	"github.com/porthole-iot/porthole/agent/internal/config"
+	"github.com/porthole-iot/porthole/agent/internal/provision"
+	"github.com/porthole-iot/porthole/agent/internal/state"
+	"github.com/porthole-iot/porthole/sdk/retry"
+)
+
+// DefaultGracePeriod is how long SIGTERM lets open streams finish.
+const DefaultGracePeriod = 10 * time.Second
+
+// reportTimeout bounds the reported-properties update after a connect.
+const reportTimeout = 30 * time.Second
+
+// Options configures Run.
+type Options struct {
+	// ConfigPath is the agent config (default config.DefaultPath).
+	ConfigPath string
+	// Log receives the agent's log lines (nil: os.Stderr).
+	Log io.Writer
+	// Version is reported in status and in the twin.
+	Version string
+	// DialContext opens every TCP connection to DPS, the hub and the
+	// streaming endpoint (after the config's resolve overrides); nil: a
+	// net.Dialer. Stream targets are always dialled directly.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Signals delivers SIGHUP (reload) and SIGTERM/SIGINT (stop); nil: the
+	// process's signals.
+	Signals <-chan os.Signal
+	// GracePeriod bounds the stream drain at stop (0: DefaultGracePeriod).
+	GracePeriod time.Duration
+	// LookupFirst makes a boot with a cached assignment ask DPS before
+	// connecting (see provision.Config.LookupFirst).
+	LookupFirst bool
+	// Clock times the provisioning flow's waits (nil: the real clock).
+	Clock retry.Clock
+	// Ready, if non-nil, is called once the control socket listens.
+	Ready func()
+
+	// backend makes the DPS and hub clients (nil: the real SDK clients).
+	backend backend
+}
+
+// daemon is one Run.
+type daemon struct {
+	opts    Options
+	log     *slog.Logger
+	level   *slog.LevelVar
+	bridge  *bridge.Bridge
+	backend backend
+	started time.Time
+
+	mu         sync.Mutex
+	cfg        *config.Config         // running config; guarded by mu
+	prov       *provision.Provisioner // current flow; guarded by mu
+	regID      string                 // registration ID in use; guarded by mu
+	method     string                 // reprovision method name; guarded by mu
+	hub        hubConn                // latest hub connection; guarded by mu
+	hubUp      bool                   // latest hub state; guarded by mu
+	lastReload *ReloadOutcome         // guarded by mu
+}
+
+// Run loads the config and runs the agent until ctx ends or a stop signal
+// arrives; then it drains streams and returns nil. It returns an error
+// when the agent cannot start (bad config, state directory, another agent
+// running).
+func Run(ctx context.Context, opts Options) error {
+	if opts.ConfigPath == "" {
+		opts.ConfigPath = config.DefaultPath
+	}
+	if opts.Log == nil {
+		opts.Log = os.Stderr
+	}
+	if opts.GracePeriod <= 0 {
+		opts.GracePeriod = DefaultGracePeriod
+	}
+	if opts.backend == nil {
+		opts.backend = sdkBackend{clock: opts.Clock}
+	}
+	cfg, warns, err := config.Load(opts.ConfigPath)
+	if err != nil {
+		return err
+	}
+	d := &daemon{opts: opts, backend: opts.backend, started: time.Now(), level: new(slog.LevelVar)}
+	d.level.Set(cfg.Log.Level.Slog())
+	d.log = newLogger(cfg, opts.Log, d.level)
+	if cfg.Log.Destination != config.LogStderr {
+		d.log.Warn("log destination not supported yet; logging to stderr", "destination", string(cfg.Log.Destination))
+	}
+	for _, w := range warns {
+		d.log.Warn("config: " + w.String())
+	}
+
+	store, err := state.Open(cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	ln, err := listenControl(SocketPath(cfg.StateDir))
+	if err != nil {
+		return err
+	}
+	ctl := newControlServer(ln, d.log, d.handleControl)
+	defer ctl.close()
+
+	sigs := opts.Signals
+	if sigs == nil {
+		ch := make(chan os.Signal, 4)
+		signal.Notify(ch, syscall.SIGHUP, syscall.SIGTERM, os.Interrupt)
+		defer signal.Stop(ch)
+		sigs = ch
+	}
+
+	d.bridge = bridge.New(bridge.Config{Policy: bridge.PolicyFrom(cfg.Streams), Logger: d.log})
+	defer d.bridge.Close()
+
+	prov, regID, err := d.newProvisioner(cfg, store, false)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.cfg, d.prov, d.regID, d.method = cfg, prov, regID, cfg.Hub.ReprovisionMethod
+	d.mu.Unlock()
+	d.log.Info("porthole agent starting", "version", opts.Version, "config", cfg.File, "rid", regID)
+	if opts.Ready != nil {
+		opts.Ready()
+	}
+
+	for {
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- prov.Run(runCtx) }() // owned by Run: waited for below on every path
+
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return d.shutdown(cancel, done)
+			case err := <-done:
+				cancel()
+				if ctx.Err() != nil {
+					return d.shutdown(func() {}, closedWith(err))
+				}
+				return fmt.Errorf("daemon: provisioning stopped: %w", err)
+			case s := <-sigs:
+				if s != syscall.SIGHUP {
+					d.log.Info("stopping", "signal", s.String())
+					return d.shutdown(cancel, done)
+				}
+				next, force, ok := d.reload()
+				if !ok {
+					continue
+				}
+				np, nid, err := d.newProvisioner(next, store, force)
+				if err != nil {
+					d.refuse(next, err)
+					continue
+				}
+				cancel()
+				<-done
+				d.mu.Lock()
+				d.cfg, d.prov, d.regID, d.hub, d.hubUp = next, np, nid, nil, false
+				d.mu.Unlock()
+				prov = np
+				break wait
+			}
+		}
+	}
+}
+
+func closedWith(err error) chan error {
+	ch := make(chan error, 1)
+	ch <- err
+	return ch
+}
+
+// shutdown drains streams, stops the flow (closing the hub connection)
+// and returns nil: a requested stop is a clean exit.
+func (d *daemon) shutdown(cancel context.CancelFunc, done <-chan error) error {
+	d.log.Info("draining streams", "grace", d.opts.GracePeriod, "open", d.bridge.Stats().Open)
+	gctx, gcancel := context.WithTimeout(context.Background(), d.opts.GracePeriod)
+	defer gcancel()
+	if err := d.bridge.Shutdown(gctx); err != nil {
+		d.log.Warn("streams cut at shutdown", "err", err)
+	}
+	cancel()
+	<-done
+	d.log.Info("porthole agent stopped")
+	return nil
+}
+
+// newProvisioner builds the flow for cfg.
+func (d *daemon) newProvisioner(cfg *config.Config, store *state.Store, force bool) (*provision.Provisioner, string, error) {
+	dial := d.dialer(cfg)
+	dps, regID, err := d.backend.NewDPS(cfg, dial, d.log)
+	if err != nil {
+		return nil, "", err
+	}
+	var p *provision.Provisioner
+	p, err = provision.New(provision.Config{
+		Identity: provision.Identity{
+			GlobalEndpoint: cfg.Provisioning.GlobalEndpoint,
+			IDScope:        cfg.Provisioning.IDScope,
+			RegistrationID: regID,
+			CredentialID:   credentialID(cfg),
+		},
+		DPS:     dps,
+		Store:   store,
+		Payload: cfg.Provisioning.Payload,
+		Connect: func(ctx context.Context, a provision.Assignment) (provision.Session, error) {
+			return d.connect(ctx, cfg, dial, a)
+		},
+		LookupFirst:       d.opts.LookupFirst,
+		ForceRegister:     force,
+		RetryCachedHubFor: cfg.Hub.RetryCachedHubFor,
+		Retry:             retry.Policy{Clock: d.opts.Clock},
+		Logger:            d.log,
+	})
+	return p, regID, err
+}
+
+// credentialID fingerprints the configured credential.
+func credentialID(cfg *config.Config) string {
+	a := cfg.Provisioning.Attestation
+	if a.Type == config.AttestX509 && a.Certificate != nil && len(a.Certificate.Certificate) > 0 {
+		return state.Fingerprint(a.Certificate.Certificate[0])
+	}
+	return state.Fingerprint([]byte(a.DeviceKey.Reveal()))
+}
+
+// dialer applies cfg's resolve overrides on top of the base dialer.
+func (d *daemon) dialer(cfg *config.Config) dialFunc {
+	base := d.opts.DialContext
+	if base == nil {
+		var nd net.Dialer
+		base = nd.DialContext
+	}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return base(ctx, network, cfg.DialAddr(addr))
+	}
+}
+
+// connect is provision's Connect: dial the hub, install the handlers,
+// report the assignment.
+func (d *daemon) connect(ctx context.Context, cfg *config.Config, dial dialFunc, a provision.Assignment) (provision.Session, error) {
+	d.mu.Lock()
+	method := d.method
+	d.mu.Unlock()
+	hooks := hubHooks{
+		Methods: map[string]methodHandler{},
+		Stream:  d.bridge.Handle,
+		State:   d.hubState,
+	}
+	if method != "" {
+		hooks.Methods[method] = d.methodFor(method)
+	}
+	hc, err := d.backend.DialHub(ctx, cfg, a, dial, hooks, d.log)
+	if err != nil {
+		return nil, err
+	}
+	d.bridge.SetDevice(a.DeviceID)
+	d.mu.Lock()
+	d.hub, d.hubUp = hc, true
+	now := d.method
+	d.mu.Unlock()
+	if now != method && now != "" {
+		// A reload renamed the method while we were dialling.
+		hc.OnMethod(now, d.methodFor(now))
+	}
+	rctx, cancel := context.WithTimeout(ctx, reportTimeout)
+	defer cancel()
+	if err := hc.UpdateReported(rctx, reported(a, d.opts.Version)); err != nil {
+		d.log.Warn("could not report the assignment in the twin", "err", err)
+	}
+	return session{hc}, nil
+}
+
+// methodFor returns the reprovision method handler registered under name;
+// it answers 404 once the config names another method.
+func (d *daemon) methodFor(name string) methodHandler {
+	return func(ctx context.Context, _ json.RawMessage) (int, any) {
+		d.mu.Lock()
+		current, prov := d.method, d.prov
+		d.mu.Unlock()
+		if name != current {
+			return 404, map[string]string{"error": "no such method"}
+		}
+		prov.RequestReprovision("direct method " + name)
+		return 200, map[string]string{"status": "reprovisioning"}
+	}
+}
+
+func (d *daemon) hubState(up bool, err error) {
+	d.mu.Lock()
+	d.hubUp = up
+	d.mu.Unlock()
+	if up {
+		d.log.Info("hub connection restored")
+	} else {
+		d.log.Warn("hub connection lost; reconnecting", "err", err)
+	}
+}
+
+// reload loads the config again. ok says the flow must be rebuilt with
+// next (force: register again); otherwise everything was applied in place
+// or refused.
+func (d *daemon) reload() (next *config.Config, force, ok bool) {
+	d.mu.Lock()
+	old, prov := d.cfg, d.prov
+	d.mu.Unlock()
+	d.log.Info("reloading the config", "config", d.opts.ConfigPath)
+	nc, warns, err := config.Load(d.opts.ConfigPath)
+	if err != nil {
+		d.refuse(nil, err)
+		return nil, false, false
+	}
+	for _, w := range warns {
+		d.log.Warn("config: " + w.String())
+	}
+	ch := config.Changes(old, nc)
+	if ch.NeedsRestart() {
+		d.refuse(nil, fmt.Errorf("restart the agent to change %v", ch.Restart))
+		return nil, false, false
+	}
+	// Live parts apply now, also when a rebuild follows.
+	d.level.Set(nc.Log.Level.Slog())
+	d.bridge.SetPolicy(bridge.PolicyFrom(nc.Streams))
+	prov.SetRetryCachedHubFor(nc.Hub.RetryCachedHubFor)
+	d.mu.Lock()
+	// Set the name and read the connection together: connect does the
+	// same, so one of the two installs a renamed method.
+	d.method = nc.Hub.ReprovisionMethod
+	hub := d.hub
+	d.lastReload = &ReloadOutcome{At: time.Now(), Applied: ch.String()}
+	if !ch.NeedsReconnect() {
+		d.cfg = nc
+	}
+	d.mu.Unlock()
+	if m := nc.Hub.ReprovisionMethod; m != old.Hub.ReprovisionMethod && m != "" && hub != nil {
+		hub.OnMethod(m, d.methodFor(m))
+	}
+	d.log.Info("config reloaded", "changes", ch.String())
+	if ch.NeedsReconnect() {
+		return nc, ch.NeedsReprovision(), true
+	}
+	return nil, false, false
+}
+
+func (d *daemon) refuse(_ *config.Config, err error) {
+	d.log.Error("config reload refused; keeping the running config", "err", err)
+	d.mu.Lock()
+	d.lastReload = &ReloadOutcome{At: time.Now(), Error: err.Error()}
+	d.mu.Unlock()
+}
+
+// status assembles the status verb's answer.
+func (d *daemon) status() Status {
+	d.mu.Lock()
+	prov, cfg, regID, hubUp, lr := d.prov, d.cfg, d.regID, d.hubUp, d.lastReload
+	d.mu.Unlock()
+	ps := prov.Status()
+	return Status{
+		Version:        d.opts.Version,
+		ConfigFile:     cfg.File,
+		RegistrationID: regID,
+		Started:        d.started,
+		Phase:          ps.Phase,
+		Provisioned:    ps.Provisioned,
+		AssignedHub:    ps.Assignment.AssignedHub,
+		DeviceID:       ps.Assignment.DeviceID,
+		Substatus:      ps.Assignment.Substatus,
+		Connected:      ps.Connected && hubUp,
+		Registrations:  ps.Registrations,
+		Streams:        d.bridge.Stats(),
+		LastError:      ps.LastError,
+		LastErrorAt:    ps.LastErrorAt,
+		LastReload:     lr,
+	}
+}
+
+func (d *daemon) handleControl(ctx context.Context, verb string) Reply {
+	switch verb {
+	case VerbStatus:
+		st := d.status()
+		return Reply{Status: &st}
+	case VerbReprovision:
+		d.mu.Lock()
+		prov := d.prov
+		d.mu.Unlock()
+		ctx, cancel := context.WithTimeout(ctx, reprovisionTimeout)
+		defer cancel()
+		a, err := prov.Reprovision(ctx, "command line")
+		if err != nil {
+			return Reply{Error: err.Error()}
+		}
+		return Reply{Assignment: &a}
+	default:
+		return Reply{Error: fmt.Sprintf("unknown verb %q", verb)}
+	}
+}
+
+// newLogger builds the agent's logger on w.
+func newLogger(cfg *config.Config, w io.Writer, level *slog.LevelVar) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == config.LogJSON {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,415 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/porthole-iot/porthole/agent/internal/config"
+	"github.com/porthole-iot/porthole/agent/internal/provision"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const testKey = "UkVQTEFDRS1NRS1XSVRILVRIRS1ERVZJQ0UtS0VZISE="
+
+// fakeDPS assigns the hub named by next.
+type fakeDPS struct {
+	b     *fakeBackend
+	regID string
+}
+
+func (f fakeDPS) Register(ctx context.Context, payload json.RawMessage) (provision.Assignment, error) {
+	f.b.mu.Lock()
+	defer f.b.mu.Unlock()
+	f.b.registers = append(f.b.registers, f.regID)
+	return provision.Assignment{AssignedHub: f.b.next, DeviceID: f.regID, Status: provision.StatusAssigned, Substatus: "initialAssignment"}, nil
+}
+
+func (f fakeDPS) Lookup(ctx context.Context) (provision.Assignment, error) {
+	return provision.Assignment{}, errors.New("unexpected lookup")
+}
+
+type fakeHub struct {
+	hub     string
+	done    chan struct{}
+	once    sync.Once
+	mu      sync.Mutex
+	methods map[string]methodHandler // guarded by mu
+	patches []any                    // guarded by mu
+}
+
+func (h *fakeHub) Done() <-chan struct{} { return h.done }
+func (h *fakeHub) Err() error            { return nil }
+func (h *fakeHub) Close()                { h.once.Do(func() { close(h.done) }) }
+func (h *fakeHub) UpdateReported(ctx context.Context, patch any) error {
+	h.mu.Lock()
+	h.patches = append(h.patches, patch)
+	h.mu.Unlock()
+	return nil
+}
+func (h *fakeHub) OnMethod(name string, m methodHandler) {
+	h.mu.Lock()
+	h.methods[name] = m
+	h.mu.Unlock()
+}
+func (h *fakeHub) method(name string) methodHandler {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.methods[name]
+}
+
+type fakeBackend struct {
+	mu        sync.Mutex
+	next      string     // hub the next registration assigns; guarded by mu
+	registers []string   // registration IDs registered; guarded by mu
+	newDPS    int        // NewDPS calls; guarded by mu
+	hubs      []*fakeHub // guarded by mu
+	dialed    chan *fakeHub
+}
+
+func newFakeBackend() *fakeBackend {
+	return &fakeBackend{next: "hub-a.local", dialed: make(chan *fakeHub, 100)}
+}
+
+func (b *fakeBackend) NewDPS(cfg *config.Config, dial dialFunc, log *slog.Logger) (provision.DPS, string, error) {
+	b.mu.Lock()
+	b.newDPS++
+	b.mu.Unlock()
+	return fakeDPS{b: b, regID: cfg.Provisioning.RegistrationID}, cfg.Provisioning.RegistrationID, nil
+}
+
+func (b *fakeBackend) DialHub(ctx context.Context, cfg *config.Config, a provision.Assignment, dial dialFunc, hooks hubHooks, log *slog.Logger) (hubConn, error) {
+	h := &fakeHub{hub: a.AssignedHub, done: make(chan struct{}), methods: map[string]methodHandler{}}
+	for n, m := range hooks.Methods {
+		h.methods[n] = m
+	}
+	b.mu.Lock()
+	b.hubs = append(b.hubs, h)
+	b.mu.Unlock()
+	b.dialed <- h
+	return h, nil
+}
+
+func (b *fakeBackend) setNext(hub string) {
+	b.mu.Lock()
+	b.next = hub
+	b.mu.Unlock()
+}
+
+func (b *fakeBackend) registered() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.registers...)
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type agent struct {
+	t       *testing.T
+	dir     string
+	cfgPath string
+	backend *fakeBackend
+	sigs    chan os.Signal
+	logs    *syncBuf
+	done    chan error
+	sock    string
+}
+
+func writeConfig(t *testing.T, path, stateDir, extra string) {
+	t.Helper()
+	writeConfigID(t, path, stateDir, "dev1", extra)
+}
+
+func writeConfigID(t *testing.T, path, stateDir, regID, extra string) {
+	t.Helper()
+	y := fmt.Sprintf(`provisioning:
+  id_scope: 0ne00000001
+  registration_id: %s
+  attestation:
+    type: symmetric_key
+    symmetric_key: %s
+state_dir: %s
+%s`, regID, testKey, stateDir, extra)
+	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startAgent runs the daemon with a fake backend until the test ends.
+func startAgent(t *testing.T, extra string) *agent {
+	t.Helper()
+	dir := t.TempDir()
+	a := &agent{
+		t: t, dir: dir, cfgPath: filepath.Join(dir, "agent.yaml"), backend: newFakeBackend(),
+		sigs: make(chan os.Signal, 1), logs: &syncBuf{}, done: make(chan error, 1),
+		sock: SocketPath(filepath.Join(dir, "state")),
+	}
+	writeConfig(t, a.cfgPath, filepath.Join(dir, "state"), extra)
+	ready := make(chan struct{})
+	go func() {
+		a.done <- Run(context.Background(), Options{
+			ConfigPath: a.cfgPath, Log: a.logs, Version: "test", Signals: a.sigs,
+			Ready: func() { close(ready) }, backend: a.backend,
+		})
+	}()
+	select {
+	case <-ready:
+	case err := <-a.done:
+		t.Fatalf("Run: %v\n%s", err, a.logs.String())
+	}
+	t.Cleanup(func() {
+		a.stop()
+		t.Log(a.logs.String())
+	})
+	return a
+}
+
+func (a *agent) stop() {
+	select {
+	case a.sigs <- syscall.SIGTERM:
+	default:
+	}
+	if err := <-a.done; err != nil {
+		a.t.Errorf("Run returned %v after SIGTERM", err)
+	}
+	a.done <- nil // later stops see a clean exit
+}
+
+func (a *agent) query(verb string) *Reply {
+	a.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	r, err := Query(ctx, a.sock, verb)
+	if err != nil {
+		a.t.Fatalf("%s: %v", verb, err)
+	}
+	return r
+}
+
+func (a *agent) hub() *fakeHub {
+	a.t.Helper()
+	select {
+	case h := <-a.backend.dialed:
+		return h
+	case <-time.After(20 * time.Second):
+		a.t.Fatal("no hub connection")
+		return nil
+	}
+}
+
+// waitStatus polls the status verb until ok says it is right.
+func (a *agent) waitStatus(what string, ok func(*Status) bool) *Status {
+	a.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st := a.query(VerbStatus).Status
+		if ok(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			a.t.Fatalf("status never showed %s: %+v", what, st)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestRunStatusStop(t *testing.T) {
+	a := startAgent(t, "")
+	h := a.hub()
+	if h.hub != "hub-a.local" {
+		t.Fatalf("dialled %q", h.hub)
+	}
+	st := a.waitStatus("connected", func(s *Status) bool { return s.Connected })
+	if st.AssignedHub != "hub-a.local" || st.DeviceID != "dev1" || !st.Provisioned || st.Registrations != 1 || st.Version != "test" || st.RegistrationID != "dev1" {
+		t.Errorf("status %+v", st)
+	}
+	fi, err := os.Stat(a.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := fi.Mode().Perm(); perm != 0o600 {
+		t.Errorf("socket mode %04o, want 0600", perm)
+	}
+	h.mu.Lock()
+	patches := fmt.Sprint(h.patches)
+	h.mu.Unlock()
+	if !strings.Contains(patches, "assignedHub:hub-a.local") || !strings.Contains(patches, "substatus:initialAssignment") {
+		t.Errorf("reported %s", patches)
+	}
+	if r, err := Query(context.Background(), a.sock, "dance"); err == nil || r.Error == "" {
+		t.Errorf("unknown verb accepted: %+v", r)
+	}
+
+	a.stop()
+	select {
+	case <-h.done:
+	default:
+		t.Error("hub connection left open after stop")
+	}
+	if _, err := os.Stat(a.sock); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket left behind: %v", err)
+	}
+}
+
+func TestSecondAgentRefused(t *testing.T) {
+	a := startAgent(t, "")
+	a.hub()
+	err := Run(context.Background(), Options{ConfigPath: a.cfgPath, Log: &syncBuf{}, Signals: make(chan os.Signal), backend: newFakeBackend()})
+	if err == nil || !strings.Contains(err.Error(), "another agent") {
+		t.Fatalf("second Run: %v", err)
+	}
+}
+
+func TestBadConfigFailsStart(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "agent.yaml")
+	os.WriteFile(path, []byte("provisioning:\n  id_scope: x\n"), 0o600)
+	err := Run(context.Background(), Options{ConfigPath: path, Log: &syncBuf{}, backend: newFakeBackend()})
+	if err == nil || !strings.Contains(err.Error(), "registration_id") {
+		t.Fatalf("Run = %v", err)
+	}
+}
+
+func TestReprovisionVerbMoves(t *testing.T) {
+	a := startAgent(t, "")
+	ha := a.hub()
+	a.backend.setNext("hub-b.local")
+	r := a.query(VerbReprovision)
+	if r.Assignment == nil || r.Assignment.AssignedHub != "hub-b.local" {
+		t.Fatalf("reply %+v", r)
+	}
+	hb := a.hub()
+	if hb.hub != "hub-b.local" {
+		t.Fatalf("moved to %q", hb.hub)
+	}
+	<-ha.done
+	a.waitStatus("hub-b", func(s *Status) bool { return s.AssignedHub == "hub-b.local" && s.Connected && s.Registrations == 2 })
+}
+
+func TestReprovisionMethod(t *testing.T) {
+	a := startAgent(t, "hub:\n  reprovision_method: moveit\n")
+	ha := a.hub()
+	m := ha.method("moveit")
+	if m == nil {
+		t.Fatal("method not installed")
+	}
+	a.backend.setNext("hub-b.local")
+	code, body := m(context.Background(), nil)
+	if code != 200 {
+		t.Fatalf("method answered %d %v", code, body)
+	}
+	if hb := a.hub(); hb.hub != "hub-b.local" {
+		t.Fatalf("moved to %q", hb.hub)
+	}
+	if got := a.backend.registered(); len(got) != 2 {
+		t.Fatalf("registrations %v", got)
+	}
+}
+
+func TestReloadLiveAndRefused(t *testing.T) {
+	a := startAgent(t, "")
+	h := a.hub()
+	a.waitStatus("connected", func(s *Status) bool { return s.Connected })
+	sighup := func() *ReloadOutcome {
+		prev := a.query(VerbStatus).Status.LastReload
+		a.sigs <- syscall.SIGHUP
+		return a.waitStatus("reload", func(s *Status) bool {
+			return s.LastReload != nil && (prev == nil || s.LastReload.At.After(prev.At))
+		}).LastReload
+	}
+
+	// Live: stream policy, log level and method name.
+	writeConfig(t, a.cfgPath, filepath.Join(a.dir, "state"), "streams:\n  max_concurrent: 3\nlog:\n  level: debug\nhub:\n  reprovision_method: other\n")
+	lr := sighup()
+	if lr.Error != "" || !strings.Contains(lr.Applied, "streams.max_concurrent") || !strings.Contains(lr.Applied, "log.level") {
+		t.Fatalf("reload %+v", lr)
+	}
+	if h.method("other") == nil {
+		t.Error("renamed method not installed on the live connection")
+	}
+	if code, _ := h.method("reprovision")(context.Background(), nil); code != 404 {
+		t.Errorf("old method name answered %d", code)
+	}
+
+	// A broken file is refused; the agent keeps running.
+	os.WriteFile(a.cfgPath, []byte("provisioning: [\n"), 0o600)
+	if lr := sighup(); lr.Error == "" {
+		t.Fatalf("broken config accepted: %+v", lr)
+	}
+	// A change that needs a restart is refused.
+	writeConfig(t, a.cfgPath, filepath.Join(a.dir, "elsewhere"), "")
+	if lr := sighup(); !strings.Contains(lr.Error, "state_dir") {
+		t.Fatalf("state_dir change: %+v", lr)
+	}
+	select {
+	case h2 := <-a.backend.dialed:
+		t.Fatalf("reconnected to %q on a live-only reload", h2.hub)
+	default:
+	}
+	if st := a.query(VerbStatus).Status; !st.Connected {
+		t.Errorf("status after reloads %+v", st)
+	}
+	if got := a.backend.registered(); len(got) != 1 {
+		t.Errorf("registrations %v", got)
+	}
+}
+
+func TestReloadIdentityRegistersAgain(t *testing.T) {
+	a := startAgent(t, "")
+	ha := a.hub()
+	a.backend.setNext("hub-b.local")
+	writeConfigID(t, a.cfgPath, filepath.Join(a.dir, "state"), "dev2", "")
+	a.sigs <- syscall.SIGHUP
+	hb := a.hub()
+	if hb.hub != "hub-b.local" {
+		t.Fatalf("after identity change connected to %q", hb.hub)
+	}
+	<-ha.done
+	if got := a.backend.registered(); len(got) != 2 || got[1] != "dev2" {
+		t.Fatalf("registrations %v", got)
+	}
+	a.waitStatus("dev2", func(s *Status) bool { return s.RegistrationID == "dev2" && s.Connected })
+}
+
+func TestReloadTransportReconnectsWithCache(t *testing.T) {
+	a := startAgent(t, "")
+	ha := a.hub()
+	writeConfig(t, a.cfgPath, filepath.Join(a.dir, "state"), "hub:\n  keepalive: 60s\n")
+	a.sigs <- syscall.SIGHUP
+	hb := a.hub()
+	if hb.hub != "hub-a.local" {
+		t.Fatalf("reconnected to %q", hb.hub)
+	}
+	<-ha.done
+	if got := a.backend.registered(); len(got) != 1 {
+		t.Fatalf("a reconnect-only change registered again: %v", got)
+	}
+}

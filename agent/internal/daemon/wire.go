@@ -1,0 +1,155 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+
+	"github.com/porthole-iot/porthole/agent/internal/bridge"
+	"github.com/porthole-iot/porthole/agent/internal/config"
+	"github.com/porthole-iot/porthole/agent/internal/provision"
+	"github.com/porthole-iot/porthole/sdk/dps"
+	"github.com/porthole-iot/porthole/sdk/iothub"
+	"github.com/porthole-iot/porthole/sdk/retry"
+)
+
+// sdkBackend makes the real clients from sdk/dps and sdk/iothub.
+type sdkBackend struct {
+	clock retry.Clock // nil: real
+}
+
+func (b sdkBackend) NewDPS(cfg *config.Config, dial dialFunc, log *slog.Logger) (provision.DPS, string, error) {
+	p := cfg.Provisioning
+	dc := dps.Config{
+		GlobalEndpoint: p.GlobalEndpoint,
+		IDScope:        p.IDScope,
+		RegistrationID: p.RegistrationID,
+		Transport:      string(p.Transport),
+		RootCAs:        cfg.RootCAs,
+		ProxyURL:       cfg.Proxy.URL,
+		DialContext:    dial,
+		Retry:          retry.Policy{Clock: b.clock},
+		Logger:         log,
+	}
+	if b.clock != nil {
+		dc.Now = b.clock.Now
+	}
+	switch p.Attestation.Type {
+	case config.AttestX509:
+		dc.Certificate = p.Attestation.Certificate
+	default:
+		dc.SymmetricKey = p.Attestation.DeviceKey.Reveal()
+	}
+	c, err := dps.New(dc)
+	if err != nil {
+		return nil, "", err
+	}
+	return dpsAdapter{c}, c.RegistrationID(), nil
+}
+
+// dpsAdapter adapts *dps.Client to provision.DPS.
+type dpsAdapter struct{ c *dps.Client }
+
+func (a dpsAdapter) Register(ctx context.Context, payload json.RawMessage) (provision.Assignment, error) {
+	var p any
+	if len(payload) > 0 {
+		p = payload
+	}
+	r, err := a.c.Register(ctx, p)
+	return assignment(r), err
+}
+
+func (a dpsAdapter) Lookup(ctx context.Context) (provision.Assignment, error) {
+	r, err := a.c.Lookup(ctx)
+	return assignment(r), err
+}
+
+func assignment(r *dps.Result) provision.Assignment {
+	if r == nil {
+		return provision.Assignment{}
+	}
+	return provision.Assignment{
+		AssignedHub: r.AssignedHub,
+		DeviceID:    r.DeviceID,
+		Status:      r.Status,
+		Substatus:   r.Substatus,
+		ETag:        r.ETag,
+	}
+}
+
+func (b sdkBackend) DialHub(ctx context.Context, cfg *config.Config, a provision.Assignment, dial dialFunc, hooks hubHooks, log *slog.Logger) (hubConn, error) {
+	hc := iothub.Config{
+		HostName:    a.AssignedHub,
+		DeviceID:    a.DeviceID,
+		Transport:   string(cfg.Hub.Transport),
+		RootCAs:     cfg.RootCAs,
+		ProxyURL:    cfg.Proxy.URL,
+		DialContext: dial,
+		Keepalive:   cfg.Hub.Keepalive,
+		Logger:      log.With("device", a.DeviceID),
+		Clock:       b.clock,
+	}
+	switch cfg.Provisioning.Attestation.Type {
+	case config.AttestX509:
+		hc.Certificate = cfg.Provisioning.Attestation.Certificate
+	default:
+		hc.SharedAccessKey = cfg.Provisioning.Attestation.DeviceKey.Reveal()
+	}
+	c, err := iothub.Dial(ctx, hc)
+	if err != nil {
+		return nil, err
+	}
+	h := hubAdapter{c}
+	for name, m := range hooks.Methods {
+		h.OnMethod(name, m)
+	}
+	if hooks.Stream != nil {
+		c.OnStreamRequest(func(ctx context.Context, req *iothub.StreamRequest) {
+			hooks.Stream(ctx, streamRequest{req})
+		})
+	}
+	if hooks.State != nil {
+		c.OnConnectionState(hooks.State)
+	}
+	// Handlers added after Dial are subscribed asynchronously; the agent is
+	// only useful once they are live.
+	if err := c.WaitSubscribed(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return h, nil
+}
+
+// hubAdapter adapts *iothub.Client to hubConn.
+type hubAdapter struct{ c *iothub.Client }
+
+func (h hubAdapter) Done() <-chan struct{} { return h.c.Done() }
+func (h hubAdapter) Err() error            { return h.c.Err() }
+func (h hubAdapter) Close()                { h.c.Close() }
+
+func (h hubAdapter) UpdateReported(ctx context.Context, patch any) error {
+	_, err := h.c.UpdateReported(ctx, patch)
+	return err
+}
+
+func (h hubAdapter) OnMethod(name string, m methodHandler) {
+	h.c.OnMethod(name, func(ctx context.Context, payload json.RawMessage) (int, any) { return m(ctx, payload) })
+}
+
+// streamRequest adapts *iothub.StreamRequest to bridge.Request.
+type streamRequest struct{ r *iothub.StreamRequest }
+
+func (s streamRequest) Name() string { return s.r.Name }
+
+func (s streamRequest) Accept(ctx context.Context) (net.Conn, error) {
+	c, err := s.r.Accept(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (s streamRequest) Reject(ctx context.Context) error { return s.r.Reject(ctx) }
+
+var _ bridge.Request = streamRequest{}
