@@ -1,0 +1,66 @@
+package nodetest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/porthole-iot/porthole/hubsim/hubsimtest"
+	"github.com/porthole-iot/porthole/hubsim/internal/simconfig"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// The SDKs reach only 443 and 8883 and take IP-literal host names without
+// DNS, so every endpoint gets its own loopback address. Validation wants
+// distinct host names for hubs and DPS, and IP host names among the listen
+// addresses.
+const (
+	hubA    = "127.0.0.7"
+	hubB    = "127.0.0.8"
+	dpsHost = "127.0.0.9"
+	idScope = "0ne0000NODE"
+)
+
+// waitTimeout bounds the Go-side waits (events, registry reads).
+const waitTimeout = 20 * time.Second
+
+// startSim runs hubsim on 443/8883 of the dedicated loopback addresses.
+func startSim(t *testing.T) *hubsimtest.Sim {
+	t.Helper()
+	requirePorts(t, []string{hubA, hubB, dpsHost})
+	return hubsimtest.New(t, hubsimtest.WithConfig(func(c *hubsimtest.Config) {
+		c.Listen = []string{hubA, hubB, dpsHost}
+		c.Ports = simconfig.Ports{HTTPS: 443, MQTT: 8883}
+		c.Hubs = []hubsimtest.Hub{{Name: "hub-a", HostName: hubA}, {Name: "hub-b", HostName: hubB}}
+		c.DPS.IDScope = idScope
+		c.DPS.GlobalEndpoint = dpsHost
+		c.DPS.HostName = dpsHost
+		c.ApplyDefaults()
+	}))
+}
+
+// TestNodeSDKs runs every scenario against one sim (the fixed ports allow
+// only one at a time).
+func TestNodeSDKs(t *testing.T) {
+	env := newNodeEnv(t)
+	sim := startSim(t)
+	env.caFile = sim.CAFile
+
+	t.Run("Registry", func(t *testing.T) { testRegistry(t, env, sim) })
+	t.Run("Methods", func(t *testing.T) { testMethods(t, env, sim) })
+	for _, tr := range []string{"Mqtt", "MqttWs"} {
+		t.Run("Device/"+tr, func(t *testing.T) { testDevice(t, env, sim, tr) })
+	}
+	t.Run("ProvisioningService", func(t *testing.T) { testProvisioningService(t, env, sim) })
+	t.Run("Provisioning/http-individual", func(t *testing.T) { testProvisionIndividual(t, env, sim) })
+	t.Run("Provisioning/mqtt-group", func(t *testing.T) { testProvisionGroup(t, env, sim) })
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
