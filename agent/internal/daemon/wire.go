@@ -87,7 +87,7 @@ func (b sdkBackend) DialHub(ctx context.Context, cfg *config.Config, a provision
 		ProxyURL:    cfg.Proxy.URL,
 		DialContext: dial,
 		Keepalive:   cfg.Hub.Keepalive,
-		Logger:      log.With("device", a.DeviceID),
+		Logger:      log, // the client adds the device itself
 		Clock:       b.clock,
 	}
 	switch cfg.Provisioning.Attestation.Type {
