@@ -1,0 +1,220 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/porthole-iot/porthole/agent/internal/daemon"
+	"github.com/porthole-iot/porthole/hubsim/hubsimtest"
+	"github.com/porthole-iot/porthole/sdk/service"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const testKey = "UkVQTEFDRS1NRS1XSVRILVRIRS1ERVZJQ0UtS0VZISE="
+
+// TestDeps guards the binary: it must not link test or debug-server
+// packages, nor the simulator.
+func TestDeps(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	deps := strings.Fields(string(out))
+	if len(deps) < 10 {
+		t.Fatalf("go list returned %d packages", len(deps))
+	}
+	for _, d := range deps {
+		switch {
+		case d == "testing", strings.HasPrefix(d, "testing/"),
+			d == "net/http/httptest", d == "net/http/pprof",
+			strings.HasPrefix(d, "github.com/porthole-iot/porthole/hubsim"):
+			t.Errorf("porthole-agent links %s", d)
+		}
+	}
+}
+
+func writeConfig(t *testing.T, extra string) (path, stateDir string) {
+	t.Helper()
+	dir := t.TempDir()
+	stateDir = filepath.Join(dir, "state")
+	path = filepath.Join(dir, "agent.yaml")
+	y := fmt.Sprintf("provisioning:\n  id_scope: 0ne00000001\n  registration_id: dev1\n  attestation:\n    type: symmetric_key\n    symmetric_key: %s\nstate_dir: %s\n%s", testKey, stateDir, extra)
+	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, stateDir
+}
+
+func TestCommandLine(t *testing.T) {
+	good, _ := writeConfig(t, "")
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("provisioning:\n  id_scop: x\n"), 0o600)
+	for _, tc := range []struct {
+		name      string
+		args      []string
+		env       string
+		wantUsage bool
+		wantErr   string
+		wantOut   string
+	}{
+		{name: "no command", args: nil, wantUsage: true},
+		{name: "unknown command", args: []string{"fly"}, wantUsage: true},
+		{name: "bad flag", args: []string{"-nope", "run"}, wantUsage: true},
+		{name: "extra args", args: []string{"validate", "x"}, wantUsage: true},
+		{name: "help", args: []string{"-h"}, wantOut: "usage: porthole-agent"},
+		{name: "version", args: []string{"version"}, wantOut: "porthole-agent "},
+		{name: "validate ok", args: []string{"-config", good, "validate"}, wantOut: good + ": OK"},
+		{name: "validate flag after verb", args: []string{"validate", "-config", good}, wantOut: ": OK"},
+		{name: "validate env", args: []string{"validate"}, env: good, wantOut: ": OK"},
+		{name: "validate bad", args: []string{"-config", bad, "validate"}, wantErr: `bad.yaml:2: provisioning.id_scop: unknown`},
+		{name: "status without agent", args: []string{"-config", good, "status"}, wantErr: "is the agent running"},
+		{name: "reprovision without agent", args: []string{"-config", good, "reprovision"}, wantErr: "is the agent running"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv(configEnv, tc.env)
+			var out, errOut bytes.Buffer
+			err := run(context.Background(), tc.args, &out, &errOut)
+			var ue *usageError
+			switch {
+			case tc.wantUsage:
+				if !errors.As(err, &ue) {
+					t.Fatalf("err = %v, want a usage error", err)
+				}
+			case tc.wantErr != "":
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+			default:
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !strings.Contains(out.String(), tc.wantOut) {
+				t.Errorf("stdout %q lacks %q", out.String(), tc.wantOut)
+			}
+		})
+	}
+}
+
+func TestServiceConfig(t *testing.T) {
+	sc, err := serviceConfig("rel/agent.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc.Name != serviceName || len(sc.Arguments) != 3 || !filepath.IsAbs(sc.Arguments[1]) || sc.Arguments[2] != "run" {
+		t.Fatalf("service config %+v", sc)
+	}
+}
+
+// TestRunAgainstHubsim runs the "run" verb with nothing but a config file:
+// the config's resolve entries and ca_file take the agent to hubsim, as a
+// field technician would point it at a lab simulator. Then "status" and
+// "reprovision" talk to it over the socket.
+func TestRunAgainstHubsim(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	sim := hubsimtest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	defer cancel()
+	dpsc, err := service.NewDPS(service.Config{ConnectionString: sim.DPSConnectionString(), RootCAs: sim.CAPool, DialContext: sim.DialContext})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dpsc.Close()
+	key := hubsimtest.NewKey(t)
+	if _, err := dpsc.PutEnrollment(ctx, service.IndividualEnrollment{
+		RegistrationID: "dev1",
+		Attestation: &service.AttestationMechanism{Type: service.AttestationSymmetricKey,
+			SymmetricKey: &service.SymmetricKeyAttestation{PrimaryKey: key, SecondaryKey: hubsimtest.NewKey(t)}},
+		IoTHubHostName: "hub-eu.local",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	extra := fmt.Sprintf("ca_file: %s\nresolve:\n  - %s:443=%s\n  - hub-eu.local:8883=%s\n",
+		sim.CAFile, sim.GlobalEndpoint, sim.HTTPSAddr, sim.MQTTAddr)
+	path, stateDir := writeConfig(t, extra)
+	// The config's identity: rewrite scope and endpoint for the sim.
+	data, _ := os.ReadFile(path)
+	data = bytes.Replace(data, []byte("id_scope: 0ne00000001"), []byte("global_endpoint: "+sim.GlobalEndpoint+"\n  id_scope: "+sim.IDScope), 1)
+	data = bytes.Replace(data, []byte(testKey), []byte(key), 1)
+	os.WriteFile(path, data, 0o600)
+
+	runCtx, stop := context.WithCancel(ctx)
+	var logs bytes.Buffer
+	lw := &lockedWriter{w: &logs}
+	done := make(chan error, 1)
+	go func() { done <- run(runCtx, []string{"-config", path, "run"}, &bytes.Buffer{}, lw) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+		lw.mu.Lock()
+		t.Log(logs.String())
+		lw.mu.Unlock()
+	}()
+
+	for {
+		var out bytes.Buffer
+		err := run(ctx, []string{"-config", path, "status", "-json"}, &out, &bytes.Buffer{})
+		if err == nil {
+			var st daemon.Status
+			if err := json.Unmarshal(out.Bytes(), &st); err != nil {
+				t.Fatalf("status -json: %v: %s", err, out.String())
+			}
+			if st.Connected {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("agent never connected: %v", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	var out bytes.Buffer
+	if err := run(ctx, []string{"-config", path, "status"}, &out, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"connected", "yes", "device dev1 on hub-eu.local (initialAssignment)"} {
+		if !strings.Contains(out.String(), s) {
+			t.Errorf("status lacks %q:\n%s", s, out.String())
+		}
+	}
+	out.Reset()
+	if err := run(ctx, []string{"-config", path, "reprovision"}, &out, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "registered: device dev1 on hub-eu.local") {
+		t.Errorf("reprovision printed %q", out.String())
+	}
+	if _, err := os.Stat(daemon.SocketPath(stateDir)); err != nil {
+		t.Errorf("socket: %v", err)
+	}
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
