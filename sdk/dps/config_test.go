@@ -55,6 +55,8 @@ func TestNewValidation(t *testing.T) {
 		{"x509 takes CN", func(c *Config) { c.SymmetricKey, c.RegistrationID, c.Certificate = "", "", &cert }, ""},
 		{"endpoint with port", func(c *Config) { c.GlobalEndpoint = "dps.local:8443" }, ""},
 		{"IPv6 endpoint", func(c *Config) { c.GlobalEndpoint = "[::1]:8443" }, ""},
+		{"x509 with its CN", func(c *Config) { c.SymmetricKey, c.RegistrationID, c.Certificate = "", "CERT-dev", &cert }, ""},
+		{"x509 with another ID", func(c *Config) { c.SymmetricKey, c.Certificate = "", &cert }, "subject CN"},
 		{"no scope", func(c *Config) { c.IDScope = "" }, "ID scope"},
 		{"scope with slash", func(c *Config) { c.IDScope = "a/b" }, "ID scope"},
 		{"no registration id", func(c *Config) { c.RegistrationID = "" }, "registration ID"},

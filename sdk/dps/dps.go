@@ -163,8 +163,13 @@ func New(cfg Config) (*Client, error) {
 				break
 			}
 		}
-		if c.cfg.RegistrationID == "" {
-			c.cfg.RegistrationID = leaf.Subject.CommonName
+		switch cn := leaf.Subject.CommonName; {
+		case c.cfg.RegistrationID == "":
+			c.cfg.RegistrationID = cn
+		case !strings.EqualFold(c.cfg.RegistrationID, cn):
+			// DPS takes the registration ID from the certificate's CN
+			// (MicrosoftDocs/azure-docs articles/iot/iot-mqtt-connect-to-iot-dps.md).
+			bad("registration ID %q is not the certificate's subject CN %q", c.cfg.RegistrationID, cn)
 		}
 	}
 	if c.cfg.RegistrationID == "" || strings.ContainsAny(c.cfg.RegistrationID, "/?#% ") {
@@ -283,10 +288,14 @@ func (c *Client) Register(ctx context.Context, payload any) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	var opID string
 	for {
 		op, err := decodeOperation(resp.body)
 		if err != nil {
 			return nil, fmt.Errorf("dps: register: %w", err)
+		}
+		if op.OperationID == "" {
+			op.OperationID = opID // a poll answer may leave it out
 		}
 		switch op.Status {
 		case StatusAssigned:
@@ -318,7 +327,7 @@ func (c *Client) Register(ctx context.Context, payload any) (*Result, error) {
 		if err := c.sleep(ctx, wait); err != nil {
 			return nil, err
 		}
-		opID := op.OperationID
+		opID = op.OperationID
 		resp, err = c.call(ctx, sched, "poll", func(ctx context.Context) (response, error) {
 			return sess.poll(ctx, opID)
 		})

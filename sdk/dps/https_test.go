@@ -316,7 +316,7 @@ func TestUnassignedKeepsPolling(t *testing.T) {
 		case 0:
 			reply(w, 202, "", assigning("op"))
 		case 1:
-			reply(w, 202, "", map[string]any{"operationId": "op", "status": "Unassigned"})
+			reply(w, 202, "", map[string]any{"status": "Unassigned"}) // no operationId: keep the last one
 		default:
 			reply(w, 200, "", assigned("op", nil))
 		}
@@ -324,8 +324,9 @@ func TestUnassignedKeepsPolling(t *testing.T) {
 	if _, err := mustNew(t, f.config(newInstantClock())).Register(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(f.requests()); n != 3 {
-		t.Errorf("%d requests", n)
+	reqs := f.requests()
+	if len(reqs) != 3 || !strings.HasSuffix(reqs[2].Path, "/operations/op") {
+		t.Errorf("requests %+v", reqs)
 	}
 }
 
