@@ -420,3 +420,41 @@ func TestProxy(t *testing.T) {
 		})
 	}
 }
+
+func TestServiceGoneKeepsRetrying(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config(t)
+	clock := fakeTime(&cfg)
+	c := e.dial(t, cfg)
+	states := watchState(c)
+	ctx := testCtx(t)
+	e.sim.Close()
+	if s := recv(t, states); s.connected {
+		t.Fatal("still connected after the sim closed")
+	}
+	var waits []time.Duration
+	for range 4 {
+		wait, err := clock.WaitTimer(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waits = append(waits, wait)
+		clock.Advance(wait)
+	}
+	for i, w := range waits {
+		if w < retry.DefaultMinBackoff {
+			t.Errorf("wait %d = %v, below the %v floor", i, w, retry.DefaultMinBackoff)
+		}
+	}
+	select {
+	case <-c.Done():
+		t.Fatalf("client stopped: %v", c.Err())
+	default:
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(c.Err(), ErrClosed) {
+		t.Fatalf("Err() = %v, want ErrClosed", c.Err())
+	}
+}

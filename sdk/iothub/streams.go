@@ -39,8 +39,8 @@ func (r *StreamRequest) LogValue() slog.Value {
 
 // OnStreamRequest registers h for device-stream requests. Each request runs
 // h on its own goroutine, owned by the client; ctx ends when the client
-// stops. Registering a handler subscribes to the stream topics; nil stops
-// answering (requests then time out at the hub).
+// stops. Registering a handler subscribes to the stream topics; with a nil
+// handler requests that still arrive are rejected.
 func (c *Client) OnStreamRequest(h func(ctx context.Context, req *StreamRequest)) {
 	c.mu.Lock()
 	c.streams = h
