@@ -17,6 +17,14 @@ type deviceResult struct {
 	DesiredDelta        map[string]any `json:"desiredDelta"`
 	DesiredVersion      int            `json:"desiredVersion"`
 	TwinDesiredAfter    map[string]any `json:"twinDesiredAfter"`
+	C2D                 struct {
+		Data            string            `json:"data"`
+		MessageID       string            `json:"messageId"`
+		CorrelationID   string            `json:"correlationId"`
+		ContentType     string            `json:"contentType"`
+		ContentEncoding string            `json:"contentEncoding"`
+		Properties      map[string]string `json:"properties"`
+	} `json:"c2d"`
 }
 
 // testDevice: azure-iot-device over Mqtt or MqttWs — twin get, reported
@@ -28,6 +36,13 @@ func testDevice(t *testing.T, env *nodeEnv, sim *hubsimtest.Sim, transport strin
 	key := sim.CreateDevice(hubA, id)
 	events, cancel := sim.Hub(hubA).Subscribe(64)
 	defer cancel()
+	// Queued while the device is offline; delivered once it subscribes.
+	if err := sim.Hub(hubA).SendC2D(ctxT(t), id, hub.C2DMessage{
+		MessageID: "c2d-" + marker, CorrelationID: "corr-1", ContentType: "text/plain", ContentEncoding: "utf-8",
+		Properties: map[string]string{"marker": marker, "with space": "a&b=c/d"}, Body: []byte("hello " + transport),
+	}); err != nil {
+		t.Fatal(err)
+	}
 
 	var r deviceResult
 	if f := env.run(t, "device.js", map[string]any{
@@ -53,6 +68,13 @@ func testDevice(t *testing.T, env *nodeEnv, sim *hubsimtest.Sim, transport strin
 	}
 	if !reflect.DeepEqual(r.TwinDesiredAfter, wantDesired) {
 		t.Errorf("device twin's desired after the notification: %v, want %v", r.TwinDesiredAfter, wantDesired)
+	}
+
+	c := r.C2D
+	if c.Data != "hello "+transport || c.MessageID != "c2d-"+marker || c.CorrelationID != "corr-1" ||
+		c.ContentType != "text/plain" || c.ContentEncoding != "utf-8" ||
+		!reflect.DeepEqual(c.Properties, map[string]string{"marker": marker, "with space": "a&b=c/d"}) {
+		t.Errorf("cloud-to-device message as the SDK received it: %+v", c)
 	}
 
 	// The hub's Go API sees the reported patch.

@@ -28,10 +28,17 @@ const (
 const waitTimeout = 20 * time.Second
 
 // startSim runs hubsim on 443/8883 of the dedicated loopback addresses.
-func startSim(t *testing.T) *hubsimtest.Sim {
+// deviceCA becomes a verified CA of hub A.
+func startSim(t *testing.T, deviceCA *testCA) *hubsimtest.Sim {
 	t.Helper()
 	requirePorts(t, []string{hubA, hubB, dpsHost})
-	return hubsimtest.New(t, hubsimtest.WithConfig(func(c *hubsimtest.Config) {
+	return hubsimtest.New(t, hubsimtest.WithHubConfig(func(c *hubsimtest.HubConfig) {
+		for i := range c.Hubs {
+			if c.Hubs[i].HostName == hubA {
+				c.Hubs[i].ClientCAs = append(c.Hubs[i].ClientCAs, deviceCA.cert)
+			}
+		}
+	}), hubsimtest.WithConfig(func(c *hubsimtest.Config) {
 		c.Listen = []string{hubA, hubB, dpsHost}
 		c.Ports = simconfig.Ports{HTTPS: 443, MQTT: 8883}
 		c.Hubs = []hubsimtest.Hub{{Name: "hub-a", HostName: hubA}, {Name: "hub-b", HostName: hubB}}
@@ -46,7 +53,8 @@ func startSim(t *testing.T) *hubsimtest.Sim {
 // only one at a time).
 func TestNodeSDKs(t *testing.T) {
 	env := newNodeEnv(t)
-	sim := startSim(t)
+	deviceCA := newTestCA(t)
+	sim := startSim(t, deviceCA)
 	env.caFile = sim.CAFile
 
 	t.Run("Registry", func(t *testing.T) { testRegistry(t, env, sim) })
@@ -54,6 +62,7 @@ func TestNodeSDKs(t *testing.T) {
 	for _, tr := range []string{"Mqtt", "MqttWs"} {
 		t.Run("Device/"+tr, func(t *testing.T) { testDevice(t, env, sim, tr) })
 	}
+	t.Run("Connect", func(t *testing.T) { testConnect(t, env, sim, deviceCA) })
 	t.Run("ProvisioningService", func(t *testing.T) { testProvisioningService(t, env, sim) })
 	t.Run("Provisioning/http-individual", func(t *testing.T) { testProvisionIndividual(t, env, sim) })
 	t.Run("Provisioning/mqtt-group", func(t *testing.T) { testProvisionGroup(t, env, sim) })

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/porthole-iot/porthole/hubsim/hubsimtest"
+	"github.com/porthole-iot/porthole/hubsim/internal/dps"
 	"github.com/porthole-iot/porthole/hubsim/internal/hub"
 )
 
@@ -125,10 +126,14 @@ func testProvisionIndividual(t *testing.T, env *nodeEnv, sim *hubsimtest.Sim) {
 	key := sim.EnrollSymmetricKey(regID, func(e *hubsimtest.IndividualEnrollment) {
 		e.DeviceID = "node-prov-http-dev"
 		e.IoTHubs = []string{hubB}
-		e.InitialTwin = &hubsimtest.InitialTwin{Tags: map[string]any{"batch": "7"}}
+		e.InitialTwin = &hubsimtest.InitialTwin{
+			Tags:       map[string]any{"batch": "7"},
+			Properties: &dps.InitialTwinProperties{Desired: map[string]any{"interval": 9}},
+		}
 	})
 	provision(t, env, sim, map[string]any{"registrationId": regID, "key": key, "transport": "http"},
-		provisionResult{AssignedHub: hubB, DeviceID: "node-prov-http-dev", RegistrationID: regID})
+		provisionResult{AssignedHub: hubB, DeviceID: "node-prov-http-dev", RegistrationID: regID,
+			Desired: map[string]any{"interval": float64(9)}})
 }
 
 // testProvisionGroup: azure-iot-provisioning-device over MQTT with a key
@@ -139,7 +144,7 @@ func testProvisionGroup(t *testing.T, env *nodeEnv, sim *hubsimtest.Sim) {
 		g.IoTHubs = []string{hubA}
 	})
 	provision(t, env, sim, map[string]any{"registrationId": regID, "groupKey": groupKey, "transport": "mqtt"},
-		provisionResult{AssignedHub: hubA, DeviceID: regID, RegistrationID: regID})
+		provisionResult{AssignedHub: hubA, DeviceID: regID, RegistrationID: regID, Desired: map[string]any{}})
 }
 
 func provision(t *testing.T, env *nodeEnv, sim *hubsimtest.Sim, input map[string]any, want provisionResult) {
@@ -157,6 +162,9 @@ func provision(t *testing.T, env *nodeEnv, sim *hubsimtest.Sim, input map[string
 	}
 	if r.AssignedHub != want.AssignedHub || r.DeviceID != want.DeviceID || r.RegistrationID != want.RegistrationID || r.Status != "assigned" {
 		t.Errorf("registration: %+v, want hub %s device %s status assigned", r, want.AssignedHub, want.DeviceID)
+	}
+	if !reflect.DeepEqual(r.Desired, want.Desired) {
+		t.Errorf("desired properties the device read after provisioning: %v, want %v (the enrollment's initial twin)", r.Desired, want.Desired)
 	}
 	ctx := ctxT(t)
 	d, err := sim.Hub(want.AssignedHub).GetDevice(ctx, want.DeviceID)

@@ -1,7 +1,8 @@
 'use strict';
 // Scenario 3: azure-iot-device over one MQTT transport (Mqtt or MqttWs):
 // connect, get the twin, patch reported properties, receive a desired
-// update made through azure-iothub, send an event with properties.
+// update made through azure-iothub, receive a cloud-to-device message,
+// send an event with properties.
 // Input: {hubConnectionString, deviceConnectionString, deviceId, transport, marker}
 const { Client, Message } = require('azure-iot-device');
 const { Mqtt, MqttWs } = require('azure-iot-device-mqtt');
@@ -15,7 +16,20 @@ run(async (inp) => {
   const out = {};
   const client = Client.fromConnectionString(inp.deviceConnectionString, Transport);
   client.on('error', () => {});
+  // A cloud-to-device message was queued before the device connected: it
+  // arrives once the client subscribes (on the first 'message' listener).
+  const gotC2D = waitFor('cloud-to-device message', 15000, (done) => {
+    client.on('message', (m) => {
+      client.complete(m, () => {});
+      done({
+        data: m.data.toString(), messageId: m.messageId, correlationId: m.correlationId,
+        contentType: m.contentType, contentEncoding: m.contentEncoding,
+        properties: Object.fromEntries(m.properties.propertyList.map((p) => [p.key, p.value])),
+      });
+    });
+  });
   await step('open', () => client.open());
+  out.c2d = await step('receive c2d', () => gotC2D);
 
   const twin = await step('getTwin', () => client.getTwin());
   out.initialDesired = strip(twin.properties.desired);

@@ -38,7 +38,9 @@ function describeError(err) {
   if (err.code) out.code = err.code;
   if (err.transportError && err.transportError !== err) out.transportError = describeError(err.transportError);
   if (err.amqpError) out.amqpError = String(err.amqpError);
-  if (!resp && err.stack) out.stack = String(err.stack).split('\n').slice(1, 6).map((l) => l.trim());
+  // A stack only for programming errors (a script bug or an SDK tripping
+  // over a response it did not expect), not for SDK-reported refusals.
+  if (err instanceof TypeError || err instanceof ReferenceError || err instanceof SyntaxError || err instanceof RangeError) out.stack = String(err.stack).split('\n').slice(1, 6).map((l) => l.trim());
   return out;
 }
 
