@@ -66,7 +66,9 @@ func TestNewValidation(t *testing.T) {
 		{"bad key", func(c *Config) { c.SymmetricKey = "not base64!" }, "symmetric key"},
 		{"empty certificate", func(c *Config) { c.SymmetricKey, c.Certificate = "", &tls.Certificate{} }, "no certificate data"},
 		{"unknown transport", func(c *Config) { c.Transport = "amqp" }, "unknown transport"},
-		{"mqtt with proxy", func(c *Config) { c.Transport, c.ProxyURL = TransportMQTT, proxy }, "proxy is not supported"},
+		{"mqtt with proxy", func(c *Config) { c.Transport, c.ProxyURL = TransportMQTT, proxy }, ""},
+		{"socks proxy", func(c *Config) { c.ProxyURL = &url.URL{Scheme: "socks5", Host: "p:1080"} }, "want http://host:port"},
+		{"proxy without host", func(c *Config) { c.ProxyURL = &url.URL{Scheme: "http"} }, "want http://host:port"},
 		{"endpoint URL", func(c *Config) { c.GlobalEndpoint = "https://dps.local" }, "global endpoint"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

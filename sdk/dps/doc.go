@@ -19,6 +19,10 @@
 // auth.DeriveGroupKey) or with an X.509 certificate presented as the TLS
 // client certificate.
 //
+// Config.ProxyURL tunnels every connection through an HTTP proxy with
+// CONNECT (for MQTT/TLS to port 8883, which many proxies refuse; MQTT-WS
+// is the transport for locked-down networks).
+//
 // Registration status lookup has no MQTT form (DPS's MQTT API has only the
 // register and operation-status topics), so [Client.Lookup] always uses
 // HTTPS.

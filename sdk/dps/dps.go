@@ -45,9 +45,10 @@ type Config struct {
 	Certificate *tls.Certificate
 	// RootCAs verifies the service's certificate; nil means the system roots.
 	RootCAs *x509.CertPool
-	// ProxyURL, if set, is an HTTP proxy tunnelled with CONNECT, for HTTPS
-	// and MQTT-WS. It is not supported with TransportMQTT. The environment's
-	// proxy variables are not consulted.
+	// ProxyURL, if set, is an HTTP proxy ("http://[user:password@]host:port")
+	// that every connection is tunnelled through with CONNECT (MQTT too,
+	// to port 8883, which many proxies refuse; MQTT-WS uses 443). The
+	// environment's proxy variables are not consulted.
 	ProxyURL *url.URL
 	// DialContext opens TCP connections (to the endpoint or the proxy); nil
 	// means a net.Dialer. Tests and host mapping plug in here.
@@ -124,11 +125,11 @@ func New(cfg Config) (*Client, error) {
 		c.port = portHTTPS
 	case TransportMQTT:
 		c.port = portMQTT
-		if cfg.ProxyURL != nil {
-			bad("a proxy is not supported with transport %q (use %q)", TransportMQTT, TransportMQTTWS)
-		}
 	default:
 		bad("unknown transport %q (want %q, %q or %q)", cfg.Transport, TransportHTTPS, TransportMQTT, TransportMQTTWS)
+	}
+	if cfg.ProxyURL != nil && (!strings.EqualFold(cfg.ProxyURL.Scheme, "http") || cfg.ProxyURL.Host == "") {
+		bad("proxy %q: want http://host:port", cfg.ProxyURL.Redacted())
 	}
 	host, port, err := splitEndpoint(cfg.GlobalEndpoint)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/cenkalti/backoff/v4"
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
 	"github.com/gorilla/websocket"
@@ -263,8 +264,8 @@ func (s *mqttSession) connect(ctx context.Context) error {
 
 // classifyConnect maps a refused CONNECT to a StatusError with the HTTP
 // numbering (not authorized → 401, server unavailable → 503) and marks
-// network failures transient, keeping certificate errors as they are so
-// package retry can judge them.
+// network failures transient, keeping certificate errors and errors marked
+// permanent (a proxy's 407) as they are so package retry can judge them.
 func classifyConnect(err error) error {
 	switch {
 	case errors.Is(err, packets.ErrorRefusedNotAuthorised), errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword):
@@ -275,11 +276,12 @@ func classifyConnect(err error) error {
 		return &StatusError{StatusCode: http.StatusServiceUnavailable, Message: "mqtt connect refused: " + err.Error()}
 	}
 	var sc retry.StatusCoder
+	var perm *backoff.PermanentError
 	var unknownCA x509.UnknownAuthorityError
 	var hostErr x509.HostnameError
 	var certErr x509.CertificateInvalidError
 	var tlsAlert tls.AlertError
-	if errors.As(err, &sc) || errors.As(err, &unknownCA) || errors.As(err, &hostErr) || errors.As(err, &certErr) {
+	if errors.As(err, &sc) || errors.As(err, &perm) || errors.As(err, &unknownCA) || errors.As(err, &hostErr) || errors.As(err, &certErr) {
 		return err
 	}
 	if errors.As(err, &tlsAlert) {
@@ -295,7 +297,13 @@ func classifyConnect(err error) error {
 func (c *Client) dialMQTT(ctx context.Context) (net.Conn, error) {
 	addr := net.JoinHostPort(c.host, c.port)
 	if c.cfg.Transport == TransportMQTT {
-		raw, err := c.dial(ctx, "tcp", addr)
+		var raw net.Conn
+		var err error
+		if c.cfg.ProxyURL != nil {
+			raw, err = c.dialTunnel(ctx, addr)
+		} else {
+			raw, err = c.dial(ctx, "tcp", addr)
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -172,7 +172,7 @@ func pipe(dst net.Conn, src *bufio.Reader) { _, _ = io.Copy(dst, src) }
 func TestSimThroughProxy(t *testing.T) {
 	sim := hubsimtest.New(t)
 	proxy, tunnels := connectProxy(t, sim.DialContext)
-	for _, tr := range []string{TransportHTTPS, TransportMQTTWS} {
+	for _, tr := range allTransports {
 		t.Run(tr, func(t *testing.T) {
 			before := tunnels.Load()
 			regID := "proxied-" + tr
