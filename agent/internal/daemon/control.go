@@ -181,13 +181,7 @@ func (s *controlServer) serve(c net.Conn) {
 		return
 	}
 	c.SetReadDeadline(time.Time{})
-	var req Request
-	var rep Reply
-	if err := json.Unmarshal(line, &req); err != nil {
-		rep.Error = "bad request: " + err.Error()
-	} else {
-		rep = s.handle(s.ctx, req.Verb)
-	}
+	rep := s.answer(line)
 	c.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	if err := json.NewEncoder(c).Encode(rep); err != nil {
 		s.log.Debug("control reply not sent", "err", err)
@@ -205,4 +199,16 @@ func (s *controlServer) close() {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+}
+
+// answer parses one request line and runs it.
+func (s *controlServer) answer(line []byte) Reply {
+	var req Request
+	if err := json.Unmarshal(line, &req); err != nil {
+		return Reply{Error: "bad request: " + err.Error()}
+	}
+	if req.Verb == "" {
+		return Reply{Error: "bad request: no verb"}
+	}
+	return s.handle(s.ctx, req.Verb)
 }

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +19,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/porthole-iot/porthole/agent/internal/bridge"
 	"github.com/porthole-iot/porthole/agent/internal/config"
 	"github.com/porthole-iot/porthole/agent/internal/provision"
 )
@@ -49,6 +52,7 @@ type fakeHub struct {
 	mu      sync.Mutex
 	methods map[string]methodHandler // guarded by mu
 	patches []any                    // guarded by mu
+	stream  func(context.Context, bridge.Request)
 }
 
 func (h *fakeHub) Done() <-chan struct{} { return h.done }
@@ -92,7 +96,7 @@ func (b *fakeBackend) NewDPS(cfg *config.Config, dial dialFunc, log *slog.Logger
 }
 
 func (b *fakeBackend) DialHub(ctx context.Context, cfg *config.Config, a provision.Assignment, dial dialFunc, hooks hubHooks, log *slog.Logger) (hubConn, error) {
-	h := &fakeHub{hub: a.AssignedHub, done: make(chan struct{}), methods: map[string]methodHandler{}}
+	h := &fakeHub{hub: a.AssignedHub, done: make(chan struct{}), methods: map[string]methodHandler{}, stream: hooks.Stream}
 	for n, m := range hooks.Methods {
 		h.methods[n] = m
 	}
@@ -166,6 +170,11 @@ state_dir: %s
 // startAgent runs the daemon with a fake backend until the test ends.
 func startAgent(t *testing.T, extra string) *agent {
 	t.Helper()
+	return startAgentGrace(t, extra, 0)
+}
+
+func startAgentGrace(t *testing.T, extra string, grace time.Duration) *agent {
+	t.Helper()
 	dir := t.TempDir()
 	a := &agent{
 		t: t, dir: dir, cfgPath: filepath.Join(dir, "agent.yaml"), backend: newFakeBackend(),
@@ -176,7 +185,7 @@ func startAgent(t *testing.T, extra string) *agent {
 	ready := make(chan struct{})
 	go func() {
 		a.done <- Run(context.Background(), Options{
-			ConfigPath: a.cfgPath, Log: a.logs, Version: "test", Signals: a.sigs,
+			ConfigPath: a.cfgPath, Log: a.logs, Version: "test", Signals: a.sigs, GracePeriod: grace,
 			Ready: func() { close(ready) }, backend: a.backend,
 		})
 	}()
@@ -412,4 +421,97 @@ func TestReloadTransportReconnectsWithCache(t *testing.T) {
 	if got := a.backend.registered(); len(got) != 1 {
 		t.Fatalf("a reconnect-only change registered again: %v", got)
 	}
+}
+
+// pipeRequest is a stream request whose Accept returns one end of a pipe.
+type pipeRequest struct{ device, service net.Conn }
+
+func newPipeRequest() *pipeRequest {
+	d, s := net.Pipe()
+	return &pipeRequest{device: d, service: s}
+}
+
+func (r *pipeRequest) Name() string                             { return "ssh" }
+func (r *pipeRequest) Accept(context.Context) (net.Conn, error) { return r.device, nil }
+func (r *pipeRequest) Reject(context.Context) error             { return errors.New("unexpected reject") }
+
+func openStream(t *testing.T, h *fakeHub) net.Conn {
+	t.Helper()
+	r := newPipeRequest()
+	h.stream(context.Background(), r)
+	if _, err := r.service.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(r.service, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("echo %q %v", buf, err)
+	}
+	return r.service
+}
+
+func TestSIGTERMDrainsStreams(t *testing.T) {
+	a := startAgent(t, "streams:\n  targets:\n    ssh: "+echoTarget(t)+"\n")
+	h := a.hub()
+	svc := openStream(t, h)
+	a.sigs <- syscall.SIGTERM
+	// While draining, the open stream keeps working and Run waits.
+	if _, err := svc.Write([]byte("more")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(svc, buf); err != nil || string(buf) != "more" {
+		t.Fatalf("echo while draining %q %v", buf, err)
+	}
+	select {
+	case err := <-a.done:
+		t.Fatalf("Run returned (%v) with a stream open", err)
+	default:
+	}
+	svc.Close()
+	if err := <-a.done; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	a.done <- nil
+	if !strings.Contains(a.logs.String(), "to_target=8") {
+		t.Errorf("no stream close line:\n%s", a.logs.String())
+	}
+}
+
+func TestSIGTERMCutsAfterGrace(t *testing.T) {
+	a := startAgentGrace(t, "streams:\n  targets:\n    ssh: "+echoTarget(t)+"\n", 50*time.Millisecond)
+	h := a.hub()
+	svc := openStream(t, h)
+	a.sigs <- syscall.SIGTERM
+	if err := <-a.done; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	a.done <- nil
+	if _, err := svc.Read(make([]byte, 1)); err == nil {
+		t.Fatal("stream still open after the grace period")
+	}
+	if !strings.Contains(a.logs.String(), "streams cut at shutdown") {
+		t.Errorf("log:\n%s", a.logs.String())
+	}
+}
+
+func FuzzControlRequest(f *testing.F) {
+	for _, s := range []string{`{"verb":"status"}`, `{"verb":"reprovision"}`, `{}`, `{"verb":1}`, `[`, "", `{"verb":"status","x":[1,2]}`, "\x00"} {
+		f.Add([]byte(s))
+	}
+	s := &controlServer{ctx: context.Background(), handle: func(_ context.Context, verb string) Reply {
+		return Reply{Error: "verb " + verb}
+	}}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		r := s.answer(line)
+		if r.Error == "" {
+			t.Fatalf("no error for %q", line)
+		}
+		var req Request
+		if json.Unmarshal(line, &req) == nil && req.Verb != "" && r.Error != "verb "+req.Verb {
+			t.Fatalf("%q answered %q", line, r.Error)
+		}
+		if _, err := json.Marshal(r); err != nil {
+			t.Fatal(err)
+		}
+	})
 }

@@ -89,6 +89,12 @@ func (b sdkBackend) DialHub(ctx context.Context, cfg *config.Config, a provision
 		Keepalive:   cfg.Hub.Keepalive,
 		Logger:      log, // the client adds the device itself
 		Clock:       b.clock,
+		// The client reconnects by itself; once it has failed for the
+		// whole window it stops with retry.ErrGaveUp and provision asks
+		// DPS (MicrosoftDocs/azure-docs articles/iot-dps/concepts-deploy-at-scale.md:
+		// retry the cached hub 15–30 min, then go back to DPS). A live
+		// change of the window applies from the next connection.
+		Retry: retry.Policy{GiveUpAfter: cfg.Hub.RetryCachedHubFor},
 	}
 	switch cfg.Provisioning.Attestation.Type {
 	case config.AttestX509:

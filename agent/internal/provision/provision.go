@@ -70,7 +70,9 @@ type DPS interface {
 // Session is a live hub connection (the daemon adapts sdk/iothub's Client).
 type Session interface {
 	// Done is closed when the session ended for good (the client gave up
-	// reconnecting, or the hub refused it); Err then says why.
+	// reconnecting, or the hub refused it); Err then says why. An error
+	// matching retry.ErrGaveUp means the client already retried for the
+	// whole RetryCachedHubFor window: the flow goes to DPS at once.
 	Done() <-chan struct{}
 	Err() error
 	// Close ends the session and waits for it; idempotent.
@@ -497,6 +499,16 @@ func (p *Provisioner) Run(ctx context.Context) error {
 				if p.cfg.IsRefusal(err) {
 					p.log.Warn("the hub refused the device; registering with DPS again", "hub", cur.AssignedHub, "err", err)
 					next = actRegister
+					continue
+				}
+				if errors.Is(err, retry.ErrGaveUp) {
+					// The client spent its own reconnect budget (the
+					// daemon sets it to RetryCachedHubFor): the window
+					// is over.
+					p.log.Warn("hub kept failing; asking DPS where the device belongs", "hub", cur.AssignedHub, "err", err)
+					failingSince = time.Time{}
+					hubSched.Reset()
+					next = actLookup
 					continue
 				}
 				var wait time.Duration

@@ -591,3 +591,39 @@ func TestNewChecksConfig(t *testing.T) {
 		t.Fatal("New accepted an empty config")
 	}
 }
+
+func TestSessionGaveUpGoesToLookup(t *testing.T) {
+	e := newEnv(t)
+	e.seed("hub-a.local")
+	e.dps.lookup = func(int) (Assignment, error) { return assigned("hub-b.local"), nil }
+	p, _ := New(e.config())
+	e.start(p)
+	sa := recv(t, e.hubs.sessions, "session a")
+	sa.end(&retry.GiveUpError{Attempts: 90, Elapsed: 15 * time.Minute, Err: syscall.ECONNREFUSED})
+	if sb := recv(t, e.hubs.sessions, "session b"); sb.hub != "hub-b.local" {
+		t.Fatalf("connected to %q", sb.hub)
+	}
+	if reg, look := e.dps.counts(); reg != 0 || look != 1 {
+		t.Fatalf("register=%d lookup=%d, want 0 and 1", reg, look)
+	}
+}
+
+func TestSessionLostRetriesCachedHub(t *testing.T) {
+	e := newEnv(t)
+	e.seed("hub-a.local")
+	p, _ := New(e.config())
+	e.start(p)
+	sa := recv(t, e.hubs.sessions, "session a")
+	sa.end(fmt.Errorf("lost: %w", syscall.ECONNRESET))
+	d, err := e.clock.WaitTimer(context.Background())
+	if err != nil || d != 5*time.Second {
+		t.Fatalf("wait %v %v", d, err)
+	}
+	e.clock.Advance(d)
+	if s := recv(t, e.hubs.sessions, "session again"); s.hub != "hub-a.local" {
+		t.Fatalf("reconnected to %q", s.hub)
+	}
+	if reg, look := e.dps.counts(); reg != 0 || look != 0 {
+		t.Fatalf("register=%d lookup=%d after a transient drop", reg, look)
+	}
+}
