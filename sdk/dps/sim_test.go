@@ -430,3 +430,31 @@ func TestSimCancelMQTT(t *testing.T) {
 		})
 	}
 }
+
+func TestSimAllocationFailed(t *testing.T) {
+	// A custom allocation webhook that refuses the device makes DPS finish
+	// the registration as "failed" with an error code.
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "not this one", http.StatusBadRequest)
+	}))
+	defer hook.Close()
+	sim := hubsimtest.New(t)
+	for _, tr := range allTransports {
+		t.Run(tr, func(t *testing.T) {
+			regID := "refused-" + tr
+			cfg := simConfig(sim, tr, regID, newInstantClock())
+			cfg.SymmetricKey = sim.EnrollSymmetricKey(regID, func(e *hubsimtest.IndividualEnrollment) {
+				e.AllocationPolicy = "custom"
+				fromJSON(t, map[string]any{"webhookUrl": hook.URL, "apiVersion": "2021-10-01"}, &e.CustomAllocationDefinition)
+			})
+			res, err := mustNew(t, cfg).Register(testCtx(t), nil)
+			var re *RegistrationError
+			if !errors.Is(err, ErrFailed) || !errors.As(err, &re) || res == nil {
+				t.Fatalf("res %+v err %v", res, err)
+			}
+			if res.Status != StatusFailed || res.ErrorCode == 0 || res.ErrorMessage == "" || res.Assigned() {
+				t.Errorf("result %+v", res)
+			}
+		})
+	}
+}
