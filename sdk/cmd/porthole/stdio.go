@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"time"
+
+	"github.com/porthole-iot/porthole/sdk/service"
+	"github.com/porthole-iot/porthole/sdk/stream"
+)
+
+// streamFlags are the flags naming the stream.
+type streamFlags struct {
+	stream string
+	module string
+}
+
+func (f *streamFlags) options() []service.StreamOption {
+	if f.module != "" {
+		return []service.StreamOption{service.WithModule(f.module)}
+	}
+	return nil
+}
+
+// cmdStdio: porthole stdio <device> [--stream ssh]. One stream bridged to
+// stdin and stdout, for ssh's ProxyCommand.
+func cmdStdio(ctx context.Context, e *env, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlagSet("stdio", stderr)
+	var cf connFlags
+	cf.register(fs)
+	var sf streamFlags
+	fs.StringVar(&sf.stream, "stream", "ssh", "stream name (the device's target)")
+	fs.StringVar(&sf.module, "module", "", "module id, for a stream to a module")
+	pos, extra, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || len(extra) != 0 {
+		return usagef("usage: porthole stdio <device> [--stream ssh]")
+	}
+	s, err := loadSettings(e, &cf, stderr)
+	if err != nil {
+		return err
+	}
+	c, err := s.hubClient()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	conn, err := c.OpenStream(ctx, pos[0], sf.stream, sf.options()...)
+	if err != nil {
+		return err
+	}
+	s.log.Debug("stream open", "device", pos[0], "stream", sf.stream)
+	return pumpStdio(ctx, conn, stdin, stdout)
+}
+
+// pumpStdio copies stdin to the stream and the stream to stdout until either
+// side ends or ctx is done, then closes the stream. A device stream has no
+// half-close, so stdin's EOF ends the stream too (ssh closes its end of the
+// ProxyCommand's stdin only when it is done).
+//
+// The stdin copy runs in a goroutine that pumpStdio starts and waits for. A
+// read from stdin cannot always be interrupted: when stdin is an *os.File,
+// pumpStdio makes it pollable (see pollable) and interrupts the read with a
+// deadline; when stdin is an io.Closer it is closed; any other reader must
+// end by itself.
+func pumpStdio(ctx context.Context, conn *stream.Conn, stdin io.Reader, stdout io.Writer) error {
+	in, restore := pollable(stdin)
+	defer restore()
+
+	inDone := make(chan error, 1)
+	go func() { // owned by pumpStdio: waited for below
+		_, err := conn.ReadFrom(in)
+		inDone <- err
+	}()
+	outDone := make(chan error, 1)
+	go func() { // owned by pumpStdio: waited for below
+		_, err := conn.WriteTo(stdout)
+		outDone <- err
+	}()
+
+	var err error
+	inOpen, outOpen := true, true
+	select {
+	case err = <-inDone:
+		inOpen = false
+	case err = <-outDone:
+		outOpen = false
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	conn.Close() // ends both copies on the stream side
+	if outOpen {
+		<-outDone
+	}
+	if inOpen {
+		interrupt(in)
+		<-inDone
+	}
+	if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+		return nil // interrupted, or a copy saw the stream close under it
+	}
+	return err
+}
+
+// interrupt makes a blocked read of r return.
+func interrupt(r io.Reader) {
+	type deadliner interface{ SetReadDeadline(time.Time) error }
+	if d, ok := r.(deadliner); ok {
+		if d.SetReadDeadline(time.Unix(1, 0)) == nil {
+			return
+		}
+	}
+	if c, ok := r.(io.Closer); ok {
+		_ = c.Close()
+	}
+}
