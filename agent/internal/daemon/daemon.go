@@ -15,6 +15,7 @@ import (
 
 	"github.com/porthole-iot/porthole/agent/internal/bridge"
 	"github.com/porthole-iot/porthole/agent/internal/config"
+	"github.com/porthole-iot/porthole/agent/internal/logsink"
 	"github.com/porthole-iot/porthole/agent/internal/provision"
 	"github.com/porthole-iot/porthole/agent/internal/state"
 	"github.com/porthole-iot/porthole/sdk/retry"
@@ -30,7 +31,9 @@ const reportTimeout = 30 * time.Second
 type Options struct {
 	// ConfigPath is the agent config (default config.DefaultPath).
 	ConfigPath string
-	// Log receives the agent's log lines (nil: os.Stderr).
+	// Log is the stderr of the log sink: where the "stderr" destination
+	// writes and where failures of the syslog and file destinations are
+	// reported (nil: os.Stderr).
 	Log io.Writer
 	// Version is reported in status and in the twin.
 	Version string
@@ -59,7 +62,7 @@ type Options struct {
 type daemon struct {
 	opts    Options
 	log     *slog.Logger
-	level   *slog.LevelVar
+	sink    *logsink.Sink // the log destination; its level changes on reload
 	bridge  *bridge.Bridge
 	backend backend
 	started time.Time
@@ -95,12 +98,12 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	d := &daemon{opts: opts, backend: opts.backend, started: time.Now(), level: new(slog.LevelVar)}
-	d.level.Set(cfg.Log.Level.Slog())
-	d.log = newLogger(cfg, opts.Log, d.level)
-	if cfg.Log.Destination != config.LogStderr {
-		d.log.Warn("log destination not supported yet; logging to stderr", "destination", string(cfg.Log.Destination))
+	sink, err := logsink.New(cfg.Log, logsink.Options{Stderr: opts.Log})
+	if err != nil {
+		return err
 	}
+	defer sink.Close()
+	d := &daemon{opts: opts, backend: opts.backend, started: time.Now(), sink: sink, log: sink.Logger()}
 	for _, w := range warns {
 		d.log.Warn("config: " + w.String())
 	}
@@ -336,7 +339,7 @@ func (d *daemon) reload() (next *config.Config, force, ok bool) {
 		return nil, false, false
 	}
 	// Live parts apply now, also when a rebuild follows.
-	d.level.Set(nc.Log.Level.Slog())
+	d.sink.SetLevel(nc.Log.Level.Slog())
 	d.bridge.SetPolicy(bridge.PolicyFrom(nc.Streams))
 	prov.SetRetryCachedHubFor(nc.Hub.RetryCachedHubFor)
 	d.mu.Lock()
@@ -410,13 +413,4 @@ func (d *daemon) handleControl(ctx context.Context, verb string) Reply {
 	default:
 		return Reply{Error: fmt.Sprintf("unknown verb %q", verb)}
 	}
-}
-
-// newLogger builds the agent's logger on w.
-func newLogger(cfg *config.Config, w io.Writer, level *slog.LevelVar) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: level}
-	if cfg.Log.Format == config.LogJSON {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
 }

@@ -515,3 +515,20 @@ func FuzzControlRequest(f *testing.F) {
 		}
 	})
 }
+
+func TestLogToFile(t *testing.T) {
+	logFile := filepath.Join(t.TempDir(), "agent.log")
+	a := startAgent(t, "log:\n  destination: file\n  file: "+logFile+"\n")
+	a.hub()
+	a.stop()
+	data, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), "porthole agent starting") || !strings.Contains(string(data), "porthole agent stopped") {
+		t.Fatalf("log file:\n%s", data)
+	}
+	if fi, _ := os.Stat(logFile); fi.Mode().Perm() != 0o600 {
+		t.Errorf("log file mode %04o", fi.Mode().Perm())
+	}
+}

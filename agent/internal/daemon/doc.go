@@ -22,7 +22,6 @@
 // After every connection the agent reports, as twin reported properties,
 // {"porthole":{"substatus":…,"assignedHub":…,"deviceId":…,"version":…}}.
 //
-// Logging goes to the writer in Options (stderr in the binary) as text or
-// JSON; the syslog and file destinations of the config are not implemented
-// yet and fall back to stderr with a warning.
+// Logging goes where the config's log section says (stderr, syslog or a
+// rotated file, through package logsink); its level follows reloads.
 package daemon
