@@ -44,7 +44,9 @@ func usagef(format string, args ...any) error {
 const usage = `usage: porthole-agent [-config FILE] <command> [flags]
 
 Commands:
-  run          run the agent in the foreground (what the service runs)
+  run          run the agent in the foreground (what the service runs);
+               -lookup-first: ask DPS where the device belongs before
+               connecting to the cached hub
   validate     check the config file and exit
   status       show what the running agent is doing (-json for JSON)
   reprovision  make the running agent register with DPS again
@@ -88,9 +90,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet(verb, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(cfgPath, "config", *cfgPath, "config file")
-	asJSON := false
+	asJSON, lookupFirst := false, false
 	if verb == "status" || verb == "reprovision" {
 		fs.BoolVar(&asJSON, "json", false, "print JSON")
+	}
+	if verb == "run" {
+		fs.BoolVar(&lookupFirst, "lookup-first", false, "with a cached assignment, ask DPS (registration status lookup) before connecting")
 	}
 	if err := fs.Parse(rest); err != nil {
 		return usagef("%s: %v", verb, err)
@@ -102,7 +107,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	switch verb {
 	case "run":
-		return runAgent(ctx, path, stderr)
+		return runAgent(ctx, path, lookupFirst, stderr)
 	case "validate":
 		return validate(path, stdout, stderr)
 	case "status":
@@ -132,8 +137,8 @@ func configPath(flagValue string) string {
 	return config.DefaultPath
 }
 
-func runAgent(ctx context.Context, path string, stderr io.Writer) error {
-	opts := daemon.Options{ConfigPath: path, Log: stderr, Version: agentVersion()}
+func runAgent(ctx context.Context, path string, lookupFirst bool, stderr io.Writer) error {
+	opts := daemon.Options{ConfigPath: path, Log: stderr, Version: agentVersion(), LookupFirst: lookupFirst}
 	if runtime.GOOS == "windows" && !service.Interactive() {
 		return runWindowsService(opts)
 	}
