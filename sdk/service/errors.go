@@ -62,8 +62,9 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
+	// No "service:" prefix: the methods that return an *Error wrap it in
+	// one that names the operation.
 	var b strings.Builder
-	b.WriteString("service: ")
 	b.WriteString(strconv.Itoa(e.StatusCode))
 	if t := http.StatusText(e.StatusCode); t != "" {
 		b.WriteString(" " + t)

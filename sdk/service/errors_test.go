@@ -99,9 +99,9 @@ func TestErrorString(t *testing.T) {
 		e    Error
 		want string
 	}{
-		{Error{StatusCode: 404, ErrorCode: "DeviceNotOnline", ErrorNumber: 404103, Message: "gone"}, "service: 404 Not Found (DeviceNotOnline 404103): gone"},
-		{Error{StatusCode: 404, ErrorCode: "404201", ErrorNumber: 404201}, "service: 404 Not Found (404201)"},
-		{Error{StatusCode: 599}, "service: 599"},
+		{Error{StatusCode: 404, ErrorCode: "DeviceNotOnline", ErrorNumber: 404103, Message: "gone"}, "404 Not Found (DeviceNotOnline 404103): gone"},
+		{Error{StatusCode: 404, ErrorCode: "404201", ErrorNumber: 404201}, "404 Not Found (404201)"},
+		{Error{StatusCode: 599}, "599"},
 	}
 	for _, tt := range tests {
 		if got := tt.e.Error(); got != tt.want {

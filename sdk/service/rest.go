@@ -150,7 +150,7 @@ func (r *restClient) authorization() (string, error) {
 	}
 	tok, exp, err := r.signer.Sign(tokenTTL)
 	if err != nil {
-		return "", fmt.Errorf("service: signing: %w", err)
+		return "", fmt.Errorf("signing: %w", err)
 	}
 	r.token, r.expiry = tok, exp
 	return tok, nil
@@ -196,7 +196,7 @@ func (r *restClient) do(ctx context.Context, req request) (int, http.Header, err
 		} else {
 			var err error
 			if b, err = json.Marshal(req.body); err != nil {
-				return 0, nil, fmt.Errorf("service: encoding request: %w", err)
+				return 0, nil, fmt.Errorf("encoding request: %w", err)
 			}
 		}
 		body = bytes.NewReader(b)
@@ -204,7 +204,7 @@ func (r *restClient) do(ctx context.Context, req request) (int, http.Header, err
 	u := "https://" + r.host + req.path + "?" + url.Values{queryAPIVersion: {req.apiVersion}}.Encode()
 	hr, err := http.NewRequestWithContext(ctx, req.method, u, body)
 	if err != nil {
-		return 0, nil, fmt.Errorf("service: building request: %w", err)
+		return 0, nil, fmt.Errorf("building request: %w", err)
 	}
 	for k, v := range req.header {
 		hr.Header[k] = v
@@ -221,7 +221,7 @@ func (r *restClient) do(ctx context.Context, req request) (int, http.Header, err
 	resp, err := r.http.Do(hr)
 	if err != nil {
 		// net/http puts the URL, never headers, into its errors.
-		return 0, nil, fmt.Errorf("service: %s %s: %w", req.method, req.path, err)
+		return 0, nil, fmt.Errorf("%s %s: %w", req.method, req.path, err)
 	}
 	defer resp.Body.Close()
 	r.log.Debug("service request", "method", req.method, "path", req.path, "status", resp.StatusCode)
@@ -231,7 +231,7 @@ func (r *restClient) do(ctx context.Context, req request) (int, http.Header, err
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	if err != nil {
-		return resp.StatusCode, resp.Header, fmt.Errorf("service: %s %s: reading response: %w", req.method, req.path, err)
+		return resp.StatusCode, resp.Header, fmt.Errorf("%s %s: reading response: %w", req.method, req.path, err)
 	}
 	if len(b) > maxBody {
 		return resp.StatusCode, resp.Header, protocolError("%s %s: response larger than %d bytes", req.method, req.path, maxBody)
