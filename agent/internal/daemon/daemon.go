@@ -163,13 +163,8 @@ func Run(ctx context.Context, opts Options) error {
 					d.log.Info("stopping", "signal", s.String())
 					return d.shutdown(cancel, done)
 				}
-				next, force, ok := d.reload()
+				next, np, nid, ok := d.reload(store)
 				if !ok {
-					continue
-				}
-				np, nid, err := d.newProvisioner(next, store, force)
-				if err != nil {
-					d.refuse(next, err)
 					continue
 				}
 				cancel()
@@ -317,52 +312,60 @@ func (d *daemon) hubState(up bool, err error) {
 	}
 }
 
-// reload loads the config again. ok says the flow must be rebuilt with
-// next (force: register again); otherwise everything was applied in place
-// or refused.
-func (d *daemon) reload() (next *config.Config, force, ok bool) {
+// reload loads the config again and applies it all or nothing: a file
+// that does not load, a change that needs a restart, or a new flow that
+// cannot be built (for example DPS settings the client refuses) leaves the
+// running config untouched. ok says the flow must be rebuilt: np is the
+// new flow for next.
+func (d *daemon) reload(store *state.Store) (next *config.Config, np *provision.Provisioner, regID string, ok bool) {
 	d.mu.Lock()
-	old, prov := d.cfg, d.prov
+	old := d.cfg
 	d.mu.Unlock()
 	d.log.Info("reloading the config", "config", d.opts.ConfigPath)
 	nc, warns, err := config.Load(d.opts.ConfigPath)
 	if err != nil {
-		d.refuse(nil, err)
-		return nil, false, false
+		d.refuse(err)
+		return nil, nil, "", false
 	}
 	for _, w := range warns {
 		d.log.Warn("config: " + w.String())
 	}
 	ch := config.Changes(old, nc)
 	if ch.NeedsRestart() {
-		d.refuse(nil, fmt.Errorf("restart the agent to change %v", ch.Restart))
-		return nil, false, false
+		d.refuse(fmt.Errorf("restart the agent to change %v", ch.Restart))
+		return nil, nil, "", false
 	}
-	// Live parts apply now, also when a rebuild follows.
+	if ch.NeedsReconnect() {
+		np, regID, err = d.newProvisioner(nc, store, ch.NeedsReprovision())
+		if err != nil {
+			d.refuse(err)
+			return nil, nil, "", false
+		}
+	}
+
+	// Committed: apply the live parts (also when a rebuild follows).
 	d.sink.SetLevel(nc.Log.Level.Slog())
 	d.bridge.SetPolicy(bridge.PolicyFrom(nc.Streams))
-	prov.SetRetryCachedHubFor(nc.Hub.RetryCachedHubFor)
 	d.mu.Lock()
+	prov := d.prov
 	// Set the name and read the connection together: connect does the
 	// same, so one of the two installs a renamed method.
 	d.method = nc.Hub.ReprovisionMethod
 	hub := d.hub
 	d.lastReload = &ReloadOutcome{At: time.Now(), Applied: ch.String()}
-	if !ch.NeedsReconnect() {
+	if np == nil {
 		d.cfg = nc
 	}
 	d.mu.Unlock()
-	if m := nc.Hub.ReprovisionMethod; m != old.Hub.ReprovisionMethod && m != "" && hub != nil {
+	prov.SetRetryCachedHubFor(nc.Hub.RetryCachedHubFor)
+	if m := nc.Hub.ReprovisionMethod; np == nil && m != old.Hub.ReprovisionMethod && m != "" && hub != nil {
 		hub.OnMethod(m, d.methodFor(m))
 	}
 	d.log.Info("config reloaded", "changes", ch.String())
-	if ch.NeedsReconnect() {
-		return nc, ch.NeedsReprovision(), true
-	}
-	return nil, false, false
+	return nc, np, regID, np != nil
 }
 
-func (d *daemon) refuse(_ *config.Config, err error) {
+func (d *daemon) refuse(err error) {
 	d.log.Error("config reload refused; keeping the running config", "err", err)
 	d.mu.Lock()
 	d.lastReload = &ReloadOutcome{At: time.Now(), Error: err.Error()}

@@ -92,6 +92,9 @@ func (b *fakeBackend) NewDPS(cfg *config.Config, dial dialFunc, log *slog.Logger
 	b.mu.Lock()
 	b.newDPS++
 	b.mu.Unlock()
+	if cfg.Provisioning.RegistrationID == "refuse-me" {
+		return nil, "", errors.New("dps: unusable settings")
+	}
 	return fakeDPS{b: b, regID: cfg.Provisioning.RegistrationID}, cfg.Provisioning.RegistrationID, nil
 }
 
@@ -530,5 +533,27 @@ func TestLogToFile(t *testing.T) {
 	}
 	if fi, _ := os.Stat(logFile); fi.Mode().Perm() != 0o600 {
 		t.Errorf("log file mode %04o", fi.Mode().Perm())
+	}
+}
+
+func TestReloadAllOrNothing(t *testing.T) {
+	a := startAgent(t, "")
+	a.hub()
+	a.waitStatus("connected", func(s *Status) bool { return s.Connected })
+	// A new identity whose DPS client cannot be built, plus a live change:
+	// neither may apply.
+	writeConfigID(t, a.cfgPath, filepath.Join(a.dir, "state"), "refuse-me", "log:\n  level: debug\n")
+	a.sigs <- syscall.SIGHUP
+	st := a.waitStatus("reload", func(s *Status) bool { return s.LastReload != nil })
+	if !strings.Contains(st.LastReload.Error, "unusable settings") || st.RegistrationID != "dev1" {
+		t.Fatalf("status %+v, reload %+v", st, st.LastReload)
+	}
+	if strings.Contains(a.logs.String(), "level=DEBUG") {
+		t.Error("log level changed by a refused reload")
+	}
+	select {
+	case h := <-a.backend.dialed:
+		t.Fatalf("reconnected to %q after a refused reload", h.hub)
+	default:
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net"
+	"time"
 
 	"github.com/porthole-iot/porthole/agent/internal/bridge"
 	"github.com/porthole-iot/porthole/agent/internal/config"
@@ -13,6 +14,9 @@ import (
 	"github.com/porthole-iot/porthole/sdk/iothub"
 	"github.com/porthole-iot/porthole/sdk/retry"
 )
+
+// dpsCallBudget bounds the retries inside one DPS register or lookup.
+const dpsCallBudget = 5 * time.Minute
 
 // sdkBackend makes the real clients from sdk/dps and sdk/iothub.
 type sdkBackend struct {
@@ -29,8 +33,10 @@ func (b sdkBackend) NewDPS(cfg *config.Config, dial dialFunc, log *slog.Logger) 
 		RootCAs:        cfg.RootCAs,
 		ProxyURL:       cfg.Proxy.URL,
 		DialContext:    dial,
-		Retry:          retry.Policy{Clock: b.clock},
-		Logger:         log,
+		// A budget per call, so that a DPS outage hands control back to
+		// provision, which keeps trying the cached hub in between.
+		Retry:  retry.Policy{Clock: b.clock, GiveUpAfter: dpsCallBudget},
+		Logger: log,
 	}
 	if b.clock != nil {
 		dc.Now = b.clock.Now
