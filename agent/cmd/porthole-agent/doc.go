@@ -5,7 +5,7 @@
 //	porthole-agent [-config FILE] <command> [flags]
 //
 // Commands: run (foreground; what the service manager starts), validate
-// (check the config), status and reprovision (talk to the running agent
+// (check the config), doctor (field checks with fixes), status and reprovision (talk to the running agent
 // over the unix socket agent.sock in its state directory), install,
 // uninstall, start and stop (the system service, through
 // github.com/kardianos/service), version.
@@ -16,8 +16,4 @@
 // Memory: unless GOGC or GOMEMLIMIT are set in the environment, main sets
 // GOGC=50 and a soft GOMEMLIMIT of 64 MiB, suited to boards with 64–128 MiB
 // of RAM.
-//
-// Not implemented yet: the doctor command (DNS, TLS, clock and target
-// checks), and the syslog and file log destinations (the agent logs to
-// stderr and says so).
 package main

@@ -18,6 +18,7 @@ import (
 
 	"github.com/porthole-iot/porthole/agent/internal/config"
 	"github.com/porthole-iot/porthole/agent/internal/daemon"
+	"github.com/porthole-iot/porthole/agent/internal/doctor"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3";
@@ -48,6 +49,8 @@ Commands:
                -lookup-first: ask DPS where the device belongs before
                connecting to the cached hub
   validate     check the config file and exit
+  doctor       check files, credentials, DNS, TLS, clock, DPS and stream
+               targets, and print a checklist with fixes (-skip-lookup)
   status       show what the running agent is doing (-json for JSON)
   reprovision  make the running agent register with DPS again
   install      install the agent as a system service (with -config)
@@ -94,6 +97,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if verb == "status" || verb == "reprovision" {
 		fs.BoolVar(&asJSON, "json", false, "print JSON")
 	}
+	skipLookup := false
+	if verb == "doctor" {
+		fs.BoolVar(&skipLookup, "skip-lookup", false, "do not send the credential to DPS (registration status lookup)")
+	}
 	if verb == "run" {
 		fs.BoolVar(&lookupFirst, "lookup-first", false, "with a cached assignment, ask DPS (registration status lookup) before connecting")
 	}
@@ -110,6 +117,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runAgent(ctx, path, lookupFirst, stderr)
 	case "validate":
 		return validate(path, stdout, stderr)
+	case "doctor":
+		return runDoctor(ctx, path, skipLookup, stdout, stderr)
 	case "status":
 		return status(ctx, path, asJSON, stdout)
 	case "reprovision":
@@ -143,6 +152,27 @@ func runAgent(ctx context.Context, path string, lookupFirst bool, stderr io.Writ
 		return runWindowsService(opts)
 	}
 	return daemon.Run(ctx, opts)
+}
+
+// errDoctor is returned when doctor found a failing check (exit status 1).
+var errDoctor = errors.New("doctor found problems (see the checklist above)")
+
+func runDoctor(ctx context.Context, path string, skipLookup bool, stdout, stderr io.Writer) error {
+	cfg, warns, err := config.Load(path)
+	for _, w := range warns {
+		fmt.Fprintln(stderr, "warning:", w.String())
+	}
+	if err != nil {
+		return err
+	}
+	rep := doctor.Run(ctx, cfg, doctor.Options{SkipLookup: skipLookup})
+	if err := rep.Write(stdout); err != nil {
+		return err
+	}
+	if !rep.OK() {
+		return errDoctor
+	}
+	return nil
 }
 
 func validate(path string, stdout, stderr io.Writer) error {
