@@ -102,6 +102,7 @@ func Changes(old, new *Config) Change {
 	diff(&ch.Live, "log.level", old.Log.Level == new.Log.Level)
 	diff(&ch.Live, "hub.retry_cached_hub_for", oh.RetryCachedHubFor == nh.RetryCachedHubFor)
 	diff(&ch.Live, "hub.reprovision_method", oh.ReprovisionMethod == nh.ReprovisionMethod)
+	diff(&ch.Live, "hub.lookup_first", oh.LookupFirst == nh.LookupFirst) // read at the next boot or reconnect
 
 	diff(&ch.Restart, "state_dir", old.StateDir == new.StateDir)
 	diff(&ch.Restart, "log.format", old.Log.Format == new.Log.Format)

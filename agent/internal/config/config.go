@@ -184,6 +184,11 @@ type Hub struct {
 	// ReprovisionMethod is the direct method name that makes the agent
 	// register again; "" disables it.
 	ReprovisionMethod string
+	// LookupFirst makes a boot with a cached assignment ask DPS where the
+	// device belongs (a registration status lookup) before connecting,
+	// instead of going straight to the cached hub. Off by default: the
+	// lookup counts against the DPS quota on every boot.
+	LookupFirst bool
 }
 
 // Proxy is an HTTP CONNECT proxy used for DPS, hub and streams alike.

@@ -263,6 +263,21 @@ func (d *decoder) setSecret(dst *Secret) fieldFunc {
 	}
 }
 
+func (d *decoder) setBool(dst *bool) fieldFunc {
+	return func(field string, v *yaml.Node) {
+		if v.Kind != yaml.ScalarNode || v.Tag != "!!bool" {
+			d.fail(v, field, kindName(v)+" is not true or false", "expected true or false")
+			return
+		}
+		var b bool
+		if err := v.Decode(&b); err != nil {
+			d.fail(v, field, fmt.Sprintf("%q is not true or false", clip(v.Value)), "expected true or false")
+			return
+		}
+		*dst = b
+	}
+}
+
 func (d *decoder) setInt(dst *int, example string) fieldFunc {
 	return func(field string, v *yaml.Node) {
 		if v.Kind != yaml.ScalarNode || v.Tag != "!!int" {
@@ -450,12 +465,13 @@ func (d *decoder) toJSON(field string, n *yaml.Node) (any, bool) {
 
 func (d *decoder) hub(field string, n *yaml.Node) {
 	h := &d.cfg.Hub
-	known := []string{"transport", "keepalive", "retry_cached_hub_for", "reprovision_method"}
+	known := []string{"transport", "keepalive", "retry_cached_hub_for", "reprovision_method", "lookup_first"}
 	d.mapping(n, field, known, map[string]fieldFunc{
 		"transport":            setEnum(d, &h.Transport),
 		"keepalive":            d.setDuration(&h.Keepalive, "4m"),
 		"retry_cached_hub_for": d.setDuration(&h.RetryCachedHubFor, "15m"),
 		"reprovision_method":   d.setStr(&h.ReprovisionMethod),
+		"lookup_first":         d.setBool(&h.LookupFirst),
 	})
 }
 

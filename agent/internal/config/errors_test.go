@@ -53,7 +53,9 @@ func TestErrors(t *testing.T) {
 			f + ":1: provisioning.id_scope: missing; expected the ID scope from the DPS overview page, like 0ne00012345",
 			f + `:2: provisioning.id_scop: unknown key; did you mean "id_scope"?`}},
 		{"unknown key without suggestion", valid + "hub:\n  colour: blue\n", []string{
-			f + ":7: hub.colour: unknown key; expected one of transport, keepalive, retry_cached_hub_for, reprovision_method"}},
+			f + ":7: hub.colour: unknown key; expected one of transport, keepalive, retry_cached_hub_for, reprovision_method, lookup_first"}},
+		{"lookup_first not a bool", valid + "hub:\n  lookup_first: sometimes\n", []string{
+			f + ":7: hub.lookup_first: \"sometimes\" is not true or false; expected true or false"}},
 		{"key in the wrong section", valid + "keepalive: 30s\n", []string{
 			f + `:6: keepalive: unknown key; did you mean hub.keepalive? ("keepalive" belongs under hub)`}},
 		{"top-level key nested", valid + "hub:\n  state_dir: /x\n", []string{

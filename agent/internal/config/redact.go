@@ -38,6 +38,7 @@ func (c *Config) Redacted() string {
 		"keepalive", dur(c.Hub.Keepalive),
 		"retry_cached_hub_for", dur(c.Hub.RetryCachedHubFor),
 		"reprovision_method", &yaml.Node{Kind: yaml.ScalarNode, Value: c.Hub.ReprovisionMethod, Style: yaml.DoubleQuotedStyle},
+		"lookup_first", &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: strconv.FormatBool(c.Hub.LookupFirst)},
 	)
 	proxyURL := c.Proxy.String()
 	targets := &yaml.Node{Kind: yaml.MappingNode}

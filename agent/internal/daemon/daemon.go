@@ -221,7 +221,7 @@ func (d *daemon) newProvisioner(cfg *config.Config, store *state.Store, force bo
 		Connect: func(ctx context.Context, a provision.Assignment) (provision.Session, error) {
 			return d.connect(ctx, cfg, dial, a)
 		},
-		LookupFirst:       d.opts.LookupFirst,
+		LookupFirst:       d.opts.LookupFirst || cfg.Hub.LookupFirst,
 		ForceRegister:     force,
 		RetryCachedHubFor: cfg.Hub.RetryCachedHubFor,
 		Retry:             retry.Policy{Clock: d.opts.Clock},
