@@ -236,3 +236,42 @@ func TestWriteFormat(t *testing.T) {
 		t.Errorf("warnings only: %q OK=%v", buf.String(), r.OK())
 	}
 }
+
+func TestParseBanner(t *testing.T) {
+	tests := []struct {
+		in   string
+		want string
+		ok   bool
+	}{
+		{"SSH-2.0-OpenSSH_9.6p1 Debian-3\r\n", "OpenSSH_9.6p1 Debian-3", true},
+		{"SSH-2.0-dropbear_2022.83", "dropbear_2022.83", true},
+		{"SSH-1.99-Cisco-1.25", "Cisco-1.25", true},
+		{"SSH-2.0-\x1b[31mevil\x07", "[31mevil", true},
+		{"SSH-", "", false},
+		{"HTTP/1.1 400 Bad Request", "", false},
+		{"", "", false},
+	}
+	for _, tt := range tests {
+		got, ok := parseBanner(tt.in)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("parseBanner(%q) = %q, %v; want %q, %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func FuzzParseBanner(f *testing.F) {
+	for _, s := range []string{"SSH-2.0-OpenSSH_9.6\r\n", "SSH-2.0-dropbear", "SSH-", "x", "SSH-2.0-a\x00b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		sw, ok := parseBanner(s)
+		if ok != (sw != "") {
+			t.Fatalf("ok=%v with software %q", ok, sw)
+		}
+		for _, r := range sw {
+			if r < 0x20 || r == 0x7f {
+				t.Fatalf("control character in %q", sw)
+			}
+		}
+	})
+}

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/porthole-iot/porthole/agent/internal/config"
 	"github.com/porthole-iot/porthole/sdk/auth"
@@ -403,14 +404,10 @@ func (d *doctor) target(streamName, addr string) {
 	defer c.Close()
 	wait := min(bannerWait, d.opts.Timeout)
 	_ = c.SetReadDeadline(time.Now().Add(wait))
-	line := strings.TrimSpace(readLine(c, 255))
-	if !strings.HasPrefix(line, "SSH-") {
+	software, ok := parseBanner(readLine(c, 255))
+	if !ok {
 		d.ok(name, "a service is listening (no SSH banner)")
 		return
-	}
-	software := line
-	if parts := strings.SplitN(line, "-", 3); len(parts) == 3 {
-		software = parts[2]
 	}
 	if strings.Contains(strings.ToLower(software), "dropbear") {
 		d.add(Check{Name: name, Status: StatusOK, Detail: "SSH server " + software + " answers",
@@ -435,4 +432,28 @@ func readLine(r io.Reader, max int) string {
 		}
 	}
 	return string(buf)
+}
+
+// parseBanner reads an SSH identification line, "SSH-protoversion-
+// softwareversion SP comments" (RFC 4253 section 4.2), and returns the
+// software version and comments with control characters removed.
+func parseBanner(line string) (software string, ok bool) {
+	line = strings.TrimRight(line, "\r\n")
+	rest, ok := strings.CutPrefix(line, "SSH-")
+	if !ok {
+		return "", false
+	}
+	if _, sw, found := strings.Cut(rest, "-"); found {
+		rest = sw
+	}
+	software = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
+			return -1
+		}
+		return r
+	}, rest)
+	if software == "" {
+		return "", false
+	}
+	return software, true
 }
