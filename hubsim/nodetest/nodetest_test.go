@@ -62,6 +62,9 @@ func TestNodeSDKs(t *testing.T) {
 	for _, tr := range []string{"Mqtt", "MqttWs"} {
 		t.Run("Device/"+tr, func(t *testing.T) { testDevice(t, env, sim, tr) })
 	}
+	for _, tr := range []string{"Mqtt", "MqttWs"} {
+		t.Run("TokenRenewal/"+tr, func(t *testing.T) { testRenew(t, env, sim, tr) })
+	}
 	t.Run("Connect", func(t *testing.T) { testConnect(t, env, sim, deviceCA) })
 	t.Run("ProvisioningService", func(t *testing.T) { testProvisioningService(t, env, sim) })
 	t.Run("Provisioning/http-individual", func(t *testing.T) { testProvisionIndividual(t, env, sim) })

@@ -70,6 +70,16 @@ function waitFor(what, ms, register) {
   });
 }
 
+// withTimeout rejects when promise has not settled after ms: operations
+// whose answer never comes (an SDK waiting on a response topic) fail fast
+// with the step name instead of running into the script deadline.
+function withTimeout(what, ms, promise) {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('no answer after ' + ms + ' ms: ' + what)), ms);
+    promise.then((v) => { clearTimeout(t); resolve(v); }, (e) => { clearTimeout(t); reject(e); });
+  });
+}
+
 // run executes main(input) with a hard deadline, prints the result line and
 // exits (the SDKs keep timers alive, so the process would not end alone).
 function run(main) {
@@ -95,4 +105,4 @@ function run(main) {
     });
 }
 
-module.exports = { run, step, expectError, waitFor, describeError };
+module.exports = { run, step, expectError, waitFor, withTimeout, describeError };
