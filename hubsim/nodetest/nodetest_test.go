@@ -68,6 +68,7 @@ func TestNodeSDKs(t *testing.T) {
 	t.Run("Connect", func(t *testing.T) { testConnect(t, env, sim, deviceCA) })
 	t.Run("ProvisioningService", func(t *testing.T) { testProvisioningService(t, env, sim) })
 	t.Run("Provisioning/http-individual", func(t *testing.T) { testProvisionIndividual(t, env, sim) })
+	t.Run("Provisioning/mqttws-individual", func(t *testing.T) { testProvisionWebSocket(t, env, sim) })
 	t.Run("Provisioning/mqtt-group", func(t *testing.T) { testProvisionGroup(t, env, sim) })
 }
 

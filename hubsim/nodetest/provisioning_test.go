@@ -147,6 +147,17 @@ func testProvisionGroup(t *testing.T, env *nodeEnv, sim *hubsimtest.Sim) {
 		provisionResult{AssignedHub: hubA, DeviceID: regID, RegistrationID: regID, Desired: map[string]any{}})
 }
 
+// testProvisionWebSocket: azure-iot-provisioning-device over MQTT over
+// WebSocket (port 443) with an individual enrollment.
+func testProvisionWebSocket(t *testing.T, env *nodeEnv, sim *hubsimtest.Sim) {
+	const regID = "node-prov-ws-1"
+	key := sim.EnrollSymmetricKey(regID, func(e *hubsimtest.IndividualEnrollment) {
+		e.IoTHubs = []string{hubA}
+	})
+	provision(t, env, sim, map[string]any{"registrationId": regID, "key": key, "transport": "mqttws"},
+		provisionResult{AssignedHub: hubA, DeviceID: regID, RegistrationID: regID, Desired: map[string]any{}})
+}
+
 func provision(t *testing.T, env *nodeEnv, sim *hubsimtest.Sim, input map[string]any, want provisionResult) {
 	t.Helper()
 	marker := "p-" + input["transport"].(string) + "-" + time.Now().UTC().Format("150405.000")

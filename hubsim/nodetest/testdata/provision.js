@@ -1,6 +1,6 @@
 'use strict';
 // Scenario 5: azure-iot-provisioning-device with a symmetric-key security
-// client over one transport (http or mqtt), then azure-iot-device-mqtt
+// client over one transport (http, mqtt or mqttws), then azure-iot-device-mqtt
 // connects to the hub DPS assigned and sends one event.
 // Input: {provisioningHost, idScope, registrationId, key, groupKey, transport, marker}
 // With groupKey set, the device key is derived from it the documented way
@@ -22,6 +22,8 @@ run(async (inp) => {
     transport = new (require('azure-iot-provisioning-device-http').Http)();
   } else if (inp.transport === 'mqtt') {
     transport = new (require('azure-iot-provisioning-device-mqtt').Mqtt)();
+  } else if (inp.transport === 'mqttws') {
+    transport = new (require('azure-iot-provisioning-device-mqtt').MqttWs)();
   } else {
     throw new Error('unknown transport ' + inp.transport);
   }
