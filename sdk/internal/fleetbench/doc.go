@@ -1,0 +1,23 @@
+// Package fleetbench holds porthole's fleet-scale benchmarks. It has no
+// code of its own: everything is in its tests, which are skipped unless the
+// environment sets PORTHOLE_BENCH=1 (make bench does), because each takes
+// minutes of real time.
+//
+//   - TestFleetStorm: N devices of one symmetric-key enrollment group start
+//     registering with an in-process hubsim at the same instant, through the
+//     real sdk/dps client over HTTPS and MQTT, against a registration quota
+//     that forces 429s. It checks that every device is assigned, that no
+//     device came back before the Retry-After it was given (as hubsim
+//     counts it and as the client's own connection timing shows), and that
+//     the admissions in any quota window stay within 1.2× the quota.
+//   - TestHubLoad: 1,000 real sdk/iothub clients connect over MQTT/TLS to
+//     the hubsim binary running as its own process, then send QoS 1
+//     telemetry for a fixed period. It reports connect latency, acknowledged
+//     messages per second and hubsim's resident memory, and checks that the
+//     hub's event tap saw every acknowledged message.
+//
+// Both write a text table to out/ at the repository root
+// (bench-fleet-storm.txt, bench-hub-load.txt) and print it to the test log.
+// Sizes and durations can be changed through the environment; see the
+// env* constants in the tests.
+package fleetbench

@@ -1,0 +1,146 @@
+package fleetbench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/porthole-iot/porthole/sdk/dps"
+)
+
+// The helpers the benchmarks report with run in plain go test.
+
+func TestSummarize(t *testing.T) {
+	hundred := make([]float64, 100)
+	for i := range hundred {
+		hundred[i] = float64(100 - i) // 100 … 1, unsorted on purpose
+	}
+	for _, tc := range []struct {
+		name                   string
+		in                     []float64
+		mean, p50, p99, lo, hi float64
+	}{
+		{"empty", nil, 0, 0, 0, 0, 0},
+		{"one", []float64{7}, 7, 7, 7, 7, 7},
+		{"two", []float64{2, 1}, 1.5, 1, 2, 1, 2},
+		{"hundred", hundred, 50.5, 50, 99, 1, 100},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := summarize(tc.in)
+			if s.N != len(tc.in) || s.Mean != tc.mean || s.P50 != tc.p50 || s.P99 != tc.p99 || s.Min != tc.lo || s.Max != tc.hi {
+				t.Errorf("summarize = %+v", s)
+			}
+		})
+	}
+}
+
+func TestPeaks(t *testing.T) {
+	for _, tc := range []struct {
+		name               string
+		secs               []secondCount
+		window             time.Duration
+		perSecond, window_ int
+	}{
+		{"empty", nil, time.Minute, 0, 0},
+		{"burst then trickle", []secondCount{{100, 61, 1939}, {101, 10, 0}, {102, 10, 0}}, time.Minute, 61, 2020},
+		// With a 2 s window, second 100 drops out once 102 is counted.
+		{"window slides", []secondCount{{100, 5, 5}, {101, 1, 0}, {102, 30, 0}, {110, 2, 0}}, 2 * time.Second, 30, 31},
+		// A partial second in the window rounds up to a whole one.
+		{"window rounds up", []secondCount{{100, 4, 0}, {101, 4, 0}, {102, 4, 0}}, 1500 * time.Millisecond, 4, 8},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ps, pw := peaks(tc.secs, tc.window)
+			if ps != tc.perSecond || pw != tc.window_ {
+				t.Errorf("peaks = %d, %d; want %d, %d", ps, pw, tc.perSecond, tc.window_)
+			}
+		})
+	}
+}
+
+func TestTable(t *testing.T) {
+	tb := &table{title: "T"}
+	tb.add("alpha", "1", "")
+	tb.addf("b", "target 0", "%d", 22)
+	want := "T\n=\nalpha            1\nb      target 0  22\n"
+	if got := tb.String(); got != want {
+		t.Errorf("table:\n%q\nwant\n%q", got, want)
+	}
+}
+
+func TestIdealConverge(t *testing.T) {
+	if got := idealConverge(2000, 600, time.Minute); got != 193900*time.Millisecond {
+		t.Errorf("idealConverge(2000, 600/min) = %v", got)
+	}
+	if got := idealConverge(10, 600, time.Minute); got != 0 {
+		t.Errorf("a fleet within the burst: %v", got)
+	}
+}
+
+// The client-side early check: a 429's Retry-After counts from the last
+// bytes received; the next large write is the next request.
+func TestTracker(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	throttled := &dps.StatusError{StatusCode: 429, RetryAfter: 3 * time.Second, HasRetryAfter: true}
+	for _, tc := range []struct {
+		name          string
+		next          time.Duration // next request after the answer was read
+		err           error
+		early, margin int
+		retries429    int
+	}{
+		{"on time", 3 * time.Second, throttled, 0, 1, 1},
+		{"late", 4 * time.Second, throttled, 0, 1, 1},
+		{"early", 2999 * time.Millisecond, throttled, 1, 1, 1},
+		{"wrapped", 3 * time.Second, fmt.Errorf("dps: register: %w", throttled), 0, 1, 1},
+		{"503 is not timed", time.Second, &dps.StatusError{StatusCode: 503}, 0, 0, 0},
+		{"429 without Retry-After", time.Second, &dps.StatusError{StatusCode: 429}, 0, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := &tracker{}
+			tr.read(t0)
+			tr.retrying(tc.err)
+			tr.write(t0.Add(tc.next))
+			tr.write(t0.Add(tc.next + time.Hour)) // later traffic is not a retry
+			if tr.early != tc.early || len(tr.margins) != tc.margin || tr.retries429 != tc.retries429 || tr.retries != 1 {
+				t.Errorf("tracker %+v", tr)
+			}
+		})
+	}
+}
+
+// trackHandler takes the error from the dps client's retry log line and
+// passes only warnings on.
+func TestTrackHandler(t *testing.T) {
+	var out strings.Builder
+	tr := &tracker{}
+	log := slog.New(&trackHandler{tr: tr, next: slog.NewTextHandler(&out, nil)}).With("device", "d1")
+	log.Info(msgRetrying, "op", "register", "wait", time.Second, "err", &dps.StatusError{StatusCode: 429, HasRetryAfter: true})
+	log.Info("dps: device assigned")
+	log.Warn("dps: unexpected mqtt message", "err", errors.New("x"))
+	if tr.retries != 1 || tr.seen429 != 1 {
+		t.Errorf("tracker %+v", tr)
+	}
+	if got := out.String(); !strings.Contains(got, "unexpected mqtt message") || !strings.Contains(got, "device=d1") || strings.Contains(got, "assigned") {
+		t.Errorf("passed on: %q", got)
+	}
+	if (&trackHandler{tr: tr, next: slog.DiscardHandler}).Enabled(context.Background(), slog.LevelDebug) {
+		t.Error("debug records enabled")
+	}
+}
+
+func TestProcStatus(t *testing.T) {
+	rss, err := procStatus("self", "VmRSS")
+	if err != nil {
+		t.Skipf("no /proc here: %v", err)
+	}
+	if rss <= 0 {
+		t.Errorf("VmRSS = %d", rss)
+	}
+	if _, err := procStatus("self", "NoSuchField"); err == nil {
+		t.Error("a missing field gave no error")
+	}
+}
