@@ -77,7 +77,34 @@ type session struct {
 	once    sync.Once
 	cause   error           // why lost closed; written once before close(lost)
 	subs    map[string]bool // active filters; guarded by Client.mu
+
+	// pubMu orders publishes before the disconnect: paho's Publish blocks
+	// for its write timeout when it races with Disconnect, so drop waits
+	// for publishes in progress (which return at once on a live
+	// connection) and later ones fail fast.
+	pubMu   sync.RWMutex
+	closing bool // guarded by pubMu
 }
+
+// publish sends on the session unless it is being dropped.
+func (s *session) publish(topic string, qos byte, payload []byte) mqtt.Token {
+	s.pubMu.RLock()
+	defer s.pubMu.RUnlock()
+	if s.closing {
+		return failedToken{err: mqtt.ErrNotConnected}
+	}
+	return s.pc.Publish(topic, qos, false, payload)
+}
+
+// failedToken is a paho token that completed with an error.
+type failedToken struct{ err error }
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (failedToken) Wait() bool                     { return true }
+func (failedToken) WaitTimeout(time.Duration) bool { return true }
+func (failedToken) Done() <-chan struct{}          { return closedChan }
+func (t failedToken) Error() error                 { return t.err }
 
 func (s *session) end(err error) {
 	s.once.Do(func() {
@@ -369,10 +396,12 @@ func (c *Client) connect(parent context.Context) (*session, error) {
 				return nil, &ConnectError{ReturnCode: rc}
 			}
 		}
-		if perr := parent.Err(); perr != nil {
-			return nil, perr
+		// A deadline may surface as a socket timeout (the WebSocket dialer
+		// turns ctx's deadline into one) before ctx itself reports it.
+		if expired(parent) {
+			return nil, ctxErr(parent)
 		}
-		if ctx.Err() != nil {
+		if expired(ctx) {
 			return nil, c.timeoutError()
 		}
 		return nil, fmt.Errorf("iothub: connect to %s: %w", c.d.hubAddr(), err)
@@ -387,6 +416,24 @@ func (c *Client) connect(parent context.Context) (*session, error) {
 	sess.pc = pc
 	sess.started = c.s.Clock.Now()
 	return sess, nil
+}
+
+// expired reports whether ctx is done or its deadline has passed.
+func expired(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
+}
+
+// ctxErr is ctx's error, also in the instant before ctx notices its
+// deadline.
+func ctxErr(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return context.DeadlineExceeded
 }
 
 func (c *Client) timeoutError() error {
@@ -461,7 +508,32 @@ func (c *Client) subscribe(ctx context.Context, sess *session) error {
 func (c *Client) waitToken(ctx context.Context, sess *session, tok mqtt.Token) error {
 	select {
 	case <-tok.Done():
-		return tok.Error()
+		err := tok.Error()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-sess.lost:
+			// Failed because the connection went (e.g. paho's "publish
+			// was broken by timeout" while disconnecting).
+			return &lostError{cause: sess.cause}
+		default:
+		}
+		if !errors.Is(err, mqtt.ErrNotConnected) {
+			return err
+		}
+		// paho saw the connection go before its lost handler ran: wait
+		// for that, then report the loss like any other.
+		select {
+		case <-sess.lost:
+			return &lostError{cause: sess.cause}
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.ctx.Done():
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return c.stoppedLocked()
+		}
 	case <-sess.lost:
 		return &lostError{cause: sess.cause}
 	case <-ctx.Done():
@@ -482,6 +554,9 @@ func (c *Client) drop(sess *session, reason error) {
 	}
 	c.mu.Unlock()
 	sess.end(reason)
+	sess.pubMu.Lock()
+	sess.closing = true
+	sess.pubMu.Unlock()
 	sess.pc.Disconnect(250)
 }
 

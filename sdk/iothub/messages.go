@@ -61,7 +61,7 @@ func (c *Client) SendEvent(ctx context.Context, payload []byte, opts ...MessageO
 		if err != nil {
 			return fmt.Errorf("iothub: send event: %w", err)
 		}
-		err = c.waitToken(ctx, sess, sess.pc.Publish(t, qosTelemetry, false, payload))
+		err = c.waitToken(ctx, sess, sess.publish(t, qosTelemetry, payload))
 		var lost *lostError
 		if !errors.As(err, &lost) {
 			if err != nil {

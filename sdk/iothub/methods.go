@@ -66,7 +66,7 @@ func (c *Client) callMethod(sess *session, req topic.MethodRequest, h MethodHand
 	// means nothing on another one (the hub failed the call when it dropped).
 	ctx, cancel := context.WithTimeout(c.ctx, c.s.ConnectTimeout)
 	defer cancel()
-	if err := c.waitToken(ctx, sess, sess.pc.Publish(topic.MethodResponse(req.RID, status), qosRequests, false, body)); err != nil {
+	if err := c.waitToken(ctx, sess, sess.publish(topic.MethodResponse(req.RID, status), qosRequests, body)); err != nil {
 		log.Warn("method response not sent", "err", err)
 	}
 }

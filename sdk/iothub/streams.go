@@ -78,7 +78,7 @@ func (r *StreamRequest) answer(ctx context.Context, status int) error {
 	}
 	r.answered = true
 	r.mu.Unlock()
-	tok := r.sess.pc.Publish(topic.StreamResponse(r.RequestID, status), qosRequests, false, []byte{})
+	tok := r.sess.publish(topic.StreamResponse(r.RequestID, status), qosRequests, []byte{})
 	if err := r.c.waitToken(ctx, r.sess, tok); err != nil {
 		return fmt.Errorf("iothub: stream %s: answer %d: %w", r.Name, status, err)
 	}

@@ -137,7 +137,7 @@ func (c *Client) roundTrip(ctx context.Context, sess *session, build func(rid st
 	if payload == nil {
 		payload = []byte{}
 	}
-	if err := c.waitToken(ctx, sess, sess.pc.Publish(build(rid), qosRequests, false, payload)); err != nil {
+	if err := c.waitToken(ctx, sess, sess.publish(build(rid), qosRequests, payload)); err != nil {
 		return twinResponse{}, err
 	}
 	select {
