@@ -6,6 +6,7 @@
 package sim
 
 import (
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -109,7 +110,15 @@ func Assemble(p *server.Prepared, logger *slog.Logger, opts Options) (*Sim, serv
 		},
 	}
 	for _, h := range cfg.Hubs {
-		hcfg.Hubs = append(hcfg.Hubs, hub.HubConfig{HostName: h.HostName, Policies: policies(h.Policies)})
+		hcfg.Hubs = append(hcfg.Hubs, hub.HubConfig{
+			HostName: h.HostName,
+			Policies: policies(h.Policies),
+			// Devices with "certificateAuthority" authentication may chain
+			// to the sim's own CA (hubsimtest.Sim.ClientCertificate and
+			// pki.IssueClient issue such certificates), as if that CA were
+			// uploaded and verified on the hub.
+			ClientCAs: []*x509.Certificate{p.PKI.CACert()},
+		})
 	}
 	if opts.Hub != nil {
 		opts.Hub(&hcfg)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/porthole-iot/porthole/hubsim/hubsimtest"
 	"github.com/porthole-iot/porthole/sdk/auth"
+	"github.com/porthole-iot/porthole/sdk/iothub"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -109,5 +110,37 @@ func TestRegisterCreatesDeviceOnAssignedHub(t *testing.T) {
 	lookup := do(http.MethodPost, base+"?api-version=2021-06-01", `{"registrationId":"dev-1"}`)
 	if lookup["assignedHub"] != hubHost || lookup["status"] != "assigned" {
 		t.Errorf("lookup = %v, want assigned to %s", lookup, hubHost)
+	}
+}
+
+// TestCASignedDeviceConnects: a device whose certificate the sim's CA
+// issued connects with "certificateAuthority" authentication and no
+// further hub configuration, as hubsimtest.Sim.ClientCertificate promises.
+func TestCASignedDeviceConnects(t *testing.T) {
+	sim := hubsimtest.New(t)
+	hubHost := sim.HubHostNames[0]
+	h := sim.Hub(hubHost)
+	if _, err := h.CreateDevice(context.Background(), hubsimtest.HubDevice{
+		DeviceID:       "ca-dev",
+		Authentication: &hubsimtest.HubAuthentication{Type: "certificateAuthority"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	cert := sim.ClientCertificate("ca-dev")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := iothub.Dial(ctx, iothub.Config{
+		HostName:    hubHost,
+		DeviceID:    "ca-dev",
+		Certificate: &cert,
+		RootCAs:     sim.CAPool,
+		DialContext: sim.DialContext,
+	})
+	if err != nil {
+		t.Fatalf("CA-signed device refused: %v", err)
+	}
+	defer c.Close()
+	if !h.Connected("ca-dev", "") {
+		t.Error("hub does not report the device connected")
 	}
 }
