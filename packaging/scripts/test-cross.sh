@@ -6,14 +6,31 @@
 # What works under qemu-user without binfmt_misc: the emulated test binary
 # may exec host (amd64) programs — sh, go, ssh, sshd — because the kernel
 # runs them natively. What cannot work: exec of another foreign binary
-# (re-running os.Args[0], or a cross-built binary), since nothing emulates it.
-# No test in ./sdk/... ./agent/... does that today, so nothing is skipped by
-# default. Skip such a test by name with CROSS_SKIP (a go test -skip
-# regexp) and say why next to it here.
+# (re-running os.Args[0], or a cross-built binary); no test does that today.
+#
+# Skipped under emulation (go test -skip, by test name), each for a reason:
+#   all arches  TestAttemptTimeoutIsRetried (sdk/dps): gives an HTTPS attempt
+#               100 ms, which an emulated TLS handshake does not make, so
+#               every attempt times out. Timing-dependent; not an arch bug.
+#   mips*       TestFailures (agent/internal/doctor): qemu-user passes the
+#               host's errno from getsockopt(SO_ERROR) through untranslated
+#               (111, where MIPS ECONNREFUSED is 146), so a refused connect
+#               is not recognised as "refused". A qemu artefact: on a real
+#               MIPS kernel the errno is right.
+# CROSS_SKIP replaces these lists for every target (empty: skip nothing).
 # Extra go test flags: CROSS_TEST_FLAGS (default: -count=1 -timeout 20m).
 set -euo pipefail
 GO=${GO:-go}
-skip=${CROSS_SKIP:-}
+skip_for() {
+	if [ -n "${CROSS_SKIP+set}" ]; then
+		echo "$CROSS_SKIP"
+		return
+	fi
+	case $1 in
+	mips | mipsle | mips64 | mips64le) echo '^(TestAttemptTimeoutIsRetried|TestFailures)$' ;;
+	*) echo '^TestAttemptTimeoutIsRetried$' ;;
+	esac
+}
 flags=${CROSS_TEST_FLAGS:--count=1 -timeout 20m}
 
 targets=()
@@ -40,7 +57,8 @@ for t in "${targets[@]}"; do
 	name=${t%%=*}
 	IFS=: read -r goarch goarm gomips <<<"${t#*=}"
 	qemu=$(qemu_for "$goarch")
-	echo "=== test-cross $name: GOARCH=$goarch GOARM=$goarm GOMIPS=$gomips under $qemu"
+	skip=$(skip_for "$goarch")
+	echo "=== test-cross $name: GOARCH=$goarch GOARM=$goarm GOMIPS=$gomips under $qemu, skipping ${skip:-nothing}"
 	start=$(date +%s)
 	rc=0
 	# shellcheck disable=SC2086
@@ -50,6 +68,6 @@ for t in "${targets[@]}"; do
 	[ $rc -eq 0 ] && res=ok || { res=FAIL; failed=1; }
 	summary+=("$(printf '%-10s %-5s %6ss' "$name" "$res" "$secs")")
 done
-echo "=== test-cross summary (skipped: ${skip:-nothing})"
+echo "=== test-cross summary (wall time per target, test binaries built and run)"
 printf '%s\n' "${summary[@]}"
 exit $failed
