@@ -327,7 +327,7 @@ func (c *Client) wantedLocked() map[string]byte {
 	if len(c.methods) > 0 {
 		w[topic.SubMethods] = qosRequests
 	}
-	if c.c2d != nil {
+	if c.c2d != nil && c.s.ModuleID == "" { // modules have no C2D queue
 		w[topic.C2DSubscription(c.s.DeviceID)] = qosC2D
 	}
 	if c.streams != nil {

@@ -269,3 +269,34 @@ func TestStreams(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestModule(t *testing.T) {
+	e := newEnv(t)
+	svc := e.service(t)
+	ctx := testCtx(t)
+	key := hubsimtest.NewKey(t)
+	svc.createModule(ctx, e.device, "agent", key)
+	events, cancel := e.hub.Subscribe(10)
+	defer cancel()
+	cfg := e.config(t)
+	cfg.ModuleID = "agent"
+	cfg.SharedAccessKey = key
+	c := e.dial(t, cfg)
+	c.OnMethod("who", func(context.Context, json.RawMessage) (int, any) { return 200, "module" })
+	c.OnC2D(func(Message) { t.Error("module got a C2D message") })
+	if err := c.WaitSubscribed(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if res := svc.invokeModule(ctx, e.device, "agent", "who", nil); res.Status != 200 || string(res.Payload) != `"module"` {
+		t.Fatalf("module method: %d %s", res.Status, res.Payload)
+	}
+	if _, err := c.UpdateReported(ctx, map[string]any{"m": true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SendEvent(ctx, []byte("m")); err != nil {
+		t.Fatal(err)
+	}
+	if ev := recv(t, events); ev.DeviceID != e.device || ev.ModuleID != "agent" {
+		t.Fatalf("event from %s/%s", ev.DeviceID, ev.ModuleID)
+	}
+}

@@ -93,7 +93,9 @@ type Message struct {
 // at a time, in order, on a client goroutine, and acknowledged to the hub
 // when h returns; messages not yet handled when the connection drops are
 // delivered again by the hub after the reconnect. A nil h stops delivery
-// (messages that still arrive are acknowledged and dropped).
+// (messages that still arrive are acknowledged and dropped). Modules have
+// no cloud-to-device queue in IoT Hub; for a module client h is never
+// called.
 func (c *Client) OnC2D(h func(Message)) {
 	c.mu.Lock()
 	c.c2d = h

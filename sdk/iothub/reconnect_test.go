@@ -404,18 +404,39 @@ func TestProxy(t *testing.T) {
 			cfg.DialContext = nil // the proxy is a real loopback listener
 			cfg.ProxyURL = &url.URL{Scheme: "http", Host: p.ln.Addr().String(), User: url.UserPassword("u", "p w")}
 			c := e.dial(t, cfg)
-			if _, err := c.GetTwin(testCtx(t)); err != nil {
+			ctx := testCtx(t)
+			if _, err := c.GetTwin(ctx); err != nil {
 				t.Fatal(err)
+			}
+			// The stream's WebSocket goes through the proxy too.
+			accepted := make(chan error, 1)
+			c.OnStreamRequest(func(ctx context.Context, req *StreamRequest) {
+				conn, err := req.Accept(ctx)
+				if err == nil {
+					conn.Close()
+				}
+				accepted <- err
+			})
+			if err := c.WaitSubscribed(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if res := e.service(t).requestStream(ctx, e.device, "ssh"); !res.Accepted {
+				t.Fatal("stream not accepted")
+			}
+			if err := recv(t, accepted); err != nil {
+				t.Fatalf("Accept through the proxy: %v", err)
 			}
 			c.Close()
 			p.mu.Lock()
 			defer p.mu.Unlock()
 			want := net.JoinHostPort(e.host, tt.port)
-			if len(p.targets) != 1 || p.targets[0] != want {
-				t.Errorf("proxy saw CONNECT %v, want [%s]", p.targets, want)
+			if len(p.targets) != 2 || p.targets[0] != want {
+				t.Errorf("proxy saw CONNECT %v, want [%s <stream endpoint>]", p.targets, want)
 			}
-			if len(p.auths) != 1 || p.auths[0] != "Basic dTpwIHc=" {
-				t.Errorf("proxy saw Proxy-Authorization %q", p.auths)
+			for _, a := range p.auths {
+				if a != "Basic dTpwIHc=" {
+					t.Errorf("proxy saw Proxy-Authorization %q", a)
+				}
 			}
 		})
 	}

@@ -137,3 +137,25 @@ func (s *service) createX509Device(ctx context.Context, deviceID, thumbprint str
 		},
 	}, nil)
 }
+
+// createModule adds a SAS module to a device and returns its key.
+func (s *service) createModule(ctx context.Context, deviceID, moduleID, key string) {
+	s.t.Helper()
+	s.do(ctx, http.MethodPut, "/devices/"+url.PathEscape(deviceID)+"/modules/"+url.PathEscape(moduleID), nil, map[string]any{
+		"deviceId": deviceID,
+		"moduleId": moduleID,
+		"authentication": map[string]any{
+			"type":         "sas",
+			"symmetricKey": map[string]any{"primaryKey": key, "secondaryKey": key},
+		},
+	}, nil)
+}
+
+func (s *service) invokeModule(ctx context.Context, deviceID, moduleID, method string, payload json.RawMessage) methodResult {
+	s.t.Helper()
+	var res methodResult
+	s.do(ctx, http.MethodPost, "/twins/"+url.PathEscape(deviceID)+"/modules/"+url.PathEscape(moduleID)+"/methods", nil, map[string]any{
+		"methodName": method, "payload": payload, "responseTimeoutInSeconds": 10, "connectTimeoutInSeconds": 10,
+	}, &res)
+	return res
+}
