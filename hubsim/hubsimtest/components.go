@@ -38,6 +38,10 @@ type (
 	IndividualEnrollment = dps.IndividualEnrollment
 	// EnrollmentGroup is a DPS enrollment group.
 	EnrollmentGroup = dps.EnrollmentGroup
+	// X509Attestation holds enrollment certificates.
+	X509Attestation = dps.X509Attestation
+	// CustomAllocationDefinition names a custom allocation webhook.
+	CustomAllocationDefinition = dps.CustomAllocationDefinition
 	// AttestationMechanism says how an enrolled device proves who it is.
 	AttestationMechanism = dps.AttestationMechanism
 	// SymmetricKeyAttestation holds enrollment keys.
@@ -46,6 +50,24 @@ type (
 	ReprovisionPolicy = dps.ReprovisionPolicy
 	// InitialTwin is an enrollment's initial twin.
 	InitialTwin = dps.InitialTwin
+	// HubModule is a module identity in a hub registry.
+	HubModule = hub.Module
+	// HubX509Thumbprint holds a self-signed device certificate's thumbprints.
+	HubX509Thumbprint = hub.X509Thumbprint
+	// HubTwin is a device twin as the service sees it.
+	HubTwin = hub.Twin
+	// HubTwinPatch changes tags and desired properties (IoTHub.UpdateTwin).
+	HubTwinPatch = hub.TwinPatch
+	// HubMethodRequest invokes a direct method (IoTHub.InvokeMethod).
+	HubMethodRequest = hub.MethodRequest
+	// HubMethodResult is a direct method's answer.
+	HubMethodResult = hub.MethodResult
+	// HubStreamRequest asks a device for a stream (IoTHub.RequestStream).
+	HubStreamRequest = hub.StreamRequest
+	// HubStreamResult is the device's answer to a stream request.
+	HubStreamResult = hub.StreamResult
+	// HubEvent is a telemetry message seen by the hub's event tap.
+	HubEvent = hub.Event
 	// C2DMessage is a cloud-to-device message (IoTHub.SendC2D).
 	C2DMessage = hub.C2DMessage
 	// Relay is the streaming endpoint.
