@@ -20,12 +20,12 @@ TEST_TOOLS := ssh=openssh-client scp=openssh-client sshd=openssh-server \
 	dropbear=dropbear-bin dropbearkey=dropbear-bin curl=curl \
 	mosquitto_sub=mosquitto-clients node=nodejs npm=npm busybox=busybox
 
-.PHONY: all build test test-go lint vet fmt-check demo bench soak clean tools help
+.PHONY: all build test lint vet fmt-check demo bench soak clean tools help
 
 all: build
 
 help:
-	@sed -n 's/^#   //p' Makefile
+	@sed -n 's/^#   //p' Makefile packaging/cross.mk
 
 build:
 	@mkdir -p $(BIN)
@@ -59,3 +59,6 @@ soak:
 
 clean:
 	rm -rf $(BIN) dist out
+
+# cross, size, test-cross, package, image-overlay, test-packaging
+include packaging/cross.mk
