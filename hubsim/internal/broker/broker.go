@@ -81,6 +81,14 @@ type Config struct {
 	WriteTimeout time.Duration
 	// MaxQueuedBytes bounds the outbound backlog of one client.
 	MaxQueuedBytes int
+	// SessionExpiry is how long the session (subscriptions) of a disconnected
+	// clean session 0 client is kept for its next clean session 0 CONNECT.
+	SessionExpiry time.Duration
+	// MaxSessions bounds how many such sessions are kept; the least recently
+	// stored goes first.
+	MaxSessions int
+	// Now is the clock of session expiry; nil means time.Now.
+	Now func() time.Time
 }
 
 // Broker is an MQTT 3.1.1 server that hands every client to a Personality.
@@ -94,6 +102,10 @@ type Broker struct {
 	closed bool                  // guarded by mu
 	conns  map[*client]struct{}  // every connection being served; guarded by mu
 	byKey  map[clientKey]*client // connected clients by identity; guarded by mu
+	// stored holds the sessions of disconnected clean session 0 clients;
+	// guarded by mu.
+	stored *sessionStore
+	now    func() time.Time
 	// wg counts running serve calls; each serve call owns its connection's
 	// writer goroutine and waits for it before returning.
 	wg sync.WaitGroup
@@ -129,7 +141,8 @@ func New(cfg Config) (*Broker, error) {
 			return nil, fmt.Errorf("broker: personality %d is nil", i)
 		}
 	}
-	if cfg.MaxPacketSize < 0 || cfg.ConnectTimeout < 0 || cfg.WriteTimeout < 0 || cfg.MaxQueuedBytes < 0 {
+	if cfg.MaxPacketSize < 0 || cfg.ConnectTimeout < 0 || cfg.WriteTimeout < 0 || cfg.MaxQueuedBytes < 0 ||
+		cfg.SessionExpiry < 0 || cfg.MaxSessions < 0 {
 		return nil, errors.New("broker: negative limit in Config")
 	}
 	if cfg.Logger == nil {
@@ -147,13 +160,24 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.MaxQueuedBytes == 0 {
 		cfg.MaxQueuedBytes = DefaultMaxQueuedBytes
 	}
+	if cfg.SessionExpiry == 0 {
+		cfg.SessionExpiry = DefaultSessionExpiry
+	}
+	if cfg.MaxSessions == 0 {
+		cfg.MaxSessions = DefaultMaxSessions
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	cfg.Personalities = append([]Personality(nil), cfg.Personalities...)
 	return &Broker{
-		log:   cfg.Logger,
-		pers:  cfg.Personalities,
-		cfg:   cfg,
-		conns: make(map[*client]struct{}),
-		byKey: make(map[clientKey]*client),
+		log:    cfg.Logger,
+		pers:   cfg.Personalities,
+		cfg:    cfg,
+		conns:  make(map[*client]struct{}),
+		byKey:  make(map[clientKey]*client),
+		stored: newSessionStore(cfg.SessionExpiry, cfg.MaxSessions),
+		now:    cfg.Now,
 	}, nil
 }
 
@@ -242,12 +266,41 @@ func (b *Broker) claim(key clientKey, c *client) (old *client, ok bool) {
 	return old, true
 }
 
-// forget removes c from the broker's tables.
+// forget removes c from the broker's tables and, when c connected with
+// clean session 0, stores its session (MQTT 3.1.1 §3.1.2.4). Both happen
+// under one lock, so a new connection that finds c gone also finds its
+// session; a connection taking c over waits until c is forgotten before it
+// resumes (see client.run).
 func (b *Broker) forget(c *client) {
+	var subs []subscription
+	if c.keyed && !c.clean {
+		c.mu.Lock()
+		subs = append([]subscription(nil), c.subs...)
+		c.mu.Unlock()
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	delete(b.conns, c)
-	if c.keyed && b.byKey[c.key] == c {
+	if !c.keyed {
+		return
+	}
+	if b.byKey[c.key] == c {
 		delete(b.byKey, c.key)
 	}
+	if !c.clean {
+		b.stored.put(c.key, subs, b.now())
+	}
+}
+
+// resume takes the stored session of key for a connection that just claimed
+// it: the stored subscriptions and true when clean is false and an unexpired
+// session exists. A clean session discards any stored one (§3.1.2.4).
+func (b *Broker) resume(key clientKey, clean bool) ([]subscription, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if clean {
+		b.stored.drop(key)
+		return nil, false
+	}
+	return b.stored.take(key, b.now())
 }

@@ -464,9 +464,20 @@ func TestTakeover(t *testing.T) {
 	if err := oldOut.Publish("a/b", nil, 0); !errors.Is(err, ErrClosed) {
 		t.Errorf("old Outbound.Publish = %v, want ErrClosed", err)
 	}
-	// The new connection holds no inherited subscriptions.
-	if hub.out(t, "dev1").Subscribed("a/b") {
-		t.Error("new connection inherited a subscription")
+	// Both connected with clean session 0: the new connection resumed the
+	// old one's session, so its subscription is live and its Session was
+	// asked for it again.
+	if !hub.out(t, "dev1").Subscribed("a/b") {
+		t.Error("new connection lost the subscription of the session it took over")
+	}
+	var subs int
+	for _, e := range hub.rec.all() {
+		if e.kind == "subscribe" && e.client == "dev1" && e.topic == "a/#" {
+			subs++
+		}
+	}
+	if subs != 2 {
+		t.Errorf("Session.Subscribe(a/#) called %d times, want 2 (SUBSCRIBE, then resume)", subs)
 	}
 	// The clients of the other personality and the other hub are untouched.
 	for _, c := range []*rawClient{other, otherHub} {

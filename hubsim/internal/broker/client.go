@@ -26,7 +26,8 @@ const (
 // subscription is one granted topic filter.
 type subscription struct {
 	filter string
-	qos    byte
+	asked  byte // the QoS the client asked for, offered again on resume
+	qos    byte // the QoS granted
 }
 
 // client is one connection. Its reader runs in the goroutine of serve; it
@@ -40,6 +41,7 @@ type client struct {
 
 	// Set by the reader during CONNECT, read-only afterwards.
 	id        string
+	clean     bool          // CONNECT clean session flag
 	keepalive time.Duration // 1.5 × CONNECT keepalive; 0 = none
 	sess      Session       // nil until Personality.Connect succeeded
 	key       clientKey     // guarded by b.mu once keyed
@@ -136,6 +138,7 @@ func (c *client) run(ctx context.Context, tlsState *tls.ConnectionState) error {
 	}
 	cp := &pk.Connect
 	c.id = cp.ClientIdentifier
+	c.clean = cp.Clean
 	username := string(cp.Username)
 	log := c.b.log.With("client", c.id, "transport", c.transport, "remote", c.conn.RemoteAddr().String())
 	if c.id == "" {
@@ -174,34 +177,63 @@ func (c *client) run(ctx context.Context, tlsState *tls.ConnectionState) error {
 	c.sess = sess
 	c.keepalive = time.Duration(cp.Keepalive) * time.Second * 3 / 2
 
-	old, ok := c.b.claim(clientKey{idx, realmOf(username), c.id}, c)
+	key := clientKey{idx, realmOf(username), c.id}
+	old, ok := c.b.claim(key, c)
 	if !ok {
 		return ErrBrokerClosed
 	}
 	if old != nil {
 		log.Info("mqtt client id taken over")
 		old.closeWith(ErrTakenOver)
-		<-old.exited
+		<-old.exited // old has stored its session by now (Broker.forget)
 	}
+	stored, present := c.b.resume(key, c.clean)
 
 	// CONNACK is the first thing queued: no subscription exists yet, so no
-	// Outbound.Publish can have queued anything before it. Session present
-	// is always 0 — nothing is kept across connections.
-	if err := c.send(connackPacket(connackAccepted)); err != nil {
+	// Outbound.Publish can have queued anything before it. The writer starts
+	// only after the stored subscriptions are restored, so on the wire the
+	// CONNACK follows their restoration, and whatever a Session.Subscribe
+	// publishes follows the CONNACK (§3.2.2.2: session present is 1 only
+	// when a stored session is resumed).
+	if err := c.send(connackPacket(connackAccepted, present)); err != nil {
 		return err
 	}
+	restored := c.restore(stored)
 	_ = c.conn.SetDeadline(time.Time{})
 	c.writerDone = make(chan struct{})
 	go c.writeLoop()
-	log.Info("mqtt client connected", "keepalive", cp.Keepalive, "clean", cp.Clean)
+	log.Info("mqtt client connected", "keepalive", cp.Keepalive, "clean", cp.Clean,
+		"session_present", present, "restored", restored)
 	return c.readLoop()
+}
+
+// restore offers the subscriptions of a resumed session to the new Session,
+// one Session.Subscribe each, as if the client had subscribed again, and
+// makes the granted ones live; a refused filter is dropped (the client is not
+// told: MQTT 3.1.1 has no packet for it). The QoS stays at most what the
+// client was granted before. It returns how many were restored.
+func (c *client) restore(stored []subscription) int {
+	n := 0
+	for _, s := range stored {
+		// Live while the session decides, as in handleSubscribe.
+		c.setSub(s.filter, s.asked, s.qos)
+		granted, ok := c.sess.Subscribe(s.filter, s.asked)
+		if !ok {
+			c.removeSub(s.filter)
+			c.b.log.Info("mqtt stored subscription refused; dropped", "client", c.id, "filter", s.filter)
+			continue
+		}
+		c.setSub(s.filter, s.asked, min(granted, s.qos))
+		n++
+	}
+	return n
 }
 
 // refuse writes a CONNACK with a non-zero return code; the caller then
 // closes the connection (MQTT 3.1.1 §3.2.2.3).
 func (c *client) refuse(code byte) {
 	_ = c.conn.SetWriteDeadline(time.Now().Add(c.b.cfg.WriteTimeout))
-	_, _ = c.conn.Write(connackPacket(code))
+	_, _ = c.conn.Write(connackPacket(code, false))
 }
 
 // finish runs once the reader is done: it stops the writer, forgets the
@@ -322,15 +354,15 @@ func (c *client) handleSubscribe(pk *packets.Packet) error {
 		// The filter is live while the session decides, so Session.Subscribe
 		// may already publish to it (MQTT 3.1.1 §3.8.4 lets a server send
 		// matching PUBLISHes before the SUBACK); a refusal undoes it.
-		prev, had := c.setSub(f.Filter, min(f.Qos, maxGrantedQoS))
+		prev, had := c.setSub(f.Filter, f.Qos, min(f.Qos, maxGrantedQoS))
 		granted, ok := c.sess.Subscribe(f.Filter, f.Qos)
 		if !ok {
-			c.restoreSub(f.Filter, prev, had)
+			c.restoreSub(prev, had)
 			codes[i] = subackFailure
 			continue
 		}
 		granted = min(granted, f.Qos, maxGrantedQoS)
-		c.setSub(f.Filter, granted)
+		c.setSub(f.Filter, f.Qos, granted)
 		codes[i] = granted
 	}
 	return c.send(subackPacket(pk.PacketID, codes))
@@ -349,26 +381,27 @@ func (c *client) handleUnsubscribe(pk *packets.Packet) error {
 
 // setSub records a granted filter, replacing an identical one (§3.8.4), and
 // returns what it replaced.
-func (c *client) setSub(filter string, qos byte) (prev byte, had bool) {
+func (c *client) setSub(filter string, asked, qos byte) (prev subscription, had bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for i := range c.subs {
 		if c.subs[i].filter == filter {
-			prev, c.subs[i].qos = c.subs[i].qos, qos
+			prev = c.subs[i]
+			c.subs[i].asked, c.subs[i].qos = asked, qos
 			return prev, true
 		}
 	}
-	c.subs = append(c.subs, subscription{filter, qos})
-	return 0, false
+	c.subs = append(c.subs, subscription{filter: filter, asked: asked, qos: qos})
+	return subscription{filter: filter}, false
 }
 
 // restoreSub undoes setSub after the session refused a filter.
-func (c *client) restoreSub(filter string, prev byte, had bool) {
+func (c *client) restoreSub(prev subscription, had bool) {
 	if had {
-		c.setSub(filter, prev)
+		c.setSub(prev.filter, prev.asked, prev.qos)
 		return
 	}
-	c.removeSub(filter)
+	c.removeSub(prev.filter)
 }
 
 func (c *client) removeSub(filter string) {

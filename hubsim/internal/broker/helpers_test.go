@@ -143,8 +143,8 @@ func (r *recorder) waitKind(t testing.TB, kind, client string) event {
 
 type fakePersonality struct {
 	prefix string            // claims usernames starting with prefix
-	refuse map[string]bool   // filters Subscribe refuses
-	push   map[string]string // filter → topic Subscribe publishes to at once
+	refuse map[string]bool   // filters Subscribe refuses; guarded by mu
+	push   map[string]string // filter → topic Subscribe publishes to at once; guarded by mu
 	pubErr func(topic string) error
 	rec    *recorder
 
@@ -196,11 +196,15 @@ type fakeSession struct {
 
 func (s *fakeSession) Subscribe(filter string, qos byte) (byte, bool) {
 	s.p.rec.add(event{kind: "subscribe", client: s.id, topic: filter, qos: qos})
-	if topic, ok := s.p.push[filter]; ok {
+	s.p.mu.Lock()
+	topic, push := s.p.push[filter]
+	refuse := s.p.refuse[filter]
+	s.p.mu.Unlock()
+	if push {
 		err := s.out.Publish(topic, []byte("pushed"), 1)
 		s.p.rec.add(event{kind: "pushed", client: s.id, topic: topic, err: err})
 	}
-	if s.p.refuse[filter] {
+	if refuse {
 		return 0, false
 	}
 	return qos, true

@@ -27,7 +27,11 @@ type Personality interface {
 type ConnectInfo struct {
 	ClientID     string
 	Username     string
-	Password     []byte
+	Password []byte
+	// CleanSession is the CONNECT flag. When it is false and the broker holds
+	// a session for this client, the broker answers session present 1 and
+	// calls the new Session's Subscribe for every stored filter right after
+	// Connect returns (see the package doc, "Persistent sessions").
 	CleanSession bool
 	Keepalive    uint16
 	// TLS is the connection's TLS state (peer certificates for X.509 auth,
@@ -58,8 +62,10 @@ type Outbound interface {
 // Session receives what one authenticated client does. The broker calls its
 // methods from the client's read goroutine, one call at a time, in order.
 type Session interface {
-	// Subscribe is asked for every topic filter in a SUBSCRIBE. It returns
-	// the granted QoS, or ok=false to refuse (SUBACK 0x80).
+	// Subscribe is asked for every topic filter in a SUBSCRIBE, and for every
+	// stored filter of a resumed session before its CONNACK. It returns the
+	// granted QoS, or ok=false to refuse (SUBACK 0x80; a refused stored
+	// filter is dropped).
 	Subscribe(filter string, qos byte) (granted byte, ok bool)
 	// Unsubscribe is told about every filter in an UNSUBSCRIBE.
 	Unsubscribe(filter string)

@@ -206,8 +206,11 @@ func encode(pk packets.Packet) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-func connackPacket(code byte) []byte {
-	b, _ := encode(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ReasonCode: code})
+// connackPacket encodes a CONNACK; sessionPresent is only ever true with
+// code 0 (MQTT 3.1.1 §3.2.2.2).
+func connackPacket(code byte, sessionPresent bool) []byte {
+	b, _ := encode(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack},
+		ReasonCode: code, SessionPresent: sessionPresent && code == connackAccepted})
 	return b
 }
 

@@ -25,12 +25,14 @@ func TestWireBytes(t *testing.T) {
 		got  []byte
 		want []byte
 	}{
-		{"CONNACK accepted", connackPacket(connackAccepted), []byte{0x20, 0x02, 0x00, 0x00}},
-		{"CONNACK unacceptable protocol", connackPacket(connackBadProtocol), []byte{0x20, 0x02, 0x00, 0x01}},
-		{"CONNACK identifier rejected", connackPacket(connackBadIdentifier), []byte{0x20, 0x02, 0x00, 0x02}},
-		{"CONNACK server unavailable", connackPacket(connackUnavailable), []byte{0x20, 0x02, 0x00, 0x03}},
-		{"CONNACK bad credentials", connackPacket(connackBadCredentials), []byte{0x20, 0x02, 0x00, 0x04}},
-		{"CONNACK not authorized", connackPacket(connackNotAuthorized), []byte{0x20, 0x02, 0x00, 0x05}},
+		{"CONNACK accepted", connackPacket(connackAccepted, false), []byte{0x20, 0x02, 0x00, 0x00}},
+		{"CONNACK session present", connackPacket(connackAccepted, true), []byte{0x20, 0x02, 0x01, 0x00}},
+		{"CONNACK refused never has session present", connackPacket(connackNotAuthorized, true), []byte{0x20, 0x02, 0x00, 0x05}},
+		{"CONNACK unacceptable protocol", connackPacket(connackBadProtocol, false), []byte{0x20, 0x02, 0x00, 0x01}},
+		{"CONNACK identifier rejected", connackPacket(connackBadIdentifier, false), []byte{0x20, 0x02, 0x00, 0x02}},
+		{"CONNACK server unavailable", connackPacket(connackUnavailable, false), []byte{0x20, 0x02, 0x00, 0x03}},
+		{"CONNACK bad credentials", connackPacket(connackBadCredentials, false), []byte{0x20, 0x02, 0x00, 0x04}},
+		{"CONNACK not authorized", connackPacket(connackNotAuthorized, false), []byte{0x20, 0x02, 0x00, 0x05}},
 		{"PUBACK", pubackPacket(0x0a0b), []byte{0x40, 0x02, 0x0a, 0x0b}},
 		{"SUBACK", subackPacket(7, []byte{0, 1, subackFailure}), []byte{0x90, 0x05, 0x00, 0x07, 0x00, 0x01, 0x80}},
 		{"UNSUBACK", unsubackPacket(9), []byte{0xb0, 0x02, 0x00, 0x09}},
