@@ -25,8 +25,8 @@ type Personality interface {
 
 // ConnectInfo is what the client presented on CONNECT.
 type ConnectInfo struct {
-	ClientID     string
-	Username     string
+	ClientID string
+	Username string
 	Password []byte
 	// CleanSession is the CONNECT flag. When it is false and the broker holds
 	// a session for this client, the broker answers session present 1 and
