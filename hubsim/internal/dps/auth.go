@@ -82,7 +82,7 @@ func (s *Service) authenticate(scope, regID string, creds deviceCreds, now time.
 	if e != nil && e.Attestation != nil && e.Attestation.Type == AttestationSymmetricKey && e.Attestation.SymmetricKey != nil {
 		for _, k := range []string{e.Attestation.SymmetricKey.PrimaryKey, e.Attestation.SymmetricKey.SecondaryKey} {
 			if k != "" && tok.Verify(k, now) == nil {
-				return &match{enrollment: e, common: commonOfEnrollment(e), attestation: AttestationSymmetricKey}, nil
+				return &match{enrollment: e, common: e.common(), attestation: AttestationSymmetricKey}, nil
 			}
 		}
 	}
@@ -99,7 +99,7 @@ func (s *Service) authenticate(scope, regID string, creds deviceCreds, now time.
 				continue
 			}
 			if tok.Verify(dk, now) == nil {
-				return &match{group: g, common: commonOfGroup(g), attestation: AttestationSymmetricKey}, nil
+				return &match{group: g, common: g.common(), attestation: AttestationSymmetricKey}, nil
 			}
 		}
 	}
@@ -121,7 +121,7 @@ func authenticateX509(regID string, chain []*x509.Certificate, e *IndividualEnro
 	info := certInfo(leaf)
 	if e != nil && e.Attestation != nil && e.Attestation.Type == AttestationX509 && e.Attestation.X509 != nil {
 		if cc := e.Attestation.X509.ClientCertificates; cc != nil && (sameCertificate(leaf, cc.Primary) || sameCertificate(leaf, cc.Secondary)) {
-			return &match{enrollment: e, common: commonOfEnrollment(e), attestation: AttestationX509, certInfo: info}, nil
+			return &match{enrollment: e, common: e.common(), attestation: AttestationX509, certInfo: info}, nil
 		}
 	}
 	inter := x509.NewCertPool()
@@ -145,7 +145,7 @@ func authenticateX509(regID string, chain []*x509.Certificate, e *IndividualEnro
 			roots.AddCert(root)
 			_, err = leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
 			if err == nil {
-				return &match{group: g, common: commonOfGroup(g), attestation: AttestationX509, certInfo: info, signingInfo: certInfo(root)}, nil
+				return &match{group: g, common: g.common(), attestation: AttestationX509, certInfo: info, signingInfo: certInfo(root)}, nil
 			}
 		}
 	}

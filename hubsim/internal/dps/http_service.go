@@ -170,7 +170,7 @@ func (s *Service) servePutEnrollment(w http.ResponseWriter, r *http.Request, bod
 			s.writeServiceResult(w, 0, nil, errors.Join(ErrInvalid, errors.New("enrollmentGroupId does not match the path")))
 			return
 		}
-		out, err := s.putEnrollmentGroup(g, ifMatch)
+		out, err := groupsKind.put(s, g, ifMatch)
 		s.writeServiceResult(w, http.StatusOK, out, err)
 		return
 	}
@@ -186,7 +186,7 @@ func (s *Service) servePutEnrollment(w http.ResponseWriter, r *http.Request, bod
 		s.writeServiceResult(w, 0, nil, errors.Join(ErrInvalid, errors.New("registrationId does not match the path")))
 		return
 	}
-	out, err := s.putEnrollment(e, ifMatch)
+	out, err := enrollmentsKind.put(s, e, ifMatch)
 	s.writeServiceResult(w, http.StatusOK, out, err)
 }
 
@@ -330,12 +330,12 @@ func (s *Service) serveBulk(w http.ResponseWriter, body []byte, group bool) {
 				if _, exists := s.GetEnrollmentGroup(g.EnrollmentGroupID); exists {
 					err = errConflict
 				} else {
-					_, err = s.putEnrollmentGroup(g, "")
+					_, err = groupsKind.put(s, g, "")
 				}
 			case BulkUpdate:
-				_, err = s.putEnrollmentGroup(g, "")
+				_, err = groupsKind.put(s, g, "")
 			case BulkUpdateIfMatchETag:
-				_, err = s.putEnrollmentGroup(g, orStar(g.ETag))
+				_, err = groupsKind.put(s, g, orStar(g.ETag))
 			case BulkDelete:
 				err = s.DeleteEnrollmentGroup(g.EnrollmentGroupID, g.ETag)
 			}
@@ -356,12 +356,12 @@ func (s *Service) serveBulk(w http.ResponseWriter, body []byte, group bool) {
 				if _, exists := s.GetEnrollment(e.RegistrationID); exists {
 					err = errConflict
 				} else {
-					_, err = s.putEnrollment(e, "")
+					_, err = enrollmentsKind.put(s, e, "")
 				}
 			case BulkUpdate:
-				_, err = s.putEnrollment(e, "")
+				_, err = enrollmentsKind.put(s, e, "")
 			case BulkUpdateIfMatchETag:
-				_, err = s.putEnrollment(e, orStar(e.ETag))
+				_, err = enrollmentsKind.put(s, e, orStar(e.ETag))
 			case BulkDelete:
 				err = s.DeleteEnrollment(e.RegistrationID, e.ETag)
 			}

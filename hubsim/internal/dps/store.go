@@ -167,20 +167,6 @@ func validateCommon(c enrollmentCommon) error {
 	return nil
 }
 
-func commonOfEnrollment(e *IndividualEnrollment) enrollmentCommon {
-	return enrollmentCommon{Kind: "enrollment", ID: e.RegistrationID, DeviceID: e.DeviceID, Attestation: e.Attestation,
-		Capabilities: e.Capabilities, IoTHubHostName: e.IoTHubHostName, InitialTwin: e.InitialTwin,
-		ProvisioningStatus: e.ProvisioningStatus, ReprovisionPolicy: e.ReprovisionPolicy, AllocationPolicy: e.AllocationPolicy,
-		IoTHubs: e.IoTHubs, Custom: e.CustomAllocationDefinition}
-}
-
-func commonOfGroup(g *EnrollmentGroup) enrollmentCommon {
-	return enrollmentCommon{Kind: "group", ID: g.EnrollmentGroupID, Attestation: g.Attestation,
-		Capabilities: g.Capabilities, IoTHubHostName: g.IoTHubHostName, InitialTwin: g.InitialTwin,
-		ProvisioningStatus: g.ProvisioningStatus, ReprovisionPolicy: g.ReprovisionPolicy, AllocationPolicy: g.AllocationPolicy,
-		IoTHubs: g.IoTHubs, Custom: g.CustomAllocationDefinition}
-}
-
 // deepCopy copies v through JSON, so stored records never alias caller data.
 func deepCopy[T any](v *T) *T {
 	if v == nil {
@@ -197,48 +183,174 @@ func deepCopy[T any](v *T) *T {
 	return out
 }
 
+// recordMeta is the part of an enrollment or a group that the store sets on
+// every write.
+type recordMeta struct {
+	ETag               string
+	ProvisioningStatus string
+	Created, Updated   *Timestamp
+	// RegistrationState exists on individual enrollments only; the service
+	// API fills it from the registration record when it shows one.
+	RegistrationState *DeviceRegistrationState
+}
+
+// enrollmentRecord is implemented by *IndividualEnrollment and
+// *EnrollmentGroup, so that one piece of code serves both collections.
+type enrollmentRecord[T any] interface {
+	*T
+	common() enrollmentCommon // the fields both share
+	meta() recordMeta
+	setMeta(recordMeta)
+}
+
+func (e *IndividualEnrollment) common() enrollmentCommon {
+	return enrollmentCommon{Kind: "enrollment", ID: e.RegistrationID, DeviceID: e.DeviceID, Attestation: e.Attestation,
+		Capabilities: e.Capabilities, IoTHubHostName: e.IoTHubHostName, InitialTwin: e.InitialTwin,
+		ProvisioningStatus: e.ProvisioningStatus, ReprovisionPolicy: e.ReprovisionPolicy, AllocationPolicy: e.AllocationPolicy,
+		IoTHubs: e.IoTHubs, Custom: e.CustomAllocationDefinition}
+}
+
+func (e *IndividualEnrollment) meta() recordMeta {
+	return recordMeta{ETag: e.ETag, ProvisioningStatus: e.ProvisioningStatus,
+		Created: e.CreatedDateTimeUTC, Updated: e.LastUpdatedDateTimeUTC, RegistrationState: e.RegistrationState}
+}
+
+func (e *IndividualEnrollment) setMeta(m recordMeta) {
+	e.ETag, e.ProvisioningStatus = m.ETag, m.ProvisioningStatus
+	e.CreatedDateTimeUTC, e.LastUpdatedDateTimeUTC = m.Created, m.Updated
+	e.RegistrationState = m.RegistrationState
+}
+
+func (g *EnrollmentGroup) common() enrollmentCommon {
+	return enrollmentCommon{Kind: "group", ID: g.EnrollmentGroupID, Attestation: g.Attestation,
+		Capabilities: g.Capabilities, IoTHubHostName: g.IoTHubHostName, InitialTwin: g.InitialTwin,
+		ProvisioningStatus: g.ProvisioningStatus, ReprovisionPolicy: g.ReprovisionPolicy, AllocationPolicy: g.AllocationPolicy,
+		IoTHubs: g.IoTHubs, Custom: g.CustomAllocationDefinition}
+}
+
+func (g *EnrollmentGroup) meta() recordMeta {
+	return recordMeta{ETag: g.ETag, ProvisioningStatus: g.ProvisioningStatus,
+		Created: g.CreatedDateTimeUTC, Updated: g.LastUpdatedDateTimeUTC}
+}
+
+// setMeta ignores m.RegistrationState: groups have none.
+func (g *EnrollmentGroup) setMeta(m recordMeta) {
+	g.ETag, g.ProvisioningStatus = m.ETag, m.ProvisioningStatus
+	g.CreatedDateTimeUTC, g.LastUpdatedDateTimeUTC = m.Created, m.Updated
+}
+
+// enrollmentKind is what differs between the two enrollment collections
+// (individual enrollments, enrollment groups) for the code they share.
+type enrollmentKind[T any, P enrollmentRecord[T]] struct {
+	idName string                       // the ID's JSON name, in errors
+	group  bool                         // group rules for attestation
+	table  func(*Service) map[string]*T // the stored records, guarded by Service.mu
+	view   func(*Service, *T) T         // what the service API shows of a record; mu held
+}
+
+var (
+	enrollmentsKind = enrollmentKind[IndividualEnrollment, *IndividualEnrollment]{
+		idName: "registrationId",
+		table:  func(s *Service) map[string]*IndividualEnrollment { return s.enrollments },
+		view:   (*Service).enrollmentViewLocked,
+	}
+	groupsKind = enrollmentKind[EnrollmentGroup, *EnrollmentGroup]{
+		idName: "enrollmentGroupId",
+		group:  true,
+		table:  func(s *Service) map[string]*EnrollmentGroup { return s.groups },
+		view:   func(_ *Service, g *EnrollmentGroup) EnrollmentGroup { return *deepCopy(g) },
+	}
+)
+
+// put creates or replaces a record; a non-empty ifMatch must match the
+// stored etag (ErrPreconditionFailed). It returns the view of the stored
+// record, with its new etag and timestamps.
+func (k enrollmentKind[T, P]) put(s *Service, in T, ifMatch string) (T, error) {
+	var zero T
+	if id := P(&in).common().ID; !validRegistrationID(id) {
+		return zero, fmt.Errorf("%w: invalid %s %q", ErrInvalid, k.idName, id)
+	}
+	n := P(deepCopy(&in))
+	c := n.common()
+	if err := validateCommon(c); err != nil {
+		return zero, err
+	}
+	key := keyOf(c.ID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	table := k.table(s)
+	old := table[key]
+	var oldMeta recordMeta
+	var oldAtt *AttestationMechanism
+	if old != nil {
+		oldMeta, oldAtt = P(old).meta(), P(old).common().Attestation
+	}
+	if ifMatch != "" && (old == nil || !etagMatches(ifMatch, oldMeta.ETag)) {
+		return zero, ErrPreconditionFailed
+	}
+	if err := normalizeAttestation(c.Attestation, k.group, oldAtt); err != nil {
+		return zero, err
+	}
+	now := s.now()
+	m := n.meta()
+	m.RegistrationState = nil
+	m.ETag = newETag()
+	if m.ProvisioningStatus == "" {
+		m.ProvisioningStatus = ProvisioningEnabled
+	}
+	m.Created = ts(now)
+	if oldMeta.Created != nil {
+		m.Created = oldMeta.Created
+	}
+	m.Updated = ts(now)
+	n.setMeta(m)
+	table[key] = n
+	return k.view(s, n), nil
+}
+
+// get returns the view of a record.
+func (k enrollmentKind[T, P]) get(s *Service, id string) (T, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := k.table(s)[keyOf(id)]
+	if r == nil {
+		var zero T
+		return zero, false
+	}
+	return k.view(s, r), true
+}
+
+// list returns the views of all records, sorted by ID.
+func (k enrollmentKind[T, P]) list(s *Service) []T {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	table := k.table(s)
+	out := make([]T, 0, len(table))
+	for _, key := range sortedKeys(table) {
+		out = append(out, k.view(s, table[key]))
+	}
+	return out
+}
+
+// deleteIfMatch removes table[key]: ErrNotFound when there is none,
+// ErrPreconditionFailed when ifMatch is non-empty and does not match its etag.
+func deleteIfMatch[T any](table map[string]*T, key, ifMatch string, etag func(*T) string) error {
+	r := table[key]
+	if r == nil {
+		return ErrNotFound
+	}
+	if ifMatch != "" && !etagMatches(ifMatch, etag(r)) {
+		return ErrPreconditionFailed
+	}
+	delete(table, key)
+	return nil
+}
+
 // PutEnrollment creates or replaces an individual enrollment. A non-empty
 // e.ETag must match the stored one (ErrPreconditionFailed). It returns the
 // stored enrollment with its new etag and timestamps.
 func (s *Service) PutEnrollment(e IndividualEnrollment) (IndividualEnrollment, error) {
-	return s.putEnrollment(e, e.ETag)
-}
-
-func (s *Service) putEnrollment(e IndividualEnrollment, ifMatch string) (IndividualEnrollment, error) {
-	if !validRegistrationID(e.RegistrationID) {
-		return IndividualEnrollment{}, fmt.Errorf("%w: invalid registrationId %q", ErrInvalid, e.RegistrationID)
-	}
-	n := deepCopy(&e)
-	if err := validateCommon(commonOfEnrollment(n)); err != nil {
-		return IndividualEnrollment{}, err
-	}
-	key := keyOf(n.RegistrationID)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	old := s.enrollments[key]
-	if ifMatch != "" && (old == nil || !etagMatches(ifMatch, old.ETag)) {
-		return IndividualEnrollment{}, ErrPreconditionFailed
-	}
-	var oldAtt *AttestationMechanism
-	if old != nil {
-		oldAtt = old.Attestation
-	}
-	if err := normalizeAttestation(n.Attestation, false, oldAtt); err != nil {
-		return IndividualEnrollment{}, err
-	}
-	now := s.now()
-	n.RegistrationState = nil
-	n.ETag = newETag()
-	if n.ProvisioningStatus == "" {
-		n.ProvisioningStatus = ProvisioningEnabled
-	}
-	n.CreatedDateTimeUTC = ts(now)
-	if old != nil && old.CreatedDateTimeUTC != nil {
-		n.CreatedDateTimeUTC = old.CreatedDateTimeUTC
-	}
-	n.LastUpdatedDateTimeUTC = ts(now)
-	s.enrollments[key] = n
-	return s.enrollmentViewLocked(n), nil
+	return enrollmentsKind.put(s, e, e.ETag)
 }
 
 // enrollmentViewLocked is what the service API shows of an enrollment: a copy
@@ -254,13 +366,7 @@ func (s *Service) enrollmentViewLocked(e *IndividualEnrollment) IndividualEnroll
 
 // GetEnrollment returns an individual enrollment.
 func (s *Service) GetEnrollment(registrationID string) (IndividualEnrollment, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e := s.enrollments[keyOf(registrationID)]
-	if e == nil {
-		return IndividualEnrollment{}, false
-	}
-	return s.enrollmentViewLocked(e), true
+	return enrollmentsKind.get(s, registrationID)
 }
 
 // DeleteEnrollment deletes an individual enrollment and its registration
@@ -269,14 +375,9 @@ func (s *Service) DeleteEnrollment(registrationID, ifMatch string) error {
 	key := keyOf(registrationID)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.enrollments[key]
-	if e == nil {
-		return ErrNotFound
+	if err := deleteIfMatch(s.enrollments, key, ifMatch, func(e *IndividualEnrollment) string { return e.ETag }); err != nil {
+		return err
 	}
-	if ifMatch != "" && !etagMatches(ifMatch, e.ETag) {
-		return ErrPreconditionFailed
-	}
-	delete(s.enrollments, key)
 	if r := s.regs[key]; r != nil && r.EnrollmentGroupID == "" {
 		delete(s.regs, key)
 	}
@@ -286,72 +387,21 @@ func (s *Service) DeleteEnrollment(registrationID, ifMatch string) error {
 // PutEnrollmentGroup creates or replaces an enrollment group. A non-empty
 // g.ETag must match the stored one.
 func (s *Service) PutEnrollmentGroup(g EnrollmentGroup) (EnrollmentGroup, error) {
-	return s.putEnrollmentGroup(g, g.ETag)
-}
-
-func (s *Service) putEnrollmentGroup(g EnrollmentGroup, ifMatch string) (EnrollmentGroup, error) {
-	if !validRegistrationID(g.EnrollmentGroupID) {
-		return EnrollmentGroup{}, fmt.Errorf("%w: invalid enrollmentGroupId %q", ErrInvalid, g.EnrollmentGroupID)
-	}
-	n := deepCopy(&g)
-	if err := validateCommon(commonOfGroup(n)); err != nil {
-		return EnrollmentGroup{}, err
-	}
-	key := keyOf(n.EnrollmentGroupID)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	old := s.groups[key]
-	if ifMatch != "" && (old == nil || !etagMatches(ifMatch, old.ETag)) {
-		return EnrollmentGroup{}, ErrPreconditionFailed
-	}
-	var oldAtt *AttestationMechanism
-	if old != nil {
-		oldAtt = old.Attestation
-	}
-	if err := normalizeAttestation(n.Attestation, true, oldAtt); err != nil {
-		return EnrollmentGroup{}, err
-	}
-	now := s.now()
-	n.ETag = newETag()
-	if n.ProvisioningStatus == "" {
-		n.ProvisioningStatus = ProvisioningEnabled
-	}
-	n.CreatedDateTimeUTC = ts(now)
-	if old != nil && old.CreatedDateTimeUTC != nil {
-		n.CreatedDateTimeUTC = old.CreatedDateTimeUTC
-	}
-	n.LastUpdatedDateTimeUTC = ts(now)
-	s.groups[key] = n
-	return *deepCopy(n), nil
+	return groupsKind.put(s, g, g.ETag)
 }
 
 // GetEnrollmentGroup returns an enrollment group.
 func (s *Service) GetEnrollmentGroup(id string) (EnrollmentGroup, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	g := s.groups[keyOf(id)]
-	if g == nil {
-		return EnrollmentGroup{}, false
-	}
-	return *deepCopy(g), true
+	return groupsKind.get(s, id)
 }
 
 // DeleteEnrollmentGroup deletes an enrollment group; a non-empty ifMatch must
 // match its etag. Registration records of its devices stay (as in DPS, where
 // they are deleted separately).
 func (s *Service) DeleteEnrollmentGroup(id, ifMatch string) error {
-	key := keyOf(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	g := s.groups[key]
-	if g == nil {
-		return ErrNotFound
-	}
-	if ifMatch != "" && !etagMatches(ifMatch, g.ETag) {
-		return ErrPreconditionFailed
-	}
-	delete(s.groups, key)
-	return nil
+	return deleteIfMatch(s.groups, keyOf(id), ifMatch, func(g *EnrollmentGroup) string { return g.ETag })
 }
 
 // RegistrationState returns a device's registration record.
@@ -383,38 +433,13 @@ func (s *Service) RegistrationStates(groupID string) []DeviceRegistrationState {
 // DeleteRegistrationState deletes a device's registration record (the
 // device's hub identity stays); its next registration is an initial one.
 func (s *Service) DeleteRegistrationState(registrationID, ifMatch string) error {
-	key := keyOf(registrationID)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := s.regs[key]
-	if r == nil {
-		return ErrNotFound
-	}
-	if ifMatch != "" && !etagMatches(ifMatch, r.ETag) {
-		return ErrPreconditionFailed
-	}
-	delete(s.regs, key)
-	return nil
+	return deleteIfMatch(s.regs, keyOf(registrationID), ifMatch, func(r *registration) string { return r.ETag })
 }
 
 // Enrollments returns all individual enrollments sorted by registration ID.
-func (s *Service) Enrollments() []IndividualEnrollment {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]IndividualEnrollment, 0, len(s.enrollments))
-	for _, k := range sortedKeys(s.enrollments) {
-		out = append(out, s.enrollmentViewLocked(s.enrollments[k]))
-	}
-	return out
-}
+func (s *Service) Enrollments() []IndividualEnrollment { return enrollmentsKind.list(s) }
 
 // EnrollmentGroups returns all enrollment groups sorted by ID.
-func (s *Service) EnrollmentGroups() []EnrollmentGroup {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]EnrollmentGroup, 0, len(s.groups))
-	for _, k := range sortedKeys(s.groups) {
-		out = append(out, *deepCopy(s.groups[k]))
-	}
-	return out
-}
+func (s *Service) EnrollmentGroups() []EnrollmentGroup { return groupsKind.list(s) }
