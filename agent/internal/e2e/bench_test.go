@@ -116,7 +116,7 @@ func TestBenchStreams(t *testing.T) {
 		}
 	}
 
-	proxy.stop(t, false) // porthole proxy exits 0 on SIGTERM (it is a context cancel)
+	proxy.stop(t, true) // porthole proxy exits 0 on SIGTERM
 	for _, f := range []*proc{fwdProxy, fwdRelay, fwdAgent} {
 		f.stop(t, true)
 	}

@@ -288,7 +288,9 @@ func TestRelayKilledMidTransfer(t *testing.T) {
 		<-scpDone
 		t.Errorf("scp still running 30 s after the streaming endpoint died")
 	}
-	st := w.waitAgent("rid of the broken stream", 30*time.Second, func(s *daemon.Status) bool { return s.Streams.Open == 0 })
+	st := w.waitAgent("rid of the broken stream and the hub", 30*time.Second, func(s *daemon.Status) bool {
+		return s.Streams.Open == 0 && !s.Connected
+	})
 	t.Logf("device side: stream closed %v after the kill (agent connected=%v phase=%s)", time.Since(killed).Round(time.Millisecond), st.Connected, st.Phase)
 	if !w.agent.logContains(`msg="stream closed"`) {
 		t.Errorf("the agent did not log the stream's end")
