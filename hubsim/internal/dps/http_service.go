@@ -42,30 +42,11 @@ func (s *Service) routeService(r *http.Request, parts []string) (serviceRoute, b
 	coll := strings.ToLower(parts[0])
 	m := r.Method
 	n := len(parts)
-	isQuery := n == 2 && strings.EqualFold(parts[1], "query") && m == http.MethodPost
 	switch coll {
-	case "enrollments", "enrollmentgroups":
-		group := coll == "enrollmentgroups"
-		switch {
-		case (n == 1 || (n == 2 && parts[1] == "")) && m == http.MethodPost:
-			return serviceRoute{RightEnrollmentWrite, func(w http.ResponseWriter, r *http.Request, b []byte) { s.serveBulk(w, b, group) }}, true
-		case isQuery:
-			return serviceRoute{RightEnrollmentRead, func(w http.ResponseWriter, r *http.Request, b []byte) { s.serveQuery(w, r, b, coll, "") }}, true
-		case n == 3 && strings.EqualFold(parts[2], "attestationmechanism") && m == http.MethodPost:
-			return serviceRoute{RightEnrollmentRead, func(w http.ResponseWriter, r *http.Request, b []byte) { s.serveAttestation(w, parts[1], group) }}, true
-		case n == 2 && m == http.MethodGet:
-			return serviceRoute{RightEnrollmentRead, func(w http.ResponseWriter, r *http.Request, b []byte) { s.serveGetEnrollment(w, parts[1], group) }}, true
-		case n == 2 && m == http.MethodPut:
-			return serviceRoute{RightEnrollmentWrite, func(w http.ResponseWriter, r *http.Request, b []byte) { s.servePutEnrollment(w, r, b, parts[1], group) }}, true
-		case n == 2 && m == http.MethodDelete:
-			return serviceRoute{RightEnrollmentWrite, func(w http.ResponseWriter, r *http.Request, b []byte) {
-				err := s.DeleteEnrollment(parts[1], r.Header.Get("If-Match"))
-				if group {
-					err = s.DeleteEnrollmentGroup(parts[1], r.Header.Get("If-Match"))
-				}
-				s.writeServiceResult(w, http.StatusNoContent, nil, err)
-			}}, true
-		}
+	case "enrollments":
+		return enrollmentsKind.route(s, r, parts, coll)
+	case "enrollmentgroups":
+		return groupsKind.route(s, r, parts, coll)
 	case "registrations":
 		switch {
 		case n == 3 && strings.EqualFold(parts[2], "query") && m == http.MethodPost:
@@ -84,6 +65,36 @@ func (s *Service) routeService(r *http.Request, parts []string) (serviceRoute, b
 				s.writeServiceResult(w, http.StatusNoContent, nil, s.DeleteRegistrationState(parts[1], r.Header.Get("If-Match")))
 			}}, true
 		}
+	}
+	return serviceRoute{}, false
+}
+
+// route is routeService for the collection coll of k.
+func (k enrollmentKind[T, P]) route(s *Service, r *http.Request, parts []string, coll string) (serviceRoute, bool) {
+	m := r.Method
+	n := len(parts)
+	switch {
+	case (n == 1 || (n == 2 && parts[1] == "")) && m == http.MethodPost:
+		return serviceRoute{RightEnrollmentWrite, func(w http.ResponseWriter, r *http.Request, b []byte) { k.serveBulk(s, w, b) }}, true
+	case n == 2 && strings.EqualFold(parts[1], "query") && m == http.MethodPost:
+		return serviceRoute{RightEnrollmentRead, func(w http.ResponseWriter, r *http.Request, b []byte) { s.serveQuery(w, r, b, coll, "") }}, true
+	case n == 3 && strings.EqualFold(parts[2], "attestationmechanism") && m == http.MethodPost:
+		return serviceRoute{RightEnrollmentRead, func(w http.ResponseWriter, r *http.Request, b []byte) { k.serveAttestation(s, w, parts[1]) }}, true
+	case n == 2 && m == http.MethodGet:
+		return serviceRoute{RightEnrollmentRead, func(w http.ResponseWriter, r *http.Request, b []byte) { k.serveGet(s, w, parts[1]) }}, true
+	case n == 2 && m == http.MethodPut:
+		return serviceRoute{RightEnrollmentWrite, func(w http.ResponseWriter, r *http.Request, b []byte) { k.servePut(s, w, r, b, parts[1]) }}, true
+	case n == 2 && m == http.MethodDelete:
+		return serviceRoute{RightEnrollmentWrite, func(w http.ResponseWriter, r *http.Request, b []byte) {
+			// NOTE: on /enrollmentGroups this also deletes an individual
+			// enrollment with the same ID and its registration record,
+			// which DPS does not do.
+			err := s.DeleteEnrollment(parts[1], r.Header.Get("If-Match"))
+			if k.group {
+				err = s.DeleteEnrollmentGroup(parts[1], r.Header.Get("If-Match"))
+			}
+			s.writeServiceResult(w, http.StatusNoContent, nil, err)
+		}}, true
 	}
 	return serviceRoute{}, false
 }
@@ -137,67 +148,37 @@ func (s *Service) writeServiceResult(w http.ResponseWriter, status int, v any, e
 
 var errConflict = errors.New("dps: already exists")
 
-func (s *Service) serveGetEnrollment(w http.ResponseWriter, id string, group bool) {
-	if group {
-		g, ok := s.GetEnrollmentGroup(id)
-		if !ok {
-			s.writeServiceResult(w, 0, nil, ErrNotFound)
-			return
-		}
-		s.writeServiceResult(w, http.StatusOK, g, nil)
-		return
-	}
-	e, ok := s.GetEnrollment(id)
+func (k enrollmentKind[T, P]) serveGet(s *Service, w http.ResponseWriter, id string) {
+	v, ok := k.get(s, id)
 	if !ok {
 		s.writeServiceResult(w, 0, nil, ErrNotFound)
 		return
 	}
-	s.writeServiceResult(w, http.StatusOK, e, nil)
+	s.writeServiceResult(w, http.StatusOK, v, nil)
 }
 
-func (s *Service) servePutEnrollment(w http.ResponseWriter, r *http.Request, body []byte, id string, group bool) {
+func (k enrollmentKind[T, P]) servePut(s *Service, w http.ResponseWriter, r *http.Request, body []byte, id string) {
 	ifMatch := r.Header.Get("If-Match")
-	if group {
-		var g EnrollmentGroup
-		if err := json.Unmarshal(body, &g); err != nil {
-			s.writeServiceResult(w, 0, nil, ErrInvalid)
-			return
-		}
-		if g.EnrollmentGroupID == "" {
-			g.EnrollmentGroupID = id
-		}
-		if !strings.EqualFold(g.EnrollmentGroupID, id) {
-			s.writeServiceResult(w, 0, nil, errors.Join(ErrInvalid, errors.New("enrollmentGroupId does not match the path")))
-			return
-		}
-		out, err := groupsKind.put(s, g, ifMatch)
-		s.writeServiceResult(w, http.StatusOK, out, err)
-		return
-	}
-	var e IndividualEnrollment
-	if err := json.Unmarshal(body, &e); err != nil {
+	var in T
+	if err := json.Unmarshal(body, &in); err != nil {
 		s.writeServiceResult(w, 0, nil, ErrInvalid)
 		return
 	}
-	if e.RegistrationID == "" {
-		e.RegistrationID = id
+	if P(&in).common().ID == "" {
+		P(&in).setID(id)
 	}
-	if !strings.EqualFold(e.RegistrationID, id) {
-		s.writeServiceResult(w, 0, nil, errors.Join(ErrInvalid, errors.New("registrationId does not match the path")))
+	if !strings.EqualFold(P(&in).common().ID, id) {
+		s.writeServiceResult(w, 0, nil, errors.Join(ErrInvalid, errors.New(k.idName+" does not match the path")))
 		return
 	}
-	out, err := enrollmentsKind.put(s, e, ifMatch)
+	out, err := k.put(s, in, ifMatch)
 	s.writeServiceResult(w, http.StatusOK, out, err)
 }
 
-func (s *Service) serveAttestation(w http.ResponseWriter, id string, group bool) {
+func (k enrollmentKind[T, P]) serveAttestation(s *Service, w http.ResponseWriter, id string) {
 	var att *AttestationMechanism
-	if group {
-		if g, ok := s.GetEnrollmentGroup(id); ok {
-			att = g.Attestation
-		}
-	} else if e, ok := s.GetEnrollment(id); ok {
-		att = e.Attestation
+	if v, ok := k.get(s, id); ok {
+		att = P(&v).common().Attestation
 	}
 	if att == nil {
 		s.writeServiceResult(w, 0, nil, ErrNotFound)
@@ -296,7 +277,7 @@ func decodeContinuation(c string) (int, error) {
 	return n, nil
 }
 
-func (s *Service) serveBulk(w http.ResponseWriter, body []byte, group bool) {
+func (k enrollmentKind[T, P]) serveBulk(s *Service, w http.ResponseWriter, body []byte) {
 	var res BulkEnrollmentOperationResult
 	res.Errors = []BulkEnrollmentOperationError{}
 	addErr := func(id string, err error) {
@@ -310,64 +291,37 @@ func (s *Service) serveBulk(w http.ResponseWriter, body []byte, group bool) {
 			code, status = codeConflict, "Conflict"
 		}
 		e := BulkEnrollmentOperationError{ErrorCode: code, ErrorStatus: status + ": " + err.Error()}
-		if group {
+		if k.group {
 			e.EnrollmentGroupID = id
 		} else {
 			e.RegistrationID = id
 		}
 		res.Errors = append(res.Errors, e)
 	}
-	if group {
-		var op BulkEnrollmentGroupOperation
-		if err := json.Unmarshal(body, &op); err != nil || len(op.EnrollmentGroups) == 0 || len(op.EnrollmentGroups) > maxBulkItems || !validBulkMode(op.Mode) {
-			s.writeServiceResult(w, 0, nil, errors.Join(ErrInvalid, errors.New("bad bulk operation")))
-			return
+	items, mode, err := k.decodeBulk(body)
+	if err != nil || len(items) == 0 || len(items) > maxBulkItems || !validBulkMode(mode) {
+		s.writeServiceResult(w, 0, nil, errors.Join(ErrInvalid, errors.New("bad bulk operation")))
+		return
+	}
+	for _, item := range items {
+		id, etag := P(&item).common().ID, P(&item).meta().ETag
+		var err error
+		switch mode {
+		case BulkCreate:
+			if _, exists := k.get(s, id); exists {
+				err = errConflict
+			} else {
+				_, err = k.put(s, item, "")
+			}
+		case BulkUpdate:
+			_, err = k.put(s, item, "")
+		case BulkUpdateIfMatchETag:
+			_, err = k.put(s, item, orStar(etag))
+		case BulkDelete:
+			err = k.del(s, id, etag)
 		}
-		for _, g := range op.EnrollmentGroups {
-			var err error
-			switch op.Mode {
-			case BulkCreate:
-				if _, exists := s.GetEnrollmentGroup(g.EnrollmentGroupID); exists {
-					err = errConflict
-				} else {
-					_, err = groupsKind.put(s, g, "")
-				}
-			case BulkUpdate:
-				_, err = groupsKind.put(s, g, "")
-			case BulkUpdateIfMatchETag:
-				_, err = groupsKind.put(s, g, orStar(g.ETag))
-			case BulkDelete:
-				err = s.DeleteEnrollmentGroup(g.EnrollmentGroupID, g.ETag)
-			}
-			if err != nil {
-				addErr(g.EnrollmentGroupID, err)
-			}
-		}
-	} else {
-		var op BulkEnrollmentOperation
-		if err := json.Unmarshal(body, &op); err != nil || len(op.Enrollments) == 0 || len(op.Enrollments) > maxBulkItems || !validBulkMode(op.Mode) {
-			s.writeServiceResult(w, 0, nil, errors.Join(ErrInvalid, errors.New("bad bulk operation")))
-			return
-		}
-		for _, e := range op.Enrollments {
-			var err error
-			switch op.Mode {
-			case BulkCreate:
-				if _, exists := s.GetEnrollment(e.RegistrationID); exists {
-					err = errConflict
-				} else {
-					_, err = enrollmentsKind.put(s, e, "")
-				}
-			case BulkUpdate:
-				_, err = enrollmentsKind.put(s, e, "")
-			case BulkUpdateIfMatchETag:
-				_, err = enrollmentsKind.put(s, e, orStar(e.ETag))
-			case BulkDelete:
-				err = s.DeleteEnrollment(e.RegistrationID, e.ETag)
-			}
-			if err != nil {
-				addErr(e.RegistrationID, err)
-			}
+		if err != nil {
+			addErr(id, err)
 		}
 	}
 	res.IsSuccessful = len(res.Errors) == 0

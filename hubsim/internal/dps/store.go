@@ -201,6 +201,7 @@ type enrollmentRecord[T any] interface {
 	common() enrollmentCommon // the fields both share
 	meta() recordMeta
 	setMeta(recordMeta)
+	setID(string)
 }
 
 func (e *IndividualEnrollment) common() enrollmentCommon {
@@ -221,6 +222,8 @@ func (e *IndividualEnrollment) setMeta(m recordMeta) {
 	e.RegistrationState = m.RegistrationState
 }
 
+func (e *IndividualEnrollment) setID(id string) { e.RegistrationID = id }
+
 func (g *EnrollmentGroup) common() enrollmentCommon {
 	return enrollmentCommon{Kind: "group", ID: g.EnrollmentGroupID, Attestation: g.Attestation,
 		Capabilities: g.Capabilities, IoTHubHostName: g.IoTHubHostName, InitialTwin: g.InitialTwin,
@@ -239,13 +242,18 @@ func (g *EnrollmentGroup) setMeta(m recordMeta) {
 	g.CreatedDateTimeUTC, g.LastUpdatedDateTimeUTC = m.Created, m.Updated
 }
 
+func (g *EnrollmentGroup) setID(id string) { g.EnrollmentGroupID = id }
+
 // enrollmentKind is what differs between the two enrollment collections
 // (individual enrollments, enrollment groups) for the code they share.
 type enrollmentKind[T any, P enrollmentRecord[T]] struct {
-	idName string                       // the ID's JSON name, in errors
-	group  bool                         // group rules for attestation
-	table  func(*Service) map[string]*T // the stored records, guarded by Service.mu
-	view   func(*Service, *T) T         // what the service API shows of a record; mu held
+	idName string                                     // the ID's JSON name, in errors
+	group  bool                                       // group rules (attestation, bulk errors)
+	table  func(*Service) map[string]*T               // the stored records, guarded by Service.mu
+	view   func(*Service, *T) T                       // what the service API shows of a record; mu held
+	del    func(s *Service, id, ifMatch string) error // the Service's delete method
+	// decodeBulk reads the body of a bulk operation on the collection.
+	decodeBulk func(body []byte) (items []T, mode string, err error)
 }
 
 var (
@@ -253,12 +261,24 @@ var (
 		idName: "registrationId",
 		table:  func(s *Service) map[string]*IndividualEnrollment { return s.enrollments },
 		view:   (*Service).enrollmentViewLocked,
+		del:    (*Service).DeleteEnrollment,
+		decodeBulk: func(body []byte) ([]IndividualEnrollment, string, error) {
+			var op BulkEnrollmentOperation
+			err := json.Unmarshal(body, &op)
+			return op.Enrollments, op.Mode, err
+		},
 	}
 	groupsKind = enrollmentKind[EnrollmentGroup, *EnrollmentGroup]{
 		idName: "enrollmentGroupId",
 		group:  true,
 		table:  func(s *Service) map[string]*EnrollmentGroup { return s.groups },
 		view:   func(_ *Service, g *EnrollmentGroup) EnrollmentGroup { return *deepCopy(g) },
+		del:    (*Service).DeleteEnrollmentGroup,
+		decodeBulk: func(body []byte) ([]EnrollmentGroup, string, error) {
+			var op BulkEnrollmentGroupOperation
+			err := json.Unmarshal(body, &op)
+			return op.EnrollmentGroups, op.Mode, err
+		},
 	}
 )
 
