@@ -200,21 +200,6 @@ func dpsIfMatch(etag string) http.Header {
 	return http.Header{hdrIfMatch: {etag}}
 }
 
-func (d *DPSClient) put(ctx context.Context, coll, id, etag string, in, out any) error {
-	_, _, err := d.rest.do(ctx, request{method: http.MethodPut, path: escapePath(coll, id), apiVersion: apiVersionDPS, header: dpsIfMatch(etag), body: in, out: out})
-	return err
-}
-
-func (d *DPSClient) get(ctx context.Context, coll, id string, out any) error {
-	_, _, err := d.rest.do(ctx, request{method: http.MethodGet, path: escapePath(coll, id), apiVersion: apiVersionDPS, out: out})
-	return err
-}
-
-func (d *DPSClient) del(ctx context.Context, coll, id, etag string) error {
-	_, _, err := d.rest.do(ctx, request{method: http.MethodDelete, path: escapePath(coll, id), apiVersion: apiVersionDPS, header: dpsIfMatch(etag)})
-	return err
-}
-
 // Collections of the DPS service API.
 // [Azure/azure-rest-api-specs …/deviceprovisioningservices/…/2021-10-01/service.json (paths)]
 const (
@@ -223,108 +208,93 @@ const (
 	collRegistrations    = "registrations"
 )
 
+// dpsCollection is one collection of the DPS service API.
+type dpsCollection struct {
+	path   string // its path segment
+	idName string // what its IDs are called in ErrConfig errors
+	noun   string // what one item is called in errors
+}
+
+var (
+	dpsEnrollments      = dpsCollection{path: collEnrollments, idName: "registration id", noun: "enrollment"}
+	dpsEnrollmentGroups = dpsCollection{path: collEnrollmentGroups, idName: "enrollment group id", noun: "enrollment group"}
+	dpsRegistrations    = dpsCollection{path: collRegistrations, idName: "registration id", noun: "registration"}
+)
+
+// dpsPut creates or replaces the item id of c, conditionally when etag is
+// set. att is the item's attestation, which DPS requires.
+func dpsPut[T any](ctx context.Context, d *DPSClient, c dpsCollection, id, etag string, att *AttestationMechanism, item T) (*T, error) {
+	if err := checkID(c.idName, id); err != nil {
+		return nil, err
+	}
+	if att == nil {
+		return nil, fmt.Errorf("%w: %s %s has no attestation", ErrConfig, c.noun, id)
+	}
+	return callJSON[T](ctx, d.rest, "put "+c.noun, id,
+		request{method: http.MethodPut, path: escapePath(c.path, id), apiVersion: apiVersionDPS, header: dpsIfMatch(etag), body: item})
+}
+
+// dpsGet returns the item id of c (ErrNotFound when there is none).
+func dpsGet[T any](ctx context.Context, d *DPSClient, c dpsCollection, id string) (*T, error) {
+	if err := checkID(c.idName, id); err != nil {
+		return nil, err
+	}
+	return callJSON[T](ctx, d.rest, "get "+c.noun, id,
+		request{method: http.MethodGet, path: escapePath(c.path, id), apiVersion: apiVersionDPS})
+}
+
+// delete removes the item id of c, conditionally when etag is set.
+func (d *DPSClient) delete(ctx context.Context, c dpsCollection, id, etag string) error {
+	if err := checkID(c.idName, id); err != nil {
+		return err
+	}
+	return d.rest.call(ctx, "delete "+c.noun, id,
+		request{method: http.MethodDelete, path: escapePath(c.path, id), apiVersion: apiVersionDPS, header: dpsIfMatch(etag)})
+}
+
 // PutEnrollment creates or replaces an individual enrollment. When e.ETag is
 // set the replace is conditional (ErrPreconditionFailed on a mismatch). The
 // answer holds the keys DPS generated, if any: never log them.
 func (d *DPSClient) PutEnrollment(ctx context.Context, e IndividualEnrollment) (*IndividualEnrollment, error) {
-	if err := checkID("registration id", e.RegistrationID); err != nil {
-		return nil, err
-	}
-	if e.Attestation == nil {
-		return nil, fmt.Errorf("%w: enrollment %s has no attestation", ErrConfig, e.RegistrationID)
-	}
-	var out IndividualEnrollment
-	if err := d.put(ctx, collEnrollments, e.RegistrationID, e.ETag, e, &out); err != nil {
-		return nil, fmt.Errorf("service: put enrollment %s: %w", e.RegistrationID, err)
-	}
-	return &out, nil
+	return dpsPut(ctx, d, dpsEnrollments, e.RegistrationID, e.ETag, e.Attestation, e)
 }
 
 // GetEnrollment returns an individual enrollment (ErrNotFound when none).
 func (d *DPSClient) GetEnrollment(ctx context.Context, registrationID string) (*IndividualEnrollment, error) {
-	if err := checkID("registration id", registrationID); err != nil {
-		return nil, err
-	}
-	var out IndividualEnrollment
-	if err := d.get(ctx, collEnrollments, registrationID, &out); err != nil {
-		return nil, fmt.Errorf("service: get enrollment %s: %w", registrationID, err)
-	}
-	return &out, nil
+	return dpsGet[IndividualEnrollment](ctx, d, dpsEnrollments, registrationID)
 }
 
 // DeleteEnrollment removes an individual enrollment; a non-empty etag makes
 // it conditional.
 func (d *DPSClient) DeleteEnrollment(ctx context.Context, registrationID, etag string) error {
-	if err := checkID("registration id", registrationID); err != nil {
-		return err
-	}
-	if err := d.del(ctx, collEnrollments, registrationID, etag); err != nil {
-		return fmt.Errorf("service: delete enrollment %s: %w", registrationID, err)
-	}
-	return nil
+	return d.delete(ctx, dpsEnrollments, registrationID, etag)
 }
 
 // PutEnrollmentGroup creates or replaces an enrollment group (conditional
 // when g.ETag is set).
 func (d *DPSClient) PutEnrollmentGroup(ctx context.Context, g EnrollmentGroup) (*EnrollmentGroup, error) {
-	if err := checkID("enrollment group id", g.EnrollmentGroupID); err != nil {
-		return nil, err
-	}
-	if g.Attestation == nil {
-		return nil, fmt.Errorf("%w: enrollment group %s has no attestation", ErrConfig, g.EnrollmentGroupID)
-	}
-	var out EnrollmentGroup
-	if err := d.put(ctx, collEnrollmentGroups, g.EnrollmentGroupID, g.ETag, g, &out); err != nil {
-		return nil, fmt.Errorf("service: put enrollment group %s: %w", g.EnrollmentGroupID, err)
-	}
-	return &out, nil
+	return dpsPut(ctx, d, dpsEnrollmentGroups, g.EnrollmentGroupID, g.ETag, g.Attestation, g)
 }
 
 // GetEnrollmentGroup returns an enrollment group (ErrNotFound when none).
 func (d *DPSClient) GetEnrollmentGroup(ctx context.Context, groupID string) (*EnrollmentGroup, error) {
-	if err := checkID("enrollment group id", groupID); err != nil {
-		return nil, err
-	}
-	var out EnrollmentGroup
-	if err := d.get(ctx, collEnrollmentGroups, groupID, &out); err != nil {
-		return nil, fmt.Errorf("service: get enrollment group %s: %w", groupID, err)
-	}
-	return &out, nil
+	return dpsGet[EnrollmentGroup](ctx, d, dpsEnrollmentGroups, groupID)
 }
 
 // DeleteEnrollmentGroup removes an enrollment group; a non-empty etag makes
 // it conditional.
 func (d *DPSClient) DeleteEnrollmentGroup(ctx context.Context, groupID, etag string) error {
-	if err := checkID("enrollment group id", groupID); err != nil {
-		return err
-	}
-	if err := d.del(ctx, collEnrollmentGroups, groupID, etag); err != nil {
-		return fmt.Errorf("service: delete enrollment group %s: %w", groupID, err)
-	}
-	return nil
+	return d.delete(ctx, dpsEnrollmentGroups, groupID, etag)
 }
 
 // GetRegistration returns a device's registration state (ErrNotFound when it
 // never registered).
 func (d *DPSClient) GetRegistration(ctx context.Context, registrationID string) (*DeviceRegistrationState, error) {
-	if err := checkID("registration id", registrationID); err != nil {
-		return nil, err
-	}
-	var out DeviceRegistrationState
-	if err := d.get(ctx, collRegistrations, registrationID, &out); err != nil {
-		return nil, fmt.Errorf("service: get registration %s: %w", registrationID, err)
-	}
-	return &out, nil
+	return dpsGet[DeviceRegistrationState](ctx, d, dpsRegistrations, registrationID)
 }
 
 // DeleteRegistration removes a device's registration state, so that its
 // next registration starts afresh; a non-empty etag makes it conditional.
 func (d *DPSClient) DeleteRegistration(ctx context.Context, registrationID, etag string) error {
-	if err := checkID("registration id", registrationID); err != nil {
-		return err
-	}
-	if err := d.del(ctx, collRegistrations, registrationID, etag); err != nil {
-		return fmt.Errorf("service: delete registration %s: %w", registrationID, err)
-	}
-	return nil
+	return d.delete(ctx, dpsRegistrations, registrationID, etag)
 }

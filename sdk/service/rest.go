@@ -244,6 +244,25 @@ func (r *restClient) do(ctx context.Context, req request) (int, http.Header, err
 	return resp.StatusCode, resp.Header, nil
 }
 
+// call runs req on the item id and wraps its error as
+// "service: <op> <id>: …".
+func (r *restClient) call(ctx context.Context, op, id string, req request) error {
+	if _, _, err := r.do(ctx, req); err != nil {
+		return fmt.Errorf("service: %s %s: %w", op, id, err)
+	}
+	return nil
+}
+
+// callJSON is call that decodes the answer into a new T.
+func callJSON[T any](ctx context.Context, r *restClient, op, id string, req request) (*T, error) {
+	var out T
+	req.out = &out
+	if err := r.call(ctx, op, id, req); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // ifMatch returns the If-Match header for etag: the quoted etag, or "*"
 // for an unconditional write. The Node registry client sends If-Match: *
 // for unconditional updates and deletes.
