@@ -135,18 +135,12 @@ func (c *Client) CreateDevice(ctx context.Context, deviceID string) (*Device, er
 	if err := checkID("device id", deviceID); err != nil {
 		return nil, err
 	}
-	var d Device
-	_, _, err := c.rest.do(ctx, request{
+	return callJSON[Device](ctx, c.rest, "create device", deviceID, request{
 		method:     http.MethodPut,
 		path:       escapePath("devices", deviceID),
 		apiVersion: apiVersionHub,
 		body:       Device{DeviceID: deviceID, Status: "enabled", Authentication: &Authentication{Type: "sas"}},
-		out:        &d,
 	})
-	if err != nil {
-		return nil, fmt.Errorf("service: create device %s: %w", deviceID, err)
-	}
-	return &d, nil
 }
 
 // GetDevice returns the registry entry of deviceID (ErrNotFound when there
@@ -155,12 +149,8 @@ func (c *Client) GetDevice(ctx context.Context, deviceID string) (*Device, error
 	if err := checkID("device id", deviceID); err != nil {
 		return nil, err
 	}
-	var d Device
-	_, _, err := c.rest.do(ctx, request{method: http.MethodGet, path: escapePath("devices", deviceID), apiVersion: apiVersionHub, out: &d})
-	if err != nil {
-		return nil, fmt.Errorf("service: get device %s: %w", deviceID, err)
-	}
-	return &d, nil
+	return callJSON[Device](ctx, c.rest, "get device", deviceID,
+		request{method: http.MethodGet, path: escapePath("devices", deviceID), apiVersion: apiVersionHub})
 }
 
 // DeleteDevice removes deviceID from the registry, unconditionally.
@@ -169,11 +159,8 @@ func (c *Client) DeleteDevice(ctx context.Context, deviceID string) error {
 	if err := checkID("device id", deviceID); err != nil {
 		return err
 	}
-	_, _, err := c.rest.do(ctx, request{method: http.MethodDelete, path: escapePath("devices", deviceID), apiVersion: apiVersionHub, header: ifMatch("")})
-	if err != nil {
-		return fmt.Errorf("service: delete device %s: %w", deviceID, err)
-	}
-	return nil
+	return c.rest.call(ctx, "delete device", deviceID,
+		request{method: http.MethodDelete, path: escapePath("devices", deviceID), apiVersion: apiVersionHub, header: ifMatch("")})
 }
 
 // GetTwin returns the device's twin.
@@ -182,12 +169,8 @@ func (c *Client) GetTwin(ctx context.Context, deviceID string) (*Twin, error) {
 	if err := checkID("device id", deviceID); err != nil {
 		return nil, err
 	}
-	var t Twin
-	_, _, err := c.rest.do(ctx, request{method: http.MethodGet, path: escapePath("twins", deviceID), apiVersion: apiVersionHub, out: &t})
-	if err != nil {
-		return nil, fmt.Errorf("service: get twin %s: %w", deviceID, err)
-	}
-	return &t, nil
+	return callJSON[Twin](ctx, c.rest, "get twin", deviceID,
+		request{method: http.MethodGet, path: escapePath("twins", deviceID), apiVersion: apiVersionHub})
 }
 
 // UpdateTwin merges patch into the device's twin and returns the new twin.
@@ -200,17 +183,11 @@ func (c *Client) UpdateTwin(ctx context.Context, deviceID string, patch TwinPatc
 	if err := checkID("device id", deviceID); err != nil {
 		return nil, err
 	}
-	var t Twin
-	_, _, err := c.rest.do(ctx, request{
+	return callJSON[Twin](ctx, c.rest, "update twin", deviceID, request{
 		method:     http.MethodPatch,
 		path:       escapePath("twins", deviceID),
 		apiVersion: apiVersionHub,
 		header:     ifMatch(strings.TrimSpace(etag)),
 		body:       patch,
-		out:        &t,
 	})
-	if err != nil {
-		return nil, fmt.Errorf("service: update twin %s: %w", deviceID, err)
-	}
-	return &t, nil
 }
