@@ -34,9 +34,10 @@
 //     connection at once; packets still queued for the client are discarded.
 //
 // Persistent sessions (MQTT 3.1.1 §3.1.2.4, §3.2.2.2). IoT Hub keeps the
-// subscriptions of a device that connects with clean session 0 (MicrosoftDocs/
-// azure-docs articles/iot/iot-mqtt-connect-to-iot-hub.md: the subscription "is
-// persisted across different sessions"), and the Node device SDK relies on
+// subscriptions of a device that connects with clean session 0 for its next
+// clean session 0 connection (MicrosoftDocs/azure-docs
+// articles/iot/iot-mqtt-connect-to-iot-hub.md, "Receiving cloud-to-device
+// messages"), and the Node device SDK relies on
 // it: it renews its SAS token by reconnecting with clean session 0 and does
 // not subscribe again (the C SDK logs CONNACK session present 1 on such a
 // reconnect, Azure/azure-iot-sdk-c issues #902 and #2511). So:

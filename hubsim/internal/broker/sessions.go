@@ -11,7 +11,7 @@ const (
 	// DefaultSessionExpiry is how long the session of a disconnected clean
 	// session 0 client is kept. IoT Hub documents no expiry for MQTT 3.1.1
 	// sessions (MicrosoftDocs/azure-docs articles/iot/iot-mqtt-connect-to-iot-hub.md
-	// only says the subscription "is persisted across different sessions"),
+	// says only that a clean session 0 subscription outlives the connection),
 	// and its MQTT 5 preview advertises Session Expiry Interval 0xFFFFFFFF,
 	// i.e. never (articles/iot/iot-mqtt-5-preview.md, CONNACK example). A
 	// simulator has to forget eventually; a day covers any device outage a
