@@ -220,6 +220,8 @@ func runHubLoad(t *testing.T, ctx context.Context, target *hubTarget, n int, per
 	sendStart := time.Now()
 	end := sendStart.Add(period)
 	cpu0, cpuErr := procCPU(pid)
+	self0, selfErr := procCPU(os.Getpid())
+	load0 := loadAvg()
 	for i, c := range clients {
 		if c == nil {
 			continue
@@ -240,6 +242,8 @@ func runHubLoad(t *testing.T, ctx context.Context, target *hubTarget, n int, per
 	wg.Wait()
 	sendTook := time.Since(sendStart)
 	cpu1, cpuErr1 := procCPU(pid)
+	self1, selfErr1 := procCPU(os.Getpid())
+	load1 := loadAvg()
 	closeAll(clients)
 	rss.begin("clients closed")
 
@@ -285,8 +289,14 @@ func runHubLoad(t *testing.T, ctx context.Context, target *hubTarget, n int, per
 		who = "test process"
 	}
 	if cpuErr == nil && cpuErr1 == nil {
-		tb.addf(who+" CPU", "during telemetry", "%.2f cores busy (%.1f s user+system in %s, of %d CPUs)", (cpu1-cpu0).Seconds()/sendTook.Seconds(), (cpu1 - cpu0).Seconds(), sendTook.Round(time.Second), runtime.NumCPU())
+		used := cpu1 - cpu0
+		tb.addf(who+" CPU", "during telemetry", "%.2f cores busy (%.1f s user+system in %s, of %d CPUs) = %.0f messages per CPU-second", used.Seconds()/sendTook.Seconds(), used.Seconds(), sendTook.Round(time.Second), runtime.NumCPU(), float64(totalAcked)/used.Seconds())
 	}
+	if target.pid != 0 && selfErr == nil && selfErr1 == nil {
+		used := self1 - self0
+		tb.addf("clients CPU", "during telemetry", "%.2f cores busy (the test process)", used.Seconds()/sendTook.Seconds())
+	}
+	tb.addf("machine load average", "during telemetry", "%s → %s (other work on this shared machine takes CPU from the run)", load0, load1)
 	for _, p := range rss.phases() {
 		tb.addf(who+" RSS: "+p.name, "VmRSS", "max %s", mib(p.max))
 	}
@@ -826,6 +836,18 @@ func (s *sampler) max(name string) int64 {
 func (s *sampler) stop() {
 	s.once.Do(func() { close(s.quit) })
 	<-s.done
+}
+
+// loadAvg is the one-minute load average, or "n/a".
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "n/a"
+	}
+	if f := strings.Fields(string(b)); len(f) > 0 {
+		return f[0]
+	}
+	return "n/a"
 }
 
 // procCPU is the user+system CPU time a process has used, from
