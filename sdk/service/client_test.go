@@ -263,11 +263,7 @@ func TestInvokeMethod(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var f *fake
-			f = newFake(t, "service", func(w http.ResponseWriter, r *http.Request) {
-				if p := checkAuth(r, f.key, "service", time.Now()); p != "" {
-					t.Error(p)
-				}
+			f := newAuthFake(t, "service", func(w http.ResponseWriter, r *http.Request) {
 				if r.Method != "POST" || r.URL.EscapedPath() != "/twins/dev%20one/methods" || r.URL.RawQuery != "api-version=2021-04-12" {
 					t.Errorf("request %s %s", r.Method, r.URL)
 				}
@@ -395,11 +391,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 // TestHostWithPort: a HostName with a port reaches that port, and the token
 // covers the host without it.
 func TestHostWithPort(t *testing.T) {
-	var f *fake
-	f = newFake(t, "iothubowner", func(w http.ResponseWriter, r *http.Request) {
-		if p := checkAuth(r, f.key, "iothubowner", time.Now()); p != "" {
-			t.Error(p)
-		}
+	f := newAuthFake(t, "iothubowner", func(w http.ResponseWriter, r *http.Request) {
 		if r.Host != fakeHost+":8443" {
 			t.Errorf("Host %q", r.Host)
 		}

@@ -11,11 +11,7 @@ import (
 )
 
 func TestDPSClient(t *testing.T) {
-	var f *fake
-	f = newFake(t, "provisioningserviceowner", func(w http.ResponseWriter, r *http.Request) {
-		if p := checkAuth(r, f.key, "provisioningserviceowner", time.Now()); p != "" {
-			t.Error(p)
-		}
+	f := newAuthFake(t, "provisioningserviceowner", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.RawQuery != "api-version=2021-10-01" {
 			t.Errorf("query %q", r.URL.RawQuery)
 		}

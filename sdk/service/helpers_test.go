@@ -66,6 +66,20 @@ func newFake(t *testing.T, policy string, h http.HandlerFunc) *fake {
 	return f
 }
 
+// newAuthFake is newFake whose handler first checks each request's policy
+// token with checkAuth, reporting a bad one with t.Error.
+func newAuthFake(t *testing.T, policy string, h http.HandlerFunc) *fake {
+	t.Helper()
+	var f *fake
+	f = newFake(t, policy, func(w http.ResponseWriter, r *http.Request) {
+		if p := checkAuth(r, f.key, policy, time.Now()); p != "" {
+			t.Error(p)
+		}
+		h(w, r)
+	})
+	return f
+}
+
 var errUnknownHost = &net.DNSError{Err: "not the fake host", IsNotFound: true}
 
 func (f *fake) hub(t *testing.T) *Client {

@@ -11,11 +11,7 @@ import (
 )
 
 func TestRegistry(t *testing.T) {
-	var f *fake
-	f = newFake(t, "iothubowner", func(w http.ResponseWriter, r *http.Request) {
-		if p := checkAuth(r, f.key, "iothubowner", time.Now()); p != "" {
-			t.Error(p)
-		}
+	f := newAuthFake(t, "iothubowner", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.RawQuery != "api-version=2021-04-12" {
 			t.Errorf("query %q", r.URL.RawQuery)
 		}
