@@ -22,14 +22,9 @@ type renewResult struct {
 // testRenew: the device SDK renews its SAS token by reconnecting with clean
 // session 0 and without subscribing again; twin, desired updates, methods
 // and telemetry must keep working afterwards.
-//
-// Known hubsim bug (this subtest fails until it is fixed): hubsim's broker
-// answers every CONNECT with session present 0 and keeps no subscriptions
-// across connections (hubsim/internal/broker/client.go, "Session present is
-// always 0"), so after the first renewal the hub drops the response to the
-// reported patch ("publish failed … client not subscribed to topic"). IoT
-// Hub keeps a clean-session-0 client's subscriptions and answers session
-// present 1 (MicrosoftDocs/azure-docs articles/iot/iot-mqtt-connect-to-iot-hub.md;
+// This is what made hubsim keep a clean-session-0 client's subscriptions and
+// answer session present 1, as IoT Hub does
+// (MicrosoftDocs/azure-docs articles/iot/iot-mqtt-connect-to-iot-hub.md;
 // CONNACK logs in Azure/azure-iot-sdk-c issues #902 and #2511).
 func testRenew(t *testing.T, env *nodeEnv, sim *hubsimtest.Sim, transport string) {
 	id := "node-renew-" + transport
@@ -50,7 +45,7 @@ func testRenew(t *testing.T, env *nodeEnv, sim *hubsimtest.Sim, transport string
 		"renewalMarginSeconds": 2,
 		"renewals":             2,
 	}, &r); f != nil {
-		t.Fatalf("renew.js failed: %s\n(hubsim bug: subscriptions of a clean-session-0 device are not kept across its reconnect; see the comment on testRenew)", f)
+		t.Fatalf("renew.js failed: %s\n(after a token renewal the SDK relies on the hub keeping its clean-session-0 subscriptions; see the comment on testRenew)", f)
 	}
 	if r.Renewals < 2 {
 		t.Errorf("renewals %d, want ≥ 2", r.Renewals)

@@ -378,12 +378,16 @@ func (d *daemon) status() Status {
 	prov, cfg, regID, hubUp, lr := d.prov, d.cfg, d.regID, d.hubUp, d.lastReload
 	d.mu.Unlock()
 	ps := prov.Status()
+	phase := ps.Phase
+	if phase == provision.PhaseConnected && !hubUp {
+		phase = provision.PhaseReconnecting
+	}
 	return Status{
 		Version:        d.opts.Version,
 		ConfigFile:     cfg.File,
 		RegistrationID: regID,
 		Started:        d.started,
-		Phase:          ps.Phase,
+		Phase:          phase,
 		Provisioned:    ps.Provisioned,
 		AssignedHub:    ps.Assignment.AssignedHub,
 		DeviceID:       ps.Assignment.DeviceID,

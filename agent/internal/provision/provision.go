@@ -135,8 +135,11 @@ const (
 	PhaseLookup      Phase = "lookup"
 	PhaseConnecting  Phase = "connecting"
 	PhaseConnected   Phase = "connected"
-	PhaseWaiting     Phase = "waiting"
-	PhaseStopped     Phase = "stopped"
+	// PhaseReconnecting is reported (by the daemon) while the flow holds a
+	// hub session whose client is re-establishing its connection by itself.
+	PhaseReconnecting Phase = "reconnecting"
+	PhaseWaiting      Phase = "waiting"
+	PhaseStopped      Phase = "stopped"
 )
 
 // Status is a snapshot for the status command.
