@@ -187,3 +187,41 @@ func TestSplitList(t *testing.T) {
 		}
 	}
 }
+
+// TestRelativeStateDirGivesAbsoluteCAPath: with a relative -state-dir the
+// status file still names the CA by an absolute path, usable from anywhere.
+func TestRelativeStateDirGivesAbsoluteCAPath(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	statusFile := filepath.Join(dir, "status.json")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var stdout, stderr bytes.Buffer
+	go func() {
+		done <- run(ctx, []string{"-https-port", "0", "-mqtt-port", "0", "-state-dir", "rel-state", "-status-file", statusFile}, &stdout, &stderr)
+	}()
+	var st struct {
+		CAFile string `json:"ca_file"`
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if b, err := os.ReadFile(statusFile); err == nil && json.Unmarshal(b, &st) == nil && st.CAFile != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("no status file; stderr: %s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !filepath.IsAbs(st.CAFile) {
+		t.Errorf("ca_file %q is not absolute", st.CAFile)
+	}
+	if want := filepath.Join(dir, "rel-state"); !strings.HasPrefix(st.CAFile, want) {
+		t.Errorf("ca_file %q is not under %s", st.CAFile, want)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/porthole-iot/porthole/hubsim/internal/pki"
 	"github.com/porthole-iot/porthole/hubsim/internal/simconfig"
@@ -28,6 +29,18 @@ func Prepare(cfg *simconfig.Config, logger *slog.Logger) (*Prepared, error) {
 	cfg.ApplyDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	// The status file and banner name the CA file for clients that run in
+	// other directories: keep every path absolute.
+	for _, dir := range []*string{&cfg.StateDir, &cfg.CADir} {
+		if *dir == "" {
+			continue
+		}
+		abs, err := filepath.Abs(*dir)
+		if err != nil {
+			return nil, fmt.Errorf("hubsim: %w", err)
+		}
+		*dir = abs
 	}
 	if err := cfg.EnsureKeys(nil); err != nil {
 		return nil, err
