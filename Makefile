@@ -48,11 +48,23 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
+# What the demo drives: a real OpenSSH server on loopback, curl.
+DEMO_TOOLS := sshd=openssh-server ssh=openssh-client curl=curl
+
 demo: build
+	@.ci/ensure-tools $(DEMO_TOOLS)
 	@hubsim/demo/demo.sh $(BIN)
 
-bench: build
-	$(GO) test -run '^$$' -bench . -benchmem ./sdk/stream/
+# Benchmarks print text tables and write them to out/: the stream transport
+# micro-benchmarks, the end-to-end stream benchmark (proxy → relay → agent →
+# target, each its own process, against a plain TCP chain), the DPS fleet
+# storm and the 1,000-device hub load.
+bench: tools
+	@mkdir -p out
+	$(GO) test -run '^$$' -bench . -benchmem ./sdk/stream/ | tee out/bench-stream-conn.txt
+	PORTHOLE_BENCH=1 $(GO) test -count=1 -timeout 30m -run 'TestBenchStreams' -v ./agent/internal/e2e/
+	PORTHOLE_BENCH=1 $(GO) test -count=1 -timeout 30m -run 'TestFleetStorm|TestHubLoad' -v ./sdk/internal/fleetbench/
+	@echo; echo "tables written to out/:"; ls out/
 
 soak:
 	@echo "no soak scenarios yet"
