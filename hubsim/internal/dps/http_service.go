@@ -86,12 +86,11 @@ func (k enrollmentKind[T, P]) route(s *Service, r *http.Request, parts []string,
 		return serviceRoute{RightEnrollmentWrite, func(w http.ResponseWriter, r *http.Request, b []byte) { k.servePut(s, w, r, b, parts[1]) }}, true
 	case n == 2 && m == http.MethodDelete:
 		return serviceRoute{RightEnrollmentWrite, func(w http.ResponseWriter, r *http.Request, b []byte) {
-			// NOTE: on /enrollmentGroups this also deletes an individual
-			// enrollment with the same ID and its registration record,
-			// which DPS does not do.
-			err := s.DeleteEnrollment(parts[1], r.Header.Get("If-Match"))
+			var err error
 			if k.group {
 				err = s.DeleteEnrollmentGroup(parts[1], r.Header.Get("If-Match"))
+			} else {
+				err = s.DeleteEnrollment(parts[1], r.Header.Get("If-Match"))
 			}
 			s.writeServiceResult(w, http.StatusNoContent, nil, err)
 		}}, true

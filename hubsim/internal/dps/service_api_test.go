@@ -235,3 +235,24 @@ func TestServiceAuth(t *testing.T) {
 	e.svc.unhandled = nil
 	e.svc.mu.Unlock()
 }
+
+// TestDeleteGroupKeepsSameNamedEnrollment: an individual enrollment and an
+// enrollment group live in separate collections; deleting the group must
+// not touch an individual enrollment that happens to share its ID.
+func TestDeleteGroupKeepsSameNamedEnrollment(t *testing.T) {
+	e := newEnv(t, nil)
+	e.mustPut(symmetricEnrollment("shared", key1))
+	g := EnrollmentGroup{EnrollmentGroupID: "shared", Attestation: &AttestationMechanism{Type: AttestationSymmetricKey, SymmetricKey: &SymmetricKeyAttestation{PrimaryKey: key1, SecondaryKey: key2}}}
+	if r := e.service(http.MethodPut, "/enrollmentGroups/shared", nil, g); r.status != http.StatusOK {
+		t.Fatalf("create group: %d %s", r.status, r.body)
+	}
+	if r := e.service(http.MethodDelete, "/enrollmentGroups/shared", nil, nil); r.status != http.StatusNoContent {
+		t.Fatalf("delete group: %d %s", r.status, r.body)
+	}
+	if r := e.service(http.MethodGet, "/enrollments/shared", nil, nil); r.status != http.StatusOK {
+		t.Errorf("individual enrollment gone after deleting the group: %d %s", r.status, r.body)
+	}
+	if r := e.service(http.MethodGet, "/enrollmentGroups/shared", nil, nil); r.status != http.StatusNotFound {
+		t.Errorf("group still there: %d", r.status)
+	}
+}
