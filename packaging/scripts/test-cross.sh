@@ -6,7 +6,8 @@
 # What works under qemu-user without binfmt_misc: the emulated test binary
 # may exec host (amd64) programs — sh, go, ssh, sshd — because the kernel
 # runs them natively. What cannot work: exec of another foreign binary
-# (re-running os.Args[0], or a cross-built binary); no test does that today.
+# (re-running os.Args[0], or a cross-built binary): cross.mk leaves out
+# agent/internal/e2e, which builds and runs the binaries.
 #
 # Skipped under emulation (go test -skip, by test name), each for a reason:
 #   all arches  TestAttemptTimeoutIsRetried (sdk/dps): gives an HTTPS attempt
