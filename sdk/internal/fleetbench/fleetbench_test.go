@@ -39,6 +39,16 @@ func requireBench(t *testing.T, what string) {
 	}
 }
 
+// fleetSize is the default fleet size: def, or underRace when the race
+// detector is on (it allows at most 8128 live goroutines).
+func fleetSize(t *testing.T, def, underRace int) int {
+	if raceEnabled {
+		t.Logf("race detector on: default fleet of %d instead of %d; the figures are not a measurement", underRace, def)
+		return underRace
+	}
+	return def
+}
+
 // envInt reads a positive integer from the environment, else def. A value
 // that is set but not a positive integer fails the test: a benchmark run
 // with a silently ignored setting would report the wrong thing.

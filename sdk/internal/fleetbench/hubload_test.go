@@ -40,6 +40,7 @@ const (
 
 	defaultLoadDevices  = 1000
 	defaultLoadDuration = 20 * time.Second
+	raceLoadDevices     = 300            // under -race (about 15 goroutines per device in-process)
 	loadHub             = "hub-eu.local" // a hub of hubsim's default configuration
 
 	phaseIdle      = "idle after start"
@@ -56,7 +57,7 @@ const (
 // (DroppedEvents) and told apart from a lost message.
 func TestHubLoad(t *testing.T) {
 	requireBench(t, "TestHubLoad")
-	n := envInt(t, envLoadDevices, defaultLoadDevices)
+	n := envInt(t, envLoadDevices, fleetSize(t, defaultLoadDevices, raceLoadDevices))
 	period := envDuration(t, envLoadDuration, defaultLoadDuration)
 	var report strings.Builder
 	t.Run("process", func(t *testing.T) {

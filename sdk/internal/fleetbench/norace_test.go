@@ -1,0 +1,5 @@
+//go:build !race
+
+package fleetbench
+
+const raceEnabled = false
