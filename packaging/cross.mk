@@ -66,9 +66,11 @@ $(DIST)/$(AGENT_NAME)_linux_%: cross-force
 	  $(GO) build -trimpath -ldflags "$(CROSS_LDFLAGS)" -o $@ $(AGENT_PKG)
 
 cross: $(CROSS_BINS)
+	@.ci/ensure-tools xz=xz-utils
 	@packaging/scripts/sizes.sh $(CROSS_BINS)
 
 size: $(DIST)/$(AGENT_NAME)_linux_mipsle
+	@.ci/ensure-tools xz=xz-utils
 	@packaging/scripts/sizes.sh -limit $(SIZE_LIMIT) $<
 
 test-cross:
@@ -86,6 +88,6 @@ package: $(foreach p,$(DEB_ARCHES) $(IPK_ARCHES),$(DIST)/$(AGENT_NAME)_linux_$(f
 image-overlay: $(DIST)/$(AGENT_NAME)_linux_$(OVERLAY_ARCH)
 	@packaging/scripts/overlay.sh $< $(OVERLAY_ARCH) "$(VERSION)" $(DIST)
 
-test-packaging:
+test-packaging: $(DIST)/$(AGENT_NAME)_linux_amd64
 	@.ci/ensure-tools dpkg=dpkg dpkg-deb=dpkg
-	$(GO) test -count=1 -v ./packaging/
+	PORTHOLE_AGENT_BIN=$(abspath $<) $(GO) test -count=1 -v ./packaging/
