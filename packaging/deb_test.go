@@ -161,6 +161,9 @@ func TestDebLifecycle(t *testing.T) {
 			if want := []string{"/etc/init.d/porthole-agent", "/etc/porthole/agent.yaml"}; !slices.Equal(conf, want) {
 				t.Errorf("conffiles %q, want %q", conf, want)
 			}
+			if db := readFile(t, root, "var/lib/dpkg/status"); !strings.Contains(db, "Recommends: ca-certificates\n") {
+				t.Errorf("the package does not recommend ca-certificates:\n%s", db)
+			}
 			if got := readFile(t, root, configPath); got != readFile(t, repoRoot(t), "configs/agent.yaml") {
 				t.Error("installed agent.yaml is not configs/agent.yaml")
 			}

@@ -93,6 +93,7 @@ func TestIpkStructure(t *testing.T) {
 	f := controlFields(string(control["control"].data))
 	for k, want := range map[string]string{
 		"Package": "porthole-agent", "Version": "1.2.3", "Architecture": "x86_64", "Section": "net",
+		"Depends": "ca-bundle",
 	} {
 		if f[k] != want {
 			t.Errorf("control %s: %q, want %q", k, f[k], want)
