@@ -116,8 +116,15 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	ctl := newControlServer(ln, d.log, d.handleControl)
-	defer ctl.close()
+	// Serve the control socket only once the daemon's fields are set (a
+	// query arriving earlier waits in the listen backlog); until then this
+	// closes the listener on an early return.
+	var ctl *controlServer
+	defer func() {
+		if ctl == nil {
+			ln.Close()
+		}
+	}()
 
 	sigs := opts.Signals
 	if sigs == nil {
@@ -137,6 +144,8 @@ func Run(ctx context.Context, opts Options) error {
 	d.mu.Lock()
 	d.cfg, d.prov, d.regID, d.method = cfg, prov, regID, cfg.Hub.ReprovisionMethod
 	d.mu.Unlock()
+	ctl = newControlServer(ln, d.log, d.handleControl)
+	defer ctl.close()
 	d.log.Info("porthole agent starting", "version", opts.Version, "config", cfg.File, "rid", regID)
 	if opts.Ready != nil {
 		opts.Ready()
@@ -377,7 +386,12 @@ func (d *daemon) status() Status {
 	d.mu.Lock()
 	prov, cfg, regID, hubUp, lr := d.prov, d.cfg, d.regID, d.hubUp, d.lastReload
 	d.mu.Unlock()
-	ps := prov.Status()
+	// A status query can arrive before the provisioner exists (the control
+	// socket opens first): report the agent as starting.
+	ps := provision.Status{Phase: provision.PhaseStarting}
+	if prov != nil {
+		ps = prov.Status()
+	}
 	phase := ps.Phase
 	if phase == provision.PhaseConnected && !hubUp {
 		phase = provision.PhaseReconnecting
