@@ -152,6 +152,13 @@ type Status struct {
 	Registrations int       `json:"registrations"`
 	LastError     string    `json:"lastError,omitempty"`
 	LastErrorAt   time.Time `json:"lastErrorAt,omitzero"`
+	// Failing names the step that keeps failing ("" when none), since
+	// when, and how many attempts failed in a row.
+	Failing      Step      `json:"failing,omitempty"`
+	FailingSince time.Time `json:"failingSince,omitzero"`
+	Attempts     int       `json:"attempts,omitempty"`
+	// Hint suggests a fix for the current failure (e.g. the clock).
+	Hint string `json:"hint,omitempty"`
 }
 
 // Result is the outcome of one registration, handed to Reprovision callers.
@@ -358,6 +365,7 @@ func (p *Provisioner) Run(ctx context.Context) error {
 	hubSched := p.cfg.Retry.NewSchedule()
 	dpsSched := p.cfg.Retry.NewSchedule()
 	var failingSince time.Time // zero while the hub is healthy
+	var out outage             // the current outage, for the log and the status
 
 	// hubFailed records a retryable hub failure and picks what comes next.
 	hubFailed := func(err error) (action, time.Duration) {
@@ -385,7 +393,7 @@ func (p *Provisioner) Run(ctx context.Context) error {
 		}
 		switch next {
 		case actRegister:
-			a, err := p.register(ctx)
+			a, err := p.register(ctx, out.step == StepDPS)
 			if err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
@@ -396,13 +404,14 @@ func (p *Provisioner) Run(ctx context.Context) error {
 					continue
 				}
 				wait := nextWait(dpsSched, err)
-				p.log.Warn("registration failed", "err", err, "retry_in", wait)
+				p.failed(&out, StepDPS, "registration with DPS failing", err, "retry_in", wait)
 				if p.sleep(ctx, wait) {
 					next = actRegister
 				}
 				continue
 			}
 			dpsSched.Reset()
+			p.recovered(&out, StepDPS)
 			if sess != nil && a.sameHub(cur) {
 				p.log.Info("registered again; assignment unchanged, keeping the session", "hub", a.AssignedHub)
 				cur = a
@@ -425,6 +434,7 @@ func (p *Provisioner) Run(ctx context.Context) error {
 			switch {
 			case err == nil && a.Valid():
 				dpsSched.Reset()
+				p.recovered(&out, StepLookup)
 				if !a.sameHub(cur) {
 					p.log.Info("DPS lookup: the device is assigned elsewhere; moving", "from", cur.AssignedHub, "to", a.AssignedHub, "device", a.DeviceID)
 					p.save(a, true)
@@ -438,6 +448,7 @@ func (p *Provisioner) Run(ctx context.Context) error {
 				if err == nil {
 					err = fmt.Errorf("%w: lookup status %q", ErrNotAssigned, a.Status)
 				}
+				p.recovered(&out, StepLookup)
 				p.log.Info("DPS lookup: the device is not assigned; registering", "err", err)
 				next = actRegister
 			default:
@@ -445,13 +456,12 @@ func (p *Provisioner) Run(ctx context.Context) error {
 					return ctx.Err()
 				}
 				p.setError(err)
-				wait := nextWait(dpsSched, err)
-				p.log.Warn("DPS lookup failed; retrying the cached hub", "err", err, "retry_in", wait)
+				// The wait grows the DPS backoff for the next lookup; the
+				// cached hub is another service and is tried at once.
+				nextWait(dpsSched, err)
+				p.failed(&out, StepLookup, "DPS lookup failing; trying the cached hub", err, "hub", cur.AssignedHub)
 				failingSince = p.clock.Now() // a fresh window on the cached hub
 				next = actConnect
-				if p.sleep(ctx, wait) {
-					next = actRegister
-				}
 			}
 
 		case actConnect:
@@ -470,7 +480,7 @@ func (p *Provisioner) Run(ctx context.Context) error {
 				var wait time.Duration
 				next, wait = hubFailed(err)
 				if next == actConnect {
-					p.log.Warn("hub connection failed", "hub", cur.AssignedHub, "err", err, "retry_in", wait)
+					p.failed(&out, StepHub, "cannot connect to the hub", err, "hub", cur.AssignedHub, "retry_in", wait)
 					if p.sleep(ctx, wait) {
 						next = actRegister
 					}
@@ -481,6 +491,11 @@ func (p *Provisioner) Run(ctx context.Context) error {
 			failingSince = time.Time{}
 			hubSched.Reset()
 			p.setPhase(PhaseConnected)
+			if out.step == StepHub {
+				p.recovered(&out, StepHub)
+			} else {
+				p.leave(&out, out.step) // connected: a failed lookup no longer matters
+			}
 			p.log.Info("connected to the hub", "hub", cur.AssignedHub, "device", cur.DeviceID)
 			next = actServe
 
@@ -517,7 +532,7 @@ func (p *Provisioner) Run(ctx context.Context) error {
 				var wait time.Duration
 				next, wait = hubFailed(err)
 				if next == actConnect {
-					p.log.Warn("hub session lost", "hub", cur.AssignedHub, "err", err, "retry_in", wait)
+					p.failed(&out, StepHub, "hub session lost", err, "hub", cur.AssignedHub, "retry_in", wait)
 					if p.sleep(ctx, wait) {
 						next = actRegister
 					}
@@ -528,8 +543,9 @@ func (p *Provisioner) Run(ctx context.Context) error {
 }
 
 // register makes one registration, saves the result and answers the
-// Reprovision callers waiting when it started.
-func (p *Provisioner) register(ctx context.Context) (Assignment, error) {
+// Reprovision callers waiting when it started. retrying says DPS has been
+// failing: the attempt is then logged at debug level only.
+func (p *Provisioner) register(ctx context.Context, retrying bool) (Assignment, error) {
 	// Requests made before this attempt are served by it.
 	select {
 	case <-p.reprov:
@@ -541,7 +557,11 @@ func (p *Provisioner) register(ctx context.Context) (Assignment, error) {
 	p.status.Phase = PhaseRegistering
 	p.mu.Unlock()
 
-	p.log.Info("registering with DPS")
+	if retrying {
+		p.log.Debug("registering with DPS")
+	} else {
+		p.log.Info("registering with DPS")
+	}
 	a, err := p.cfg.DPS.Register(ctx, p.cfg.Payload)
 	if err == nil && !a.Valid() {
 		err = fmt.Errorf("%w: status %q", ErrNotAssigned, a.Status)
