@@ -302,12 +302,9 @@ func (h *Hub) close() {
 	}
 	pend := h.pending
 	h.pending = map[string]*pendingCall{}
-	for k, ch := range h.subs {
-		close(ch)
-		delete(h.subs, k)
-	}
 	h.notifyLocked()
 	h.mu.Unlock()
+	h.taps.closeAll()
 	for _, pc := range pend {
 		pc.ch <- callResult{err: ErrClosed}
 	}

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/porthole-iot/porthole/hubsim/internal/ident"
@@ -36,9 +37,7 @@ type Hub struct {
 	// sessions holds every live connection, including ones already replaced
 	// by a newer connection of the same identity, so close can stop them all.
 	sessions map[*session]struct{} // guarded by mu
-	subs     map[int]chan Event    // guarded by mu; event tap subscribers
-	subSeq   int                   // guarded by mu
-	dropped  int                   // guarded by mu; events dropped on full subscriber channels
+	taps     taps                  // event tap subscribers; its own lock, never taken with mu held
 	ridSeq   uint64                // guarded by mu
 	seq      int64                 // guarded by mu; etag / generation counter
 	// changed is closed and replaced whenever a connection or subscription
@@ -47,7 +46,7 @@ type Hub struct {
 }
 
 // identity is a device or module identity with its twin and runtime state.
-// Every field is guarded by Hub.mu.
+// Every field but lastActivity is guarded by Hub.mu.
 type identity struct {
 	deviceID, moduleID string
 	managedBy          string
@@ -59,11 +58,26 @@ type identity struct {
 	auth               ident.Auth
 	edge               bool
 	connUpdated        time.Time
-	lastActivity       time.Time
-	twin               *twin
-	c2d                []*c2dMessage // devices only: queued and in-flight messages
-	sess               *session      // the current connection, nil when offline
-	modules            map[string]*identity
+	// lastActivity is stored without Hub.mu: telemetry updates it on every
+	// message and must not serialize devices on the hub lock.
+	lastActivity activityTime
+	twin         *twin
+	c2d          []*c2dMessage // devices only: queued and in-flight messages
+	sess         *session      // the current connection, nil when offline
+	modules      map[string]*identity
+}
+
+// activityTime is a time.Time read and written atomically (the zero value
+// reads as the zero time).
+type activityTime struct{ p atomic.Pointer[time.Time] }
+
+func (a *activityTime) store(t time.Time) { a.p.Store(&t) }
+
+func (a *activityTime) load() time.Time {
+	if t := a.p.Load(); t != nil {
+		return *t
+	}
+	return time.Time{}
 }
 
 func (id *identity) key() string {
@@ -76,7 +90,7 @@ func (id *identity) key() string {
 func newHub(s *Set, host string, pol []sas.Policy, pool *x509.CertPool, hasCA bool) *Hub {
 	return &Hub{set: s, host: host, policies: pol, caPool: pool, hasCA: hasCA,
 		log: s.log.With("hub", host), devices: map[string]*identity{},
-		pending: map[string]*pendingCall{}, subs: map[int]chan Event{}, changed: make(chan struct{})}
+		pending: map[string]*pendingCall{}, changed: make(chan struct{})}
 }
 
 // HostName returns the hub's host name as configured.
@@ -218,7 +232,7 @@ func (id *identity) deviceLocked() Device {
 		DeviceID: id.deviceID, GenerationID: id.generationID, ETag: id.etag,
 		ConnectionState: id.connState(), Status: id.status, StatusReason: id.statusReason,
 		ConnectionStateUpdatedTime: id.connUpdated, StatusUpdatedTime: id.statusUpdated,
-		LastActivityTime: id.lastActivity, CloudToDeviceMessageCount: len(id.c2d),
+		LastActivityTime: id.lastActivity.load(), CloudToDeviceMessageCount: len(id.c2d),
 		Authentication: authJSON(id.auth), Capabilities: &Capabilities{IoTEdge: id.edge},
 	}
 }
@@ -227,7 +241,7 @@ func (id *identity) moduleLocked() Module {
 	return Module{
 		ModuleID: id.moduleID, ManagedBy: id.managedBy, DeviceID: id.deviceID,
 		GenerationID: id.generationID, ETag: id.etag, ConnectionState: id.connState(),
-		ConnectionStateUpdatedTime: id.connUpdated, LastActivityTime: id.lastActivity,
+		ConnectionStateUpdatedTime: id.connUpdated, LastActivityTime: id.lastActivity.load(),
 		Authentication: authJSON(id.auth),
 	}
 }
@@ -237,7 +251,7 @@ func (id *identity) twinLocked(parent *identity) Twin {
 	t := Twin{
 		DeviceID: id.deviceID, ModuleID: id.moduleID, ETag: id.twin.etag(), DeviceETag: id.etag,
 		Status: id.status, StatusReason: id.statusReason, StatusUpdateTime: id.statusUpdated,
-		ConnectionState: id.connState(), LastActivityTime: id.lastActivity,
+		ConnectionState: id.connState(), LastActivityTime: id.lastActivity.load(),
 		CloudToDeviceMessageCount: len(id.c2d), AuthenticationType: id.auth.Type,
 		X509Thumbprint: X509Thumbprint{PrimaryThumbprint: id.auth.PrimaryThumbprint, SecondaryThumbprint: id.auth.SecondaryThumbprint},
 		Version:        id.twin.version, Tags: deepCopyMap(id.twin.tags),

@@ -492,13 +492,14 @@ func TestAdminEvents(t *testing.T) {
 	}
 	r.Body.Close()
 	d.waitClosed()
+	waitTaps(t, h, 0) // the events handler noticed its reader left
 	r, err = srv.Client().Get(srv.URL + "/hubsim/hubs")
 	if err != nil {
 		t.Fatal(err)
 	}
 	b, _ := io.ReadAll(r.Body)
 	r.Body.Close()
-	if string(b) != `[{"hostName":"hub1.example.net","devices":1,"connected":0}]`+"\n" {
+	if string(b) != `[{"hostName":"hub1.example.net","devices":1,"connected":0,"droppedEvents":0,"eventTaps":[]}]`+"\n" {
 		t.Errorf("hubs %s", b)
 	}
 }

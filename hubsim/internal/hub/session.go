@@ -157,7 +157,8 @@ func (h *Hub) connect(userHost, devID, modID string, info broker.ConnectInfo, ou
 	sess.id = id
 	old := id.sess
 	id.sess = sess
-	id.connUpdated, id.lastActivity = now, now
+	id.connUpdated = now
+	id.lastActivity.store(now)
 	if h.sessions == nil {
 		h.sessions = map[*session]struct{}{}
 	}
@@ -277,7 +278,8 @@ type session struct {
 	log                *slog.Logger
 	stopExpiry         func() bool // nil without expiry; set before sendLoop starts
 
-	// Guarded by hub.mu:
+	// id is set by connect before the session is handed to the broker and
+	// never changes; every other field below is guarded by hub.mu.
 	id    *identity
 	subs  map[string]byte // granted topic filters
 	queue []outMsg        // pending publishes, drained by sendLoop
@@ -377,7 +379,7 @@ func (s *session) Subscribe(filter string, qos byte) (byte, bool) {
 	h.mu.Lock()
 	s.subs[filter] = granted
 	if s.id != nil {
-		s.id.lastActivity = h.now()
+		s.id.lastActivity.store(h.now())
 	}
 	h.notifyLocked()
 	s.wakeLocked() // C2D delivery may start now
@@ -402,11 +404,11 @@ func (s *session) Publish(topic string, payload []byte, qos byte) error {
 		return fmt.Errorf("%w: QoS 2 is not supported", broker.ErrNotAuthorized)
 	}
 	now := h.now()
-	h.mu.Lock()
+	// s.id is set by connect before the broker hands the session any
+	// packet, and never changes; lastActivity needs no hub lock.
 	if s.id != nil {
-		s.id.lastActivity = now
+		s.id.lastActivity.store(now)
 	}
-	h.mu.Unlock()
 
 	prefix := s.topicPrefix()
 	switch {
@@ -440,7 +442,10 @@ func (s *session) telemetry(topic, rest string, payload []byte, now time.Time) e
 		h.set.recordUnhandled(h.host, "mqtt-publish", s.key()+": bad property bag in "+topic)
 		return fmt.Errorf("%w: %v", broker.ErrNotAuthorized, err)
 	}
-	ev := Event{Hub: h.host, DeviceID: s.deviceID, ModuleID: s.moduleID, Time: now, Topic: topic,
+	if !h.taps.active() {
+		return nil // nobody listens: the message is accepted and forgotten
+	}
+	ev := &Event{Hub: h.host, DeviceID: s.deviceID, ModuleID: s.moduleID, Time: now, Topic: topic,
 		System: map[string]string{}, Properties: map[string]string{}, Body: bytes.Clone(payload)}
 	for k, v := range props {
 		if strings.HasPrefix(k, sysPropPrefix) {
@@ -449,7 +454,7 @@ func (s *session) telemetry(topic, rest string, payload []byte, now time.Time) e
 			ev.Properties[k] = v
 		}
 	}
-	h.publishEvent(ev)
+	h.taps.publish(ev)
 	return nil
 }
 
