@@ -105,10 +105,25 @@ type Broker struct {
 	// stored holds the sessions of disconnected clean session 0 clients;
 	// guarded by mu.
 	stored *sessionStore
-	now    func() time.Time
+	// watch has one context.AfterFunc per serving context (keyed by its Done
+	// channel), shared by every connection served under it: a connect storm
+	// on one server context registers with that context once instead of
+	// once per connection, each time under the context's own lock. Guarded
+	// by mu.
+	watch map[<-chan struct{}]*ctxWatch
+	now   func() time.Time
 	// wg counts running serve calls; each serve call owns its connection's
 	// writer goroutine and waits for it before returning.
 	wg sync.WaitGroup
+	// cbWG counts running ctxDone callbacks; Close waits for them. Add is
+	// called only under mu while the broker is open, so before Close's Wait.
+	cbWG sync.WaitGroup
+}
+
+// ctxWatch is the AfterFunc of one serving context.
+type ctxWatch struct {
+	n    int         // connections served under the context; guarded by Broker.mu
+	stop func() bool // the context.AfterFunc's stop
 }
 
 // clientKey is the identity under which a new connection takes over an old
@@ -177,6 +192,7 @@ func New(cfg Config) (*Broker, error) {
 		conns:  make(map[*client]struct{}),
 		byKey:  make(map[clientKey]*client),
 		stored: newSessionStore(cfg.SessionExpiry, cfg.MaxSessions),
+		watch:  make(map[<-chan struct{}]*ctxWatch),
 		now:    cfg.Now,
 	}, nil
 }
@@ -215,6 +231,13 @@ func (b *Broker) Close() error {
 		c.closeWith(ErrBrokerClosed)
 	}
 	b.wg.Wait()
+	b.cbWG.Wait()
+	b.mu.Lock()
+	for done, w := range b.watch {
+		w.stop()
+		delete(b.watch, done)
+	}
+	b.mu.Unlock()
 	return nil
 }
 
@@ -222,24 +245,80 @@ func (b *Broker) Close() error {
 // state known by the caller (WebSocket), or nil to take it from c.
 func (b *Broker) serve(ctx context.Context, conn net.Conn, transport string, tlsState *tls.ConnectionState) error {
 	c := newClient(b, conn, transport)
+	c.ctxDone = ctx.Done()
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
 		_ = conn.Close()
 		return ErrBrokerClosed
 	}
+	if c.ctxDone != nil {
+		select {
+		case <-c.ctxDone:
+			b.mu.Unlock()
+			_ = conn.Close()
+			return servingDone(ctx)
+		default:
+		}
+		w := b.watch[c.ctxDone]
+		if w == nil {
+			w = &ctxWatch{}
+			done := c.ctxDone
+			w.stop = context.AfterFunc(ctx, func() { b.ctxDone(done, servingDone(ctx)) })
+			b.watch[done] = w
+		}
+		w.n++
+	}
 	b.conns[c] = struct{}{}
 	b.wg.Add(1)
 	b.mu.Unlock()
 	defer b.wg.Done()
 
-	stop := context.AfterFunc(ctx, func() {
-		c.closeWith(fmt.Errorf("broker: serving context done: %w", context.Cause(ctx)))
-	})
-	defer stop()
-
-	runErr := c.run(ctx, tlsState)
+	runErr := c.run(tlsState)
 	return c.finish(runErr)
+}
+
+func servingDone(ctx context.Context) error {
+	return fmt.Errorf("broker: serving context done: %w", context.Cause(ctx))
+}
+
+// ctxDone closes every connection served under the context whose Done
+// channel is done. It runs in the context's AfterFunc goroutine. A serve
+// call that registers later finds the context done and refuses at once.
+func (b *Broker) ctxDone(done <-chan struct{}, cause error) {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return // Close disconnects everyone
+	}
+	delete(b.watch, done)
+	var hit []*client
+	for c := range b.conns {
+		if c.ctxDone == done {
+			hit = append(hit, c)
+		}
+	}
+	b.cbWG.Add(1)
+	b.mu.Unlock()
+	defer b.cbWG.Done()
+	for _, c := range hit {
+		c.closeWith(cause)
+	}
+}
+
+// unwatchLocked ends c's share of its context's watch. Caller holds b.mu.
+func (b *Broker) unwatchLocked(c *client) {
+	if c.ctxDone == nil {
+		return
+	}
+	w := b.watch[c.ctxDone]
+	if w == nil {
+		return // the context is done (ctxDone forgot it) or the broker closed
+	}
+	if w.n--; w.n == 0 {
+		w.stop()
+		delete(b.watch, c.ctxDone)
+	}
 }
 
 // route returns the first personality claiming username, or -1.
@@ -281,6 +360,7 @@ func (b *Broker) forget(c *client) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	delete(b.conns, c)
+	b.unwatchLocked(c)
 	if !c.keyed {
 		return
 	}

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -37,7 +36,8 @@ type client struct {
 	b         *Broker
 	conn      net.Conn
 	transport string
-	br        *bufio.Reader // owned by the reader
+	br        *bufio.Reader   // owned by the reader
+	ctxDone   <-chan struct{} // Done of the serving context; set before the client is registered
 
 	// Set by the reader during CONNECT, read-only afterwards.
 	id        string
@@ -111,11 +111,14 @@ func abort(conn net.Conn) {
 // run handles TLS, CONNECT and then the packets of one client until it is
 // gone. The returned error is a candidate close cause (closeWith keeps the
 // first).
-func (c *client) run(ctx context.Context, tlsState *tls.ConnectionState) error {
+func (c *client) run(tlsState *tls.ConnectionState) error {
 	cfg := &c.b.cfg
 	_ = c.conn.SetDeadline(time.Now().Add(cfg.ConnectTimeout))
 	if tc, ok := c.conn.(*tls.Conn); ok && tlsState == nil {
-		if err := tc.HandshakeContext(ctx); err != nil {
+		// The deadline bounds the handshake; the serving context, through
+		// the broker's watch, aborts it. HandshakeContext would start a
+		// goroutine per connection to watch the context.
+		if err := tc.Handshake(); err != nil {
 			return fmt.Errorf("broker: TLS handshake: %w", err)
 		}
 		cs := tc.ConnectionState()
