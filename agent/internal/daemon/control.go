@@ -65,7 +65,14 @@ type Status struct {
 	Streams        bridge.Stats    `json:"streams"`
 	LastError      string          `json:"lastError,omitempty"`
 	LastErrorAt    time.Time       `json:"lastErrorAt,omitzero"`
-	LastReload     *ReloadOutcome  `json:"lastReload,omitempty"`
+	// Failing names what keeps failing ("dps", "dps lookup", "hub"; empty
+	// when nothing does), since when and after how many attempts; Hint
+	// suggests a fix (a wrong system clock).
+	Failing      provision.Step `json:"failing,omitempty"`
+	FailingSince time.Time      `json:"failingSince,omitzero"`
+	Attempts     int            `json:"attempts,omitempty"`
+	Hint         string         `json:"hint,omitempty"`
+	LastReload   *ReloadOutcome `json:"lastReload,omitempty"`
 }
 
 // ReloadOutcome records the last SIGHUP.

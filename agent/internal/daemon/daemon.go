@@ -74,6 +74,8 @@ type daemon struct {
 	method     string                 // reprovision method name; guarded by mu
 	hub        hubConn                // latest hub connection; guarded by mu
 	hubUp      bool                   // latest hub state; guarded by mu
+	hubErr     string                 // why the hub connection was last lost; guarded by mu
+	hubErrAt   time.Time              // when; guarded by mu
 	lastReload *ReloadOutcome         // guarded by mu
 }
 
@@ -313,6 +315,9 @@ func (d *daemon) methodFor(name string) methodHandler {
 func (d *daemon) hubState(up bool, err error) {
 	d.mu.Lock()
 	d.hubUp = up
+	if !up && err != nil {
+		d.hubErr, d.hubErrAt = err.Error(), d.now()
+	}
 	d.mu.Unlock()
 	if up {
 		d.log.Info("hub connection restored")
@@ -381,10 +386,19 @@ func (d *daemon) refuse(err error) {
 	d.mu.Unlock()
 }
 
+// now is the clock the status is stamped with.
+func (d *daemon) now() time.Time {
+	if d.opts.Clock != nil {
+		return d.opts.Clock.Now()
+	}
+	return time.Now()
+}
+
 // status assembles the status verb's answer.
 func (d *daemon) status() Status {
 	d.mu.Lock()
 	prov, cfg, regID, hubUp, lr := d.prov, d.cfg, d.regID, d.hubUp, d.lastReload
+	hubErr, hubErrAt := d.hubErr, d.hubErrAt
 	d.mu.Unlock()
 	// A status query can arrive before the provisioner exists (the control
 	// socket opens first): report the agent as starting.
@@ -395,6 +409,9 @@ func (d *daemon) status() Status {
 	phase := ps.Phase
 	if phase == provision.PhaseConnected && !hubUp {
 		phase = provision.PhaseReconnecting
+	}
+	if hubErr != "" && hubErrAt.After(ps.LastErrorAt) {
+		ps.LastError, ps.LastErrorAt = hubErr, hubErrAt
 	}
 	return Status{
 		Version:        d.opts.Version,
@@ -411,6 +428,10 @@ func (d *daemon) status() Status {
 		Streams:        d.bridge.Stats(),
 		LastError:      ps.LastError,
 		LastErrorAt:    ps.LastErrorAt,
+		Failing:        ps.Failing,
+		FailingSince:   ps.FailingSince,
+		Attempts:       ps.Attempts,
+		Hint:           ps.Hint,
 		LastReload:     lr,
 	}
 }

@@ -53,6 +53,7 @@ type fakeHub struct {
 	methods map[string]methodHandler // guarded by mu
 	patches []any                    // guarded by mu
 	stream  func(context.Context, bridge.Request)
+	state   func(connected bool, err error) // the daemon's connection-state hook
 }
 
 func (h *fakeHub) Done() <-chan struct{} { return h.done }
@@ -99,7 +100,7 @@ func (b *fakeBackend) NewDPS(cfg *config.Config, dial dialFunc, log *slog.Logger
 }
 
 func (b *fakeBackend) DialHub(ctx context.Context, cfg *config.Config, a provision.Assignment, dial dialFunc, hooks hubHooks, log *slog.Logger) (hubConn, error) {
-	h := &fakeHub{hub: a.AssignedHub, done: make(chan struct{}), methods: map[string]methodHandler{}, stream: hooks.Stream}
+	h := &fakeHub{hub: a.AssignedHub, done: make(chan struct{}), methods: map[string]methodHandler{}, stream: hooks.Stream, state: hooks.State}
 	for n, m := range hooks.Methods {
 		h.methods[n] = m
 	}
@@ -555,5 +556,67 @@ func TestReloadAllOrNothing(t *testing.T) {
 	case h := <-a.backend.dialed:
 		t.Fatalf("reconnected to %q after a refused reload", h.hub)
 	default:
+	}
+}
+
+// While the hub client re-establishes its link by itself, the status says
+// "reconnecting" (not connected) with the reason as the last error; the log
+// has one line for the loss and one for the recovery.
+func TestStatusReconnecting(t *testing.T) {
+	a := startAgent(t, "")
+	h := a.hub()
+	st := a.waitStatus("connected", func(s *Status) bool { return s.Connected })
+	if st.Phase != provision.PhaseConnected || st.LastError != "" {
+		t.Fatalf("status %+v", st)
+	}
+	h.state(false, fmt.Errorf("pingresp not received: %w", syscall.ECONNRESET))
+	st = a.query(VerbStatus).Status
+	if st.Phase != provision.PhaseReconnecting || st.Connected || !strings.Contains(st.LastError, "pingresp not received") ||
+		st.LastErrorAt.IsZero() || st.AssignedHub != "hub-a.local" || !st.Provisioned {
+		t.Fatalf("while reconnecting: %+v", st)
+	}
+	h.state(true, nil)
+	st = a.query(VerbStatus).Status
+	if st.Phase != provision.PhaseConnected || !st.Connected || !strings.Contains(st.LastError, "pingresp") {
+		t.Fatalf("after reconnecting: %+v", st)
+	}
+	logs := a.logs.String()
+	if n := strings.Count(logs, "hub connection lost"); n != 1 {
+		t.Errorf("%d loss lines:\n%s", n, logs)
+	}
+	if n := strings.Count(logs, "hub connection restored"); n != 1 {
+		t.Errorf("%d recovery lines:\n%s", n, logs)
+	}
+	select {
+	case h2 := <-a.backend.dialed:
+		t.Fatalf("the daemon dialled %q while the client was reconnecting by itself", h2.hub)
+	default:
+	}
+}
+
+func TestSDKLoggerDemotesRetryLines(t *testing.T) {
+	var buf bytes.Buffer
+	base := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	l := sdkLogger(base).With("device", "dev1")
+	l.Info("reconnecting", "wait", time.Second)
+	l.Warn("reconnect failed", "err", "refused")
+	l.Info("dps: retrying")
+	l.Info("connected", "host", "hub")
+	l.Warn("malformed twin response")
+	out := buf.String()
+	for _, gone := range []string{"reconnecting", "reconnect failed", "dps: retrying"} {
+		if strings.Contains(out, gone) {
+			t.Errorf("%q logged at info level:\n%s", gone, out)
+		}
+	}
+	if !strings.Contains(out, "msg=connected") || !strings.Contains(out, "malformed twin response") || !strings.Contains(out, "device=dev1") {
+		t.Errorf("other lines lost:\n%s", out)
+	}
+
+	buf.Reset()
+	debug := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	sdkLogger(debug).WithGroup("g").Warn("reconnect failed", "err", "refused")
+	if !strings.Contains(buf.String(), "level=DEBUG") || !strings.Contains(buf.String(), "reconnect failed") {
+		t.Errorf("at debug level: %s", buf.String())
 	}
 }

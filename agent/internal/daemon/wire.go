@@ -3,9 +3,10 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net"
-	"time"
 
 	"github.com/porthole-iot/porthole/agent/internal/bridge"
 	"github.com/porthole-iot/porthole/agent/internal/config"
@@ -14,9 +15,6 @@ import (
 	"github.com/porthole-iot/porthole/sdk/iothub"
 	"github.com/porthole-iot/porthole/sdk/retry"
 )
-
-// dpsCallBudget bounds the retries inside one DPS register or lookup.
-const dpsCallBudget = 5 * time.Minute
 
 // sdkBackend makes the real clients from sdk/dps and sdk/iothub.
 type sdkBackend struct {
@@ -33,10 +31,12 @@ func (b sdkBackend) NewDPS(cfg *config.Config, dial dialFunc, log *slog.Logger) 
 		RootCAs:        cfg.RootCAs,
 		ProxyURL:       cfg.Proxy.URL,
 		DialContext:    dial,
-		// A budget per call, so that a DPS outage hands control back to
-		// provision, which keeps trying the cached hub in between.
-		Retry:  retry.Policy{Clock: b.clock, GiveUpAfter: dpsCallBudget},
-		Logger: log,
+		// One attempt per call: provision owns the backoff between
+		// attempts (429 Retry-After included), so that a DPS outage shows
+		// in the status from the first failure, is logged once, and hands
+		// control back to the flow, which tries the cached hub in between.
+		Retry:  retry.Policy{Clock: b.clock, MaxAttempts: 1},
+		Logger: sdkLogger(log),
 	}
 	if b.clock != nil {
 		dc.Now = b.clock.Now
@@ -63,12 +63,22 @@ func (a dpsAdapter) Register(ctx context.Context, payload json.RawMessage) (prov
 		p = payload
 	}
 	r, err := a.c.Register(ctx, p)
-	return assignment(r), err
+	return assignment(r), oneAttempt(err)
 }
 
 func (a dpsAdapter) Lookup(ctx context.Context) (provision.Assignment, error) {
 	r, err := a.c.Lookup(ctx)
-	return assignment(r), err
+	return assignment(r), oneAttempt(err)
+}
+
+// oneAttempt unwraps the give-up error of a call limited to one attempt:
+// "gave up after 1 attempts" says nothing; the failure does.
+func oneAttempt(err error) error {
+	var g *retry.GiveUpError
+	if errors.As(err, &g) && g.Attempts <= 1 {
+		return fmt.Errorf("dps: %w", g.Err)
+	}
+	return err
 }
 
 func assignment(r *dps.Result) provision.Assignment {
@@ -93,7 +103,7 @@ func (b sdkBackend) DialHub(ctx context.Context, cfg *config.Config, a provision
 		ProxyURL:    cfg.Proxy.URL,
 		DialContext: dial,
 		Keepalive:   cfg.Hub.Keepalive,
-		Logger:      log, // the client adds the device itself
+		Logger:      sdkLogger(log), // the client adds the device itself
 		Clock:       b.clock,
 		// The client reconnects by itself; once it has failed for the
 		// whole window it stops with retry.ErrGaveUp and provision asks
