@@ -141,19 +141,51 @@ type Stats struct {
 	// last sent for that operation.
 	EarlyPolls int
 	// PeakPerWindow is the most admissions in any run of whole seconds as
-	// long as Quota.Window (rounded up), over all ID scopes.
+	// long as Quota.Window (rounded up), over all ID scopes, since the
+	// service started (including seconds PerSecond no longer lists).
 	PeakPerWindow int
-	// PerSecond lists every second with device traffic, oldest first.
+	// PerSecond lists every second with device traffic within the last
+	// Config.StatsRetention, oldest first.
 	PerSecond []SecondStat
 }
 
+// DefaultStatsRetention is the default of Config.StatsRetention.
+const DefaultStatsRetention = 10 * time.Minute
+
+// statsPruneEvery is how often (in seconds of the service clock) seconds
+// older than the retention are dropped.
+const statsPruneEvery = 60
+
+// statsState holds the counters and a sliding window of per-second counts.
+// Guarded by Service.mu.
 type statsState struct {
 	Stats
 	perSecond map[int64]*SecondStat
+	retain    int64 // seconds of perSecond kept behind the newest second seen
+	window    time.Duration
+	// prunedPeak is the peak over the windows that began before the oldest
+	// kept second; they were complete when it was taken (retain ≥ 2 windows).
+	prunedPeak int
+	lastPrune  int64 // Unix second of the last prune (or 0)
+}
+
+func newStatsState(retention, window time.Duration) statsState {
+	if retention == 0 {
+		retention = DefaultStatsRetention
+	}
+	retention = max(retention, 2*window)
+	return statsState{
+		perSecond: map[int64]*SecondStat{},
+		retain:    int64((retention + time.Second - 1) / time.Second),
+		window:    window,
+	}
 }
 
 func (st *statsState) second(now time.Time) *SecondStat {
 	u := now.Unix()
+	if u-st.lastPrune >= statsPruneEvery || u < st.lastPrune {
+		st.prune(u)
+	}
 	p := st.perSecond[u]
 	if p == nil {
 		p = &SecondStat{Unix: u}
@@ -162,17 +194,48 @@ func (st *statsState) second(now time.Time) *SecondStat {
 	return p
 }
 
+// prune forgets the seconds before now−retain, folding the windows that
+// start among them into prunedPeak first. Such a window ends at most one
+// window after its start, so before now: its counts are final (on a clock
+// that does not go back).
+func (st *statsState) prune(now int64) {
+	st.lastPrune = now
+	cutoff := now - st.retain
+	old := false
+	for u := range st.perSecond {
+		if u < cutoff {
+			old = true
+			break
+		}
+	}
+	if !old {
+		return
+	}
+	st.prunedPeak = max(st.prunedPeak, peakPerWindow(st.sorted(), st.window))
+	for u := range st.perSecond {
+		if u < cutoff {
+			delete(st.perSecond, u)
+		}
+	}
+}
+
+// sorted returns the kept seconds, oldest first.
+func (st *statsState) sorted() []SecondStat {
+	out := make([]SecondStat, 0, len(st.perSecond))
+	for _, p := range st.perSecond {
+		out = append(out, *p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Unix < out[j].Unix })
+	return out
+}
+
 // Stats returns a snapshot of the request counters.
 func (s *Service) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := s.stats.Stats
-	out.PerSecond = make([]SecondStat, 0, len(s.stats.perSecond))
-	for _, p := range s.stats.perSecond {
-		out.PerSecond = append(out.PerSecond, *p)
-	}
-	sort.Slice(out.PerSecond, func(i, j int) bool { return out.PerSecond[i].Unix < out.PerSecond[j].Unix })
-	out.PeakPerWindow = peakPerWindow(out.PerSecond, s.cfg.Quota.window())
+	out.PerSecond = s.stats.sorted()
+	out.PeakPerWindow = max(s.stats.prunedPeak, peakPerWindow(out.PerSecond, s.stats.window))
 	return out
 }
 

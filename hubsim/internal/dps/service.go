@@ -59,6 +59,11 @@ type Config struct {
 	RetryAfter time.Duration
 	// Quota limits registrations per ID scope; the zero value means no limit.
 	Quota Quota
+	// StatsRetention is how far back Stats.PerSecond reaches; default
+	// DefaultStatsRetention, and never less than two quota windows. Older
+	// seconds are forgotten (Stats.PeakPerWindow still covers them), so a
+	// long-running simulator keeps bounded statistics.
+	StatsRetention time.Duration
 	// Faults are test seams; nil means none.
 	Faults *Faults
 	// HTTPClient calls custom allocation webhooks; nil means a private client
@@ -139,6 +144,9 @@ func New(cfg Config) (*Service, error) {
 	if err := cfg.Quota.validate(); err != nil {
 		return nil, err
 	}
+	if cfg.StatsRetention < 0 {
+		return nil, fmt.Errorf("%w: StatsRetention must not be negative", ErrInvalid)
+	}
 	s := &Service{
 		cfg:         cfg,
 		log:         cfg.Logger,
@@ -163,7 +171,7 @@ func New(cfg Config) (*Service, error) {
 		s.ownClient = true
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.stats.perSecond = map[int64]*SecondStat{}
+	s.stats = newStatsState(cfg.StatsRetention, cfg.Quota.window())
 	return s, nil
 }
 
