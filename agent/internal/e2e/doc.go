@@ -12,6 +12,10 @@
 // operator side is the system ssh and scp through "porthole ssh" and
 // "porthole stdio".
 //
+// TestSSHEmulatedMipsle does the same with the agent cross-built as shipped
+// for MIPS routers (linux/mipsle, soft float) and run under qemu-user
+// (qemu-mipsel-static named on the command line, so no binfmt_misc).
+//
 // Every spawned process must exit cleanly at the end (SIGTERM, exit 0
 // within a deadline); the test process itself runs under goleak.
 //

@@ -224,6 +224,9 @@ type world struct {
 	opConfig    string // porthole's config file (0600)
 	sshKey      string // the operator's private key; its .pub is authorized on the device
 	user        string
+	// agentExec is the agent's program and leading arguments (an emulator
+	// and a cross-built agent); nil runs the host build.
+	agentExec []string
 }
 
 // newWorld starts hubsim, enrolls the device, writes the operator's
@@ -232,9 +235,16 @@ type world struct {
 // connected.
 func newWorld(t testing.TB, sshKey string, targets map[string]string) *world {
 	t.Helper()
+	return newWorldExec(t, sshKey, targets, nil)
+}
+
+// newWorldExec is newWorld with the agent started as agentExec (see the
+// field); nil is the host build.
+func newWorldExec(t testing.TB, sshKey string, targets map[string]string, agentExec []string) *world {
+	t.Helper()
 	requireLinux(t)
 	dir := t.TempDir()
-	w := &world{t: t, dir: dir, user: currentUser(t), sshKey: sshKey}
+	w := &world{t: t, dir: dir, user: currentUser(t), sshKey: sshKey, agentExec: agentExec}
 	w.sim = startSim(t, dir, 0, 0)
 	w.key = newKey(t)
 	w.sim.enroll(t, w.key)
@@ -295,7 +305,12 @@ func (w *world) writeAgentConfig(targets map[string]string) {
 // startAgent runs "porthole-agent run" and waits until it is connected.
 func (w *world) startAgent() {
 	w.t.Helper()
-	w.agent = startProc(w.t, w.dir, "porthole-agent", nil, binaries(w.t).agent, "-config", w.agentConfig, "run")
+	argv := w.agentExec
+	if argv == nil {
+		argv = []string{binaries(w.t).agent}
+	}
+	args := append(append([]string(nil), argv[1:]...), "-config", w.agentConfig, "run")
+	w.agent = startProc(w.t, w.dir, "porthole-agent", nil, argv[0], args...)
 	w.waitAgent("connected", startTimeout, func(s *daemon.Status) bool { return s.Connected })
 }
 
