@@ -1,86 +1,83 @@
 package config
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
 	"strings"
 	"time"
-
-	"gopkg.in/yaml.v3"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Redacted renders the effective config as YAML in the file's layout, with
 // every secret (keys, proxy password) replaced by "[redacted]". Safe to log
 // or to print from `porthole-agent validate`.
+//
+// The YAML is written by hand (see yamlScalar) rather than with yaml.v3's
+// encoder: the agent only ever decodes YAML, and leaving the encoder out
+// keeps about 0.13 MB out of the device binary (cmd/porthole-agent/SIZE.md).
 func (c *Config) Redacted() string {
-	root := &yaml.Node{Kind: yaml.MappingNode}
 	p := &c.Provisioning
 	a := &p.Attestation
-	att := mapNode(
-		"type", str(string(a.Type)),
-		"symmetric_key", secretNode(a.SymmetricKey),
-		"symmetric_key_file", str(a.SymmetricKeyFile),
-		"group_key", secretNode(a.GroupKey),
-		"group_key_file", str(a.GroupKeyFile),
-		"cert_file", str(a.CertFile),
-		"key_file", str(a.KeyFile),
-	)
-	prov := mapNode(
-		"global_endpoint", str(p.GlobalEndpoint),
-		"id_scope", str(p.IDScope),
-		"registration_id", str(p.RegistrationID),
-		"transport", str(string(p.Transport)),
-		"attestation", att,
-		"payload", payloadNode(p.Payload),
-	)
-	hub := mapNode(
-		"transport", str(string(c.Hub.Transport)),
-		"keepalive", dur(c.Hub.Keepalive),
-		"retry_cached_hub_for", dur(c.Hub.RetryCachedHubFor),
-		"reprovision_method", &yaml.Node{Kind: yaml.ScalarNode, Value: c.Hub.ReprovisionMethod, Style: yaml.DoubleQuotedStyle},
-		"lookup_first", &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: strconv.FormatBool(c.Hub.LookupFirst)},
-	)
-	proxyURL := c.Proxy.String()
-	targets := &yaml.Node{Kind: yaml.MappingNode}
-	for _, k := range sortedKeys(c.Streams.Targets) {
-		targets.Content = append(targets.Content, str(k), str(c.Streams.Targets[k]))
+	w := &yamlWriter{}
+	w.section(0, "provisioning")
+	w.str(1, "global_endpoint", p.GlobalEndpoint)
+	w.str(1, "id_scope", p.IDScope)
+	w.str(1, "registration_id", p.RegistrationID)
+	w.str(1, "transport", string(p.Transport))
+	w.section(1, "attestation")
+	w.str(2, "type", string(a.Type))
+	w.str(2, "symmetric_key", a.SymmetricKey.String())
+	w.str(2, "symmetric_key_file", a.SymmetricKeyFile)
+	w.str(2, "group_key", a.GroupKey.String())
+	w.str(2, "group_key_file", a.GroupKeyFile)
+	w.str(2, "cert_file", a.CertFile)
+	w.str(2, "key_file", a.KeyFile)
+	w.raw(1, "payload", payloadYAML(p.Payload))
+
+	w.section(0, "hub")
+	w.str(1, "transport", string(c.Hub.Transport))
+	w.str(1, "keepalive", formatDuration(c.Hub.Keepalive))
+	w.str(1, "retry_cached_hub_for", formatDuration(c.Hub.RetryCachedHubFor))
+	w.raw(1, "reprovision_method", quoteDouble(c.Hub.ReprovisionMethod))
+	w.raw(1, "lookup_first", strconv.FormatBool(c.Hub.LookupFirst))
+
+	w.section(0, "proxy")
+	w.str(1, "url", c.Proxy.String())
+
+	w.section(0, "streams")
+	if len(c.Streams.Targets) == 0 {
+		w.raw(1, "targets", "{}")
+	} else {
+		w.section(1, "targets")
+		for _, k := range sortedKeys(c.Streams.Targets) {
+			w.str(2, k, c.Streams.Targets[k])
+		}
 	}
-	streams := mapNode(
-		"targets", targets,
-		"max_concurrent", num(c.Streams.MaxConcurrent),
-		"idle_timeout", dur(c.Streams.IdleTimeout),
-		"handshake_timeout", dur(c.Streams.HandshakeTimeout),
-	)
-	resolve := &yaml.Node{Kind: yaml.SequenceNode}
-	for _, r := range c.Resolve {
-		resolve.Content = append(resolve.Content, str(r.From+"="+r.To))
+	w.raw(1, "max_concurrent", strconv.Itoa(c.Streams.MaxConcurrent))
+	w.str(1, "idle_timeout", formatDuration(c.Streams.IdleTimeout))
+	w.str(1, "handshake_timeout", formatDuration(c.Streams.HandshakeTimeout))
+
+	w.str(0, "state_dir", c.StateDir)
+	w.str(0, "ca_file", c.CAFile)
+	if len(c.Resolve) == 0 {
+		w.raw(0, "resolve", "[]")
+	} else {
+		w.section(0, "resolve")
+		for _, r := range c.Resolve {
+			w.item(1, yamlScalar(r.From+"="+r.To))
+		}
 	}
-	log := mapNode(
-		"level", str(string(c.Log.Level)),
-		"format", str(string(c.Log.Format)),
-		"destination", str(string(c.Log.Destination)),
-		"file", str(c.Log.File),
-		"max_size", str(FormatSize(c.Log.MaxSize)),
-		"max_files", num(c.Log.MaxFiles),
-	)
-	root.Content = append(root.Content,
-		str("provisioning"), prov,
-		str("hub"), hub,
-		str("proxy"), mapNode("url", str(proxyURL)),
-		str("streams"), streams,
-		str("state_dir"), str(c.StateDir),
-		str("ca_file"), str(c.CAFile),
-		str("resolve"), resolve,
-		str("log"), log,
-	)
-	var b strings.Builder
-	enc := yaml.NewEncoder(&b)
-	enc.SetIndent(2)
-	if err := enc.Encode(root); err != nil {
-		return "# cannot render config: " + err.Error() + "\n"
-	}
-	_ = enc.Close()
-	return b.String()
+
+	w.section(0, "log")
+	w.str(1, "level", string(c.Log.Level))
+	w.str(1, "format", string(c.Log.Format))
+	w.str(1, "destination", string(c.Log.Destination))
+	w.str(1, "file", c.Log.File)
+	w.str(1, "max_size", FormatSize(c.Log.MaxSize))
+	w.raw(1, "max_files", strconv.Itoa(c.Log.MaxFiles))
+	return w.b.String()
 }
 
 // String is Redacted, so printing a Config or *Config never leaks a secret.
@@ -97,28 +94,6 @@ func (p Proxy) String() string {
 	return p.URL.Redacted()
 }
 
-func mapNode(kv ...any) *yaml.Node {
-	n := &yaml.Node{Kind: yaml.MappingNode}
-	for i := 0; i+1 < len(kv); i += 2 {
-		v := kv[i+1].(*yaml.Node)
-		n.Content = append(n.Content, str(kv[i].(string)), v)
-	}
-	return n
-}
-
-func str(s string) *yaml.Node {
-	n := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s}
-	return n
-}
-
-func num(i int) *yaml.Node {
-	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: strconv.Itoa(i)}
-}
-
-func dur(d time.Duration) *yaml.Node {
-	return str(formatDuration(d))
-}
-
 // formatDuration drops Go's trailing zero units ("15m0s" → "15m").
 func formatDuration(d time.Duration) string {
 	s := d.String()
@@ -131,18 +106,192 @@ func formatDuration(d time.Duration) string {
 	return s
 }
 
-func secretNode(s Secret) *yaml.Node { return str(s.String()) }
+// yamlWriter writes block-style YAML, two spaces per level.
+type yamlWriter struct{ b strings.Builder }
 
-func payloadNode(p json.RawMessage) *yaml.Node {
+func (w *yamlWriter) key(level int, k string) {
+	w.indent(level)
+	s := yamlScalar(k)
+	if len(s) > maxImplicitKey {
+		// Too long for an implicit key: use the explicit "? key" form.
+		w.b.WriteString("? ")
+		w.b.WriteString(s)
+		w.b.WriteByte('\n')
+		w.indent(level)
+		s = ""
+	}
+	w.b.WriteString(s)
+	w.b.WriteByte(':')
+}
+
+// maxImplicitKey keeps under YAML's 1024-character limit on an implicit
+// key (YAML 1.2 section 7.4.2).
+const maxImplicitKey = 1000
+
+func (w *yamlWriter) indent(level int) {
+	for range level {
+		w.b.WriteString("  ")
+	}
+}
+
+// section starts a nested mapping or sequence under k.
+func (w *yamlWriter) section(level int, k string) {
+	w.key(level, k)
+	w.b.WriteByte('\n')
+}
+
+// raw writes k with a value that is already YAML.
+func (w *yamlWriter) raw(level int, k, v string) {
+	w.key(level, k)
+	w.b.WriteByte(' ')
+	w.b.WriteString(v)
+	w.b.WriteByte('\n')
+}
+
+// str writes k with a string value.
+func (w *yamlWriter) str(level int, k, v string) { w.raw(level, k, yamlScalar(v)) }
+
+// item writes one sequence entry that is already YAML.
+func (w *yamlWriter) item(level int, v string) {
+	w.indent(level)
+	w.b.WriteString("- ")
+	w.b.WriteString(v)
+	w.b.WriteByte('\n')
+}
+
+// yamlScalar renders s as a YAML scalar that a YAML parser reads back as
+// exactly the string s: plain when that is unambiguous, else single-quoted
+// when s is printable on one line, else double-quoted with escapes. The
+// plain test is deliberately narrow (a quoted scalar is always correct; a
+// plain one that a parser would read as a number, bool, null or
+// timestamp would not be).
+func yamlScalar(s string) string {
+	if s == "" {
+		return `""`
+	}
+	if plainSafe(s) {
+		return s
+	}
+	for _, r := range s {
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			return quoteDouble(s)
+		}
+	}
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
+
+// plainSafe reports whether s can be written as a plain YAML scalar that
+// reads back as the string s in both YAML 1.1 and 1.2 parsers.
+func plainSafe(s string) bool {
+	if s == "" || s[len(s)-1] == ':' {
+		return false
+	}
+	c0 := s[0]
+	if !isAlnum(c0) && c0 != '/' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !isAlnum(c) && !strings.ContainsRune("._/:@+=%~-", rune(c)) {
+			return false
+		}
+	}
+	switch strings.ToLower(s) {
+	case "true", "false", "yes", "no", "on", "off", "y", "n", "null":
+		return false
+	}
+	if c0 >= '0' && c0 <= '9' {
+		// Numbers in any base, floats (YAML ignores '_' in them, as
+		// in "1_000" or even "0_"), dates and times.
+		n := strings.ReplaceAll(s, "_", "")
+		if _, err := strconv.ParseFloat(n, 64); err == nil {
+			return false
+		}
+		if _, err := strconv.ParseUint(n, 0, 64); err == nil {
+			return false
+		}
+		if strings.Contains(s, "-") {
+			return false // a date or a time stamp
+		}
+		if strings.Trim(s, "0123456789:._") == "" {
+			// YAML 1.1 sexagesimal numbers ("1:20",
+			// "1:20.5"); an address like 127.0.0.1:22 stays plain.
+			colon, dot := strings.LastIndexByte(s, ':'), strings.LastIndexByte(s, '.')
+			if colon >= 0 && (dot < 0 || strings.Count(s, ".") == 1 && dot > colon) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+// quoteDouble renders s as a double-quoted YAML scalar: printable
+// characters as they are, everything else as a \u or \U escape (YAML 1.2
+// section 5.7).
+func quoteDouble(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		if r == '"' || r == '\\' {
+			b.WriteByte('\\')
+		}
+		writeRune(&b, r)
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// writeRune writes r inside a double-quoted scalar, escaping it unless it
+// is printable.
+func writeRune(b *strings.Builder, r rune) {
+	const hex = "0123456789abcdef"
+	switch {
+	case r != utf8.RuneError && unicode.IsPrint(r):
+		b.WriteRune(r)
+	case r <= 0xffff:
+		b.WriteString(`\u`)
+		for sh := 12; sh >= 0; sh -= 4 {
+			b.WriteByte(hex[r>>sh&0xf])
+		}
+	default:
+		b.WriteString(`\U`)
+		for sh := 28; sh >= 0; sh -= 4 {
+			b.WriteByte(hex[r>>sh&0xf])
+		}
+	}
+}
+
+// payloadYAML renders the DPS payload (JSON, which is YAML) on one line in
+// flow style, with a space after each ':' and ',' as YAML's flow style
+// writes them, and with characters YAML does not allow raw (DEL, C1
+// controls) escaped.
+func payloadYAML(p json.RawMessage) string {
 	if len(p) == 0 {
-		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Value: "null"}
+		return "null"
 	}
-	// JSON is YAML: show it in flow style on one line.
-	var n yaml.Node
-	if err := yaml.Unmarshal(p, &n); err != nil || len(n.Content) == 0 {
-		return str(string(p))
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, p); err != nil {
+		return quoteDouble(string(p))
 	}
-	v := n.Content[0]
-	v.Style = yaml.FlowStyle
-	return v
+	var b strings.Builder
+	inStr, esc := false, false
+	for _, r := range compact.String() {
+		switch {
+		case esc:
+			esc = false
+		case inStr && r == '\\':
+			esc = true
+		case r == '"':
+			inStr = !inStr
+		case !inStr && (r == ':' || r == ','):
+			b.WriteRune(r)
+			b.WriteByte(' ')
+			continue
+		}
+		writeRune(&b, r)
+	}
+	return b.String()
 }
