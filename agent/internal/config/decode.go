@@ -8,7 +8,6 @@ import (
 	"io"
 	"math"
 	"net/url"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -67,20 +66,32 @@ func decode(file string, data []byte, cfg *Config) (errs []*FieldError, fatal bo
 	return d.errs, false
 }
 
-var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
-// syntaxError turns a yaml.v3 error into a FieldError, keeping its line.
+// syntaxError turns a yaml.v3 error into a FieldError, keeping its line
+// from yaml.v3's "yaml: line N: problem".
 func syntaxError(file string, err error) *FieldError {
 	msg := err.Error()
 	fe := &FieldError{File: file, Hint: "expected valid YAML (check indentation and quoting)"}
-	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
-		fe.Line, _ = strconv.Atoi(m[1])
-		msg = m[2]
+	if line, rest, ok := yamlLine(msg); ok {
+		fe.Line, msg = line, rest
 	} else {
 		msg = strings.TrimPrefix(msg, "yaml: ")
 	}
 	fe.Problem = "syntax error: " + msg
 	return fe
+}
+
+// yamlLine splits "yaml: line N: problem" (problem on one line).
+func yamlLine(msg string) (line int, problem string, ok bool) {
+	rest, ok := strings.CutPrefix(msg, "yaml: line ")
+	if !ok {
+		return 0, "", false
+	}
+	digits, problem, ok := strings.Cut(rest, ": ")
+	if !ok || !allBytes(digits, func(c byte) bool { return c >= '0' && c <= '9' }) || strings.Contains(problem, "\n") {
+		return 0, "", false
+	}
+	line, _ = strconv.Atoi(digits)
+	return line, problem, true
 }
 
 func (d *decoder) fail(n *yaml.Node, field, problem, hint string) {

@@ -224,10 +224,6 @@ func plainSafe(s string) bool {
 	return true
 }
 
-func isAlnum(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-}
-
 // quoteDouble renders s as a double-quoted YAML scalar: printable
 // characters as they are, everything else as a \u or \U escape (YAML 1.2
 // section 5.7).

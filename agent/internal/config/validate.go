@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net"
-	"regexp"
 	"strconv"
 	"strings"
 )
@@ -47,16 +46,43 @@ func (c *Config) lineOf(field string) int {
 // Registration IDs: letters, digits and - . _ : ; at most 128; the last
 // character a letter, digit or -.
 // Source: MicrosoftDocs/azure-docs articles/iot-dps/concepts-service.md ("Registration ID").
+//
+// These checks are written out rather than as regular expressions: the
+// patterns are one character class each, and compiling them at start-up
+// cost the agent heap and binary size (cmd/porthole-agent/SIZE.md).
 var (
-	regIDChars   = regexp.MustCompile(`^[A-Za-z0-9._:-]*$`)
-	regIDLast    = regexp.MustCompile(`[A-Za-z0-9-]$`)
-	nameRE       = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
-	alnumRE      = regexp.MustCompile(`^[A-Za-z0-9]+$`)
-	hostCharsRE  = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 	maxRegIDLen  = 128
 	regIDHint    = "expected letters, digits and - . _ : (at most 128, ending in a letter, digit or -)"
 	hostPortHint = "expected host:port, like 127.0.0.1:22"
 )
+
+// allBytes reports whether s is non-empty and every byte passes ok.
+func allBytes(s string, ok func(byte) bool) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !ok(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// isAlnum: A-Z, a-z, 0-9.
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+// isNameByte: letters, digits and . _ - (stream, method and host names).
+func isNameByte(c byte) bool { return isAlnum(c) || c == '.' || c == '_' || c == '-' }
+
+// isRegIDByte: a name byte or ':'.
+func isRegIDByte(c byte) bool { return isNameByte(c) || c == ':' }
+
+// validName reports whether s is a non-empty run of letters, digits, '.',
+// '_' and '-'.
+func validName(s string) bool { return allBytes(s, isNameByte) }
 
 func (c *Config) validate() []*FieldError {
 	k := &checker{c: c}
@@ -79,7 +105,7 @@ func (k *checker) provisioning() {
 	switch {
 	case p.IDScope == "":
 		k.add("provisioning.id_scope", "missing", "expected the ID scope from the DPS overview page, like 0ne00012345")
-	case !alnumRE.MatchString(p.IDScope):
+	case !allBytes(p.IDScope, isAlnum):
 		k.add("provisioning.id_scope", fmt.Sprintf("%q has characters other than letters and digits", clip(p.IDScope)),
 			"expected the ID scope from the DPS overview page, like 0ne00012345")
 	}
@@ -90,9 +116,9 @@ func (k *checker) provisioning() {
 		}
 	case len(id) > maxRegIDLen:
 		k.add("provisioning.registration_id", fmt.Sprintf("is %d characters long", len(id)), regIDHint)
-	case !regIDChars.MatchString(id):
+	case !allBytes(id, isRegIDByte):
 		k.add("provisioning.registration_id", fmt.Sprintf("%q has a character DPS does not allow", clip(id)), regIDHint)
-	case !regIDLast.MatchString(id):
+	case !isAlnum(id[len(id)-1]) && id[len(id)-1] != '-':
 		k.add("provisioning.registration_id", fmt.Sprintf("%q ends with %q", clip(id), id[len(id)-1:]), regIDHint)
 	}
 	switch p.Transport {
@@ -181,7 +207,7 @@ func (k *checker) hub() {
 	if h.RetryCachedHubFor < 0 {
 		k.add("hub.retry_cached_hub_for", fmt.Sprintf("%s is negative", formatDuration(h.RetryCachedHubFor)), "expected 0 or more, like 15m")
 	}
-	if h.ReprovisionMethod != "" && !nameRE.MatchString(h.ReprovisionMethod) {
+	if h.ReprovisionMethod != "" && !validName(h.ReprovisionMethod) {
 		k.add("hub.reprovision_method", fmt.Sprintf("%q has characters a method name cannot have", clip(h.ReprovisionMethod)),
 			`expected letters, digits, "_", "." or "-" (or "" to disable)`)
 	}
@@ -220,7 +246,7 @@ func (k *checker) streams() {
 	}
 	for _, name := range sortedKeys(s.Targets) {
 		f := "streams.targets." + clip(name)
-		if !nameRE.MatchString(name) {
+		if !validName(name) {
 			k.add(f, "the stream name has characters other than letters, digits, \"_\", \".\" and \"-\"", "expected a name like ssh")
 			continue
 		}
@@ -317,7 +343,7 @@ func checkEndpoint(s string) string {
 	if strings.ContainsAny(s, ":[") {
 		return checkHostPort(s)
 	}
-	if !hostCharsRE.MatchString(s) {
+	if !validName(s) {
 		return fmt.Sprintf("%q is not a host name", clip(s))
 	}
 	return ""
@@ -341,7 +367,7 @@ func checkHostPort(s string) string {
 	if !validPort(port) {
 		return fmt.Sprintf("%q has a bad port", clip(s))
 	}
-	if net.ParseIP(host) == nil && !hostCharsRE.MatchString(host) {
+	if net.ParseIP(host) == nil && !validName(host) {
 		return fmt.Sprintf("%q is not a host name", clip(s))
 	}
 	return ""
