@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 
@@ -72,11 +71,12 @@ func (a dpsAdapter) Lookup(ctx context.Context) (provision.Assignment, error) {
 }
 
 // oneAttempt unwraps the give-up error of a call limited to one attempt:
-// "gave up after 1 attempts" says nothing; the failure does.
+// "gave up after 1 attempts" says nothing; the failure (which sdk/dps
+// already prefixes with "dps: <request>") does.
 func oneAttempt(err error) error {
 	var g *retry.GiveUpError
 	if errors.As(err, &g) && g.Attempts <= 1 {
-		return fmt.Errorf("dps: %w", g.Err)
+		return g.Err
 	}
 	return err
 }

@@ -121,6 +121,7 @@ func TestOutageLogsOncePerStateChange(t *testing.T) {
 			if s := recv(t, e.hubs.sessions, "session"); s.hub != "hub-a.local" {
 				t.Fatalf("connected to %q", s.hub)
 			}
+			waitLogged(t, rec, "connected to the hub")
 			if st := waitConnected(t, p); st.Failing != "" || st.Attempts != 0 || st.Hint != "" {
 				t.Fatalf("status after recovery %+v", st)
 			}
@@ -165,6 +166,23 @@ func TestOutageLogsOncePerStateChange(t *testing.T) {
 	if len(infoPlus) == 2 && strings.Join(infoPlus[0], "\n") != strings.Join(infoPlus[1], "\n") {
 		t.Errorf("the info-level log depends on the number of retries:\n--- 1 retry per cause\n%s\n--- 4 retries per cause\n%s",
 			strings.Join(infoPlus[0], "\n"), strings.Join(infoPlus[1], "\n"))
+	}
+}
+
+// waitLogged waits until rec has a record with message msg.
+func waitLogged(t *testing.T, rec recorder, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		for _, r := range rec.all() {
+			if r.msg == msg {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%q never logged", msg)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 

@@ -490,13 +490,15 @@ func (p *Provisioner) Run(ctx context.Context) error {
 			sess = s
 			failingSince = time.Time{}
 			hubSched.Reset()
-			p.setPhase(PhaseConnected)
 			if out.step == StepHub {
 				p.recovered(&out, StepHub)
 			} else {
 				p.leave(&out, out.step) // connected: a failed lookup no longer matters
 			}
+			// Log before the status says connected, so that whoever
+			// waits for the status sees the lines.
 			p.log.Info("connected to the hub", "hub", cur.AssignedHub, "device", cur.DeviceID)
+			p.setPhase(PhaseConnected)
 			next = actServe
 
 		case actServe:
