@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +23,8 @@ import (
 	"github.com/porthole-iot/porthole/agent/internal/bridge"
 	"github.com/porthole-iot/porthole/agent/internal/config"
 	"github.com/porthole-iot/porthole/agent/internal/provision"
+	"github.com/porthole-iot/porthole/sdk/retry"
+	"github.com/porthole-iot/porthole/sdk/retry/retrytest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -37,6 +40,9 @@ type fakeDPS struct {
 func (f fakeDPS) Register(ctx context.Context, payload json.RawMessage) (provision.Assignment, error) {
 	f.b.mu.Lock()
 	defer f.b.mu.Unlock()
+	if f.b.regErr != nil {
+		return provision.Assignment{}, f.b.regErr
+	}
 	f.b.registers = append(f.b.registers, f.regID)
 	return provision.Assignment{AssignedHub: f.b.next, DeviceID: f.regID, Status: provision.StatusAssigned, Substatus: "initialAssignment"}, nil
 }
@@ -79,6 +85,7 @@ func (h *fakeHub) method(name string) methodHandler {
 type fakeBackend struct {
 	mu        sync.Mutex
 	next      string     // hub the next registration assigns; guarded by mu
+	regErr    error      // if non-nil, registrations fail with it; guarded by mu
 	registers []string   // registration IDs registered; guarded by mu
 	newDPS    int        // NewDPS calls; guarded by mu
 	hubs      []*fakeHub // guarded by mu
@@ -179,20 +186,32 @@ func startAgent(t *testing.T, extra string) *agent {
 
 func startAgentGrace(t *testing.T, extra string, grace time.Duration) *agent {
 	t.Helper()
+	return startAgentWith(t, extra, grace, context.Background(), nil, nil)
+}
+
+// startAgentWith runs the daemon on ctx, with backend b (nil: a new fake)
+// and mod applied to the options.
+func startAgentWith(t *testing.T, extra string, grace time.Duration, ctx context.Context, b *fakeBackend, mod func(*Options)) *agent {
+	t.Helper()
+	if b == nil {
+		b = newFakeBackend()
+	}
 	dir := t.TempDir()
 	a := &agent{
-		t: t, dir: dir, cfgPath: filepath.Join(dir, "agent.yaml"), backend: newFakeBackend(),
+		t: t, dir: dir, cfgPath: filepath.Join(dir, "agent.yaml"), backend: b,
 		sigs: make(chan os.Signal, 1), logs: &syncBuf{}, done: make(chan error, 1),
 		sock: SocketPath(filepath.Join(dir, "state")),
 	}
 	writeConfig(t, a.cfgPath, filepath.Join(dir, "state"), extra)
 	ready := make(chan struct{})
-	go func() {
-		a.done <- Run(context.Background(), Options{
-			ConfigPath: a.cfgPath, Log: a.logs, Version: "test", Signals: a.sigs, GracePeriod: grace,
-			Ready: func() { close(ready) }, backend: a.backend,
-		})
-	}()
+	opts := Options{
+		ConfigPath: a.cfgPath, Log: a.logs, Version: "test", Signals: a.sigs, GracePeriod: grace,
+		Ready: func() { close(ready) }, backend: a.backend,
+	}
+	if mod != nil {
+		mod(&opts)
+	}
+	go func() { a.done <- Run(ctx, opts) }()
 	select {
 	case <-ready:
 	case err := <-a.done:
@@ -618,5 +637,54 @@ func TestSDKLoggerDemotesRetryLines(t *testing.T) {
 	sdkLogger(debug).WithGroup("g").Warn("reconnect failed", "err", "refused")
 	if !strings.Contains(buf.String(), "level=DEBUG") || !strings.Contains(buf.String(), "reconnect failed") {
 		t.Errorf("at debug level: %s", buf.String())
+	}
+}
+
+// Errors that no retry would fix by itself (DPS refusing the key, a server
+// the device does not trust) do not end the agent either: it keeps
+// retrying with backoff, so that fixing the enrollment or the CA on the
+// service side is enough. Run returns nil once its context ends.
+func TestNeverExitsOnPermanentErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+	}{
+		{"dps refuses the key", &retry.StatusError{Code: 401}},
+		{"unknown authority", fmt.Errorf("tls: %w", x509.UnknownAuthorityError{})},
+		{"disabled enrollment", fmt.Errorf("registration %w", provision.ErrNotAssigned)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newFakeBackend()
+			b.regErr = tc.err
+			clock := retrytest.NewClock(time.Now())
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			a := startAgentWith(t, "", 0, ctx, b, func(o *Options) { o.Clock = clock })
+			for i := 1; i <= 5; i++ {
+				wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+				d, err := clock.WaitTimer(wctx)
+				wcancel()
+				if err != nil {
+					t.Fatalf("round %d: no backoff wait: %v", i, err)
+				}
+				select {
+				case err := <-a.done:
+					t.Fatalf("Run returned %v", err)
+				default:
+				}
+				if st := a.query(VerbStatus).Status; st.Failing != provision.StepDPS || st.Attempts != i || st.LastError == "" {
+					t.Fatalf("round %d: status %+v", i, st)
+				}
+				clock.Advance(d)
+			}
+			cancel()
+			if err := <-a.done; err != nil {
+				t.Fatalf("Run after cancel = %v", err)
+			}
+			a.done <- nil
+			if n := strings.Count(a.logs.String(), "level=WARN"); n != 1 {
+				t.Errorf("%d warnings for one outage:\n%s", n, a.logs.String())
+			}
+		})
 	}
 }

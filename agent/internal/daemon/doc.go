@@ -19,6 +19,14 @@
 //     new assignment). The protocol is one JSON request line and one JSON
 //     reply line per connection; see Request and Reply.
 //
+// No network at boot, DNS failing, DPS or the hub down, a clock in 1970:
+// the agent keeps retrying with backoff and never exits; Run returns only
+// when it is stopped or the config cannot start it. Each outage is logged
+// once when it starts and once when it ends (see package provision); the
+// SDK clients' per-attempt lines go to debug level. DPS calls make one
+// attempt each so that the flow's backoff, log and status see every
+// failure.
+//
 // After every connection the agent reports, as twin reported properties,
 // {"porthole":{"substatus":…,"assignedHub":…,"deviceId":…,"version":…}}.
 //

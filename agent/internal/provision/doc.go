@@ -25,6 +25,16 @@
 //     again while the current session stays up; the session is replaced
 //     only when DPS assigns a different hub or device ID.
 //
+// The flow never gives up: errors that retrying would not fix by itself
+// (a refused key, an untrusted server) are retried with backoff too, so a
+// fix on the service side or in the device's clock is picked up without a
+// restart. A run of failures of one step (DPS, DPS lookup, hub) is logged
+// once when it starts, again only when its cause changes (DNS, connection
+// refused, timeout, TLS, a clock that makes certificates look expired or
+// not yet valid — with a hint to check the system clock), and once when the
+// step works again; the attempts in between are logged at debug level.
+// Status.Failing, Attempts, LastError and Hint show the outage.
+//
 // Waits between attempts come from package retry (429 Retry-After, 5xx and
 // transport errors with backoff of at least 5 s). The clock is injected
 // through Config.Retry.Clock so tests never sleep.
