@@ -1,13 +1,17 @@
 package packaging
 
 import (
+	"debug/elf"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -53,23 +57,71 @@ func waitUntil(t *testing.T, what string, ok func() bool) {
 	}
 }
 
+// overlayCase is one architecture the overlay is unpacked and booted for.
+type overlayCase struct {
+	arch string // overlay.sh's ARCH: cross.mk's build target name
+	// setup returns the agent binary to ship and a throw-away BusyBox root
+	// that can run it.
+	setup func(t *testing.T) (agent, root string)
+	// exe tells whether the program a running process executes
+	// (/proc/<pid>/exe) is the one expected for what the root runs as
+	// name ("busybox" for the init script's shell, "porthole-agent").
+	exe func(root, name, exe string) bool
+}
+
+var overlayCases = []overlayCase{
+	{
+		arch: "amd64",
+		setup: func(t *testing.T) (string, string) {
+			agent := agentBinary(t)
+			return agent, newRoot(t)
+		},
+		exe: func(root, name, exe string) bool {
+			return exe == filepath.Join(root, "bin", name) || exe == filepath.Join(root, "usr/bin", name)
+		},
+	},
+	{
+		// What `make image-overlay` builds by default: the MIPS router
+		// agent, booted in a root whose only userland is Debian's mipsel
+		// busybox-static, every binary run by qemu-user through binfmt_misc.
+		arch: mipsle.build,
+		setup: func(t *testing.T) (string, string) {
+			needRoot(t)
+			ensureBinfmt(t, mipsle)
+			root := newForeignRoot(t, foreignBusybox(t, mipsle))
+			return crossAgentBinary(t, mipsle), root
+		},
+		exe: func(_, _, exe string) bool { return filepath.Base(exe) == mipsle.qemu },
+	},
+}
+
 // TestOverlayLifecycle unpacks the rootfs overlay (make image-overlay) into
 // a BusyBox-only root and drives the agent with the shipped S95 script in a
 // chroot: start, provision through hubsim and connect, respawn after the
-// agent is killed, stop. The root and the agent are amd64: foreign-arch
-// roots would need binfmt_misc for the emulated busybox to exec the agent.
+// agent is killed, stop. It does so for an amd64 root and agent, and for a
+// mipsle agent in a root of mipsel BusyBox run under qemu-user (binfmt_misc
+// with the F flag, so the emulator need not be inside the root).
 func TestOverlayLifecycle(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes and a simulator")
 	}
 	needTool(t, "tar", "tar")
-	agent := agentBinary(t)
-	root := newRoot(t)
+	for _, c := range overlayCases {
+		t.Run(c.arch, func(t *testing.T) {
+			start := time.Now()
+			agent, root := c.setup(t)
+			t.Logf("agent and root ready in %v", time.Since(start).Round(time.Millisecond))
+			overlayLifecycle(t, c, agent, root)
+			t.Logf("overlay lifecycle (%s) took %v", c.arch, time.Since(start).Round(time.Millisecond))
+		})
+	}
+}
 
+func overlayLifecycle(t *testing.T, c overlayCase, agent, root string) {
 	out := filepath.Join(work, "overlay")
 	run(t, []string{"SOURCE_DATE_EPOCH=1700000000"}, filepath.Join(repoRoot(t), "packaging/scripts/overlay.sh"),
-		agent, "amd64", "v1.0.0", out)
-	tarball := filepath.Join(out, "porthole-agent-overlay_v1.0.0_amd64.tar.gz")
+		agent, c.arch, "v1.0.0", out)
+	tarball := filepath.Join(out, "porthole-agent-overlay_v1.0.0_"+c.arch+".tar.gz")
 	listing := run(t, nil, "tar", "-tzvf", tarball)
 	for _, want := range []string{"-rwxr-xr-x 0/0", "./usr/bin/porthole-agent", "-rw------- 0/0", "./etc/porthole/agent.yaml", "./etc/init.d/S95porthole-agent"} {
 		if !strings.Contains(listing, want) {
@@ -125,20 +177,33 @@ resolve:
 		}
 		return json.Unmarshal([]byte(out), &st) == nil && st.Connected && st.AssignedHub != ""
 	}
+	// runs checks that pid executes what the root should run as name.
+	runs := func(pid int, name string) {
+		t.Helper()
+		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		if err != nil || !c.exe(root, name, exe) {
+			t.Errorf("pid %d (%s) executes %q (%v)", pid, name, exe, err)
+		}
+	}
 
+	started := time.Now()
 	if out, err := initScript("start"); err != nil || !strings.Contains(out, "OK") {
 		t.Fatalf("start: %v\n%s", err, out)
 	}
 	waitUntil(t, "the agent is connected to the sim's hub", connected)
+	t.Logf("S95 start → provisioned and connected: %v", time.Since(started).Round(time.Millisecond))
 	first := readPid(root, child)
 	if first == 0 || !alive(first) {
 		t.Fatalf("no live agent pid in %s (%d)", child, first)
 	}
+	runs(readPid(root, sup), "busybox")
+	runs(first, "porthole-agent")
 	if out, err := initScript("start"); err != nil || !strings.Contains(out, "already running") {
 		t.Errorf("second start: %v\n%s", err, out)
 	}
 
 	// The agent dies hard: the supervisor starts another one.
+	killed := time.Now()
 	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -147,15 +212,356 @@ resolve:
 		return pid != 0 && pid != first && alive(pid)
 	})
 	waitUntil(t, "the new agent is connected again", connected)
+	t.Logf("kill -9 → respawned and connected again: %v", time.Since(killed).Round(time.Millisecond))
 	second := readPid(root, child)
+	runs(second, "porthole-agent")
 	supervisor := readPid(root, sup)
 
+	stopped := time.Now()
 	if out, err := initScript("stop"); err != nil || !strings.Contains(out, "OK") {
 		t.Fatalf("stop: %v\n%s", err, out)
 	}
 	waitUntil(t, "supervisor and agent are gone", func() bool { return !alive(supervisor) && !alive(second) })
+	t.Logf("S95 stop → supervisor and agent gone: %v", time.Since(stopped).Round(time.Millisecond))
 	if out, err := initScript("status"); err == nil {
 		t.Errorf("status after stop succeeded:\n%s", out)
 	}
 	wantGone(t, root, sup, child)
+}
+
+// foreignArch is a device architecture whose root runs under qemu-user.
+type foreignArch struct {
+	build   string   // cross.mk's build target name, overlay.sh's ARCH
+	goenv   []string // GOARCH and its variant settings, as cross.mk sets them
+	debArch string   // the Debian architecture of busybox-static
+	qemu    string   // the qemu-user-static emulator
+	binfmt  string   // qemu-user-static's binfmt description: /usr/share/binfmts/<binfmt>
+	class   elf.Class
+	data    elf.Data
+	machine elf.Machine
+}
+
+// mipsle is cross.mk's CROSS_mipsle: 32-bit little-endian MIPS, soft float.
+var mipsle = foreignArch{
+	build: "mipsle", goenv: []string{"GOARCH=mipsle", "GOMIPS=softfloat"},
+	debArch: "mipsel", qemu: "qemu-mipsel-static", binfmt: "qemu-mipsel",
+	class: elf.ELFCLASS32, data: elf.ELFDATA2LSB, machine: elf.EM_MIPS,
+}
+
+// isArch reports whether path is a static ELF executable of a.
+func (a foreignArch) isArch(path string) bool {
+	f, err := elf.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	return f.Class == a.class && f.Data == a.data && f.Machine == a.machine && isStatic(path)
+}
+
+var (
+	foreignMu     sync.Mutex
+	foreignMemos  = map[string]*memo{} // by kind/arch; guarded by foreignMu
+	binfmtChecked sync.Map             // binfmt name → struct{}: registered or found usable
+)
+
+func foreignMemo(key string) *memo {
+	foreignMu.Lock()
+	defer foreignMu.Unlock()
+	m := foreignMemos[key]
+	if m == nil {
+		m = &memo{}
+		foreignMemos[key] = m
+	}
+	return m
+}
+
+// crossAgentBinary is porthole-agent built for a as `make cross` builds it
+// (what `make image-overlay OVERLAY_ARCH=<a.build>` ships), once per test
+// process.
+func crossAgentBinary(t testing.TB, a foreignArch) string {
+	t.Helper()
+	needTool(t, "go", "golang")
+	root := repoRoot(t)
+	return foreignMemo("agent/"+a.build).get(t, func() (string, error) {
+		out := filepath.Join(work, "porthole-agent_linux_"+a.build)
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=0.0.0-test",
+			"-o", out, "./agent/cmd/porthole-agent")
+		cmd.Dir = root
+		cmd.Env = append(append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux"), a.goenv...)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("building porthole-agent for %s: %v\n%s", a.build, err, b)
+		}
+		if !a.isArch(out) {
+			return "", fmt.Errorf("%s is not a static %s executable", out, a.build)
+		}
+		return out, nil
+	})
+}
+
+// foreignBusybox is Debian's busybox-static for a.debArch:
+// $PORTHOLE_BUSYBOX_STATIC_<DEBARCH>, or one cached in the user cache by an
+// earlier run, or fetched with apt-get download. apt-get works on a private
+// copy of its state with only that architecture's package lists, so the
+// system's dpkg architectures and lists are not changed.
+func foreignBusybox(t testing.TB, a foreignArch) string {
+	t.Helper()
+	if p := os.Getenv("PORTHOLE_BUSYBOX_STATIC_" + strings.ToUpper(a.debArch)); p != "" {
+		if !a.isArch(p) {
+			t.Fatalf("%s is not a static %s executable", p, a.debArch)
+		}
+		return p
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = work
+	}
+	cached := filepath.Join(cache, "porthole-tests", "busybox-static-"+a.debArch, "bin", "busybox")
+	if a.isArch(cached) {
+		return cached
+	}
+	needTool(t, "apt-get", "apt")
+	needTool(t, "dpkg-deb", "dpkg")
+	return foreignMemo("busybox/"+a.debArch).get(t, func() (string, error) {
+		state := filepath.Join(work, "apt-"+a.debArch)
+		dl := filepath.Join(state, "dl")
+		for _, d := range []string{"lists/partial", "cache/archives/partial", "dl"} {
+			if err := os.MkdirAll(filepath.Join(state, d), 0o755); err != nil {
+				return "", err
+			}
+		}
+		apt := func(args ...string) error {
+			opts := []string{"-q",
+				"-o", "APT::Architecture=" + a.debArch,
+				"-o", "APT::Architectures::=" + a.debArch,
+				"-o", "Dir::State::Lists=" + filepath.Join(state, "lists"),
+				"-o", "Dir::Cache=" + filepath.Join(state, "cache"),
+				"-o", "Dir::State::status=/dev/null",
+				"-o", "Acquire::Languages=none",
+				// The downloads land in a root-owned temp dir.
+				"-o", "APT::Sandbox::User=root",
+			}
+			cmd := exec.Command("apt-get", append(opts, args...)...)
+			cmd.Dir = dl
+			if b, err := cmd.CombinedOutput(); err != nil {
+				return fmt.Errorf("needs Debian's busybox-static for %s: apt-get %s: %v\n%s", a.debArch, strings.Join(args, " "), err, b)
+			}
+			return nil
+		}
+		if err := apt("update"); err != nil {
+			return "", err
+		}
+		if err := apt("download", "busybox-static"); err != nil {
+			return "", err
+		}
+		debs, _ := filepath.Glob(filepath.Join(dl, "busybox-static_*_"+a.debArch+".deb"))
+		if len(debs) != 1 {
+			return "", fmt.Errorf("apt-get download busybox-static (%s) left %q", a.debArch, debs)
+		}
+		x := filepath.Join(dl, "x")
+		if b, err := exec.Command("dpkg-deb", "-x", debs[0], x).CombinedOutput(); err != nil {
+			return "", fmt.Errorf("dpkg-deb -x: %v\n%s", err, b)
+		}
+		bb := filepath.Join(x, "bin", "busybox")
+		if !a.isArch(bb) {
+			return "", fmt.Errorf("busybox-static for %s holds no static %s busybox", a.debArch, a.debArch)
+		}
+		if err := os.MkdirAll(filepath.Dir(cached), 0o755); err != nil {
+			return "", err
+		}
+		b, err := os.ReadFile(bb)
+		if err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(cached, b, 0o755); err != nil {
+			return "", err
+		}
+		return cached, nil
+	})
+}
+
+// newForeignRoot makes a throw-away root whose only userland is the static
+// busybox bb (of a foreign architecture: ensureBinfmt must have run) as
+// /bin/sh and its applets, plus /dev/null.
+func newForeignRoot(t testing.TB, bb string) string {
+	t.Helper()
+	r := t.TempDir()
+	for _, d := range []string{"bin", "sbin", "usr/bin", "usr/sbin", "dev", "tmp", "run", "var/run", "etc"} {
+		if err := os.MkdirAll(filepath.Join(r, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(bb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(r, "bin/busybox"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run(t, nil, "chroot", r, "/bin/busybox", "--install", "-s")
+	run(t, nil, "mknod", "-m", "666", filepath.Join(r, "dev/null"), "c", "1", "3")
+	return r
+}
+
+// binfmtDir is where the kernel's binfmt_misc file system is mounted.
+const binfmtDir = "/proc/sys/fs/binfmt_misc"
+
+// ensureBinfmt makes the kernel run a's executables with qemu-user, inside
+// a chroot too. When binfmt_misc has no usable entry it mounts binfmt_misc
+// if needed and registers the entry qemu-user-static describes in
+// /usr/share/binfmts/<a.binfmt> (what `update-binfmts --import` does),
+// always with the F flag: the kernel opens the emulator at registration, so
+// it need not exist inside the root. The entry is left registered for
+// whatever else runs such binaries. Idempotent; needs root. When it is
+// impossible the test is skipped, or fails under CI=true, naming what is
+// missing.
+func ensureBinfmt(t testing.TB, a foreignArch) {
+	t.Helper()
+	needRoot(t)
+	needTool(t, a.qemu, "qemu-user-static")
+	if _, ok := binfmtChecked.Load(a.binfmt); ok {
+		return
+	}
+	if _, err := os.Stat(filepath.Join(binfmtDir, "register")); err != nil {
+		if out, err := runErr(nil, "mount", "-t", "binfmt_misc", "binfmt_misc", binfmtDir); err != nil {
+			missing(t, fmt.Sprintf("binfmt_misc to run %s binaries (mount -t binfmt_misc binfmt_misc %s: %v: %s)",
+				a.debArch, binfmtDir, err, strings.TrimSpace(out)))
+		}
+		t.Logf("binfmt_misc: mounted on %s", binfmtDir)
+	}
+	entry := filepath.Join(binfmtDir, a.binfmt)
+	usable := func() bool {
+		b, err := os.ReadFile(entry)
+		if err != nil {
+			return false
+		}
+		e := parseBinfmtEntry(string(b))
+		if !e.enabled || !strings.Contains(e.flags, "F") {
+			missing(t, fmt.Sprintf("a usable binfmt_misc entry %s (it is enabled=%v with flags %q; a chroot needs it enabled with the F flag)",
+				entry, e.enabled, e.flags))
+		}
+		t.Logf("binfmt_misc: %s: %s runs %s executables (flags %s)", entry, e.interpreter, a.debArch, e.flags)
+		return true
+	}
+	if usable() {
+		binfmtChecked.Store(a.binfmt, struct{}{})
+		return
+	}
+	spec := filepath.Join("/usr/share/binfmts", a.binfmt)
+	b, err := os.ReadFile(spec)
+	if err != nil {
+		missing(t, fmt.Sprintf("qemu-user-static's binfmt description %s (Debian package qemu-user-static): %v", spec, err))
+	}
+	line, err := binfmtRegisterLine(a.binfmt, string(b))
+	if err != nil {
+		t.Fatalf("%s: %v", spec, err)
+	}
+	t.Logf("binfmt_misc: registering %s from %s with the F flag; it stays registered", a.binfmt, spec)
+	if err := os.WriteFile(filepath.Join(binfmtDir, "register"), []byte(line), 0); err != nil {
+		if !errors.Is(err, fs.ErrExist) { // EEXIST: another process registered it meanwhile
+			missing(t, fmt.Sprintf("binfmt_misc registration of %s: %v", a.binfmt, err))
+		}
+	}
+	if !usable() {
+		t.Fatalf("binfmt_misc: no %s entry after registering it", a.binfmt)
+	}
+	binfmtChecked.Store(a.binfmt, struct{}{})
+}
+
+// binfmtEntry is what /proc/sys/fs/binfmt_misc/<name> says.
+type binfmtEntry struct {
+	enabled     bool
+	interpreter string
+	flags       string
+}
+
+func parseBinfmtEntry(s string) binfmtEntry {
+	var e binfmtEntry
+	for _, l := range strings.Split(s, "\n") {
+		k, v, _ := strings.Cut(strings.TrimSpace(l), " ")
+		switch k {
+		case "enabled":
+			e.enabled = true
+		case "interpreter":
+			e.interpreter = v
+		case "flags:":
+			e.flags = v
+		}
+	}
+	return e
+}
+
+// binfmtRegisterLine turns an update-binfmts description (key value lines:
+// interpreter, magic, offset, mask, credentials, preserve) into the line
+// binfmt_misc's register file takes, ":name:M:offset:magic:mask:interpreter:flags",
+// with the F flag added.
+func binfmtRegisterLine(name, spec string) (string, error) {
+	kv := map[string]string{}
+	for _, l := range strings.Split(spec, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(l), " ")
+		if ok {
+			kv[k] = strings.TrimSpace(v)
+		}
+	}
+	for _, k := range []string{"interpreter", "magic"} {
+		if kv[k] == "" {
+			return "", fmt.Errorf("no %s", k)
+		}
+	}
+	for _, k := range []string{"interpreter", "magic", "mask", "offset"} {
+		if strings.ContainsAny(kv[k], ":\n") {
+			return "", fmt.Errorf("%s %q holds a ':'", k, kv[k])
+		}
+	}
+	flags := ""
+	if kv["preserve"] == "yes" {
+		flags += "P"
+	}
+	if kv["credentials"] == "yes" {
+		flags += "C"
+	}
+	flags += "F"
+	return fmt.Sprintf(":%s:M:%s:%s:%s:%s:%s", name, kv["offset"], kv["magic"], kv["mask"], kv["interpreter"], flags), nil
+}
+
+func TestBinfmtRegisterLine(t *testing.T) {
+	for _, tc := range []struct {
+		name, spec, want, err string
+	}{
+		{
+			name: "qemu-arm",
+			spec: "package qemu-user-static\ninterpreter /usr/libexec/qemu-binfmt/arm-binfmt-P\n" +
+				`magic \x7f\x45\x4c\x46\x01\x01\x01\x00` + "\noffset 0\n" + `mask \xff\xff\xff\xff\xff\xff\xff\x00` +
+				"\ncredentials no\nfix_binary yes\npreserve yes\n",
+			want: `:qemu-arm:M:0:\x7f\x45\x4c\x46\x01\x01\x01\x00:\xff\xff\xff\xff\xff\xff\xff\x00:/usr/libexec/qemu-binfmt/arm-binfmt-P:PF`,
+		},
+		{
+			name: "x",
+			spec: "interpreter /usr/bin/qemu-x\nmagic \\x7fELF\ncredentials yes\nfix_binary no\n",
+			want: `:x:M::\x7fELF::/usr/bin/qemu-x:CF`,
+		},
+		{name: "x", spec: "magic \\x7fELF\n", err: "no interpreter"},
+		{name: "x", spec: "interpreter /a:b\nmagic \\x7fELF\n", err: "holds a ':'"},
+	} {
+		got, err := binfmtRegisterLine(tc.name, tc.spec)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: err %v, want %q", tc.spec, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%q:\n got %s (%v)\nwant %s", tc.spec, got, err, tc.want)
+		}
+	}
+}
+
+func TestParseBinfmtEntry(t *testing.T) {
+	got := parseBinfmtEntry("enabled\ninterpreter /usr/libexec/qemu-binfmt/mipsel-binfmt-P\nflags: PF\noffset 0\nmagic 7f454c46\nmask ffffffff\n")
+	want := binfmtEntry{enabled: true, interpreter: "/usr/libexec/qemu-binfmt/mipsel-binfmt-P", flags: "PF"}
+	if got != want {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+	if got := parseBinfmtEntry("disabled\ninterpreter /q\nflags: \n"); got.enabled || got.flags != "" {
+		t.Errorf("disabled entry parsed as %+v", got)
+	}
 }
