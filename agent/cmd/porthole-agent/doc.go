@@ -13,6 +13,10 @@
 // The config file is -config, else $PORTHOLE_CONFIG, else
 // /etc/porthole/agent.yaml.
 //
+// Build tag porthole_minimal (opt-in, for firmware that ships its own init
+// script): leaves out doctor and the service verbs, which then answer with
+// a usage error; everything else is the same. SIZE.md has the sizes.
+//
 // Memory: unless GOGC or GOMEMLIMIT are set in the environment, main sets
 // GOGC=50 and a soft GOMEMLIMIT of 64 MiB, suited to boards with 64–128 MiB
 // of RAM.

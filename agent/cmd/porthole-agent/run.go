@@ -8,25 +8,17 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime"
 	"runtime/debug"
-	"text/tabwriter"
 	"time"
-
-	"github.com/kardianos/service"
 
 	"github.com/porthole-iot/porthole/agent/internal/config"
 	"github.com/porthole-iot/porthole/agent/internal/daemon"
-	"github.com/porthole-iot/porthole/agent/internal/doctor"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3";
 // otherwise the module version from the build info is used.
 var version = ""
-
-// serviceName names the installed service (systemd unit, Windows service…).
-const serviceName = "porthole-agent"
 
 // configEnv names the config file when -config is not given.
 const configEnv = "PORTHOLE_CONFIG"
@@ -42,25 +34,21 @@ func usagef(format string, args ...any) error {
 	return &usageError{fmt.Sprintf(format, args...)}
 }
 
-const usage = `usage: porthole-agent [-config FILE] <command> [flags]
+// usage lists the verbs this build has (see verbs_full.go and
+// verbs_minimal.go).
+var usage = `usage: porthole-agent [-config FILE] <command> [flags]
 
 Commands:
   run          run the agent in the foreground (what the service runs);
                -lookup-first: ask DPS where the device belongs before
                connecting to the cached hub
   validate     check the config file and exit
-  doctor       check files, credentials, DNS, TLS, clock, DPS and stream
-               targets, and print a checklist with fixes (-skip-lookup)
-  status       show what the running agent is doing (-json for JSON)
+` + doctorUsage + `  status       show what the running agent is doing (-json for JSON)
   reprovision  make the running agent register with DPS again
-  install      install the agent as a system service (with -config)
-  uninstall    remove the system service
-  start        start the system service
-  stop         stop the system service
-  version      print the version
+` + serviceUsage + `  version      print the version
 
 The config file is -config, else $PORTHOLE_CONFIG, else ` + config.DefaultPath + `.
-`
+` + buildNote
 
 func agentVersion() string {
 	if version != "" {
@@ -126,7 +114,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "install", "uninstall", "start", "stop":
 		return control(verb, path, stdout)
 	case "version":
-		fmt.Fprintf(stdout, "porthole-agent %s (%s, %s/%s)\n", agentVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		flavor := ""
+		if !fullBuild {
+			flavor = ", porthole_minimal"
+		}
+		fmt.Fprintf(stdout, "porthole-agent %s (%s, %s/%s%s)\n", agentVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH, flavor)
 		return nil
 	case "help":
 		fmt.Fprint(stdout, usage)
@@ -148,31 +140,10 @@ func configPath(flagValue string) string {
 
 func runAgent(ctx context.Context, path string, lookupFirst bool, stderr io.Writer) error {
 	opts := daemon.Options{ConfigPath: path, Log: stderr, Version: agentVersion(), LookupFirst: lookupFirst}
-	if runtime.GOOS == "windows" && !service.Interactive() {
-		return runWindowsService(opts)
+	if handled, err := runUnderServiceManager(opts); handled {
+		return err
 	}
 	return daemon.Run(ctx, opts)
-}
-
-// errDoctor is returned when doctor found a failing check (exit status 1).
-var errDoctor = errors.New("doctor found problems (see the checklist above)")
-
-func runDoctor(ctx context.Context, path string, skipLookup bool, stdout, stderr io.Writer) error {
-	cfg, warns, err := config.Load(path)
-	for _, w := range warns {
-		fmt.Fprintln(stderr, "warning:", w.String())
-	}
-	if err != nil {
-		return err
-	}
-	rep := doctor.Run(ctx, cfg, doctor.Options{SkipLookup: skipLookup})
-	if err := rep.Write(stdout); err != nil {
-		return err
-	}
-	if !rep.OK() {
-		return errDoctor
-	}
-	return nil
 }
 
 func validate(path string, stdout, stderr io.Writer) error {
@@ -214,33 +185,36 @@ func status(ctx context.Context, path string, asJSON bool, stdout io.Writer) err
 	return nil
 }
 
+// statusLabelWidth aligns the values of printStatus (the longest label,
+// "registration", plus two spaces).
+const statusLabelWidth = 14
+
 func printStatus(w io.Writer, s *daemon.Status) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "agent\t%s, running since %s\n", s.Version, s.Started.Format(time.RFC3339))
-	fmt.Fprintf(tw, "config\t%s\n", s.ConfigFile)
-	fmt.Fprintf(tw, "registration\t%s\n", s.RegistrationID)
+	line := func(label, value string) { fmt.Fprintf(w, "%-*s%s\n", statusLabelWidth, label, value) }
+	line("agent", s.Version+", running since "+s.Started.Format(time.RFC3339))
+	line("config", s.ConfigFile)
+	line("registration", s.RegistrationID)
 	if s.Provisioned {
-		fmt.Fprintf(tw, "assigned\tdevice %s on %s (%s)\n", s.DeviceID, s.AssignedHub, orDash(s.Substatus))
+		line("assigned", fmt.Sprintf("device %s on %s (%s)", s.DeviceID, s.AssignedHub, orDash(s.Substatus)))
 	} else {
-		fmt.Fprintf(tw, "assigned\tnot yet\n")
+		line("assigned", "not yet")
 	}
 	conn := "no"
 	if s.Connected {
 		conn = "yes"
 	}
-	fmt.Fprintf(tw, "connected\t%s (%s)\n", conn, s.Phase)
-	fmt.Fprintf(tw, "streams\t%d open, %d accepted, %d rejected\n", s.Streams.Open, s.Streams.Accepted, s.Streams.Rejected)
+	line("connected", conn+" ("+string(s.Phase)+")")
+	line("streams", fmt.Sprintf("%d open, %d accepted, %d rejected", s.Streams.Open, s.Streams.Accepted, s.Streams.Rejected))
 	if s.LastError != "" {
-		fmt.Fprintf(tw, "last error\t%s: %s\n", s.LastErrorAt.Format(time.RFC3339), s.LastError)
+		line("last error", s.LastErrorAt.Format(time.RFC3339)+": "+s.LastError)
 	}
 	if lr := s.LastReload; lr != nil {
 		what := lr.Applied
 		if lr.Error != "" {
 			what = "refused: " + lr.Error
 		}
-		fmt.Fprintf(tw, "last reload\t%s: %s\n", lr.At.Format(time.RFC3339), what)
+		line("last reload", lr.At.Format(time.RFC3339)+": "+what)
 	}
-	tw.Flush()
 }
 
 func orDash(s string) string {
@@ -271,84 +245,4 @@ func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
-}
-
-// serviceConfig describes the installed service: it runs this executable
-// with "run" and the config path made absolute.
-func serviceConfig(path string) (*service.Config, error) {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, err
-	}
-	return &service.Config{
-		Name:        serviceName,
-		DisplayName: "porthole agent",
-		Description: "SSH into this device through Azure IoT Hub device streams.",
-		Arguments:   []string{"-config", abs, "run"},
-		Dependencies: []string{
-			"After=network-online.target",
-			"Wants=network-online.target",
-		},
-	}, nil
-}
-
-func control(verb, path string, stdout io.Writer) error {
-	if verb == "install" {
-		if _, _, err := config.Load(path); err != nil {
-			return fmt.Errorf("not installing with a config that does not load: %w", err)
-		}
-	}
-	sc, err := serviceConfig(path)
-	if err != nil {
-		return err
-	}
-	s, err := service.New(&program{}, sc)
-	if err != nil {
-		return err
-	}
-	if err := service.Control(s, verb); err != nil {
-		return fmt.Errorf("%s: %w", verb, err)
-	}
-	msg := map[string]string{"install": "installed", "uninstall": "uninstalled", "start": "started", "stop": "stopped"}[verb]
-	fmt.Fprintf(stdout, "service %s %s\n", serviceName, msg)
-	if verb == "install" {
-		fmt.Fprintf(stdout, "it runs with the config %s\n", sc.Arguments[1])
-	}
-	return nil
-}
-
-// program runs the daemon under a service manager that does not speak
-// signals (Windows).
-type program struct {
-	opts   daemon.Options
-	cancel context.CancelFunc
-	done   chan error // Run's result; owned by Start's goroutine
-}
-
-func (p *program) Start(service.Service) error {
-	ctx, cancel := context.WithCancel(context.Background())
-	p.cancel, p.done = cancel, make(chan error, 1)
-	go func() { p.done <- daemon.Run(ctx, p.opts) }() // owned by p: Stop waits
-	return nil
-}
-
-func (p *program) Stop(service.Service) error {
-	if p.cancel == nil {
-		return nil
-	}
-	p.cancel()
-	return <-p.done
-}
-
-func runWindowsService(opts daemon.Options) error {
-	sc, err := serviceConfig(opts.ConfigPath)
-	if err != nil {
-		return err
-	}
-	p := &program{opts: opts}
-	s, err := service.New(p, sc)
-	if err != nil {
-		return err
-	}
-	return s.Run()
 }

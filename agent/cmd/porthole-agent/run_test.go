@@ -27,22 +27,40 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 const testKey = "UkVQTEFDRS1NRS1XSVRILVRIRS1ERVZJQ0UtS0VZISE="
 
 // TestDeps guards the binary: it must not link test or debug-server
-// packages, nor the simulator.
+// packages, nor the simulator, nor packages that only bloat a device binary
+// (SIZE.md); the default build must keep doctor and the service verbs, and
+// the porthole_minimal build must leave exactly those out.
 func TestDeps(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", ".").Output()
-	if err != nil {
-		t.Fatalf("go list: %v", err)
-	}
-	deps := strings.Fields(string(out))
-	if len(deps) < 10 {
-		t.Fatalf("go list returned %d packages", len(deps))
-	}
-	for _, d := range deps {
-		switch {
-		case d == "testing", strings.HasPrefix(d, "testing/"),
-			d == "net/http/httptest", d == "net/http/pprof",
-			strings.HasPrefix(d, "github.com/porthole-iot/porthole/hubsim"):
-			t.Errorf("porthole-agent links %s", d)
+	const (
+		doctorPkg  = "github.com/porthole-iot/porthole/agent/internal/doctor"
+		servicePkg = "github.com/kardianos/service"
+	)
+	for _, tags := range []string{"", "porthole_minimal"} {
+		out, err := exec.Command("go", "list", "-tags", tags, "-deps", ".").Output()
+		if err != nil {
+			t.Fatalf("go list -tags %q: %v", tags, err)
+		}
+		deps := strings.Fields(string(out))
+		if len(deps) < 10 {
+			t.Fatalf("go list returned %d packages", len(deps))
+		}
+		linked := map[string]bool{}
+		for _, d := range deps {
+			linked[d] = true
+			switch {
+			case d == "testing", strings.HasPrefix(d, "testing/"),
+				d == "net/http/httptest", d == "net/http/pprof", d == "expvar",
+				d == "text/template", d == "html/template", d == "encoding/xml",
+				d == "os/user", d == "text/tabwriter", strings.HasPrefix(d, "debug/"),
+				strings.HasPrefix(d, "github.com/porthole-iot/porthole/hubsim"):
+				t.Errorf("porthole-agent (tags %q) links %s", tags, d)
+			}
+		}
+		full := tags == ""
+		for _, p := range []string{doctorPkg, servicePkg} {
+			if linked[p] != full {
+				t.Errorf("porthole-agent (tags %q): links %s = %v, want %v", tags, p, linked[p], full)
+			}
 		}
 	}
 }
@@ -107,16 +125,6 @@ func TestCommandLine(t *testing.T) {
 				t.Errorf("stdout %q lacks %q", out.String(), tc.wantOut)
 			}
 		})
-	}
-}
-
-func TestServiceConfig(t *testing.T) {
-	sc, err := serviceConfig("rel/agent.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sc.Name != serviceName || len(sc.Arguments) != 3 || !filepath.IsAbs(sc.Arguments[1]) || sc.Arguments[2] != "run" {
-		t.Fatalf("service config %+v", sc)
 	}
 }
 
@@ -207,18 +215,7 @@ func TestRunAgainstHubsim(t *testing.T) {
 		t.Errorf("socket: %v", err)
 	}
 
-	// doctor reaches the same sim through the same resolve entries. The
-	// stream target (127.0.0.1:22) may well be down here, so only the
-	// checklist's shape and the cloud-side checks are asserted.
-	out.Reset()
-	err = run(ctx, []string{"-config", path, "doctor"}, &out, &bytes.Buffer{})
-	if err != nil && !errors.Is(err, errDoctor) {
-		t.Fatalf("doctor: %v", err)
-	}
-	if !strings.Contains(out.String(), "[ ok ]") || strings.Count(out.String(), "\n") < 5 {
-		t.Errorf("doctor printed:\n%s", out.String())
-	}
-	t.Logf("doctor:\n%s", out.String())
+	checkDoctor(ctx, t, path)
 }
 
 type lockedWriter struct {
