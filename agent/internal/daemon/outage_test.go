@@ -527,3 +527,89 @@ func TestOutageWithCachedAssignment(t *testing.T) {
 		})
 	}
 }
+
+// The hub drops the agent while the network is down: the hub client
+// reconnects by itself through several backoff rounds; the status says
+// "reconnecting" with the reason; the log has one line for the loss and one
+// for the recovery (the client's per-attempt lines are at debug level);
+// the flow neither registers nor looks the device up.
+func TestOutageHubLost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	sim := hubsimtest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	defer cancel()
+	hub := sim.HubHostNames[0]
+	cfgPath, stateDir := enrollDev1(t, ctx, sim, hub)
+	n := newNetSwitch(t, sim, netUp)
+	a := startSimAgent(t, cfgPath, stateDir, n, false)
+	a.pumpUntil("connected", connectedTo(hub))
+	dpsDials := n.dpsDials()
+
+	n.set(netRefused)
+	if !sim.Hub(hub).Disconnect("dev1", "") {
+		t.Fatal("the sim did not know the device's connection")
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for a.status().Phase != provision.PhaseReconnecting {
+		if time.Now().After(deadline) {
+			t.Fatalf("never reconnecting: %+v", a.status())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	const rounds = 3
+	var quietFrom int
+	for i := 1; i <= rounds; i++ {
+		a.round(func(st *Status) {
+			if st.Phase != provision.PhaseReconnecting || st.Connected || st.LastError == "" || st.AssignedHub != hub {
+				t.Fatalf("round %d: status %+v", i, st)
+			}
+		})
+		if i == 1 {
+			quietFrom = len(atLeastInfo(parseLog(t, a.logs.String())))
+		}
+	}
+	// The last Advance started an attempt that may still be failing: wait
+	// for its wait before reading the log.
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	d, err := a.clock.WaitTimer(wctx)
+	wcancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := parseLog(t, a.logs.String())
+	if extra := atLeastInfo(lines)[quietFrom:]; len(extra) != 0 {
+		t.Errorf("reconnect rounds logged at info level or above:\n%s", msgs(extra))
+	}
+	if k := countMsg(lines, "reconnect failed"); k < rounds {
+		t.Errorf("%d debug lines for failed reconnects, want at least %d", k, rounds)
+	}
+
+	n.set(netUp)
+	a.clock.Advance(d)
+	st := a.pumpUntil("reconnected", func(s *Status) bool { return s.Connected })
+	if st.Phase != provision.PhaseConnected || st.Registrations != 1 {
+		t.Errorf("after reconnecting: %+v", st)
+	}
+	lines = atLeastInfo(parseLog(t, a.logs.String()))
+	var warns []jsonLine
+	for _, l := range lines {
+		if l.Level == "WARN" || l.Level == "ERROR" {
+			warns = append(warns, l)
+		}
+	}
+	if len(warns) != 1 || !strings.Contains(warns[0].Msg, "hub connection lost") {
+		t.Errorf("warnings, want one for the loss:\n%s", msgs(warns))
+	}
+	deadline = time.Now().Add(20 * time.Second)
+	for countMsg(atLeastInfo(parseLog(t, a.logs.String())), "hub connection restored") != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no single recovery line:\n%s", msgs(atLeastInfo(parseLog(t, a.logs.String()))))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n.dpsDials() != dpsDials {
+		t.Errorf("DPS dialled during a hub reconnect")
+	}
+}

@@ -9,7 +9,9 @@ import (
 // retry or reconnect loop. The daemon and the provisioning flow log the
 // state changes themselves (one line when a step starts failing, one when
 // it recovers), so in the agent's log these go to debug level. The texts
-// are sdk/dps's and sdk/iothub's; TestOutage* catch a rename.
+// are sdk/dps's and sdk/iothub's; TestOutageHubLost catches a rename of
+// sdk/iothub's. (The daemon's DPS calls make one attempt each, so sdk/dps's
+// line only shows if that changes.)
 var sdkRetryMessages = map[string]bool{
 	"dps: retrying":    true, // sdk/dps Client.call
 	"disconnected":     true, // sdk/iothub Client.run; the daemon logs "hub connection lost"
