@@ -59,10 +59,13 @@ func waitUntil(t *testing.T, what string, ok func() bool) {
 
 // overlayCase is one architecture the overlay is unpacked and booted for.
 type overlayCase struct {
-	arch string // overlay.sh's ARCH: cross.mk's build target name
-	// setup returns the agent binary to ship and a throw-away BusyBox root
-	// that can run it.
-	setup func(t *testing.T) (agent, root string)
+	arch    string      // overlay.sh's ARCH: cross.mk's build target name
+	machine elf.Machine // what the shipped agent must be built for
+	// root makes a throw-away BusyBox root that can run arch's binaries.
+	root func(t *testing.T) string
+	// overlay builds the overlay tarball into the directory out and returns
+	// its path.
+	overlay func(t *testing.T, out string) string
 	// exe tells whether the program a running process executes
 	// (/proc/<pid>/exe) is the one expected for what the root runs as
 	// name ("busybox" for the init script's shell, "porthole-agent").
@@ -71,36 +74,40 @@ type overlayCase struct {
 
 var overlayCases = []overlayCase{
 	{
-		arch: "amd64",
-		setup: func(t *testing.T) (string, string) {
-			agent := agentBinary(t)
-			return agent, newRoot(t)
+		arch: "amd64", machine: elf.EM_X86_64,
+		root: func(t *testing.T) string { return newRoot(t) },
+		overlay: func(t *testing.T, out string) string {
+			run(t, []string{"SOURCE_DATE_EPOCH=1700000000"}, filepath.Join(repoRoot(t), "packaging/scripts/overlay.sh"),
+				agentBinary(t), "amd64", "v1.0.0", out)
+			return filepath.Join(out, "porthole-agent-overlay_v1.0.0_amd64.tar.gz")
 		},
 		exe: func(root, name, exe string) bool {
 			return exe == filepath.Join(root, "bin", name) || exe == filepath.Join(root, "usr/bin", name)
 		},
 	},
 	{
-		// What `make image-overlay` builds by default: the MIPS router
-		// agent, booted in a root whose only userland is Debian's mipsel
-		// busybox-static, every binary run by qemu-user through binfmt_misc.
-		arch: mipsle.build,
-		setup: func(t *testing.T) (string, string) {
+		// What `make image-overlay` ships by default, built by make itself:
+		// the MIPS router agent, booted in a root whose only userland is
+		// Debian's mipsel busybox-static, every binary run by qemu-user
+		// through binfmt_misc.
+		arch: mipsle.build, machine: mipsle.machine,
+		root: func(t *testing.T) string {
 			needRoot(t)
 			ensureBinfmt(t, mipsle)
-			root := newForeignRoot(t, foreignBusybox(t, mipsle))
-			return crossAgentBinary(t, mipsle), root
+			return newForeignRoot(t, foreignBusybox(t, mipsle))
 		},
-		exe: func(_, _, exe string) bool { return filepath.Base(exe) == mipsle.qemu },
+		overlay: func(t *testing.T, out string) string { return makeImageOverlay(t, mipsle.build, out) },
+		exe:     func(_, _, exe string) bool { return filepath.Base(exe) == mipsle.qemu },
 	},
 }
 
 // TestOverlayLifecycle unpacks the rootfs overlay (make image-overlay) into
 // a BusyBox-only root and drives the agent with the shipped S95 script in a
 // chroot: start, provision through hubsim and connect, respawn after the
-// agent is killed, stop. It does so for an amd64 root and agent, and for a
-// mipsle agent in a root of mipsel BusyBox run under qemu-user (binfmt_misc
-// with the F flag, so the emulator need not be inside the root).
+// agent is killed, stop. It does so for an amd64 root and agent, and for
+// the default mipsle overlay in a root of mipsel BusyBox run under
+// qemu-user (binfmt_misc with the F flag, so the emulator need not be
+// inside the root).
 func TestOverlayLifecycle(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes and a simulator")
@@ -109,19 +116,39 @@ func TestOverlayLifecycle(t *testing.T) {
 	for _, c := range overlayCases {
 		t.Run(c.arch, func(t *testing.T) {
 			start := time.Now()
-			agent, root := c.setup(t)
-			t.Logf("agent and root ready in %v", time.Since(start).Round(time.Millisecond))
-			overlayLifecycle(t, c, agent, root)
+			root := c.root(t)
+			tarball := c.overlay(t, filepath.Join(work, "overlay-"+c.arch))
+			t.Logf("root and overlay ready in %v", time.Since(start).Round(time.Millisecond))
+			overlayLifecycle(t, c, tarball, root)
 			t.Logf("overlay lifecycle (%s) took %v", c.arch, time.Since(start).Round(time.Millisecond))
 		})
 	}
 }
 
-func overlayLifecycle(t *testing.T, c overlayCase, agent, root string) {
-	out := filepath.Join(work, "overlay")
-	run(t, []string{"SOURCE_DATE_EPOCH=1700000000"}, filepath.Join(repoRoot(t), "packaging/scripts/overlay.sh"),
-		agent, c.arch, "v1.0.0", out)
-	tarball := filepath.Join(out, "porthole-agent-overlay_v1.0.0_"+c.arch+".tar.gz")
+// makeImageOverlay runs `make image-overlay` for arch with DIST=out and
+// returns the tarball it made.
+func makeImageOverlay(t *testing.T, arch, out string) string {
+	t.Helper()
+	mk := needTool(t, "make", "make")
+	needTool(t, "go", "golang")
+	cmd := exec.Command(mk, "--no-print-directory", "image-overlay",
+		"OVERLAY_ARCH="+arch, "DIST="+out, "VERSION=v1.0.0")
+	cmd.Dir = repoRoot(t)
+	for _, kv := range os.Environ() {
+		switch k, _, _ := strings.Cut(kv, "="); k {
+		case "MAKEFLAGS", "MFLAGS", "MAKELEVEL": // not the settings of a make running these tests
+		default:
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "SOURCE_DATE_EPOCH=1700000000")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("make image-overlay OVERLAY_ARCH=%s: %v\n%s", arch, err, b)
+	}
+	return filepath.Join(out, "porthole-agent-overlay_v1.0.0_"+arch+".tar.gz")
+}
+
+func overlayLifecycle(t *testing.T, c overlayCase, tarball, root string) {
 	listing := run(t, nil, "tar", "-tzvf", tarball)
 	for _, want := range []string{"-rwxr-xr-x 0/0", "./usr/bin/porthole-agent", "-rw------- 0/0", "./etc/porthole/agent.yaml", "./etc/init.d/S95porthole-agent"} {
 		if !strings.Contains(listing, want) {
@@ -133,6 +160,14 @@ func overlayLifecycle(t *testing.T, c overlayCase, agent, root string) {
 	wantMode(t, root, configPath, 0o600)
 	wantMode(t, root, "etc/init.d/S95porthole-agent", 0o755)
 	wantMode(t, root, "var/lib/porthole", fs.ModeDir|0o700)
+	if f, err := elf.Open(filepath.Join(root, binPath)); err != nil {
+		t.Errorf("shipped agent: %v", err)
+	} else {
+		if f.Machine != c.machine {
+			t.Errorf("shipped agent is built for %v, want %v", f.Machine, c.machine)
+		}
+		f.Close()
+	}
 
 	// Point the agent at a simulator on loopback: its CA inside the root,
 	// every sim host name resolved to the sim's listeners.
@@ -231,20 +266,18 @@ resolve:
 
 // foreignArch is a device architecture whose root runs under qemu-user.
 type foreignArch struct {
-	build   string   // cross.mk's build target name, overlay.sh's ARCH
-	goenv   []string // GOARCH and its variant settings, as cross.mk sets them
-	debArch string   // the Debian architecture of busybox-static
-	qemu    string   // the qemu-user-static emulator
-	binfmt  string   // qemu-user-static's binfmt description: /usr/share/binfmts/<binfmt>
+	build   string // cross.mk's build target name, overlay.sh's ARCH
+	debArch string // the Debian architecture of busybox-static
+	qemu    string // the qemu-user-static emulator
+	binfmt  string // qemu-user-static's binfmt description: /usr/share/binfmts/<binfmt>
 	class   elf.Class
 	data    elf.Data
 	machine elf.Machine
 }
 
-// mipsle is cross.mk's CROSS_mipsle: 32-bit little-endian MIPS, soft float.
+// mipsle is cross.mk's CROSS_mipsle: 32-bit little-endian MIPS.
 var mipsle = foreignArch{
-	build: "mipsle", goenv: []string{"GOARCH=mipsle", "GOMIPS=softfloat"},
-	debArch: "mipsel", qemu: "qemu-mipsel-static", binfmt: "qemu-mipsel",
+	build: "mipsle", debArch: "mipsel", qemu: "qemu-mipsel-static", binfmt: "qemu-mipsel",
 	class: elf.ELFCLASS32, data: elf.ELFDATA2LSB, machine: elf.EM_MIPS,
 }
 
@@ -260,7 +293,7 @@ func (a foreignArch) isArch(path string) bool {
 
 var (
 	foreignMu     sync.Mutex
-	foreignMemos  = map[string]*memo{} // by kind/arch; guarded by foreignMu
+	foreignMemos  = map[string]*memo{} // by Debian arch; guarded by foreignMu
 	binfmtChecked sync.Map             // binfmt name → struct{}: registered or found usable
 )
 
@@ -273,29 +306,6 @@ func foreignMemo(key string) *memo {
 		foreignMemos[key] = m
 	}
 	return m
-}
-
-// crossAgentBinary is porthole-agent built for a as `make cross` builds it
-// (what `make image-overlay OVERLAY_ARCH=<a.build>` ships), once per test
-// process.
-func crossAgentBinary(t testing.TB, a foreignArch) string {
-	t.Helper()
-	needTool(t, "go", "golang")
-	root := repoRoot(t)
-	return foreignMemo("agent/"+a.build).get(t, func() (string, error) {
-		out := filepath.Join(work, "porthole-agent_linux_"+a.build)
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=0.0.0-test",
-			"-o", out, "./agent/cmd/porthole-agent")
-		cmd.Dir = root
-		cmd.Env = append(append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux"), a.goenv...)
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return "", fmt.Errorf("building porthole-agent for %s: %v\n%s", a.build, err, b)
-		}
-		if !a.isArch(out) {
-			return "", fmt.Errorf("%s is not a static %s executable", out, a.build)
-		}
-		return out, nil
-	})
 }
 
 // foreignBusybox is Debian's busybox-static for a.debArch:
@@ -321,7 +331,7 @@ func foreignBusybox(t testing.TB, a foreignArch) string {
 	}
 	needTool(t, "apt-get", "apt")
 	needTool(t, "dpkg-deb", "dpkg")
-	return foreignMemo("busybox/"+a.debArch).get(t, func() (string, error) {
+	return foreignMemo(a.debArch).get(t, func() (string, error) {
 		state := filepath.Join(work, "apt-"+a.debArch)
 		dl := filepath.Join(state, "dl")
 		for _, d := range []string{"lists/partial", "cache/archives/partial", "dl"} {
