@@ -58,6 +58,9 @@ var copyPool = sync.Pool{New: func() any { b := make([]byte, MaxFramePayload); r
 // concurrency, close and deadline rules.
 type Conn struct {
 	ws *websocket.Conn
+	// batch gathers the TLS records of one frame into one write (see
+	// batchConn); nil for a Conn made with NewConn. Held only by the writer.
+	batch *batchConn
 
 	// Read side: owned by the single reader (Read, WriteTo).
 	msg  io.Reader // current message's reader; nil between messages
@@ -94,12 +97,23 @@ func (c *Conn) RemoteAddr() net.Addr { return c.ws.RemoteAddr() }
 // may return part of a frame, and it never joins two frames. A normal close
 // by the peer reads as io.EOF.
 func (c *Conn) Read(p []byte) (int, error) {
+	return c.read(p, false)
+}
+
+// read is Read; with fill it keeps reading the current message until p is
+// full or the message ends, instead of returning what one read of the TLS
+// connection gave (at most one TLS record, 16 KiB). A sender puts a frame on
+// the wire in one go (gorilla writes a whole frame, the streaming gateway
+// forwards whole frames), so the rest of the message is already on its way
+// and waiting for it adds no delay that matters.
+func (c *Conn) read(p []byte, fill bool) (int, error) {
 	if c.rerr != nil {
 		return 0, c.rerr
 	}
 	if len(p) == 0 {
 		return 0, nil
 	}
+	n := 0
 	for {
 		if c.msg == nil {
 			mt, r, err := c.ws.NextReader()
@@ -113,7 +127,8 @@ func (c *Conn) Read(p []byte) (int, error) {
 			}
 			c.msg = r
 		}
-		n, err := c.msg.Read(p)
+		k, err := c.msg.Read(p[n:])
+		n += k
 		if err == io.EOF {
 			c.msg = nil
 			if n > 0 {
@@ -125,7 +140,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 			c.rerr = c.readErr(err)
 			return n, c.rerr
 		}
-		return n, nil
+		if !fill || n == len(p) {
+			return n, nil
+		}
 	}
 }
 
@@ -180,7 +197,12 @@ func (c *Conn) Write(p []byte) (int, error) {
 	n := 0
 	for len(p) > 0 {
 		chunk := min(len(p), MaxFramePayload)
-		if err := c.ws.WriteMessage(websocket.BinaryMessage, p[:chunk]); err != nil {
+		c.hold()
+		err := c.ws.WriteMessage(websocket.BinaryMessage, p[:chunk])
+		if rerr := c.release(); err == nil {
+			err = rerr
+		}
+		if err != nil {
 			return n, c.writeErr(err)
 		}
 		n += chunk
@@ -217,7 +239,14 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 			return total, c.writeErr(werr)
 		}
 		if n > 0 {
-			if err := w.Close(); err != nil {
+			// Only the frame's write is held: ReadFrom above may have
+			// waited a long time for input.
+			c.hold()
+			err := w.Close()
+			if rerr := c.release(); err == nil {
+				err = rerr
+			}
+			if err != nil {
 				return total, c.writeErr(err)
 			}
 		}
@@ -231,6 +260,21 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 			return total, srcErr
 		}
 	}
+}
+
+// hold makes the TLS records of the next frame gather until release.
+func (c *Conn) hold() {
+	if c.batch != nil {
+		c.batch.hold()
+	}
+}
+
+// release writes the gathered records with one call.
+func (c *Conn) release() error {
+	if c.batch == nil {
+		return nil
+	}
+	return c.batch.release()
 }
 
 // copyFallback finishes the already opened writer w and continues with
@@ -277,12 +321,18 @@ func (o *oneRead) Read(b []byte) (int, error) {
 }
 
 // WriteTo copies the stream into w until the peer closes it (io.EOF, which
-// WriteTo reports as nil) or an error, using a pooled buffer.
+// WriteTo reports as nil) or an error, using a pooled buffer. Each write to
+// w carries up to one whole frame, not one TLS record's worth.
 func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 	bp := copyPool.Get().(*[]byte)
 	defer copyPool.Put(bp)
-	return copyLoop(w, c, *bp)
+	return copyLoop(w, frameReader{c}, *bp)
 }
+
+// frameReader reads c a whole frame (or as much as fits) at a time.
+type frameReader struct{ c *Conn }
+
+func (f frameReader) Read(p []byte) (int, error) { return f.c.read(p, true) }
 
 // copyLoop is io.CopyBuffer without the ReaderFrom/WriterTo detours, which
 // for net.TCPConn would allocate a fresh buffer per call.

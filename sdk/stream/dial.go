@@ -21,6 +21,9 @@ import (
 // Dial when DialOptions.HandshakeTimeout is zero.
 const DefaultHandshakeTimeout = 30 * time.Second
 
+// defaultReadBufferSize is DialOptions.ReadBufferSize's default.
+const defaultReadBufferSize = 4 << 10
+
 // DialOptions configures Dial. The zero value dials directly with the
 // system's root CAs.
 type DialOptions struct {
@@ -43,7 +46,10 @@ type DialOptions struct {
 	// Header holds extra request headers. Authorization is always set by
 	// Dial and must not be given here.
 	Header http.Header
-	// ReadBufferSize is the size of the read buffer; 0 means 64 KiB.
+	// ReadBufferSize is the size of the WebSocket read buffer; 0 means
+	// 4 KiB. It holds frame headers and small frames: reads of a frame's
+	// payload with a buffer at least this large bypass it, so a larger
+	// buffer only adds a copy.
 	ReadBufferSize int
 }
 
@@ -99,7 +105,7 @@ func Dial(ctx context.Context, rawURL, token string, opts DialOptions) (*Conn, e
 	}
 	rbuf := opts.ReadBufferSize
 	if rbuf <= 0 {
-		rbuf = MaxFramePayload
+		rbuf = defaultReadBufferSize
 	}
 	d := websocket.Dialer{
 		NetDialContext:    opts.NetDialContext,
@@ -111,9 +117,22 @@ func Dial(ctx context.Context, rawURL, token string, opts DialOptions) (*Conn, e
 		Subprotocols:      opts.Subprotocols,
 		EnableCompression: false,
 	}
-	if d.NetDialContext == nil {
+	dial := opts.NetDialContext
+	if dial == nil {
 		var nd net.Dialer
-		d.NetDialContext = nd.DialContext
+		dial = nd.DialContext
+	}
+	// The TCP connection (to the endpoint, or to the proxy that tunnels to
+	// it) goes under TLS wrapped in a batchConn. gorilla dials once, on
+	// this goroutine.
+	var batch *batchConn
+	d.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		batch = newBatchConn(c)
+		return batch, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -125,7 +144,9 @@ func Dial(ctx context.Context, rawURL, token string, opts DialOptions) (*Conn, e
 		}
 		return nil, fmt.Errorf("stream: dial %s: %w", redactURL(u), err)
 	}
-	return NewConn(ws), nil
+	c := NewConn(ws)
+	c.batch = batch
+	return c, nil
 }
 
 // bodySnippet returns the printable start of a refused handshake's body.

@@ -9,6 +9,13 @@
 // bytes both ways between two net.Conns (for example a Conn and the local
 // sshd socket) with pooled buffers.
 //
+// # System calls
+//
+// The hot path is shaped for few system calls and wake-ups: a dialled Conn
+// hands each frame's TLS records (crypto/tls writes at most 16 KiB per
+// record) to the kernel with one write, WriteTo passes whole frames to its
+// writer, and frame payloads are read straight into the caller's buffer.
+//
 // # Concurrency
 //
 // A Conn follows gorilla/websocket's rule: at most one goroutine reads
