@@ -166,11 +166,14 @@ func (s *srcReader) Read(p []byte) (int, error) {
 // pump forwards own's frames to peer until own ends, and returns how the
 // stream should end. Each frame goes NextReader → NextWriter → ReadFrom:
 // gorilla reads the payload straight into the peer's write buffer, so the
-// relay copies each byte once and allocates no buffer per frame. The peer's
+// relay copies each byte once and allocates no buffer per frame (TCP_CORK
+// around the frame's write, where the system has it, makes the frame leave
+// in one segment instead of one per TLS record). The peer's
 // write buffer holds one byte more than a maximal frame, so a 64 KiB frame
 // is forwarded as one frame.
 func (r *Relay) pump(st *session, side int, own, peer *websocket.Conn) (code int, reason, result string) {
 	src := &srcReader{}
+	cork := newCorker(peer)
 	peerOK := true
 	for {
 		mt, fr, err := own.NextReader()
@@ -200,7 +203,11 @@ func (r *Relay) pump(st *session, side int, own, peer *websocket.Conn) (code int
 		if err == nil {
 			n, err = pw.(io.ReaderFrom).ReadFrom(src)
 			if err == nil {
+				// The whole frame is in the peer's write buffer; Close
+				// writes it as one TLS write, corked into one segment.
+				cork.cork()
 				err = pw.Close()
+				cork.uncork()
 			}
 		}
 		if n > 0 {
