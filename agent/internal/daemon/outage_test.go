@@ -421,8 +421,9 @@ func TestOutageAtBoot(t *testing.T) {
 			if extra := atLeastInfo(lines)[quietFrom:]; len(extra) != 0 {
 				t.Errorf("%d more rounds logged at info level or above:\n%s", rounds-1, msgs(extra))
 			}
-			if n := countMsg(lines, "still failing; retrying"); n != rounds-1 {
-				t.Errorf("%d debug retry lines, want %d", n, rounds-1)
+			// The last round's Advance may already have led to one more.
+			if n := countMsg(lines, "still failing; retrying"); n < rounds-1 {
+				t.Errorf("%d debug retry lines, want at least %d", n, rounds-1)
 			}
 
 			n.set(netUp)
