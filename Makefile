@@ -18,7 +18,9 @@ export CGO_ENABLED ?= 0
 # Tools the test suite drives: tool=Debian package.
 TEST_TOOLS := ssh=openssh-client scp=openssh-client sshd=openssh-server \
 	dropbear=dropbear-bin dropbearkey=dropbear-bin curl=curl \
-	mosquitto_sub=mosquitto-clients node=nodejs npm=npm busybox=busybox
+	mosquitto_sub=mosquitto-clients node=nodejs npm=npm busybox=busybox \
+	qemu-mipsel-static=qemu-user-static dpkg-deb=dpkg make=make \
+	systemd-analyze=systemd unshare=util-linux
 
 .PHONY: all build test lint vet fmt-check demo bench soak clean tools help
 
