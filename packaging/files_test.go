@@ -2,7 +2,6 @@ package packaging
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
