@@ -145,7 +145,10 @@ func New(cfg Config) *Relay {
 		r.cfg.HandshakeTimeout = defaultHandshakeTimeout
 	}
 	r.upgrader = websocket.Upgrader{
-		ReadBufferSize:  16 << 10,
+		// Frame headers and small frames only: gorilla reads payload
+		// straight into the peer's write buffer whenever at least this
+		// much of the frame is left, so a larger buffer only adds a copy.
+		ReadBufferSize:  4 << 10,
 		WriteBufferSize: maxFramePayload + 1, // see pump: a full frame never fills it
 		WriteBufferPool: writePool,
 		// Clients authenticate with a Bearer token, not cookies, so a
