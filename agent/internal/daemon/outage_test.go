@@ -132,7 +132,7 @@ func (n *netSwitch) dial(ctx context.Context, network, addr string) (net.Conn, e
 	switch {
 	case mode == netDNS:
 		return nil, &net.OpError{Op: "dial", Net: network, Err: &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}}
-	case mode == netRefused, mode == netDPSDown && n.dpsHosts[host]:
+	case mode == netRefused, mode == netDPSDown && n.dpsHosts[host], addr == n.closedAddr:
 		return d.DialContext(ctx, network, n.closedAddr) // a real ECONNREFUSED
 	case mode == netClock:
 		return d.DialContext(ctx, network, n.futureAddr)
@@ -230,9 +230,10 @@ type simAgent struct {
 	done  chan error
 }
 
-// enrollDev1 enrolls dev1 (symmetric key) on hub A and writes an agent
-// config for it; it returns the config path and the state directory.
-func enrollDev1(t *testing.T, ctx context.Context, sim *hubsimtest.Sim, hub string) (cfgPath, stateDir string) {
+// enrollDev1 enrolls dev1 (symmetric key) on hub and writes an agent
+// config for it (extra appended); it returns the config path and the state
+// directory.
+func enrollDev1(t *testing.T, ctx context.Context, sim *hubsimtest.Sim, hub, extra string) (cfgPath, stateDir string) {
 	t.Helper()
 	dpsCfg := service.Config{RootCAs: sim.CAPool, DialContext: sim.DialContext, ConnectionString: sim.DPSConnectionString()}
 	dpsc, err := service.NewDPS(dpsCfg)
@@ -264,7 +265,7 @@ state_dir: %s
 log:
   level: debug
   format: json
-`, sim.GlobalEndpoint, sim.IDScope, key, sim.CAFile, stateDir)
+%s`, sim.GlobalEndpoint, sim.IDScope, key, sim.CAFile, stateDir, extra)
 	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -398,7 +399,7 @@ func TestOutageAtBoot(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 			defer cancel()
 			hub := sim.HubHostNames[0]
-			cfgPath, stateDir := enrollDev1(t, ctx, sim, hub)
+			cfgPath, stateDir := enrollDev1(t, ctx, sim, hub, "")
 			n := newNetSwitch(t, sim, tc.mode)
 			a := startSimAgent(t, cfgPath, stateDir, n, false)
 
@@ -463,7 +464,7 @@ func TestOutageWithCachedAssignment(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
 	hub := sim.HubHostNames[0]
-	cfgPath, stateDir := enrollDev1(t, ctx, sim, hub)
+	cfgPath, stateDir := enrollDev1(t, ctx, sim, hub, "")
 
 	// First boot, network up: register and cache the assignment.
 	n := newNetSwitch(t, sim, netUp)
@@ -542,7 +543,7 @@ func TestOutageHubLost(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
 	hub := sim.HubHostNames[0]
-	cfgPath, stateDir := enrollDev1(t, ctx, sim, hub)
+	cfgPath, stateDir := enrollDev1(t, ctx, sim, hub, "")
 	n := newNetSwitch(t, sim, netUp)
 	a := startSimAgent(t, cfgPath, stateDir, n, false)
 	a.pumpUntil("connected", connectedTo(hub))
@@ -612,5 +613,54 @@ func TestOutageHubLost(t *testing.T) {
 	}
 	if n.dpsDials() != dpsDials {
 		t.Errorf("DPS dialled during a hub reconnect")
+	}
+}
+
+// A resolve entry sends DPS to a closed port: the agent keeps retrying with
+// one log line; the operator fixes the entry and sends SIGHUP; the agent
+// registers and connects without a restart.
+func TestOutageResolveToClosedPort(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	sim := hubsimtest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	defer cancel()
+	hub := sim.HubHostNames[0]
+	n := newNetSwitch(t, sim, netUp)
+	resolveTo := func(addr string) string { return fmt.Sprintf("resolve:\n  - %s:443=%s\n", sim.GlobalEndpoint, addr) }
+	cfgPath, stateDir := enrollDev1(t, ctx, sim, hub, resolveTo(n.closedAddr))
+	a := startSimAgent(t, cfgPath, stateDir, n, false)
+	for i := 1; i <= 3; i++ {
+		a.round(func(st *Status) {
+			if st.Phase != provision.PhaseWaiting || st.Failing != provision.StepDPS || st.Attempts != i ||
+				!strings.Contains(st.LastError, "connection refused") {
+				t.Fatalf("round %d: status %+v", i, st)
+			}
+		})
+	}
+
+	data, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fixed := strings.Replace(string(data), resolveTo(n.closedAddr), resolveTo(sim.HTTPSAddr), 1)
+	if err := os.WriteFile(cfgPath, []byte(fixed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a.sigs <- syscall.SIGHUP
+	st := a.pumpUntil("connected", connectedTo(hub))
+	if st.Registrations != 1 || st.Failing != "" || st.LastReload == nil || st.LastReload.Error != "" {
+		t.Errorf("status %+v", st)
+	}
+	lines := atLeastInfo(parseLog(t, a.logs.String()))
+	var warns []jsonLine
+	for _, l := range lines {
+		if l.Level == "WARN" || l.Level == "ERROR" {
+			warns = append(warns, l)
+		}
+	}
+	if len(warns) != 1 || !strings.Contains(warns[0].Msg, "registration with DPS failing") {
+		t.Errorf("warnings, want one for DPS failing:\n%s", msgs(warns))
 	}
 }
