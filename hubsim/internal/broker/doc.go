@@ -81,5 +81,8 @@
 // Goroutines: each connection runs its reader in the goroutine that called
 // ServeConn (or ServeHTTP) and owns one writer goroutine, which it stops and
 // waits for before calling Session.Disconnected. [Broker.Close] disconnects
-// every client and waits until all ServeConn calls have returned.
+// every client and waits until all ServeConn calls have returned. The
+// serving contexts are watched with one context.AfterFunc per distinct
+// context, shared by its connections (not one per connection), so a connect
+// storm under one server context does not queue on that context's lock.
 package broker

@@ -196,7 +196,7 @@ func (h *Hub) serveEvents(w http.ResponseWriter, r *http.Request) {
 			if err := enc.Encode(ev); err != nil {
 				return
 			}
-			if n == tapBatch {
+			if n+1 == tapBatch {
 				break
 			}
 			select {

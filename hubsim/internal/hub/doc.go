@@ -19,7 +19,10 @@
 // against. The package never imports sdk/...: hubsim and porthole's SDK write
 // the wire strings independently.
 //
-// Concurrency: Hub.mu guards all hub state. Each device connection owns one
+// Concurrency: Hub.mu guards the hub state, except what telemetry touches on
+// every message: an identity's last activity time is atomic, and the event
+// tap's subscribers have their own lock, which publishers share and which
+// is never taken with Hub.mu held. Each device connection owns one
 // goroutine (sendLoop), its only writer, started on connect and stopped and
 // waited for when the broker reports the disconnect or the Set closes. No
 // lock is held while calling into the broker.
