@@ -43,17 +43,18 @@ func newCorker(ws *websocket.Conn) *corker {
 	return k
 }
 
-// cork holds back partial segments until uncork. Errors are ignored: at
-// worst the frame leaves in more segments.
-func (k *corker) cork() {
+// hold corks the socket: partial segments wait for release. Errors are
+// ignored: at worst the frame leaves in more segments.
+func (k *corker) hold() {
 	if k.rc != nil {
 		_ = k.rc.Control(k.on)
 	}
 }
 
-// uncork sends what the cork held back.
-func (k *corker) uncork() {
+// release takes the cork off, which sends what it held back.
+func (k *corker) release() error {
 	if k.rc != nil {
 		_ = k.rc.Control(k.off)
 	}
+	return nil
 }

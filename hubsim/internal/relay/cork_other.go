@@ -8,5 +8,5 @@ import "github.com/gorilla/websocket"
 type corker struct{}
 
 func newCorker(*websocket.Conn) *corker { return &corker{} }
-func (*corker) cork()                   {}
-func (*corker) uncork()                 {}
+func (*corker) hold()                   {}
+func (*corker) release() error          { return nil }

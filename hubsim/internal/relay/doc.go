@@ -11,6 +11,10 @@
 // carry no meaning), and when either side closes or drops, the relay closes
 // the other. Idle streams are left alone.
 //
+// The HTTPS server should accept through WrapListener (under TLS), so that
+// each forwarded frame costs one write system call instead of one per TLS
+// record; without it the relay corks the socket around each frame instead.
+//
 // Every stream event (requested, accepted, rejected, connected, closed) is
 // written as one JSON line shaped like an Azure resource-log record of the
 // DeviceStreams category.

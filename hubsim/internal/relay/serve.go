@@ -166,14 +166,15 @@ func (s *srcReader) Read(p []byte) (int, error) {
 // pump forwards own's frames to peer until own ends, and returns how the
 // stream should end. Each frame goes NextReader → NextWriter → ReadFrom:
 // gorilla reads the payload straight into the peer's write buffer, so the
-// relay copies each byte once and allocates no buffer per frame (TCP_CORK
-// around the frame's write, where the system has it, makes the frame leave
-// in one segment instead of one per TLS record). The peer's
+// relay copies each byte once and allocates no buffer per frame. The
+// frame's TLS records go out with one system call on a connection accepted
+// through WrapListener, else corked into one segment where the system has
+// TCP_CORK, instead of one call and one segment per record. The peer's
 // write buffer holds one byte more than a maximal frame, so a 64 KiB frame
 // is forwarded as one frame.
 func (r *Relay) pump(st *session, side int, own, peer *websocket.Conn) (code int, reason, result string) {
 	src := &srcReader{}
-	cork := newCorker(peer)
+	fl := newFrameFlusher(peer)
 	peerOK := true
 	for {
 		mt, fr, err := own.NextReader()
@@ -204,10 +205,13 @@ func (r *Relay) pump(st *session, side int, own, peer *websocket.Conn) (code int
 			n, err = pw.(io.ReaderFrom).ReadFrom(src)
 			if err == nil {
 				// The whole frame is in the peer's write buffer; Close
-				// writes it as one TLS write, corked into one segment.
-				cork.cork()
+				// writes it with one TLS write, which fl turns into one
+				// system call (or at least one segment).
+				fl.hold()
 				err = pw.Close()
-				cork.uncork()
+				if ferr := fl.release(); err == nil {
+					err = ferr
+				}
 			}
 		}
 		if n > 0 {
