@@ -12,7 +12,9 @@ GO          ?= go
 BIN         := bin
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS     := -s -w -X main.version=$(VERSION)
-GOFLAGS_BUILD := -trimpath -ldflags "$(LDFLAGS)"
+# nethttpomithttp2: no binary here speaks HTTP/2 (hubsim serves HTTP/1.1 so
+# WebSocket upgrades work; the agent and CLI are HTTP/1.1 clients).
+GOFLAGS_BUILD := -trimpath -tags nethttpomithttp2 -ldflags "$(LDFLAGS)"
 export CGO_ENABLED ?= 0
 
 # Tools the test suite drives: tool=Debian package.

@@ -15,6 +15,11 @@ DIST         ?= dist
 AGENT_PKG    ?= ./agent/cmd/porthole-agent
 AGENT_NAME   := porthole-agent
 CROSS_LDFLAGS = -s -w -X main.version=$(VERSION)
+# nethttpomithttp2: the agent speaks HTTP/1.1 only (sdk/dps tests pin it), so
+# net/http's HTTP/2 code is dead weight (about 0.4 MB). Add porthole_minimal
+# to leave out doctor and the service install verbs (see
+# agent/cmd/porthole-agent/SIZE.md).
+AGENT_TAGS   ?= nethttpomithttp2
 
 # The size budget of the stripped linux/mipsle agent, in bytes (decimal:
 # 6,500,000 bytes, not MiB).
@@ -63,7 +68,7 @@ $(DIST)/$(AGENT_NAME)_linux_%: cross-force
 	@echo "build $@"
 	@CGO_ENABLED=0 GOOS=linux GOARCH=$(call cross_field,$*,1) \
 	  GOARM=$(call cross_field,$*,2) GOMIPS=$(call cross_field,$*,3) \
-	  $(GO) build -trimpath -ldflags "$(CROSS_LDFLAGS)" -o $@ $(AGENT_PKG)
+	  $(GO) build -trimpath -tags "$(AGENT_TAGS)" -ldflags "$(CROSS_LDFLAGS)" -o $@ $(AGENT_PKG)
 
 cross: $(CROSS_BINS)
 	@.ci/ensure-tools xz=xz-utils
