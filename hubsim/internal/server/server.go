@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/porthole-iot/porthole/hubsim/internal/relay"
 )
 
 // Broker is what the server needs from hubsim's MQTT broker
@@ -251,7 +253,9 @@ func (s *Server) Start(c Components) error {
 	protocols.SetHTTP1(true)
 	s.httpSrv.Protocols = &protocols
 	for _, ln := range s.httpsLns {
-		tln := tls.NewListener(ln, s.tlsConfig)
+		// The relay's wrapper lets it write each forwarded stream frame
+		// with one system call; other HTTPS traffic passes through.
+		tln := tls.NewListener(relay.WrapListener(ln), s.tlsConfig)
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
