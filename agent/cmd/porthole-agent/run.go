@@ -205,8 +205,25 @@ func printStatus(w io.Writer, s *daemon.Status) {
 	}
 	line("connected", conn+" ("+string(s.Phase)+")")
 	line("streams", fmt.Sprintf("%d open, %d accepted, %d rejected", s.Streams.Open, s.Streams.Accepted, s.Streams.Rejected))
-	if s.LastError != "" {
+	if s.Failing != "" {
+		// The failing line carries the last error, so the separate
+		// "last error" line would repeat it.
+		what := string(s.Failing)
+		if !s.FailingSince.IsZero() {
+			what += " since " + s.FailingSince.Format(time.RFC3339)
+		}
+		if s.Attempts > 0 {
+			what += fmt.Sprintf(" (%d %s)", s.Attempts, plural(s.Attempts, "attempt", "attempts"))
+		}
+		if s.LastError != "" {
+			what += ": " + s.LastError
+		}
+		line("failing", what)
+	} else if s.LastError != "" {
 		line("last error", s.LastErrorAt.Format(time.RFC3339)+": "+s.LastError)
+	}
+	if s.Hint != "" {
+		line("hint", s.Hint)
 	}
 	if lr := s.LastReload; lr != nil {
 		what := lr.Applied
@@ -215,6 +232,13 @@ func printStatus(w io.Writer, s *daemon.Status) {
 		}
 		line("last reload", lr.At.Format(time.RFC3339)+": "+what)
 	}
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 func orDash(s string) string {
