@@ -86,14 +86,29 @@ func serviceConfig(path string) (*service.Config, error) {
 }
 
 func control(verb, path string, stdout io.Writer) error {
+	var cfg *config.Config
 	if verb == "install" {
-		if _, _, err := config.Load(path); err != nil {
+		c, _, err := config.Load(path)
+		if err != nil {
 			return fmt.Errorf("not installing with a config that does not load: %w", err)
 		}
+		cfg = c
 	}
 	sc, err := serviceConfig(path)
 	if err != nil {
 		return err
+	}
+	if onSystemd() {
+		// A package's unit (in /lib) must not be shadowed by one in /etc,
+		// and a unit install writes must be the package's hardened one.
+		if err := checkPackaged(verb, unitRoot); err != nil {
+			return err
+		}
+		if verb == "install" {
+			if err := useShippedUnit(sc, cfg); err != nil {
+				return err
+			}
+		}
 	}
 	s, err := service.New(&program{}, sc)
 	if err != nil {
