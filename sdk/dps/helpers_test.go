@@ -1,10 +1,12 @@
 package dps
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"log"
 	"net/http"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/porthole-iot/porthole/sdk/auth"
 	"github.com/porthole-iot/porthole/sdk/retry"
+	"github.com/porthole-iot/porthole/sdk/retry/retrytest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -139,6 +142,47 @@ func mustNew(t *testing.T, cfg Config) *Client {
 		t.Fatalf("New: %v", err)
 	}
 	return c
+}
+
+// pendingRegister is a Register running in a goroutine that the test
+// cancels; wctx bounds the whole exchange (30 s).
+type pendingRegister struct {
+	cancel context.CancelFunc // cancels Register's context
+	errc   chan error         // Register's result
+	wctx   context.Context
+}
+
+// registerUntilWait starts c.Register in a goroutine and waits until it
+// sleeps on clk; it returns that wait's length and WaitTimer's error. The
+// goroutine is the test's: cancelAndWait (or the test's cleanup) stops it.
+func registerUntilWait(t *testing.T, c *Client, clk *retrytest.Clock) (*pendingRegister, time.Duration, error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	wctx, wcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(wcancel)
+	p := &pendingRegister{cancel: cancel, errc: make(chan error, 1), wctx: wctx}
+	go func() {
+		_, err := c.Register(ctx, nil)
+		p.errc <- err
+	}()
+	left, err := clk.WaitTimer(wctx)
+	return p, left, err
+}
+
+// cancelAndWait cancels Register and fails the test unless it returns
+// context.Canceled before wctx ends.
+func (p *pendingRegister) cancelAndWait(t *testing.T) {
+	t.Helper()
+	p.cancel()
+	select {
+	case err := <-p.errc:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("err %v", err)
+		}
+	case <-p.wctx.Done():
+		t.Fatal("Register did not return after cancel")
+	}
 }
 
 // reply writes a DPS-style JSON answer.

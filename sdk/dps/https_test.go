@@ -380,31 +380,14 @@ func TestCancelDuringPollWait(t *testing.T) {
 		reply(w, 202, "30", assigning("op"))
 	})
 	clk := retrytest.NewClock(testNow)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() {
-		_, err := mustNew(t, f.config(clk)).Register(ctx, nil)
-		errc <- err
-	}()
-	wctx, wcancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer wcancel()
-	left, err := clk.WaitTimer(wctx)
+	p, left, err := registerUntilWait(t, mustNew(t, f.config(clk)), clk)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if left != 30*time.Second {
 		t.Errorf("poll wait %v", left)
 	}
-	cancel()
-	select {
-	case err := <-errc:
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("err %v", err)
-		}
-	case <-wctx.Done():
-		t.Fatal("Register did not stop on cancel")
-	}
+	p.cancelAndWait(t)
 	if len(clk.Pending()) != 0 {
 		t.Errorf("timers left: %v", clk.Pending())
 	}
@@ -415,21 +398,11 @@ func TestCancelDuringThrottleWait(t *testing.T) {
 		reply(w, 429, "120", "")
 	})
 	clk := retrytest.NewClock(testNow)
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() {
-		_, err := mustNew(t, f.config(clk)).Register(ctx, nil)
-		errc <- err
-	}()
-	wctx, wcancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer wcancel()
-	if left, err := clk.WaitTimer(wctx); err != nil || left != 120*time.Second {
+	p, left, err := registerUntilWait(t, mustNew(t, f.config(clk)), clk)
+	if err != nil || left != 120*time.Second {
 		t.Fatalf("wait %v %v", left, err)
 	}
-	cancel()
-	if err := <-errc; !errors.Is(err, context.Canceled) {
-		t.Errorf("err %v", err)
-	}
+	p.cancelAndWait(t)
 }
 
 func TestAttemptTimeoutIsRetried(t *testing.T) {

@@ -112,9 +112,8 @@ func TestSimConnectionCutDuringRegister(t *testing.T) {
 			trackers[regID] = ct
 			mu.Unlock()
 			clk := newInstantClock()
-			cfg := simConfig(sim, tr, regID, clk)
+			cfg := enrolledConfig(sim, tr, regID, clk, nil)
 			cfg.DialContext = ct.DialContext
-			cfg.SymmetricKey = sim.EnrollSymmetricKey(regID, nil)
 			res, err := mustNew(t, cfg).Register(testCtx(t), nil)
 			if err != nil || !res.Assigned() {
 				t.Fatalf("res %+v err %v", res, err)
@@ -176,10 +175,9 @@ func TestSimThroughProxy(t *testing.T) {
 		t.Run(tr, func(t *testing.T) {
 			before := tunnels.Load()
 			regID := "proxied-" + tr
-			cfg := simConfig(sim, tr, regID, newInstantClock())
+			cfg := enrolledConfig(sim, tr, regID, newInstantClock(), nil)
 			cfg.DialContext = nil // reach the proxy directly; it resolves the sim's names
 			cfg.ProxyURL = proxy
-			cfg.SymmetricKey = sim.EnrollSymmetricKey(regID, nil)
 			c := mustNew(t, cfg)
 			res, err := c.Register(testCtx(t), nil)
 			if err != nil || !res.Assigned() {

@@ -39,6 +39,23 @@ func simConfig(sim *hubsimtest.Sim, transport, regID string, clk retry.Clock) Co
 	}
 }
 
+// enrolledConfig enrolls regID with a symmetric key (mod, when not nil,
+// edits the enrollment first) and returns a config that registers it over
+// transport.
+func enrolledConfig(sim *hubsimtest.Sim, transport, regID string, clk retry.Clock, mod func(*hubsimtest.IndividualEnrollment)) Config {
+	cfg := simConfig(sim, transport, regID, clk)
+	cfg.SymmetricKey = sim.EnrollSymmetricKey(regID, mod)
+	return cfg
+}
+
+// customAllocation points an enrollment at the allocation webhook at url.
+func customAllocation(t *testing.T, url string) func(*hubsimtest.IndividualEnrollment) {
+	return func(e *hubsimtest.IndividualEnrollment) {
+		e.AllocationPolicy = "custom"
+		fromJSON(t, map[string]any{"webhookUrl": url, "apiVersion": "2021-10-01"}, &e.CustomAllocationDefinition)
+	}
+}
+
 func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	t.Cleanup(cancel)
@@ -76,8 +93,7 @@ func TestSimSymmetricKey(t *testing.T) {
 	for _, tr := range allTransports {
 		t.Run(tr+"/individual", func(t *testing.T) {
 			regID := "ind-" + tr
-			cfg := simConfig(sim, tr, regID, newInstantClock())
-			cfg.SymmetricKey = sim.EnrollSymmetricKey(regID, nil)
+			cfg := enrolledConfig(sim, tr, regID, newInstantClock(), nil)
 			c := mustNew(t, cfg)
 			res, err := c.Register(testCtx(t), nil)
 			if err != nil {
@@ -214,11 +230,7 @@ func TestSimCustomPayload(t *testing.T) {
 	for _, tr := range allTransports {
 		t.Run(tr, func(t *testing.T) {
 			regID := "custom-" + tr
-			cfg := simConfig(sim, tr, regID, newInstantClock())
-			cfg.SymmetricKey = sim.EnrollSymmetricKey(regID, func(e *hubsimtest.IndividualEnrollment) {
-				e.AllocationPolicy = "custom"
-				fromJSON(t, map[string]any{"webhookUrl": hook.URL, "apiVersion": "2021-10-01"}, &e.CustomAllocationDefinition)
-			})
+			cfg := enrolledConfig(sim, tr, regID, newInstantClock(), customAllocation(t, hook.URL))
 			res, err := mustNew(t, cfg).Register(testCtx(t), map[string]any{"model": "gw-1", "fw": 3})
 			if err != nil {
 				t.Fatal(err)
@@ -246,8 +258,7 @@ func TestSimDisabledEnrollment(t *testing.T) {
 	for _, tr := range allTransports {
 		t.Run(tr, func(t *testing.T) {
 			regID := "off-" + tr
-			cfg := simConfig(sim, tr, regID, newInstantClock())
-			cfg.SymmetricKey = sim.EnrollSymmetricKey(regID, func(e *hubsimtest.IndividualEnrollment) {
+			cfg := enrolledConfig(sim, tr, regID, newInstantClock(), func(e *hubsimtest.IndividualEnrollment) {
 				e.ProvisioningStatus = "disabled"
 			})
 			c := mustNew(t, cfg)
@@ -291,8 +302,7 @@ func TestSimLookupUnknown(t *testing.T) {
 	sim := hubsimtest.New(t)
 	for _, tr := range allTransports {
 		regID := "fresh-" + tr
-		cfg := simConfig(sim, tr, regID, newInstantClock())
-		cfg.SymmetricKey = sim.EnrollSymmetricKey(regID, nil)
+		cfg := enrolledConfig(sim, tr, regID, newInstantClock(), nil)
 		_, err := mustNew(t, cfg).Lookup(testCtx(t))
 		var se *StatusError
 		if !errors.As(err, &se) || se.StatusCode != http.StatusNotFound {
@@ -305,6 +315,13 @@ func TestSimLookupUnknown(t *testing.T) {
 type faultPlan struct {
 	mu   sync.Mutex
 	left map[string]int
+}
+
+// set makes the next n requests of regID faults.
+func (p *faultPlan) set(regID string, n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.left[regID] = n
 }
 
 func (p *faultPlan) take(regID string) bool {
@@ -329,12 +346,9 @@ func TestSimThrottleAndServerErrors(t *testing.T) {
 	for _, tr := range allTransports {
 		t.Run(tr+"/429", func(t *testing.T) {
 			regID := "thr-" + tr
-			throttle.mu.Lock()
-			throttle.left[regID] = 2
-			throttle.mu.Unlock()
+			throttle.set(regID, 2)
 			clk := newInstantClock()
-			cfg := simConfig(sim, tr, regID, clk)
-			cfg.SymmetricKey = sim.EnrollSymmetricKey(regID, nil)
+			cfg := enrolledConfig(sim, tr, regID, clk, nil)
 			c := mustNew(t, cfg)
 			res, err := c.Register(testCtx(t), nil)
 			if err != nil {
@@ -349,12 +363,9 @@ func TestSimThrottleAndServerErrors(t *testing.T) {
 		})
 		t.Run(tr+"/503", func(t *testing.T) {
 			regID := "err-" + tr
-			fail.mu.Lock()
-			fail.left[regID] = 1
-			fail.mu.Unlock()
+			fail.set(regID, 1)
 			clk := newInstantClock()
-			cfg := simConfig(sim, tr, regID, clk)
-			cfg.SymmetricKey = sim.EnrollSymmetricKey(regID, nil)
+			cfg := enrolledConfig(sim, tr, regID, clk, nil)
 			res, err := mustNew(t, cfg).Register(testCtx(t), nil)
 			if err != nil || !res.Assigned() {
 				t.Fatalf("res %+v err %v", res, err)
@@ -378,8 +389,7 @@ func TestSimQuota(t *testing.T) {
 	}))
 	var waits []time.Duration
 	for i, regID := range []string{"quota-a", "quota-b"} {
-		cfg := simConfig(sim, TransportHTTPS, regID, clk)
-		cfg.SymmetricKey = sim.EnrollSymmetricKey(regID, nil)
+		cfg := enrolledConfig(sim, TransportHTTPS, regID, clk, nil)
 		cfg.Now = clk.Now
 		before := len(clk.Waits())
 		if _, err := mustNew(t, cfg).Register(testCtx(t), nil); err != nil {
@@ -403,30 +413,14 @@ func TestSimCancelMQTT(t *testing.T) {
 		t.Run(tr, func(t *testing.T) {
 			regID := "cancel-" + tr
 			clk := retrytest.NewClock(testNow)
-			cfg := simConfig(sim, tr, regID, clk)
-			cfg.SymmetricKey = sim.EnrollSymmetricKey(regID, nil)
-			ctx, cancel := context.WithCancel(context.Background())
-			errc := make(chan error, 1)
-			go func() {
-				_, err := mustNew(t, cfg).Register(ctx, nil)
-				errc <- err
-			}()
+			cfg := enrolledConfig(sim, tr, regID, clk, nil)
 			// Wait until the client sleeps before its first poll, with the
 			// MQTT connection open, then cancel.
-			wctx, wcancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer wcancel()
-			if left, err := clk.WaitTimer(wctx); err != nil || left != 2*time.Second {
+			p, left, err := registerUntilWait(t, mustNew(t, cfg), clk)
+			if err != nil || left != 2*time.Second {
 				t.Fatalf("poll wait %v %v", left, err)
 			}
-			cancel()
-			select {
-			case err := <-errc:
-				if !errors.Is(err, context.Canceled) {
-					t.Errorf("err %v", err)
-				}
-			case <-wctx.Done():
-				t.Fatal("Register did not return after cancel")
-			}
+			p.cancelAndWait(t)
 		})
 	}
 }
@@ -442,11 +436,7 @@ func TestSimAllocationFailed(t *testing.T) {
 	for _, tr := range allTransports {
 		t.Run(tr, func(t *testing.T) {
 			regID := "refused-" + tr
-			cfg := simConfig(sim, tr, regID, newInstantClock())
-			cfg.SymmetricKey = sim.EnrollSymmetricKey(regID, func(e *hubsimtest.IndividualEnrollment) {
-				e.AllocationPolicy = "custom"
-				fromJSON(t, map[string]any{"webhookUrl": hook.URL, "apiVersion": "2021-10-01"}, &e.CustomAllocationDefinition)
-			})
+			cfg := enrolledConfig(sim, tr, regID, newInstantClock(), customAllocation(t, hook.URL))
 			res, err := mustNew(t, cfg).Register(testCtx(t), nil)
 			var re *RegistrationError
 			if !errors.Is(err, ErrFailed) || !errors.As(err, &re) || res == nil {

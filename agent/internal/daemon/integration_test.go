@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -88,44 +87,9 @@ func TestAgainstHubsim(t *testing.T) {
 	const hubA, hubB = "hub-eu.local", "hub-us.local"
 	svc := service.Config{RootCAs: sim.CAPool, DialContext: sim.DialContext}
 
-	dpsCfg := svc
-	dpsCfg.ConnectionString = sim.DPSConnectionString()
-	dpsc, err := service.NewDPS(dpsCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfgPath, stateDir := enrollDev1(t, ctx, sim, hubA, fmt.Sprintf("streams:\n  targets:\n    ssh: %s\n", echoTarget(t)))
+	dpsc := newDPSClient(t, sim)
 	defer dpsc.Close()
-	key := hubsimtest.NewKey(t)
-	if _, err := dpsc.PutEnrollment(ctx, service.IndividualEnrollment{
-		RegistrationID: "dev1",
-		Attestation: &service.AttestationMechanism{Type: service.AttestationSymmetricKey,
-			SymmetricKey: &service.SymmetricKeyAttestation{PrimaryKey: key, SecondaryKey: hubsimtest.NewKey(t)}},
-		IoTHubHostName: hubA,
-	}); err != nil {
-		t.Fatal(err)
-	}
-
-	dir := t.TempDir()
-	stateDir := filepath.Join(dir, "state")
-	cfgPath := filepath.Join(dir, "agent.yaml")
-	y := fmt.Sprintf(`provisioning:
-  global_endpoint: %s
-  id_scope: %s
-  registration_id: dev1
-  attestation:
-    type: symmetric_key
-    symmetric_key: %s
-streams:
-  targets:
-    ssh: %s
-ca_file: %s
-state_dir: %s
-log:
-  level: debug
-`, sim.GlobalEndpoint, sim.IDScope, key, echoTarget(t), sim.CAFile, stateDir)
-	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
-		t.Fatal(err)
-	}
 
 	logs := &syncBuf{}
 	defer func() { t.Log(logs.String()) }()

@@ -230,16 +230,35 @@ type simAgent struct {
 	done  chan error
 }
 
+// newDPSClient is a DPS service client for the sim; the caller closes it.
+func newDPSClient(t *testing.T, sim *hubsimtest.Sim) *service.DPSClient {
+	t.Helper()
+	dpsc, err := service.NewDPS(service.Config{RootCAs: sim.CAPool, DialContext: sim.DialContext, ConnectionString: sim.DPSConnectionString()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dpsc
+}
+
+// outageSim skips in -short mode and starts a sim; it returns the sim, a
+// context for the test's setup calls and the sim's first hub.
+func outageSim(t *testing.T) (*hubsimtest.Sim, context.Context, string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	sim := hubsimtest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	t.Cleanup(cancel)
+	return sim, ctx, sim.HubHostNames[0]
+}
+
 // enrollDev1 enrolls dev1 (symmetric key) on hub and writes an agent
 // config for it (extra appended); it returns the config path and the state
 // directory.
 func enrollDev1(t *testing.T, ctx context.Context, sim *hubsimtest.Sim, hub, extra string) (cfgPath, stateDir string) {
 	t.Helper()
-	dpsCfg := service.Config{RootCAs: sim.CAPool, DialContext: sim.DialContext, ConnectionString: sim.DPSConnectionString()}
-	dpsc, err := service.NewDPS(dpsCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dpsc := newDPSClient(t, sim)
 	defer dpsc.Close()
 	key := hubsimtest.NewKey(t)
 	if _, err := dpsc.PutEnrollment(ctx, service.IndividualEnrollment{
@@ -370,6 +389,17 @@ func (a *simAgent) pumpUntil(what string, ok func(*Status) bool) *Status {
 	}
 }
 
+// warnings keeps the lines at warning level or above.
+func warnings(ls []jsonLine) []jsonLine {
+	var out []jsonLine
+	for _, l := range ls {
+		if l.Level == "WARN" || l.Level == "ERROR" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 func connectedTo(hub string) func(*Status) bool {
 	return func(s *Status) bool { return s.Connected && s.AssignedHub == hub }
 }
@@ -395,10 +425,7 @@ func TestOutageAtBoot(t *testing.T) {
 		{netClock, "is before"}, // crypto/x509: "current time … is before …"
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
-			sim := hubsimtest.New(t)
-			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
-			defer cancel()
-			hub := sim.HubHostNames[0]
+			sim, ctx, hub := outageSim(t)
 			cfgPath, stateDir := enrollDev1(t, ctx, sim, hub, "")
 			n := newNetSwitch(t, sim, tc.mode)
 			a := startSimAgent(t, cfgPath, stateDir, n, false)
@@ -433,12 +460,7 @@ func TestOutageAtBoot(t *testing.T) {
 				t.Errorf("after recovery: %+v", st)
 			}
 			lines = atLeastInfo(parseLog(t, a.logs.String()))
-			var warns []jsonLine
-			for _, l := range lines {
-				if l.Level == "WARN" || l.Level == "ERROR" {
-					warns = append(warns, l)
-				}
-			}
+			warns := warnings(lines)
 			if len(warns) != 1 || !strings.Contains(warns[0].Msg, "registration with DPS failing") || !strings.Contains(warns[0].Err, tc.wantErr) {
 				t.Errorf("warnings, want one for DPS failing:\n%s", msgs(warns))
 			}
@@ -457,13 +479,7 @@ func TestOutageAtBoot(t *testing.T) {
 // lookup); with the clock behind it retries the hub with one hinted line
 // and connects once certificates check out.
 func TestOutageWithCachedAssignment(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
-	sim := hubsimtest.New(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
-	defer cancel()
-	hub := sim.HubHostNames[0]
+	sim, ctx, hub := outageSim(t)
 	cfgPath, stateDir := enrollDev1(t, ctx, sim, hub, "")
 
 	// First boot, network up: register and cache the assignment.
@@ -506,12 +522,7 @@ func TestOutageWithCachedAssignment(t *testing.T) {
 				t.Errorf("DPS dialled %d times", n.dpsDials())
 			}
 			lines := atLeastInfo(parseLog(t, a.logs.String()))
-			var warns []jsonLine
-			for _, l := range lines {
-				if l.Level == "WARN" || l.Level == "ERROR" {
-					warns = append(warns, l)
-				}
-			}
+			warns := warnings(lines)
 			switch {
 			case tc.warn == "" && len(warns) != 0,
 				tc.warn != "" && (len(warns) != 1 || !strings.Contains(warns[0].Msg, tc.warn)):
@@ -536,13 +547,7 @@ func TestOutageWithCachedAssignment(t *testing.T) {
 // for the recovery (the client's per-attempt lines are at debug level);
 // the flow neither registers nor looks the device up.
 func TestOutageHubLost(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
-	sim := hubsimtest.New(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
-	defer cancel()
-	hub := sim.HubHostNames[0]
+	sim, ctx, hub := outageSim(t)
 	cfgPath, stateDir := enrollDev1(t, ctx, sim, hub, "")
 	n := newNetSwitch(t, sim, netUp)
 	a := startSimAgent(t, cfgPath, stateDir, n, false)
@@ -595,12 +600,7 @@ func TestOutageHubLost(t *testing.T) {
 		t.Errorf("after reconnecting: %+v", st)
 	}
 	lines = atLeastInfo(parseLog(t, a.logs.String()))
-	var warns []jsonLine
-	for _, l := range lines {
-		if l.Level == "WARN" || l.Level == "ERROR" {
-			warns = append(warns, l)
-		}
-	}
+	warns := warnings(lines)
 	if len(warns) != 1 || !strings.Contains(warns[0].Msg, "hub connection lost") {
 		t.Errorf("warnings, want one for the loss:\n%s", msgs(warns))
 	}
@@ -620,13 +620,7 @@ func TestOutageHubLost(t *testing.T) {
 // one log line; the operator fixes the entry and sends SIGHUP; the agent
 // registers and connects without a restart.
 func TestOutageResolveToClosedPort(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
-	sim := hubsimtest.New(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
-	defer cancel()
-	hub := sim.HubHostNames[0]
+	sim, ctx, hub := outageSim(t)
 	n := newNetSwitch(t, sim, netUp)
 	resolveTo := func(addr string) string { return fmt.Sprintf("resolve:\n  - %s:443=%s\n", sim.GlobalEndpoint, addr) }
 	cfgPath, stateDir := enrollDev1(t, ctx, sim, hub, resolveTo(n.closedAddr))
@@ -654,12 +648,7 @@ func TestOutageResolveToClosedPort(t *testing.T) {
 		t.Errorf("status %+v", st)
 	}
 	lines := atLeastInfo(parseLog(t, a.logs.String()))
-	var warns []jsonLine
-	for _, l := range lines {
-		if l.Level == "WARN" || l.Level == "ERROR" {
-			warns = append(warns, l)
-		}
-	}
+	warns := warnings(lines)
 	if len(warns) != 1 || !strings.Contains(warns[0].Msg, "registration with DPS failing") {
 		t.Errorf("warnings, want one for DPS failing:\n%s", msgs(warns))
 	}
