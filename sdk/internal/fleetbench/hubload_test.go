@@ -49,12 +49,14 @@ const (
 
 // TestHubLoad runs the load twice. "process" is the measurement: hubsim is
 // the shipped binary in its own process, so its resident memory is its
-// own; its telemetry tap is read over hubsim's admin HTTP API. That tap
-// drops events for a reader more than 256 behind (hub.Subscribe's
-// contract), so under full load it cannot prove that nothing was lost;
-// "in-process" runs the same clients against hubsimtest and subscribes to
-// the hub directly with a deep buffer, where a drop is counted
-// (DroppedEvents) and told apart from a lost message.
+// own; its telemetry tap is read over hubsim's admin HTTP API
+// (GET /hubsim/hubs/<host>/events). That tap drops events only for a
+// reader more than its buffer behind (Hubsim-Tap-Buffer, 65536 by
+// default), and says so in the stream with {"dropped":N} lines and in
+// GET /hubsim/hubs (droppedEvents, eventTaps), so a drop is told apart
+// from a lost message and both runs are strict: every acknowledged message
+// tapped exactly once, no drop. "in-process" runs the same clients against
+// hubsimtest and subscribes to the hub directly with a deep buffer.
 func TestHubLoad(t *testing.T) {
 	requireBench(t, "TestHubLoad")
 	n := envInt(t, envLoadDevices, fleetSize(t, defaultLoadDevices, raceLoadDevices))
@@ -73,13 +75,10 @@ func TestHubLoad(t *testing.T) {
 			tap:       func(n int) *eventTap { return sim.tapEvents(t, ctx, loadHub, n) },
 			stop:      sim.stop,
 		}
-		tb, strict := runHubLoad(t, ctx, target, n, period)
+		target.dropped = func() (int, error) { return sim.droppedEvents(ctx, loadHub) }
+		tb, res := runHubLoad(t, ctx, target, n, period)
 		report.WriteString(tb.String() + "\n")
-		// Over HTTP a tap drop and a lost message look alike: report, and
-		// leave the verdict to the in-process run.
-		if strict.missing != 0 {
-			t.Logf("the admin event tap missed %d acknowledged messages (it drops for a reader more than 256 events behind); see the in-process run", strict.missing)
-		}
+		res.check(t, "the admin event tap")
 	})
 	t.Run("in-process", func(t *testing.T) {
 		ctx := benchContext(t, 5*time.Minute+2*period)
@@ -100,17 +99,12 @@ func TestHubLoad(t *testing.T) {
 				return c, nil
 			},
 			tap:     func(n int) *eventTap { return subscribeTap(t, hub, n) },
-			dropped: hub.DroppedEvents,
+			dropped: func() (int, error) { return hub.DroppedEvents(), nil },
 			stop:    func() error { sim.Close(); return nil },
 		}
 		tb, res := runHubLoad(t, ctx, target, n, period)
 		report.WriteString(tb.String())
-		if res.missing != 0 {
-			t.Errorf("%d acknowledged messages never reached the hub's event tap (tap dropped %d)", res.missing, res.dropped)
-		}
-		if res.dropped != 0 {
-			t.Errorf("the in-process tap dropped %d events: the check is void; deepen its buffer", res.dropped)
-		}
+		res.check(t, "the in-process tap")
 	})
 	writeReport(t, "bench-hub-load.txt", report.String())
 }
@@ -124,12 +118,31 @@ type hubTarget struct {
 	pid       int    // the hub's own process, 0 when in-process
 	connected func(ctx context.Context, n int) (int, error)
 	tap       func(n int) *eventTap
-	dropped   func() int   // events the tap dropped; nil when unknown
-	stop      func() error // stops the hub; must exit cleanly
+	dropped   func() (int, error) // events the hub dropped for its taps; called before stop
+	stop      func() error        // stops the hub; must exit cleanly
 }
 
+// loadResult is what the tap saw against what the devices had
+// acknowledged.
 type loadResult struct {
-	missing, dropped int
+	acked, tapped        int // acknowledged messages; telemetry events tapped
+	missing, extra, dups int // see eventTap.compare
+	dropped              int // events the hub dropped for the tap (its own count)
+	streamDropped        int // the last {"dropped":N} in the stream; 0 in-process
+	dropErr              error
+}
+
+// check fails the test unless the tap saw every acknowledged message
+// exactly once and nothing was dropped.
+func (r loadResult) check(t *testing.T, what string) {
+	t.Helper()
+	if r.dropErr != nil {
+		t.Errorf("%s: reading the hub's drop count: %v", what, r.dropErr)
+	}
+	if r.tapped != r.acked || r.missing != 0 || r.extra != 0 || r.dups != 0 || r.dropped != 0 || r.streamDropped != 0 {
+		t.Errorf("%s: %d events tapped for %d acknowledged messages (%d missing, %d tapped twice, %d never acknowledged); dropped: %d by the hub's count, %d in the stream",
+			what, r.tapped, r.acked, r.missing, r.dups, r.extra, r.dropped, r.streamDropped)
+	}
 }
 
 // runHubLoad creates n devices, connects them all at once, lets each send
@@ -252,17 +265,16 @@ func runHubLoad(t *testing.T, ctx context.Context, target *hubTarget, n int, per
 	for _, a := range acked {
 		totalAcked += a
 	}
-	tapped := tap.waitFor(ctx, totalAcked)
+	res := loadResult{acked: totalAcked}
+	res.tapped = tap.waitFor(ctx, totalAcked)
 	hwm, hwmErr := procStatus(strconv.Itoa(pid), "VmHWM")
+	res.dropped, res.dropErr = target.dropped()
 	tap.stop()
-	res := loadResult{dropped: -1}
-	if target.dropped != nil {
-		res.dropped = target.dropped()
-	}
 	exitErr := target.stop()
 	rss.stop()
-	var extra, dups int
-	res.missing, extra, dups = tap.compare(acked)
+	res.missing, res.extra, res.dups = tap.compare(acked)
+	var dropLines int
+	res.streamDropped, dropLines = tap.dropCount()
 
 	// The report.
 	conn := summarize(durations(nonZero(latency)))
@@ -280,11 +292,15 @@ func runHubLoad(t *testing.T, ctx context.Context, target *hubTarget, n int, per
 	tb.addf("connect storm", "", "all %d dialled at once; last connected after %s (%.0f connects/s)", n, connectTook.Round(time.Millisecond), float64(n)/connectTook.Seconds())
 	tb.addf("telemetry", "QoS 1 acknowledged", "%d messages in %s = %.0f msg/s (%.1f msg/s per device), one in flight per device", totalAcked, sendTook.Round(time.Millisecond), float64(totalAcked)/sendTook.Seconds(), float64(totalAcked)/sendTook.Seconds()/float64(n))
 	tb.addf("send errors", "target 0", "%d%s", sendErrs.Load(), errNote(firstSendErr.Load()))
-	dropNote := "unknown over HTTP"
-	if res.dropped >= 0 {
-		dropNote = strconv.Itoa(res.dropped)
+	tb.addf("event tap", "target = acked", "%d events tapped for %d acknowledged: %d acknowledged but missing, %d tapped twice (at-least-once resends), %d tapped but never acknowledged", res.tapped, totalAcked, res.missing, res.dups, res.extra)
+	dropNote := fmt.Sprintf("%d (hub's count)", res.dropped)
+	if res.dropErr != nil {
+		dropNote = "unknown (" + res.dropErr.Error() + ")"
 	}
-	tb.addf("event tap", "target = acked", "%d events tapped for %d acknowledged: %d acknowledged but missing, %d tapped twice (at-least-once resends), %d tapped but never acknowledged; tap drops: %s", tapped, totalAcked, res.missing, dups, extra, dropNote)
+	if target.pid != 0 {
+		dropNote += fmt.Sprintf("; %d in the stream (%d {\"dropped\":N} lines; tap buffer %s)", res.streamDropped, dropLines, tap.buffer)
+	}
+	tb.addf("event tap drops", "target 0", "%s", dropNote)
 	who := "hubsim"
 	if target.pid == 0 {
 		who = "test process"
@@ -499,30 +515,51 @@ func (p *hubsimProc) hubConnectionString(t *testing.T, host string) string {
 	return ""
 }
 
-// connected asks hubsim's admin API how many devices of hub are online.
-func (p *hubsimProc) connected(ctx context.Context, hub string) (int, error) {
+// hubsimHub is the part of GET /hubsim/hubs this test reads
+// (hubsim/internal/hub admin.go).
+type hubsimHub struct {
+	HostName      string `json:"hostName"`
+	Connected     int    `json:"connected"`
+	DroppedEvents int    `json:"droppedEvents"`
+}
+
+// hubInfo asks hubsim's admin API about hub.
+func (p *hubsimProc) hubInfo(ctx context.Context, hub string) (hubsimHub, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+hub+"/hubsim/hubs", nil)
 	if err != nil {
-		return 0, err
+		return hubsimHub{}, err
 	}
 	resp, err := p.http.Do(req)
 	if err != nil {
-		return 0, err
+		return hubsimHub{}, err
 	}
 	defer resp.Body.Close()
-	var hubs []struct {
-		HostName  string `json:"hostName"`
-		Connected int    `json:"connected"`
+	if resp.StatusCode != http.StatusOK {
+		return hubsimHub{}, fmt.Errorf("GET /hubsim/hubs: %s", resp.Status)
 	}
+	var hubs []hubsimHub
 	if err := json.NewDecoder(resp.Body).Decode(&hubs); err != nil {
-		return 0, err
+		return hubsimHub{}, err
 	}
 	for _, h := range hubs {
 		if h.HostName == hub {
-			return h.Connected, nil
+			return h, nil
 		}
 	}
-	return 0, fmt.Errorf("no hub %s in /hubsim/hubs", hub)
+	return hubsimHub{}, fmt.Errorf("no hub %s in /hubsim/hubs", hub)
+}
+
+// connected asks hubsim's admin API how many devices of hub are online.
+func (p *hubsimProc) connected(ctx context.Context, hub string) (int, error) {
+	h, err := p.hubInfo(ctx, hub)
+	return h.Connected, err
+}
+
+// droppedEvents asks hubsim's admin API how many events hub has dropped
+// for its taps (droppedEvents: every tap the hub has had, so this run's).
+func (p *hubsimProc) droppedEvents(ctx context.Context, hub string) (int, error) {
+	h, err := p.hubInfo(ctx, hub)
+	return h.DroppedEvents, err
 }
 
 // stop ends hubsim with SIGTERM (a clean shutdown must exit 0) and waits
@@ -575,10 +612,14 @@ func (b *tailBuffer) String() string {
 
 // eventTap reads hubsim's telemetry tap (GET /hubsim/hubs/<host>/events,
 // newline-delimited JSON) and records which (device, sequence number)
-// pairs arrived.
+// pairs arrived, and the drops the stream reports.
 type eventTap struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the reader goroutine (owned by the tap) ends
+	buffer string        // the Hubsim-Tap-Buffer header; "" in-process
+
+	dropped   int // the largest {"dropped":N} seen (N is cumulative); guarded by mu
+	dropLines int // {"dropped":N} lines read; guarded by mu
 
 	mu      sync.Mutex
 	seen    [][]uint8 // seen[device][seq] = times tapped; guarded by mu
@@ -609,6 +650,7 @@ func (p *hubsimProc) tapEvents(t *testing.T, ctx context.Context, hub string, n 
 	// The hub subscribed before it answered: from here on nothing is missed
 	// unless the tap falls behind.
 	tap := newEventTap(cancel, n)
+	tap.buffer = resp.Header.Get("Hubsim-Tap-Buffer") // hubsim/internal/hub admin.go
 	go func() {
 		defer close(tap.done)
 		defer resp.Body.Close()
@@ -618,17 +660,25 @@ func (p *hubsimProc) tapEvents(t *testing.T, ctx context.Context, hub string, n 
 	return tap
 }
 
+// read parses the stream: an Event per line, or, told apart by having no
+// deviceId, a {"dropped":N} line with the count of events this stream has
+// missed so far (hubsim/internal/hub admin.go, TapDropped).
 func (tap *eventTap) read(r io.Reader) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	var ev struct {
 		DeviceID string `json:"deviceId"`
 		Body     []byte `json:"body"`
+		Dropped  *int   `json:"dropped"`
 	}
 	for sc.Scan() {
-		ev.DeviceID, ev.Body = "", nil
+		ev.DeviceID, ev.Body, ev.Dropped = "", nil, nil
 		if json.Unmarshal(sc.Bytes(), &ev) != nil {
-			ev.DeviceID = "" // counted as not ours
+			ev.DeviceID, ev.Dropped = "", nil // counted as an event not ours
+		}
+		if ev.DeviceID == "" && ev.Dropped != nil {
+			tap.recordDropped(*ev.Dropped)
+			continue
 		}
 		tap.record(ev.DeviceID, ev.Body)
 	}
@@ -665,6 +715,21 @@ func (tap *eventTap) record(deviceID string, body []byte) {
 	case tap.changed <- struct{}{}:
 	default:
 	}
+}
+
+// recordDropped notes a {"dropped":n} line.
+func (tap *eventTap) recordDropped(n int) {
+	tap.mu.Lock()
+	defer tap.mu.Unlock()
+	tap.dropLines++
+	tap.dropped = max(tap.dropped, n)
+}
+
+// dropCount is the drops the stream reported, and in how many lines.
+func (tap *eventTap) dropCount() (dropped, lines int) {
+	tap.mu.Lock()
+	defer tap.mu.Unlock()
+	return tap.dropped, tap.dropLines
 }
 
 // subscribeTap taps hub in-process with a deep buffer, drained by a

@@ -144,3 +144,33 @@ func TestProcStatus(t *testing.T) {
 		t.Error("a missing field gave no error")
 	}
 }
+
+func TestEventTapRead(t *testing.T) {
+	for _, tc := range []struct {
+		name                           string
+		stream                         string
+		acked                          []int
+		total, dropped, lines, missing int
+		extra                          int
+	}{
+		{name: "events only", stream: `{"deviceId":"load-0000","body":"MA=="}` + "\n" + `{"deviceId":"load-0001","body":"MA=="}` + "\n",
+			acked: []int{1, 1}, total: 2},
+		{name: "drop lines are not events", stream: `{"deviceId":"load-0000","body":"MA=="}` + "\n" + `{"dropped":3}` + "\n" + `{"dropped":5}` + "\n" + `{"dropped":5}` + "\n",
+			acked: []int{1, 1}, total: 1, dropped: 5, lines: 3, missing: 1},
+		{name: "final zero", stream: `{"deviceId":"load-0001","body":"MA=="}` + "\n" + `{"dropped":0}` + "\n",
+			acked: []int{0, 1}, total: 1, lines: 1},
+		{name: "foreign and garbage lines count as extra events", stream: `{"deviceId":"other","body":"MA=="}` + "\nnot json\n",
+			acked: []int{0, 0}, total: 2, extra: 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tap := newEventTap(func() {}, len(tc.acked))
+			tap.read(strings.NewReader(tc.stream))
+			dropped, lines := tap.dropCount()
+			missing, extra, _ := tap.compare(tc.acked)
+			if tap.total != tc.total || dropped != tc.dropped || lines != tc.lines || missing != tc.missing || extra != tc.extra {
+				t.Errorf("total %d, dropped %d in %d lines, missing %d, extra %d; want %d, %d in %d, %d, %d",
+					tap.total, dropped, lines, missing, extra, tc.total, tc.dropped, tc.lines, tc.missing, tc.extra)
+			}
+		})
+	}
+}
