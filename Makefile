@@ -70,8 +70,15 @@ bench: tools build
 	PORTHOLE_BENCH=1 PORTHOLE_BENCH_HUBSIM=$(CURDIR)/$(BIN)/hubsim $(GO) test -count=1 -timeout 30m -run 'TestFleetStorm|TestHubLoad' -v ./sdk/internal/fleetbench/
 	@echo; echo "tables written to out/:"; ls out/
 
-soak:
-	@echo "no soak scenarios yet"
+# Long runs, for before a release: the 1,000-device hub load for 10 minutes
+# (its table lands in out/bench-hub-load.txt) and the SSH end-to-end suite
+# ten times in a row.
+SOAK_DURATION ?= 10m
+soak: tools build
+	@mkdir -p out
+	PORTHOLE_BENCH=1 PORTHOLE_BENCH_HUBSIM=$(CURDIR)/$(BIN)/hubsim PORTHOLE_BENCH_HUB_DURATION=$(SOAK_DURATION) \
+		$(GO) test -count=1 -timeout 60m -run 'TestHubLoad/process' -v ./sdk/internal/fleetbench/
+	$(GO) test -count=10 -timeout 60m -run 'TestSSH$$' ./agent/internal/e2e/
 
 clean:
 	rm -rf $(BIN) dist out
