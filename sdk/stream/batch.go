@@ -3,6 +3,7 @@ package stream
 import (
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -23,6 +24,18 @@ import (
 type batchConn struct {
 	net.Conn
 
+	// deadline is the owning Conn's write deadline (UnixNano, 0 = none),
+	// set by attach once the WebSocket handshake is done. From then on
+	// every write deadline given to this connection — by gorilla before
+	// each frame, by crypto/tls, by Conn.SetWriteDeadline — is replaced by
+	// the current value of *deadline, under dlMu. So a deadline the
+	// application sets while the writer is between frames cannot be undone
+	// by gorilla re-applying the older value it holds: whoever applies
+	// last applies the newest deadline.
+	deadline atomic.Pointer[atomic.Int64]
+	dlMu     sync.Mutex
+	closeBy  int64 // guarded by dlMu: Close's own write deadline (UnixNano), 0 = not closing
+
 	mu   sync.Mutex
 	held bool    // guarded by mu: writes are gathered in buf
 	buf  *[]byte // guarded by mu: pooled while it holds bytes, nil otherwise
@@ -40,6 +53,51 @@ const batchCap = MaxFramePayload + 4<<10
 var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, batchCap); return &b }}
 
 func newBatchConn(c net.Conn) *batchConn { return &batchConn{Conn: c} }
+
+// attach makes d the source of every write deadline from now on.
+func (b *batchConn) attach(d *atomic.Int64) {
+	b.deadline.Store(d)
+	_ = b.applyDeadline()
+}
+
+// SetWriteDeadline applies t until attach; after it, the attached deadline.
+func (b *batchConn) SetWriteDeadline(t time.Time) error {
+	if b.deadline.Load() == nil {
+		return b.Conn.SetWriteDeadline(t)
+	}
+	return b.applyDeadline()
+}
+
+// SetDeadline sets the read deadline to t and the write deadline as
+// SetWriteDeadline does.
+func (b *batchConn) SetDeadline(t time.Time) error {
+	if b.deadline.Load() == nil {
+		return b.Conn.SetDeadline(t)
+	}
+	if err := b.Conn.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return b.applyDeadline()
+}
+
+// applyDeadline gives the TCP connection the attached write deadline, or
+// Close's if that is earlier.
+func (b *batchConn) applyDeadline() error {
+	b.dlMu.Lock()
+	defer b.dlMu.Unlock()
+	var ns int64
+	if d := b.deadline.Load(); d != nil {
+		ns = d.Load()
+	}
+	if b.closeBy != 0 && (ns == 0 || b.closeBy < ns) {
+		ns = b.closeBy
+	}
+	var t time.Time
+	if ns != 0 {
+		t = time.Unix(0, ns)
+	}
+	return b.Conn.SetWriteDeadline(t)
+}
 
 // Write gathers p while the connection is held and writes it through
 // otherwise. A gathered write always reports success; its error, if any,
@@ -106,7 +164,10 @@ func (b *batchConn) flushLocked() error {
 // set first bounds both that flush and the wait for mu: a write stuck on a
 // peer that reads nothing gives up by then.
 func (b *batchConn) Close() error {
-	_ = b.Conn.SetWriteDeadline(time.Now().Add(closeTimeout))
+	b.dlMu.Lock()
+	b.closeBy = time.Now().Add(closeTimeout).UnixNano()
+	b.dlMu.Unlock()
+	_ = b.applyDeadline()
 	b.mu.Lock()
 	_ = b.flushLocked()
 	b.mu.Unlock()

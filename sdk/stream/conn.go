@@ -400,6 +400,11 @@ func (c *Conn) SetWriteDeadline(t time.Time) error {
 		ns = t.UnixNano()
 	}
 	c.wdeadline.Store(ns)
+	if c.batch != nil {
+		// The batchConn applies the newest stored deadline whoever asks,
+		// so this reaches a blocked write and cannot be undone by gorilla.
+		return c.batch.applyDeadline()
+	}
 	// Reach a write that is already blocked; the writer re-applies the
 	// deadline through gorilla before its next message.
 	return c.ws.NetConn().SetWriteDeadline(t)

@@ -146,6 +146,9 @@ func Dial(ctx context.Context, rawURL, token string, opts DialOptions) (*Conn, e
 	}
 	c := NewConn(ws)
 	c.batch = batch
+	if batch != nil {
+		batch.attach(&c.wdeadline)
+	}
 	return c, nil
 }
 
