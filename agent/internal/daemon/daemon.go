@@ -366,7 +366,6 @@ func (d *daemon) reload(store *state.Store) (next *config.Config, np *provision.
 	// same, so one of the two installs a renamed method.
 	d.method = nc.Hub.ReprovisionMethod
 	hub := d.hub
-	d.lastReload = &ReloadOutcome{At: time.Now(), Applied: ch.String()}
 	if np == nil {
 		d.cfg = nc
 	}
@@ -375,6 +374,11 @@ func (d *daemon) reload(store *state.Store) (next *config.Config, np *provision.
 	if m := nc.Hub.ReprovisionMethod; np == nil && m != old.Hub.ReprovisionMethod && m != "" && hub != nil {
 		hub.OnMethod(m, d.methodFor(m))
 	}
+	// Report the reload only once everything live is in place, so a
+	// status query that sees it also sees the renamed method.
+	d.mu.Lock()
+	d.lastReload = &ReloadOutcome{At: time.Now(), Applied: ch.String()}
+	d.mu.Unlock()
 	d.log.Info("config reloaded", "changes", ch.String())
 	return nc, np, regID, np != nil
 }
