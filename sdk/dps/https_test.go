@@ -420,7 +420,9 @@ func TestAttemptTimeoutIsRetried(t *testing.T) {
 	})
 	clk := newInstantClock()
 	cfg := f.config(clk)
-	cfg.RequestTimeout = 100 * time.Millisecond
+	// Long enough that the second attempt (a new TLS connection) finishes
+	// in time on a loaded machine; the first attempt hangs until it expires.
+	cfg.RequestTimeout = 2 * time.Second
 	if _, err := mustNew(t, cfg).Register(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
