@@ -92,6 +92,18 @@ func (r *fakeReq) wait(t *testing.T) string {
 	}
 }
 
+// openStream hands the bridge a request for stream name, requires it to be
+// accepted, and returns the service end of the stream.
+func openStream(t *testing.T, b *Bridge, name string) net.Conn {
+	t.Helper()
+	r := newReq(t, name)
+	b.Handle(context.Background(), r)
+	if d := r.wait(t); d != "accept" {
+		t.Fatalf("decision %q", d)
+	}
+	return <-r.service
+}
+
 // echoServer runs a TCP echo service on loopback until the test ends.
 func echoServer(t *testing.T) string {
 	t.Helper()
@@ -193,12 +205,7 @@ func waitOpen(t *testing.T, b *Bridge, want int) {
 
 func TestByteExact8MiB(t *testing.T) {
 	b, logs := newBridge(t, Policy{Targets: map[string]string{"ssh": echoServer(t)}})
-	req := newReq(t, "ssh")
-	b.Handle(context.Background(), req)
-	if d := req.wait(t); d != "accept" {
-		t.Fatalf("decision %q", d)
-	}
-	svc := <-req.service
+	svc := openStream(t, b, "ssh")
 
 	const size = 8 << 20
 	want := make([]byte, size)
@@ -264,12 +271,7 @@ func TestMaxConcurrent(t *testing.T) {
 	b, _ := newBridge(t, Policy{Targets: map[string]string{"ssh": echoServer(t)}, MaxConcurrent: 2})
 	var svcs []net.Conn
 	for range 2 {
-		r := newReq(t, "ssh")
-		b.Handle(context.Background(), r)
-		if d := r.wait(t); d != "accept" {
-			t.Fatalf("decision %q", d)
-		}
-		svcs = append(svcs, <-r.service)
+		svcs = append(svcs, openStream(t, b, "ssh"))
 	}
 	third := newReq(t, "ssh")
 	b.Handle(context.Background(), third)
@@ -350,12 +352,7 @@ func TestAcceptFailureFreesSlot(t *testing.T) {
 
 func TestIdleTimeout(t *testing.T) {
 	b, logs := newBridge(t, Policy{Targets: map[string]string{"ssh": echoServer(t)}, IdleTimeout: 100 * time.Millisecond})
-	r := newReq(t, "ssh")
-	b.Handle(context.Background(), r)
-	if d := r.wait(t); d != "accept" {
-		t.Fatalf("decision %q", d)
-	}
-	svc := <-r.service
+	svc := openStream(t, b, "ssh")
 	// One round trip, then silence: the bridge must close the stream.
 	if _, err := svc.Write([]byte("hi")); err != nil {
 		t.Fatal(err)
@@ -378,12 +375,7 @@ func TestIdleTimeout(t *testing.T) {
 
 func TestShutdownDrains(t *testing.T) {
 	b, logs := newBridge(t, Policy{Targets: map[string]string{"ssh": echoServer(t)}})
-	r := newReq(t, "ssh")
-	b.Handle(context.Background(), r)
-	if d := r.wait(t); d != "accept" {
-		t.Fatalf("decision %q", d)
-	}
-	svc := <-r.service
+	svc := openStream(t, b, "ssh")
 
 	done := make(chan error, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -428,12 +420,7 @@ func TestShutdownDrains(t *testing.T) {
 
 func TestShutdownCutsAfterGrace(t *testing.T) {
 	b, logs := newBridge(t, Policy{Targets: map[string]string{"ssh": echoServer(t)}})
-	r := newReq(t, "ssh")
-	b.Handle(context.Background(), r)
-	if d := r.wait(t); d != "accept" {
-		t.Fatalf("decision %q", d)
-	}
-	svc := <-r.service
+	svc := openStream(t, b, "ssh")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if err := b.Shutdown(ctx); !errors.Is(err, context.Canceled) {
