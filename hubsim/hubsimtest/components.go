@@ -173,18 +173,26 @@ func (s *Sim) DeviceConnectionString(hostName, deviceID, key string) string {
 	return "HostName=" + hostName + ";DeviceId=" + deviceID + ";SharedAccessKey=" + key
 }
 
+// newSymmetricKeyAttestation returns a symmetric-key attestation with two
+// fresh keys, and its primary key.
+func newSymmetricKeyAttestation(tb testing.TB) (*dps.AttestationMechanism, string) {
+	tb.Helper()
+	key := NewKey(tb)
+	return &dps.AttestationMechanism{
+		Type:         dps.AttestationSymmetricKey,
+		SymmetricKey: &dps.SymmetricKeyAttestation{PrimaryKey: key, SecondaryKey: NewKey(tb)},
+	}, key
+}
+
 // EnrollSymmetricKey creates an individual symmetric-key enrollment for
 // registrationID in the DPS, edited by edit if non-nil (allocation,
 // reprovision policy, initial twin…), and returns the device key.
 func (s *Sim) EnrollSymmetricKey(registrationID string, edit func(*IndividualEnrollment)) string {
 	s.tb.Helper()
-	key := NewKey(s.tb)
+	att, key := newSymmetricKeyAttestation(s.tb)
 	e := dps.IndividualEnrollment{
 		RegistrationID: registrationID,
-		Attestation: &dps.AttestationMechanism{
-			Type:         "symmetricKey",
-			SymmetricKey: &dps.SymmetricKeyAttestation{PrimaryKey: key, SecondaryKey: NewKey(s.tb)},
-		},
+		Attestation:    att,
 	}
 	if edit != nil {
 		edit(&e)
@@ -200,13 +208,10 @@ func (s *Sim) EnrollSymmetricKey(registrationID string, edit func(*IndividualEnr
 // their keys from it).
 func (s *Sim) EnrollGroupSymmetricKey(groupID string, edit func(*EnrollmentGroup)) string {
 	s.tb.Helper()
-	key := NewKey(s.tb)
+	att, key := newSymmetricKeyAttestation(s.tb)
 	g := dps.EnrollmentGroup{
 		EnrollmentGroupID: groupID,
-		Attestation: &dps.AttestationMechanism{
-			Type:         "symmetricKey",
-			SymmetricKey: &dps.SymmetricKeyAttestation{PrimaryKey: key, SecondaryKey: NewKey(s.tb)},
-		},
+		Attestation:       att,
 	}
 	if edit != nil {
 		edit(&g)
