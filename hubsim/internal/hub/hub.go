@@ -18,6 +18,7 @@ import (
 
 	"github.com/porthole-iot/porthole/hubsim/internal/ident"
 	"github.com/porthole-iot/porthole/hubsim/internal/sas"
+	"github.com/porthole-iot/porthole/hubsim/internal/store"
 )
 
 // Hub is one simulated IoT hub: identity registry, twins, connections,
@@ -306,6 +307,10 @@ func (h *Hub) CreateDevice(ctx context.Context, d Device) (Device, error) {
 		id.edge = d.Capabilities.IoTEdge
 	}
 	h.devices[d.DeviceID] = id
+	if err := h.persistLocked(true, id); err != nil {
+		delete(h.devices, d.DeviceID)
+		return Device{}, err
+	}
 	return id.deviceLocked(), nil
 }
 
@@ -365,6 +370,7 @@ func (h *Hub) UpdateDevice(ctx context.Context, d Device, ifMatch string) (Devic
 		h.mu.Unlock()
 		return Device{}, fmt.Errorf("%w: device %s", ErrPreconditionFailed, d.DeviceID)
 	}
+	undo := *id.undoRegistry()
 	if id.status != status {
 		id.statusUpdated = h.now()
 	}
@@ -373,6 +379,11 @@ func (h *Hub) UpdateDevice(ctx context.Context, d Device, ifMatch string) (Devic
 		id.edge = d.Capabilities.IoTEdge
 	}
 	id.etag = h.nextETagLocked()
+	if err := h.persistLocked(true, id); err != nil {
+		undo.restore(id)
+		h.mu.Unlock()
+		return Device{}, err
+	}
 	out := id.deviceLocked()
 	var drop []*session
 	if status == StatusDisabled {
@@ -421,6 +432,10 @@ func (h *Hub) DeleteDevice(ctx context.Context, deviceID, ifMatch string) error 
 		h.mu.Unlock()
 		return fmt.Errorf("%w: device %s", ErrPreconditionFailed, deviceID)
 	}
+	if err := h.persistWith(func(tx *store.Tx) error { return tx.DeleteDevice(h.host, deviceID) }); err != nil {
+		h.mu.Unlock()
+		return err
+	}
 	delete(h.devices, deviceID)
 	drop := id.allSessionsLocked()
 	h.mu.Unlock()
@@ -453,6 +468,10 @@ func (h *Hub) CreateModule(ctx context.Context, m Module) (Module, error) {
 		generationID: h.newGenerationLocked(), etag: h.nextETagLocked(), status: StatusEnabled,
 		statusUpdated: now, auth: auth, twin: newTwin(now)}
 	dev.modules[m.ModuleID] = id
+	if err := h.persistLocked(true, id); err != nil {
+		delete(dev.modules, m.ModuleID)
+		return Module{}, err
+	}
 	return id.moduleLocked(), nil
 }
 
@@ -498,7 +517,12 @@ func (h *Hub) UpdateModule(ctx context.Context, m Module, ifMatch string) (Modul
 	if !etagMatches(ifMatch, id.etag) {
 		return Module{}, fmt.Errorf("%w: module %s/%s", ErrPreconditionFailed, m.DeviceID, m.ModuleID)
 	}
+	undo := *id.undoRegistry()
 	id.auth, id.managedBy, id.etag = auth, m.ManagedBy, h.nextETagLocked()
+	if err := h.persistLocked(true, id); err != nil {
+		undo.restore(id)
+		return Module{}, err
+	}
 	return id.moduleLocked(), nil
 }
 
@@ -513,6 +537,10 @@ func (h *Hub) DeleteModule(ctx context.Context, deviceID, moduleID, ifMatch stri
 	if !etagMatches(ifMatch, id.etag) {
 		h.mu.Unlock()
 		return fmt.Errorf("%w: module %s/%s", ErrPreconditionFailed, deviceID, moduleID)
+	}
+	if err := h.persistWith(func(tx *store.Tx) error { return tx.DeleteModule(h.host, deviceID, moduleID) }); err != nil {
+		h.mu.Unlock()
+		return err
 	}
 	delete(h.devices[deviceID].modules, moduleID)
 	s := id.sess
@@ -581,6 +609,8 @@ func (h *Hub) changeTwin(deviceID, moduleID string, p TwinPatch, ifMatch string,
 	}
 	now := h.now()
 	changed := false
+	old := id.twin.clone()
+	var push map[string]any
 	if p.Tags != nil {
 		if replace {
 			id.twin.tags = deepCopyMap(tags)
@@ -598,10 +628,17 @@ func (h *Hub) changeTwin(deviceID, moduleID string, p TwinPatch, ifMatch string,
 			patch = deepCopyMap(desired)
 		}
 		changed = true
-		h.pushDesiredLocked(id, patch)
+		push = patch
 	}
 	if changed {
 		id.twin.version++
+		if err := h.persistLocked(false, id); err != nil {
+			id.twin = old
+			return Twin{}, err
+		}
+	}
+	if push != nil {
+		h.pushDesiredLocked(id, push)
 	}
 	return id.twinLocked(h.devices[deviceID]), nil
 }
@@ -719,10 +756,15 @@ func (s *Set) ImportTwin(hub, deviceID string, t ident.Twin) error {
 		return fmt.Errorf("%w: %s", ErrDeviceNotFound, deviceID)
 	}
 	now := h.now()
+	old := id.twin.clone()
 	id.twin.tags = deepCopyMap(tags)
 	patch := id.twin.desired.replace(desired, now)
 	id.twin.reported.replace(reported, now)
 	id.twin.version++
+	if err := h.persistLocked(false, id); err != nil {
+		id.twin = old
+		return err
+	}
 	h.pushDesiredLocked(id, patch)
 	return nil
 }

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/base64"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/porthole-iot/porthole/hubsim/internal/relay"
 	"github.com/porthole-iot/porthole/hubsim/internal/sas"
+	"github.com/porthole-iot/porthole/hubsim/internal/store"
 )
 
 // StreamRelay is what the hub needs from the streaming endpoint;
@@ -65,6 +67,10 @@ type Config struct {
 	MethodDefaultTimeout time.Duration
 	// Rand is the source for generated keys and ids; nil means crypto/rand.
 	Rand io.Reader
+	// Store, if non-nil, keeps registries, twins and C2D queues: NewSet
+	// loads them, and every change is written before it is acknowledged.
+	// The caller owns it (Set.Close does not close it).
+	Store *store.Store
 }
 
 // StreamEvent reports one step of a stream request.
@@ -168,6 +174,13 @@ func NewSet(cfg Config) (*Set, error) {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
+	}
+	if cfg.Store != nil {
+		for _, h := range s.hubs {
+			if err := h.load(context.Background(), cfg.Store); err != nil {
+				return nil, fmt.Errorf("hub: loading state: %w", err)
+			}
+		}
 	}
 	return s, nil
 }
