@@ -304,13 +304,19 @@ func TestPersistFailureRefusesAndRollsBack(t *testing.T) {
 		{"update device", func() error { return h.SetStatus(ctx, "d1", StatusDisabled) }},
 		{"delete device", func() error { return h.DeleteDevice(ctx, "d1", "*") }},
 		{"create module", func() error { _, err := h.CreateModule(ctx, Module{DeviceID: "d1", ModuleID: "m2"}); return err }},
-		{"update module", func() error { _, err := h.UpdateModule(ctx, Module{DeviceID: "d1", ModuleID: "m1", ManagedBy: "x"}, "*"); return err }},
+		{"update module", func() error {
+			_, err := h.UpdateModule(ctx, Module{DeviceID: "d1", ModuleID: "m1", ManagedBy: "x"}, "*")
+			return err
+		}},
 		{"delete module", func() error { return h.DeleteModule(ctx, "d1", "m1", "*") }},
 		{"update twin", func() error {
 			_, err := h.UpdateTwin(ctx, "d1", "", TwinPatch{Tags: map[string]any{"a": "b"}, Desired: map[string]any{"c": "d"}}, "*")
 			return err
 		}},
-		{"replace twin", func() error { _, err := h.ReplaceTwin(ctx, "d1", "m1", TwinPatch{Tags: map[string]any{}}, "*"); return err }},
+		{"replace twin", func() error {
+			_, err := h.ReplaceTwin(ctx, "d1", "m1", TwinPatch{Tags: map[string]any{}}, "*")
+			return err
+		}},
 		{"send c2d", func() error { return h.SendC2D(ctx, "d1", C2DMessage{Body: []byte("y")}) }},
 		{"purge c2d", func() error { _, err := h.PurgeC2D(ctx, "d1"); return err }},
 	} {
