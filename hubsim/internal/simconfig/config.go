@@ -92,6 +92,7 @@ type Config struct {
 	ExtraNames []string `yaml:"extra_names"`
 	Log        Log      `yaml:"log"`
 	Streams    Streams  `yaml:"streams"`
+	Storage    Storage  `yaml:"storage"`
 
 	source string         // file name for messages; "" when not from a file
 	lines  map[string]int // field path ("hubs[1].hostname") → line in source
@@ -148,6 +149,24 @@ type Streams struct {
 	ConcurrentPerHub int `yaml:"concurrent_per_hub"`
 }
 
+// Storage modes.
+const (
+	// StorageSQLite keeps registries, twins, C2D queues and DPS records in
+	// <state_dir>/hubsim.db, so they survive restarts (the default).
+	StorageSQLite = "sqlite"
+	// StorageMemory keeps them in an in-memory database: gone on exit.
+	StorageMemory = "memory"
+)
+
+// Storage configures where hubsim keeps its state.
+type Storage struct {
+	// Mode is StorageSQLite (default) or StorageMemory.
+	Mode string `yaml:"mode"`
+	// Durable fsyncs every acknowledged write (SQLite synchronous=FULL), so
+	// writes survive power loss, not only a killed process.
+	Durable bool `yaml:"durable"`
+}
+
 // Default returns the configuration used when there is no file.
 func Default() *Config {
 	c := &Config{
@@ -169,6 +188,7 @@ func Default() *Config {
 			NewPerSecond:     DefaultNewStreamsPerSecond,
 			ConcurrentPerHub: DefaultConcurrentPerHub,
 		},
+		Storage: Storage{Mode: StorageSQLite},
 	}
 	c.fill()
 	return c

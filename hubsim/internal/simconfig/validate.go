@@ -52,6 +52,11 @@ func (c *Config) Validate() error {
 	if c.StateDir == "" {
 		bad("state_dir", "must not be empty")
 	}
+	switch c.Storage.Mode {
+	case StorageSQLite, StorageMemory:
+	default:
+		bad("storage.mode", "must be %q or %q, not %q", StorageSQLite, StorageMemory, c.Storage.Mode)
+	}
 
 	// Host names: valid for a certificate and unique across hubs and DPS.
 	seen := map[string]string{} // lower-case name → field path
