@@ -107,7 +107,9 @@ func (p *hubsimProc) serviceConfig(t *testing.T, cs string) service.Config {
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(p.status.Ports.HTTPS))
 	var d net.Dialer
 	return service.Config{ConnectionString: cs, RootCAs: pool,
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) { return d.DialContext(ctx, network, addr) }}
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, addr)
+		}}
 }
 
 func (p *hubsimProc) clients(t *testing.T) (*service.Client, *service.DPSClient) {
