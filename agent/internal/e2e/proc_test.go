@@ -281,3 +281,10 @@ func requireLinux(t testing.TB) {
 		t.Skip("end-to-end tests drive Linux sshd and /proc")
 	}
 }
+
+// readLog returns the process's whole log (secrets unmasked: for checks,
+// never for printing).
+func (p *proc) readLog() string {
+	data, _ := os.ReadFile(p.logPath)
+	return string(data)
+}
