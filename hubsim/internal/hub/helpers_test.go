@@ -239,6 +239,7 @@ type fakeOut struct {
 	acks    []func(bool) // pending PUBACK callbacks
 	closedC chan struct{}
 	wg      sync.WaitGroup
+	refused int // publishes refused with ErrNotSubscribed
 }
 
 func newFakeOut() *fakeOut {
@@ -253,6 +254,7 @@ func (o *fakeOut) Publish(topic string, payload []byte, qos byte) error {
 	}
 	granted, ok := o.grantedLocked(topic)
 	if !ok {
+		o.refused++
 		return broker.ErrNotSubscribed
 	}
 	o.msgs <- published{topic, bytes.Clone(payload), min(qos, granted)}

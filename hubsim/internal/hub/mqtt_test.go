@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/porthole-iot/porthole/hubsim/internal/broker"
+	"github.com/porthole-iot/porthole/sdk/testwait"
 )
 
 func TestClaims(t *testing.T) {
@@ -611,5 +612,41 @@ func TestC2DPlainOutbound(t *testing.T) {
 			t.Fatal("message never completed")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// A batch of queued C2D messages whose first delivery the broker refuses
+// (the device's SUBSCRIBE not yet in place there) is retried as a whole: all
+// three arrive, in order, without a reconnect (issue 12).
+func TestC2DBatchRetriedAfterRefusal(t *testing.T) {
+	e := newEnv(t)
+	h := e.hub("hub1.example.net")
+	ctx := context.Background()
+	key := e.device(h, "dev1")
+	for _, b := range []string{"one", "two", "three"} {
+		if err := h.SendC2D(ctx, "dev1", C2DMessage{Body: []byte(b)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := e.connectDevice(h, "dev1", key)
+	const filter = "devices/dev1/messages/devicebound/#"
+	// The hub grants the subscription before the broker has it: the first
+	// delivery attempt is refused.
+	g, ok := d.sess.Subscribe(filter, 1)
+	if !ok {
+		t.Fatal("subscribe refused")
+	}
+	testwait.True(t, waitTimeout, "the broker to refuse a delivery", func() bool {
+		d.out.mu.Lock()
+		defer d.out.mu.Unlock()
+		return d.out.refused > 0
+	})
+	d.out.mu.Lock()
+	d.out.subs[filter] = g
+	d.out.mu.Unlock()
+	for _, want := range []string{"one", "two", "three"} {
+		if m := d.next(); string(m.payload) != want {
+			t.Fatalf("delivery %q, want %q", m.payload, want)
+		}
 	}
 }
