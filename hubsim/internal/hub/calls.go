@@ -200,7 +200,7 @@ func (h *Hub) RequestStream(ctx context.Context, req StreamRequest) (StreamResul
 		emit("offline", 0, err.Error())
 		return StreamResult{}, err
 	}
-	ticket, err := rl.Create(relay.StreamSpec{Hub: h.host, DeviceID: req.DeviceID, ModuleID: req.ModuleID,
+	ticket, err := rl.Create(relay.StreamSpec{Hub: h.host, HubName: h.name, DeviceID: req.DeviceID, ModuleID: req.ModuleID,
 		Name: req.Name, HandshakeTimeout: req.ConnectTimeout})
 	if err != nil {
 		emit("failed", 0, err.Error())
@@ -257,6 +257,7 @@ func (h *Hub) RequestStream(ctx context.Context, req StreamRequest) (StreamResul
 		}
 		return StreamResult{}, fmt.Errorf("%w: stream %s on %s", r.err, req.Name, s.key())
 	case r.status == 200:
+		rl.Accepted(ticket.ID)
 		emit("accepted", r.status, "")
 		return StreamResult{Accepted: true, StreamID: ticket.ID, URL: ticket.URL, ServiceToken: ticket.ServiceToken}, nil
 	default:

@@ -119,6 +119,19 @@ type fakeRelay struct {
 	throttle bool
 	created  []relay.StreamSpec
 	cancels  []string
+	accepted []string
+}
+
+func (r *fakeRelay) Accepted(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.accepted = append(r.accepted, id)
+}
+
+func (r *fakeRelay) acceptedIDs() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.accepted...)
 }
 
 func (r *fakeRelay) Create(spec relay.StreamSpec) (relay.Ticket, error) {

@@ -25,6 +25,7 @@ import (
 type Hub struct {
 	set      *Set
 	host     string
+	name     string // resource name: HubConfig.Name or the first label of host
 	policies []sas.Policy
 	caPool   *x509.CertPool
 	hasCA    bool
@@ -87,8 +88,11 @@ func (id *identity) key() string {
 	return id.deviceID + "/" + id.moduleID
 }
 
-func newHub(s *Set, host string, pol []sas.Policy, pool *x509.CertPool, hasCA bool) *Hub {
-	return &Hub{set: s, host: host, policies: pol, caPool: pool, hasCA: hasCA,
+func newHub(s *Set, host, name string, pol []sas.Policy, pool *x509.CertPool, hasCA bool) *Hub {
+	if name == "" {
+		name, _, _ = strings.Cut(host, ".")
+	}
+	return &Hub{set: s, host: host, name: name, policies: pol, caPool: pool, hasCA: hasCA,
 		log: s.log.With("hub", host), devices: map[string]*identity{},
 		pending: map[string]*pendingCall{}, changed: make(chan struct{})}
 }

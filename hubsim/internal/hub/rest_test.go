@@ -200,6 +200,7 @@ func TestRESTStreams(t *testing.T) {
 	var mu sync.Mutex
 	var log []StreamEvent
 	e := newEnvWith(t, func(c *Config) {
+		c.Hubs[0].Name = "lab-hub"
 		c.StreamLog = func(ev StreamEvent) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -237,8 +238,12 @@ func TestRESTStreams(t *testing.T) {
 		r.header.Get("iothub-streaming-auth-token") != "stok-s1" {
 		t.Fatalf("accepted: %d %v", r.status, r.header)
 	}
-	if spec := e.relay.created[0]; spec.HandshakeTimeout != 20*time.Second || spec.Name != "ssh" || spec.Hub != "hub1.example.net" {
+	if spec := e.relay.created[0]; spec.HandshakeTimeout != 20*time.Second || spec.Name != "ssh" || spec.Hub != "hub1.example.net" || spec.HubName != "lab-hub" {
 		t.Errorf("relay spec %+v", spec)
+	}
+	// The hub tells the relay directly that the device accepted.
+	if got := e.relay.acceptedIDs(); len(got) != 1 || got[0] != "s1" {
+		t.Errorf("relay told accepted %v, want [s1]", got)
 	}
 
 	// Rejected: False, relay stream cancelled.
@@ -257,6 +262,9 @@ func TestRESTStreams(t *testing.T) {
 	wantAzureError(t, <-done, 504, "GatewayTimeout")
 	if got := e.relay.cancelled(); len(got) != 2 || got[0] != "s2" || got[1] != "s3" {
 		t.Errorf("cancelled %v", got)
+	}
+	if got := e.relay.acceptedIDs(); len(got) != 1 {
+		t.Errorf("relay told accepted %v after a rejection and a timeout, want only [s1]", got)
 	}
 
 	// Throttled by the relay.
