@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/porthole-iot/porthole/hubsim/internal/redact"
 	"github.com/porthole-iot/porthole/hubsim/internal/relay"
 	"github.com/porthole-iot/porthole/hubsim/internal/sas"
 )
@@ -115,7 +116,7 @@ type Unhandled struct {
 
 // NewSet builds the hubs. It returns an error for an empty or duplicate host name.
 func NewSet(cfg Config) (*Set, error) {
-	s := &Set{cfg: cfg, log: cfg.Logger, now: cfg.Now, after: cfg.AfterFunc, rand: cfg.Rand,
+	s := &Set{cfg: cfg, log: redact.Logger(cfg.Logger), now: cfg.Now, after: cfg.AfterFunc, rand: cfg.Rand,
 		byHost: map[string]*Hub{}, byAddr: map[string]*Hub{}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/porthole-iot/porthole/hubsim/internal/redact"
 	"github.com/porthole-iot/porthole/hubsim/internal/relay"
 )
 
@@ -119,7 +120,7 @@ func New(cfg Config) (*Server, error) {
 		listen = []string{"127.0.0.1"}
 	}
 	s := &Server{
-		log:       cfg.Logger,
+		log:       redact.Logger(cfg.Logger),
 		now:       cfg.Now,
 		failed:    make(chan struct{}),
 		closeDone: make(chan struct{}),

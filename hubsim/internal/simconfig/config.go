@@ -16,6 +16,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/porthole-iot/porthole/hubsim/internal/pki"
+
+	"github.com/porthole-iot/porthole/hubsim/internal/redact"
 )
 
 // Default values.
@@ -328,9 +330,9 @@ func (c *Config) Logger(w io.Writer) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: level}
 	switch c.Log.Format {
 	case "", "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.New(redact.Handler(slog.NewTextHandler(w, opts))), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(redact.Handler(slog.NewJSONHandler(w, opts))), nil
 	default:
 		return nil, fmt.Errorf("simconfig: log format %q: want text or json", c.Log.Format)
 	}
