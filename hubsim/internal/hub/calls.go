@@ -102,8 +102,8 @@ func (h *Hub) waitOnlineLocked(ctx context.Context, deviceID, moduleID, filter s
 // ConnectTimeoutInSeconds); no answer within ResponseTimeoutInSeconds gives
 // ErrTimeout (REST 504101).
 func (h *Hub) InvokeMethod(ctx context.Context, deviceID, moduleID string, req MethodRequest) (MethodResult, error) {
-	if !validTopicLevel(req.MethodName) {
-		return MethodResult{}, fmt.Errorf("%w: invalid method name %q", ErrInvalid, req.MethodName)
+	if !validName(req.MethodName) {
+		return MethodResult{}, fmt.Errorf("%w: %s", ErrInvalid, nameError("method", req.MethodName))
 	}
 	resp := h.set.cfg.MethodDefaultTimeout
 	if req.ResponseTimeoutInSeconds != 0 {
@@ -180,8 +180,8 @@ func (h *Hub) RequestStream(ctx context.Context, req StreamRequest) (StreamResul
 			h.set.cfg.StreamLog(e)
 		}
 	}
-	if !validTopicLevel(req.Name) {
-		return StreamResult{}, fmt.Errorf("%w: invalid stream name %q", ErrInvalid, req.Name)
+	if !validName(req.Name) {
+		return StreamResult{}, fmt.Errorf("%w: %s", ErrInvalid, nameError("stream", req.Name))
 	}
 	rl := h.set.cfg.Relay
 	if rl == nil {
