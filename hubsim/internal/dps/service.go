@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/porthole-iot/porthole/hubsim/internal/ident"
+	"github.com/porthole-iot/porthole/hubsim/internal/redact"
 	"github.com/porthole-iot/porthole/hubsim/internal/sas"
 	"github.com/porthole-iot/porthole/hubsim/internal/store"
 )
@@ -154,7 +155,7 @@ func New(cfg Config) (*Service, error) {
 	}
 	s := &Service{
 		cfg:         cfg,
-		log:         cfg.Logger,
+		log:         redact.Logger(cfg.Logger),
 		now:         cfg.Now,
 		httpClient:  cfg.HTTPClient,
 		enrollments: map[string]*IndividualEnrollment{},

@@ -26,6 +26,7 @@ import (
 type Hub struct {
 	set      *Set
 	host     string
+	name     string // resource name: HubConfig.Name or the first label of host
 	policies []sas.Policy
 	caPool   *x509.CertPool
 	hasCA    bool
@@ -88,8 +89,11 @@ func (id *identity) key() string {
 	return id.deviceID + "/" + id.moduleID
 }
 
-func newHub(s *Set, host string, pol []sas.Policy, pool *x509.CertPool, hasCA bool) *Hub {
-	return &Hub{set: s, host: host, policies: pol, caPool: pool, hasCA: hasCA,
+func newHub(s *Set, host, name string, pol []sas.Policy, pool *x509.CertPool, hasCA bool) *Hub {
+	if name == "" {
+		name, _, _ = strings.Cut(host, ".")
+	}
+	return &Hub{set: s, host: host, name: name, policies: pol, caPool: pool, hasCA: hasCA,
 		log: s.log.With("hub", host), devices: map[string]*identity{},
 		pending: map[string]*pendingCall{}, changed: make(chan struct{})}
 }
@@ -132,6 +136,21 @@ func (h *Hub) newGenerationLocked() string {
 // validID checks a device or module id: at most 128 characters of ASCII
 // letters, digits and - . % _ * ? ! ( ) , : = @ $ '
 // [doc: Understand the identity registry in your IoT hub (iot-hub-devguide-identity-registry.md), "Device identity properties"].
+//
+// Sources disagree on '+', '#' and ';'. Older registry pages and the Event
+// Grid device-event schemas list "- : . + % _ # * ? ! ( ) , = @ ; $ '"; the
+// current registry page (ms.date 2025-03-28) lists the set above and says
+// "The special characters + # aren't supported", and omits ';'. hubsim
+// follows the current registry page, so an id that hubsim accepts is one
+// Azure documents as supported. The reason is MQTT: a device's topics embed
+// its id ("devices/<id>/messages/events/", "devices/<id>/messages/devicebound/#"),
+// and MQTT 3.1.1 forbids '+' and '#' in a PUBLISH topic name (§4.7.1, §3.3.2)
+// and lets them appear in a filter only as whole-level wildcards, so a device
+// whose id holds either could connect but neither send telemetry nor
+// subscribe to its own cloud-to-device messages; hubsim's broker refuses
+// such topics exactly as the specification requires.
+// '%' is allowed and needs no escaping anywhere except the service REST path
+// (%25); see sas.Token.Covers for the raw sr the C client sends.
 func validID(id string) bool {
 	if id == "" || len(id) > 128 {
 		return false
@@ -281,7 +300,7 @@ func etagMatches(ifMatch, etag string) bool {
 // CreateDevice adds a device. Keys are generated when absent.
 func (h *Hub) CreateDevice(ctx context.Context, d Device) (Device, error) {
 	if !validID(d.DeviceID) {
-		return Device{}, fmt.Errorf("%w: invalid device id %q", ErrInvalid, d.DeviceID)
+		return Device{}, fmt.Errorf("%w: invalid device id %s", ErrInvalid, echo(d.DeviceID))
 	}
 	auth, err := h.normalizeAuth(d.Authentication)
 	if err != nil {
@@ -448,7 +467,7 @@ func (h *Hub) DeleteDevice(ctx context.Context, deviceID, ifMatch string) error 
 // CreateModule adds a module to a device.
 func (h *Hub) CreateModule(ctx context.Context, m Module) (Module, error) {
 	if !validID(m.ModuleID) {
-		return Module{}, fmt.Errorf("%w: invalid module id %q", ErrInvalid, m.ModuleID)
+		return Module{}, fmt.Errorf("%w: invalid module id %s", ErrInvalid, echo(m.ModuleID))
 	}
 	auth, err := h.normalizeAuth(m.Authentication)
 	if err != nil {

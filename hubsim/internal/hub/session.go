@@ -630,8 +630,14 @@ func (s *session) sendLoop() {
 				}
 			}
 			notYet := false
-			for _, c := range c2d {
+			for i, c := range c2d {
 				if !s.deliverC2D(c) {
+					// deliverC2D put c back in the queue; the rest of the
+					// batch, still marked in flight on s, goes back with it so
+					// the retry takes all of them again, in order.
+					for _, rest := range c2d[i+1:] {
+						h.c2dSettled(s, rest, false)
+					}
 					notYet = true
 					break
 				}

@@ -112,18 +112,11 @@ func Assemble(p *server.Prepared, logger *slog.Logger, opts Options) (*Sim, serv
 		Store:  s.Store,
 		Relay:  s.Relay,
 		Logger: logger.With("component", "hub"),
-		// The relay writes the DeviceStreams events (requested on Create,
-		// rejected on Cancel, connected, closed); the hub only knows when
-		// the device accepted.
-		StreamLog: func(ev hub.StreamEvent) {
-			if ev.Event == "accepted" && ev.StreamID != "" {
-				s.Relay.Accepted(ev.StreamID)
-			}
-		},
 	}
 	for _, h := range cfg.Hubs {
 		hcfg.Hubs = append(hcfg.Hubs, hub.HubConfig{
 			HostName: h.HostName,
+			Name:     h.Name,
 			Policies: policies(h.Policies),
 			// Devices with "certificateAuthority" authentication may chain
 			// to the sim's own CA (hubsimtest.Sim.ClientCertificate and
