@@ -558,7 +558,8 @@ func TestRegistrationRetriesWithBackoff(t *testing.T) {
 	if s := recv(t, e.hubs.sessions, "session"); s.hub != "hub-a.local" {
 		t.Fatalf("connected to %q", s.hub)
 	}
-	if st := p.Status(); st.Registrations != 1 || st.LastError == "" {
+	// Connected: the registration failures are history.
+	if st := waitConnected(t, p); st.Registrations != 1 || st.LastError != "" || !st.NextAttempt.IsZero() {
 		t.Fatalf("status %+v", st)
 	}
 }
