@@ -81,4 +81,11 @@
 // the ceiling doubling per failure in a row up to DefaultHubMaxBackoff (60
 // s) for the hub and sdk/retry's 5 minutes for DPS; a success resets it.
 // Status.NextAttempt says when a wait ends.
+//
+// Time: waits are timers on the injected clock (monotonic on a real one),
+// and the RetryCachedHubFor window is the sum of the waits and attempts
+// (each attempt counting at most 2 minutes), not a difference of wall
+// times, so a wall-clock jump (NTP fixing a board that booted in 1970)
+// neither ends a wait or the window early nor stretches it
+// (TestClockJump*).
 package provision

@@ -77,9 +77,13 @@ type Machine struct {
 
 	hubSched *retry.Schedule // waits between failed hub attempts
 	dpsSched *retry.Schedule // waits between failed DPS calls
-	// failingSince is when the current hub started failing (zero while
-	// it is healthy); RetryCachedHubFor counts from it.
-	failingSince time.Time
+	// hubFailing says the current hub is failing; hubFailedFor is for how
+	// long, counted as the waits between its attempts plus the attempts'
+	// own durations (each at most maxAttemptTime), so that a jump of the
+	// wall clock (NTP fixing a board that booted in 1970) neither ends
+	// the RetryCachedHubFor window early nor stretches it.
+	hubFailing   bool
+	hubFailedFor time.Duration
 	out          outage // the current outage, for the log and the status
 }
 
@@ -294,7 +298,7 @@ func (m *Machine) lookup(ctx context.Context) (State, time.Duration) {
 	// is another service and is tried at once.
 	nextWait(m.dpsSched, err)
 	p.failed(&m.out, StepLookup, "DPS lookup failing; trying the cached hub", err, "hub", m.cur.AssignedHub)
-	m.failingSince = p.clock.Now() // a fresh window on the cached hub
+	m.hubFailing, m.hubFailedFor = true, 0 // a fresh window on the cached hub
 	return StateConnect, 0
 }
 
@@ -303,7 +307,9 @@ func (m *Machine) lookup(ctx context.Context) (State, time.Duration) {
 // failed for RetryCachedHubFor.
 func (m *Machine) connect(ctx context.Context) (State, time.Duration) {
 	p := m.p
+	start := p.clock.Now()
 	s, err := p.cfg.Connect(ctx, m.cur)
+	m.attempted(start)
 	if err != nil {
 		if ctx.Err() != nil {
 			return StateStopped, 0
@@ -371,23 +377,35 @@ func (m *Machine) wait(reprovision bool) (State, time.Duration) {
 // RetryCachedHubFor.
 func (m *Machine) hubFailed(msg string, err error) (State, time.Duration) {
 	p := m.p
-	now := p.clock.Now()
-	if m.failingSince.IsZero() {
-		m.failingSince = now
-	}
-	if window := p.retryWindow(); now.Sub(m.failingSince) >= window {
+	m.hubFailing = true
+	if window := p.retryWindow(); m.hubFailedFor >= window {
 		p.log.Warn("hub kept failing; asking DPS where the device belongs",
-			"hub", m.cur.AssignedHub, "for", now.Sub(m.failingSince).Round(time.Second), "err", err)
+			"hub", m.cur.AssignedHub, "for", m.hubFailedFor.Round(time.Second), "err", err)
 		m.hubHealthy()
 		return StateLookup, 0
 	}
 	wait := nextWait(m.hubSched, err)
+	m.hubFailedFor += wait
 	p.failed(&m.out, StepHub, msg, err, "hub", m.cur.AssignedHub, "retry_in", wait)
 	return StateConnect, wait
 }
 
+// maxAttemptTime bounds what one connection attempt adds to the hub's
+// failure window: attempts are bounded by the client's own timeouts (30 s
+// in sdk/iothub); a longer reading is a jump of the wall clock.
+const maxAttemptTime = 2 * time.Minute
+
+// attempted adds the duration of an attempt that started at start to the
+// failure window of a failing hub.
+func (m *Machine) attempted(start time.Time) {
+	if !m.hubFailing {
+		return
+	}
+	m.hubFailedFor += min(max(m.p.clock.Now().Sub(start), 0), maxAttemptTime)
+}
+
 // hubHealthy forgets the hub's failures: a fresh window and backoff.
 func (m *Machine) hubHealthy() {
-	m.failingSince = time.Time{}
+	m.hubFailing, m.hubFailedFor = false, 0
 	m.hubSched.Reset()
 }

@@ -142,23 +142,28 @@ func TestTransitions(t *testing.T) {
 			want: StateWait, resume: StateConnect, delay: 7500 * time.Millisecond},
 		{name: "connect failing for 15 min → lookup", seed: true, fail: map[string]error{"hub-a.local": errRefused},
 			act: func(t *testing.T, e *machineEnv) State {
-				startStep(t, e) // fails at t0: the window opens
-				e.m.WaitOver()
-				e.clock.Advance(15*time.Minute - time.Second)
-				if s := e.m.Step(context.Background()); s != StateWait {
-					t.Fatalf("at 15 min − 1 s: %v, want wait", s)
+				var waited, last time.Duration
+				for s := startStep(t, e); s == StateWait; s = e.m.Step(context.Background()) {
+					last = e.m.Delay()
+					waited += last
+					e.clock.Advance(last)
+					e.m.WaitOver()
 				}
-				e.m.WaitOver()
-				e.clock.Advance(time.Second)
-				return e.m.Step(context.Background())
+				if waited < 15*time.Minute || waited-last >= 15*time.Minute {
+					t.Errorf("went to DPS after %v of waits (the last %v), want the attempt that reaches 15 min", waited, last)
+				}
+				return e.m.State()
 			},
 			want: StateLookup},
 		{name: "connect failing, window shortened by a reload → lookup", seed: true, fail: map[string]error{"hub-a.local": errRefused},
 			act: func(t *testing.T, e *machineEnv) State {
-				startStep(t, e)
+				startStep(t, e) // waits 7.5 s
 				e.m.WaitOver()
-				e.clock.Advance(2 * time.Minute)
-				e.p.SetRetryCachedHubFor(time.Minute) // SIGHUP with hub.retry_cached_hub_for: 1m
+				if s := e.m.Step(context.Background()); s != StateWait { // waits 12.5 s
+					t.Fatalf("second attempt: %v", s)
+				}
+				e.m.WaitOver()
+				e.p.SetRetryCachedHubFor(15 * time.Second) // SIGHUP with hub.retry_cached_hub_for: 15s
 				return e.m.Step(context.Background())
 			},
 			want: StateLookup},
