@@ -7,6 +7,7 @@
 //	porthole invoke <device> <method> [--payload JSON] [--timeout 30s]
 //	porthole dps enroll <registrationId> [--symmetric-key K] [--group] [--hub host]…
 //	porthole dps get|delete <id> [--group]
+//	porthole dps derive-key --group-key-file <file|-> (--out-dir <dir> | --stdout) <registrationId>…
 //
 // ssh runs the system ssh with "-o ProxyCommand=<porthole> stdio <device>"
 // and "-o HostKeyAlias=<device>", so known_hosts entries follow the device
@@ -35,6 +36,9 @@
 //
 // porthole never prints keys or tokens. "porthole ssh" passes a connection
 // string given by flag to its ProxyCommand through the environment, not the
-// command line. "dps enroll --key-file" writes the enrollment's key to a
+// command line. "dps derive-key" (per-device keys from an enrollment group
+// key, for manufacturing) reads the group key from a file or stdin and
+// writes each device key to a 0600 file; it prints keys only when --stdout
+// asks for them. "dps enroll --key-file" writes the enrollment's key to a
 // file with mode 0600 instead of printing it.
 package main
