@@ -11,9 +11,14 @@
 //
 // ssh runs the system ssh with "-o ProxyCommand=<porthole> stdio <device>"
 // and "-o HostKeyAlias=<device>", so known_hosts entries follow the device
-// id. stdio bridges one stream to standard input and output (what
-// ProxyCommand needs). proxy listens locally and opens one stream per
-// accepted connection until interrupted.
+// id (quoted for ssh's option parser: Azure allows ' # % and more in device
+// ids). It also sets "-o ServerAliveInterval=15 -o ServerAliveCountMax=3",
+// so a session whose path died ends within about 45 s; the user's own -o
+// values for either replace them. stdio bridges one stream to standard
+// input and output (what ProxyCommand needs); when the far end closes the
+// stream with a status (1001 when the device's agent shuts down), it says
+// so on stderr, which ssh shows. proxy listens locally and opens one
+// stream per accepted connection until interrupted.
 //
 // # Connection settings
 //
