@@ -190,7 +190,11 @@ type Provisioner struct {
 	retryFor time.Duration   // guarded by mu
 	waiters  []chan<- Result // Reprovision callers; guarded by mu
 	running  bool            // Run started and not yet returned; guarded by mu
-	ended    bool            // Run returned; guarded by mu
+	// saveErr is the last failure to cache the assignment (nil once a
+	// save works), kept in the status; guarded by mu.
+	saveErr   error
+	saveErrAt time.Time // guarded by mu
+	ended     bool      // Run returned; guarded by mu
 }
 
 // New checks cfg and returns a Provisioner. It starts nothing.
@@ -315,10 +319,14 @@ func (p *Provisioner) setError(err error) {
 	p.mu.Unlock()
 }
 
-// clearError forgets the last error (the flow got connected).
+// clearError forgets the last error (the flow got connected), except a
+// failure to cache the assignment, which connecting does not fix.
 func (p *Provisioner) clearError() {
 	p.mu.Lock()
 	p.status.LastError, p.status.LastErrorAt = "", time.Time{}
+	if p.saveErr != nil {
+		p.status.LastError, p.status.LastErrorAt = p.saveErr.Error(), p.saveErrAt
+	}
 	p.mu.Unlock()
 }
 
@@ -461,7 +469,19 @@ func (p *Provisioner) save(a Assignment, fresh bool) {
 	} else if old, ok, err := p.cfg.Store.Load(); err == nil && ok {
 		st.LastRegistered = old.LastRegistered
 	}
-	if err := p.cfg.Store.Save(st); err != nil {
+	err := p.cfg.Store.Save(st)
+	p.mu.Lock()
+	if err != nil {
+		// The status keeps it, also once connected (clearError): with the
+		// log on the same full disk, the status is where it shows.
+		p.saveErr = fmt.Errorf("could not cache the assignment (the next boot registers with DPS again): %w", err)
+		p.saveErrAt = p.clock.Now()
+		p.status.LastError, p.status.LastErrorAt = p.saveErr.Error(), p.saveErrAt
+	} else {
+		p.saveErr = nil
+	}
+	p.mu.Unlock()
+	if err != nil {
 		p.log.Error("could not cache the assignment; the next boot registers again", "err", err)
 	}
 }
