@@ -683,8 +683,13 @@ func TestNeverExitsOnPermanentErrors(t *testing.T) {
 					t.Fatalf("Run returned %v", err)
 				default:
 				}
-				if st := a.query(VerbStatus).Status; st.Failing != provision.StepDPS || st.Attempts != i || st.LastError == "" {
+				st := a.query(VerbStatus).Status
+				if st.Failing != provision.StepDPS || st.Attempts != i || st.LastError == "" {
 					t.Fatalf("round %d: status %+v", i, st)
+				}
+				// The status says when the next attempt comes.
+				if want := clock.Now().Add(d); st.Phase != provision.PhaseWaiting || !st.NextAttempt.Equal(want) {
+					t.Fatalf("round %d: phase %s, next attempt %v, want waiting until %v", i, st.Phase, st.NextAttempt, want)
 				}
 				clock.Advance(d)
 			}
