@@ -148,6 +148,43 @@ func TestStdioDeviceGoesAway(t *testing.T) {
 	}
 }
 
+// TestStdioRelayCloses: the streaming endpoint ending the stream (here:
+// shutting down) is reported with its status and reason.
+func TestStdioRelayCloses(t *testing.T) {
+	sim := hubsimtest.New(t)
+	startDevice(t, sim, "dev1", nil) // echoes
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inR.Close()
+	defer inW.Close()
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outR.Close()
+	ctx, cancel := timeoutCtx(t)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { // owned by the test: received below
+		done <- runEnv(ctx, testEnv(t, nil), append([]string{"stdio", "dev1"}, simFlags(sim)...), inR, outW, io.Discard)
+		outW.Close()
+	}()
+	if _, err := inW.Write([]byte("ping\n")); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := bufio.NewReader(outR).ReadString('\n'); err != nil || line != "ping\n" {
+		t.Fatalf("echo %q %v", line, err)
+	}
+	sim.Relay().Close()
+	err = <-done
+	want := "stream closed by the far end: status 1001 (going away): streaming endpoint shutting down"
+	if err == nil || err.Error() != want {
+		t.Fatalf("stdio: %v, want %q", err, want)
+	}
+}
+
 func TestStdioRejectedAndOffline(t *testing.T) {
 	sim := hubsimtest.New(t)
 	startDevice(t, sim, "dev1", func(c *servicetest.DeviceConfig) { c.Accept = func(string) bool { return false } })
