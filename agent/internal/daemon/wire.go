@@ -110,7 +110,13 @@ func (b sdkBackend) DialHub(ctx context.Context, cfg *config.Config, a provision
 		// DPS (MicrosoftDocs/azure-docs articles/iot-dps/concepts-deploy-at-scale.md:
 		// retry the cached hub 15–30 min, then go back to DPS). A live
 		// change of the window applies from the next connection.
-		Retry: retry.Policy{GiveUpAfter: cfg.Hub.RetryCachedHubFor},
+		// Reconnect waits are capped at provision.DefaultHubMaxBackoff (the
+		// argument for 60 s is next to it) and announced for the status.
+		Retry: retry.Policy{
+			GiveUpAfter: cfg.Hub.RetryCachedHubFor,
+			MaxBackoff:  provision.DefaultHubMaxBackoff,
+			Notify:      hooks.Retrying,
+		},
 	}
 	switch cfg.Provisioning.Attestation.Type {
 	case config.AttestX509:
