@@ -88,7 +88,8 @@ func TestShellScriptsParse(t *testing.T) {
 		"packaging/scripts/postinst", "packaging/scripts/prerm", "packaging/scripts/postrm",
 		"packaging/scripts/package.sh", "packaging/scripts/overlay.sh", "packaging/scripts/sizes.sh",
 		"packaging/sysv/porthole-agent", "firmware/openwrt/files/porthole-agent.init",
-		"firmware/buildroot/S95porthole-agent",
+		"firmware/buildroot/S95porthole-agent", "firmware/rootfs-overlay/S95porthole-agent",
+		"firmware/yocto/files/porthole-agent.init", "firmware/openwrt/mirror-hash.sh", "firmware/yocto/go-mods.sh",
 	}
 	for _, s := range scripts {
 		p := filepath.Join(root, s)

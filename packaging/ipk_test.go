@@ -284,6 +284,10 @@ func TestProcdInitScript(t *testing.T) {
 	sh := needTool(t, "sh", "dash")
 	initScript := filepath.Join(repoRoot(t), "firmware/openwrt/files/porthole-agent.init")
 	script := `
+user_exists() { [ "$1" = "$HAVE_USER" ]; }
+chown() { echo "chown $*"; }
+chmod() { :; }
+mkdir() { :; }
 procd_open_instance() { echo "open $*"; }
 procd_set_param() { echo "param $*"; }
 procd_close_instance() { echo close; }
@@ -291,8 +295,19 @@ procd_close_instance() { echo close; }
 echo "START=$START STOP=$STOP USE_PROCD=$USE_PROCD"
 start_service
 `
-	out := run(t, nil, sh, "-c", script, "sh", initScript)
+	// Without the porthole user (an .ipk built outside OpenWrt's tree) the
+	// agent runs as root and nothing is chowned.
+	out := run(t, []string{"HAVE_USER=none"}, sh, "-c", script, "sh", initScript)
+	if !strings.Contains(out, "param user root\n") || strings.Contains(out, "chown") {
+		t.Errorf("without the porthole user: want user root and no chown:\n%s", out)
+	}
+	// With it (USERID in the OpenWrt Makefile): the agent runs as porthole,
+	// which owns the config and the state directory.
+	out = run(t, []string{"HAVE_USER=porthole"}, sh, "-c", script, "sh", initScript)
 	for _, want := range []string{
+		"chown porthole:porthole /etc/porthole/agent.yaml\n",
+		"chown -R porthole:porthole /etc/porthole/state\n",
+		"param user porthole\n",
 		"START=95 STOP=10 USE_PROCD=1",
 		"open \n",
 		"param command /usr/bin/porthole-agent run\n",
