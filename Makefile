@@ -21,7 +21,7 @@ export CGO_ENABLED ?= 0
 TEST_TOOLS := ssh=openssh-client scp=openssh-client sshd=openssh-server \
 	dropbear=dropbear-bin dropbearkey=dropbear-bin curl=curl \
 	mosquitto_sub=mosquitto-clients node=nodejs npm=npm busybox=busybox \
-	qemu-mipsel-static=qemu-user-static dpkg-deb=dpkg make=make \
+	qemu-mipsel-static=qemu-user-static dpkg-deb=dpkg make=make lintian=lintian \
 	systemd-analyze=systemd unshare=util-linux
 
 .PHONY: all build test lint vet fmt-check demo bench soak clean tools help
