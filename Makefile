@@ -2,6 +2,7 @@
 #
 #   make demo    build everything and run the end-to-end demo on this machine
 #   make test    the whole test suite (what CI runs)
+#   make fuzz    the fuzz campaign (FUZZTIME=1000000x for the release run)
 #
 # Targets that need system tools install the missing Debian packages when run
 # as root (one line per install) and otherwise stop with a message naming the
@@ -24,7 +25,7 @@ TEST_TOOLS := ssh=openssh-client scp=openssh-client sshd=openssh-server \
 	qemu-mipsel-static=qemu-user-static dpkg-deb=dpkg make=make \
 	systemd-analyze=systemd unshare=util-linux
 
-.PHONY: all build test lint vet fmt-check demo bench soak clean tools help
+.PHONY: all build test lint vet fmt-check demo bench soak fuzz clean tools help
 
 all: build
 
@@ -79,6 +80,16 @@ soak: tools build
 	PORTHOLE_BENCH=1 PORTHOLE_BENCH_HUBSIM=$(CURDIR)/$(BIN)/hubsim PORTHOLE_BENCH_HUB_DURATION=$(SOAK_DURATION) \
 		$(GO) test -count=1 -timeout 60m -run 'TestHubLoad/process' -v ./sdk/internal/fleetbench/
 	$(GO) test -count=10 -timeout 60m -run 'TestSSH$$' ./agent/internal/e2e/
+
+# The fuzz campaign: every fuzz target in the module for FUZZTIME each (a
+# duration, or Nx for exactly N executions: `make fuzz FUZZTIME=1000000x`),
+# one worker each unless FUZZ_PARALLEL says otherwise; a table of executions
+# per target lands in out/fuzz.txt. FUZZ_PKGS narrows it (default ./...).
+FUZZTIME ?= 30s
+FUZZ_PARALLEL ?= 1
+FUZZ_PKGS ?= ./...
+fuzz:
+	FUZZTIME=$(FUZZTIME) FUZZ_PARALLEL=$(FUZZ_PARALLEL) .ci/fuzz $(FUZZ_PKGS)
 
 clean:
 	rm -rf $(BIN) dist out
