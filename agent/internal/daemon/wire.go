@@ -103,6 +103,7 @@ func (b sdkBackend) DialHub(ctx context.Context, cfg *config.Config, a provision
 		ProxyURL:    cfg.Proxy.URL,
 		DialContext: dial,
 		Keepalive:   cfg.Hub.Keepalive,
+		TokenTTL:    cfg.Hub.TokenTTL,
 		Logger:      sdkLogger(log), // the client adds the device itself
 		Clock:       b.clock,
 		// The client reconnects by itself; once it has failed for the

@@ -217,6 +217,18 @@ func (p *proc) tail(n int) string {
 	return secretRE.ReplaceAllString(out, "${1}…")
 }
 
+// logCount counts the lines of the process's log holding s.
+func (p *proc) logCount(s string) int {
+	data, _ := os.ReadFile(p.logPath)
+	n := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.Contains(line, s) {
+			n++
+		}
+	}
+	return n
+}
+
 // logContains reports whether the process's log holds s.
 func (p *proc) logContains(s string) bool {
 	data, _ := os.ReadFile(p.logPath)
