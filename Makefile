@@ -24,7 +24,8 @@ TEST_TOOLS := ssh=openssh-client scp=openssh-client sshd=openssh-server \
 	dropbear=dropbear-bin dropbearkey=dropbear-bin curl=curl \
 	mosquitto_sub=mosquitto-clients node=nodejs npm=npm busybox=busybox \
 	qemu-mipsel-static=qemu-user-static dpkg-deb=dpkg make=make lintian=lintian \
-	systemd-analyze=systemd unshare=util-linux \
+	systemd-analyze=systemd unshare=util-linux nsenter=util-linux \
+	systemd-nspawn=systemd-container mmdebstrap=mmdebstrap zstd=zstd git=git \
 	ip=iproute2 nft=nftables
 
 .PHONY: all build test lint vet fmt-check demo bench soak fuzz chaos clean tools help
