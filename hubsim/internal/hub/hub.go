@@ -598,6 +598,24 @@ func (h *Hub) changeTwin(deviceID, moduleID string, p TwinPatch, ifMatch string,
 	if !etagMatches(ifMatch, id.twin.etag()) {
 		return Twin{}, fmt.Errorf("%w: twin %s", ErrPreconditionFailed, id.key())
 	}
+	if p.Tags != nil {
+		after := tags
+		if !replace {
+			after = merged(id.twin.tags, tags)
+		}
+		if err := checkTwinSize("tags", id.twin.tags, after, MaxTagsBytes); err != nil {
+			return Twin{}, err
+		}
+	}
+	if p.Desired != nil {
+		after := desired
+		if !replace {
+			after = merged(id.twin.desired.vals, desired)
+		}
+		if err := checkTwinSize("desired properties", id.twin.desired.vals, after, MaxDesiredBytes); err != nil {
+			return Twin{}, err
+		}
+	}
 	now := h.now()
 	changed := false
 	if p.Tags != nil {

@@ -442,6 +442,12 @@ func (s *session) telemetry(topic, rest string, payload []byte, now time.Time) e
 		h.set.recordUnhandled(h.host, "mqtt-publish", s.key()+": bad property bag in "+topic)
 		return fmt.Errorf("%w: %v", broker.ErrNotAuthorized, err)
 	}
+	// Body plus properties over the device-to-cloud limit: MQTT cannot
+	// refuse one PUBLISH, so the connection ends (hubsim's reading of how
+	// the hub treats an oversized message on MQTT).
+	if n := len(payload) + len(strings.TrimPrefix(rest, "/")); n > MaxD2CMessageBytes {
+		return fmt.Errorf("%w: device-to-cloud message of %d bytes is over Azure's limit of %d: %w", broker.ErrNotAuthorized, n, MaxD2CMessageBytes, ErrTooLarge)
+	}
 	if !h.taps.active() {
 		return nil // nobody listens: the message is accepted and forgotten
 	}
@@ -504,6 +510,12 @@ func (s *session) twinReported(query string, payload []byte) error {
 		return nil
 	}
 	t := s.id.twin
+	if err := checkTwinSize("reported properties", t.reported.vals, merged(t.reported.vals, patch), MaxReportedBytes); err != nil {
+		s.log.Info("reported patch refused", "rid", rid, "err", err)
+		s.enqueueLocked(outMsg{topic: topicTwinResPrefix + "400/?" + qRID + "=" + rid,
+			payload: formatMQTTError(errArgumentInvalid, err.Error(), now), qos: 0})
+		return nil
+	}
 	t.reported.patch(patch, now)
 	t.version++
 	s.enqueueLocked(outMsg{topic: topicTwinResPrefix + "204/?" + qRID + "=" + rid + "&" + qVersion + "=" + strconv.FormatInt(t.reported.version, 10), qos: 0})
@@ -531,7 +543,11 @@ func (s *session) response(kind, rest string, payload []byte) error {
 			body = b
 		}
 	}
-	if !h.resolve(s.key()+"|"+q[qRID], kind, callResult{status: status, payload: body}) {
+	res := callResult{status: status, payload: body}
+	if kind == "method" && len(body) > MaxMethodPayloadBytes {
+		res = callResult{err: fmt.Errorf("%w: method response of %d bytes is over Azure's limit of %d", ErrTooLarge, len(body), MaxMethodPayloadBytes)}
+	}
+	if !h.resolve(s.key()+"|"+q[qRID], kind, res) {
 		s.log.Debug("response for unknown or finished request", "rid", q[qRID], "kind", kind)
 	}
 	return nil
