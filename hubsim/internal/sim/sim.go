@@ -98,8 +98,9 @@ func Assemble(p *server.Prepared, logger *slog.Logger, opts Options) (*Sim, serv
 	s.Relay = relay.New(rcfg)
 
 	hcfg := hub.Config{
-		Relay:  s.Relay,
-		Logger: logger.With("component", "hub"),
+		Relay:             s.Relay,
+		Logger:            logger.With("component", "hub"),
+		ConnectsPerSecond: cfg.Limits.DeviceConnectionsPerSecond,
 	}
 	for _, h := range cfg.Hubs {
 		hcfg.Hubs = append(hcfg.Hubs, hub.HubConfig{
