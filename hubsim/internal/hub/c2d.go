@@ -27,6 +27,9 @@ type c2dMessage struct {
 // until delivered. A full queue (C2DQueueLimit) answers ErrQueueFull, as the
 // hub's 403004 DeviceMaximumQueueDepthExceeded.
 func (h *Hub) SendC2D(ctx context.Context, deviceID string, m C2DMessage) error {
+	if len(m.Body) > MaxC2DMessageBytes {
+		return fmt.Errorf("%w: cloud-to-device body of %d bytes is over Azure's limit of %d", ErrTooLarge, len(m.Body), MaxC2DMessageBytes)
+	}
 	mid := m.MessageID
 	if mid == "" {
 		var b [16]byte

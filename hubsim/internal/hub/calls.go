@@ -116,6 +116,9 @@ func (h *Hub) InvokeMethod(ctx context.Context, deviceID, moduleID string, req M
 		return MethodResult{}, fmt.Errorf("%w: connectTimeoutInSeconds must be 0 to %d", ErrInvalid, methodMaxTimeoutSeconds)
 	}
 	payload := req.Payload
+	if len(payload) > MaxMethodPayloadBytes {
+		return MethodResult{}, fmt.Errorf("%w: method payload of %d bytes is over Azure's limit of %d", ErrTooLarge, len(payload), MaxMethodPayloadBytes)
+	}
 	if len(strings.TrimSpace(string(payload))) == 0 {
 		// A method without payload is sent as JSON null (PROTOCOL.md §12:
 		// the Node device SDK JSON.parses the request body).

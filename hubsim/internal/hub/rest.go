@@ -230,6 +230,9 @@ func (h *Hub) writeErr(w http.ResponseWriter, err error) {
 
 func readBody(r *http.Request) ([]byte, error) {
 	b, err := io.ReadAll(r.Body)
+	if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+		return nil, fmt.Errorf("%w: request body over %d bytes", ErrTooLarge, mbe.Limit)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: reading body: %v", ErrInvalid, err)
 	}

@@ -110,6 +110,11 @@ func (h *Hub) connect(userHost, devID, modID string, info broker.ConnectInfo, ou
 		h.mu.Unlock()
 		return nil, fmt.Errorf("%w: hub closed", broker.ErrServerUnavailable)
 	}
+	if !h.admitConnectLocked(h.now()) {
+		h.mu.Unlock()
+		log.Debug("connect throttled", "remote", info.Remote, "rate", h.set.cfg.ConnectsPerSecond)
+		return nil, fmt.Errorf("%w: device connections throttled (%v/s per hub)", broker.ErrServerUnavailable, h.set.cfg.ConnectsPerSecond)
+	}
 	id, err := h.identityLocked(devID, modID)
 	var auth ident.Auth
 	var status Status
@@ -136,7 +141,7 @@ func (h *Hub) connect(userHost, devID, modID string, info broker.ConnectInfo, ou
 		return nil, fmt.Errorf("%w: device disabled", broker.ErrNotAuthorized)
 	}
 
-	sess := &session{hub: h, deviceID: devID, moduleID: modID, out: out, log: log,
+	sess := &session{hub: h, deviceID: devID, moduleID: modID, out: out, log: log, remote: info.Remote,
 		subs: map[string]byte{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	if !expiry.IsZero() {
 		// Azure drops a connection when its SAS token (or certificate) expires;
@@ -156,6 +161,7 @@ func (h *Hub) connect(userHost, devID, modID string, info broker.ConnectInfo, ou
 	}
 	sess.id = id
 	old := id.sess
+	flapping := old != nil && id.noteTakeoverLocked(old.remote, info.Remote, now)
 	id.sess = sess
 	id.connUpdated = now
 	id.lastActivity.store(now)
@@ -170,6 +176,10 @@ func (h *Hub) connect(userHost, devID, modID string, info broker.ConnectInfo, ou
 		// IoT Hub allows one connection per identity and closes the older one
 		// [doc: Understand and resolve Azure IoT Hub errors, 400027 ConnectionForcefullyClosedOnNewConnection].
 		old.kick("new connection for the same identity")
+	}
+	if flapping {
+		log.Warn("two clients with the same identity keep replacing each other",
+			"remotes", []string{old.remote, info.Remote}, "takeovers", flapAfter, "max_gap", flapQuiet)
 	}
 	log.Info("device connected", "transport", info.Transport, "remote", info.Remote)
 	return sess, nil
@@ -277,6 +287,7 @@ type session struct {
 	deviceID, moduleID string
 	out                broker.Outbound
 	log                *slog.Logger
+	remote             string      // the client's address, as the broker reported it
 	stopExpiry         func() bool // nil without expiry; set before sendLoop starts
 
 	// id is set by connect before the session is handed to the broker and
@@ -443,6 +454,12 @@ func (s *session) telemetry(topic, rest string, payload []byte, now time.Time) e
 		h.set.recordUnhandled(h.host, "mqtt-publish", s.key()+": bad property bag in "+topic)
 		return fmt.Errorf("%w: %v", broker.ErrNotAuthorized, err)
 	}
+	// Body plus properties over the device-to-cloud limit: MQTT cannot
+	// refuse one PUBLISH, so the connection ends (hubsim's reading of how
+	// the hub treats an oversized message on MQTT).
+	if n := len(payload) + len(strings.TrimPrefix(rest, "/")); n > MaxD2CMessageBytes {
+		return fmt.Errorf("%w: device-to-cloud message of %d bytes is over Azure's limit of %d: %w", broker.ErrNotAuthorized, n, MaxD2CMessageBytes, ErrTooLarge)
+	}
 	if !h.taps.active() {
 		return nil // nobody listens: the message is accepted and forgotten
 	}
@@ -506,6 +523,12 @@ func (s *session) twinReported(query string, payload []byte) error {
 	}
 	old := s.id.twin.clone()
 	t := s.id.twin
+	if err := checkTwinSize("reported properties", t.reported.vals, merged(t.reported.vals, patch), MaxReportedBytes); err != nil {
+		s.log.Info("reported patch refused", "rid", rid, "err", err)
+		s.enqueueLocked(outMsg{topic: topicTwinResPrefix + "400/?" + qRID + "=" + rid,
+			payload: formatMQTTError(errArgumentInvalid, err.Error(), now), qos: 0})
+		return nil
+	}
 	t.reported.patch(patch, now)
 	t.version++
 	if err := h.persistLocked(false, s.id); err != nil {
@@ -540,7 +563,11 @@ func (s *session) response(kind, rest string, payload []byte) error {
 			body = b
 		}
 	}
-	if !h.resolve(s.key()+"|"+q[qRID], kind, callResult{status: status, payload: body}) {
+	res := callResult{status: status, payload: body}
+	if kind == "method" && len(body) > MaxMethodPayloadBytes {
+		res = callResult{err: fmt.Errorf("%w: method response of %d bytes is over Azure's limit of %d", ErrTooLarge, len(body), MaxMethodPayloadBytes)}
+	}
+	if !h.resolve(s.key()+"|"+q[qRID], kind, res) {
 		s.log.Debug("response for unknown or finished request", "rid", q[qRID], "kind", kind)
 	}
 	return nil

@@ -138,6 +138,7 @@ var (
 	errDeviceAlreadyExists = errorCode{409, "DeviceAlreadyExists", 409001}
 	errModuleAlreadyExists = errorCode{409, "ModuleAlreadyExistsOnDevice", 409301}
 	errPreconditionFailed  = errorCode{412, "PreconditionFailed", 412001}
+	errMessageTooLarge     = errorCode{413, "MessageTooLarge", 413001}
 	errThrottling          = errorCode{429, "ThrottlingException", 429001}
 	errServer              = errorCode{500, "ServerError", 500001}
 	errGatewayTimeout      = errorCode{504, "GatewayTimeout", 504101}

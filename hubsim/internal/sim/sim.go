@@ -109,9 +109,10 @@ func Assemble(p *server.Prepared, logger *slog.Logger, opts Options) (*Sim, serv
 	s.Relay = relay.New(rcfg)
 
 	hcfg := hub.Config{
-		Store:  s.Store,
-		Relay:  s.Relay,
-		Logger: logger.With("component", "hub"),
+		Store:             s.Store,
+		Relay:             s.Relay,
+		Logger:            logger.With("component", "hub"),
+		ConnectsPerSecond: cfg.Limits.DeviceConnectionsPerSecond,
 	}
 	for _, h := range cfg.Hubs {
 		hcfg.Hubs = append(hcfg.Hubs, hub.HubConfig{
