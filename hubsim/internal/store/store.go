@@ -39,6 +39,9 @@ type Store struct {
 	wdb    *sql.DB    // the one writer connection
 	wmu    sync.Mutex // serialises Update; guards closed
 	closed bool       // guarded by wmu
+	// stmts are the write statements (writeQueries), prepared by Open;
+	// read-only afterwards.
+	stmts map[string]*sql.Stmt
 }
 
 var memSeq atomic.Uint64
@@ -87,7 +90,11 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	}
 	rdb.SetMaxOpenConns(4)
 	s := &Store{path: path, rdb: rdb, wdb: wdb}
-	if err := s.migrate(ctx); err != nil {
+	err = s.migrate(ctx)
+	if err == nil {
+		err = s.prepare(ctx)
+	}
+	if err != nil {
 		return nil, errors.Join(fmt.Errorf("store: %s: %w", path, err), s.Close())
 	}
 	return s, nil
@@ -108,7 +115,11 @@ func OpenMemory(ctx context.Context) (*Store, error) {
 	db.SetConnMaxLifetime(0)
 	db.SetConnMaxIdleTime(0)
 	s := &Store{rdb: db, wdb: db}
-	if err := s.migrate(ctx); err != nil {
+	err = s.migrate(ctx)
+	if err == nil {
+		err = s.prepare(ctx)
+	}
+	if err != nil {
 		return nil, errors.Join(fmt.Errorf("store: memory database: %w", err), s.Close())
 	}
 	return s, nil
@@ -169,11 +180,28 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
-	err := s.rdb.Close()
+	var err error
+	for _, st := range s.stmts {
+		err = errors.Join(err, st.Close())
+	}
+	err = errors.Join(err, s.rdb.Close())
 	if s.wdb != s.rdb {
 		err = errors.Join(err, s.wdb.Close())
 	}
 	return err
+}
+
+// prepare prepares the write statements on the writer connection.
+func (s *Store) prepare(ctx context.Context) error {
+	s.stmts = map[string]*sql.Stmt{}
+	for _, q := range writeQueries() {
+		st, err := s.wdb.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("preparing %q: %w", q, err)
+		}
+		s.stmts[q] = st
+	}
+	return nil
 }
 
 // Update runs fn in one write transaction and commits it; when Update returns
@@ -190,7 +218,7 @@ func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)
 	}
-	if err := fn(&Tx{ctx: ctx, tx: sqlTx}); err != nil {
+	if err := fn(&Tx{ctx: ctx, tx: sqlTx, s: s}); err != nil {
 		return errors.Join(err, sqlTx.Rollback())
 	}
 	if err := sqlTx.Commit(); err != nil {
