@@ -19,7 +19,7 @@ const FileName = "hubsim.db"
 
 // ErrFutureSchema is returned by Open for a database written by a newer
 // hubsim (its schema version is above SchemaVersion).
-var ErrFutureSchema = errors.New("store: database schema is newer than this hubsim")
+var ErrFutureSchema = errors.New("database schema is newer than this hubsim")
 
 // ErrClosed is returned by Update after Close.
 var ErrClosed = errors.New("store: closed")
