@@ -83,7 +83,8 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	wdb.SetMaxIdleConns(1)
 	wdb.SetConnMaxLifetime(0)
 	wdb.SetConnMaxIdleTime(0)
-	rdb, err := sql.Open("sqlite", dsn)
+	// Readers cannot write by mistake: DB is for queries.
+	rdb, err := sql.Open("sqlite", dsn+"&_pragma=query_only(1)")
 	if err != nil {
 		_ = wdb.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
