@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -21,6 +23,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/porthole-iot/porthole/hubsim/internal/server"
+	"github.com/porthole-iot/porthole/hubsim/internal/store"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -140,6 +143,19 @@ func TestRunErrors(t *testing.T) {
 	if err := os.WriteFile(badConfig, []byte("ports:\n  https: 0\n  mqtt: 0\nhubs:\n  - hostname: \"\"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A state database written by a newer hubsim is refused, not misread.
+	futureState := filepath.Join(dir, "future-state")
+	if err := os.MkdirAll(futureState, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", filepath.Join(futureState, store.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(fmt.Sprintf("PRAGMA user_version = %d", store.SchemaVersion+1)); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
 	unknownField := filepath.Join(dir, "unknown.yaml")
 	if err := os.WriteFile(unknownField, []byte("listen: [127.0.0.1]\nport: 1\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -155,6 +171,8 @@ func TestRunErrors(t *testing.T) {
 		{"invalid config", []string{"-config", badConfig, "-state-dir", dir}, "bad.yaml:5: hubs[0].hostname: must not be empty"},
 		{"unknown field", []string{"-config", unknownField}, "unknown.yaml:2: field port not found"},
 		{"bad listen flag", []string{"-listen", "nohost", "-state-dir", dir}, "listen[0]"},
+		{"future state database", []string{"-https-port", "0", "-mqtt-port", "0", "-listen", "127.0.0.1", "-state-dir", futureState},
+			fmt.Sprintf("database schema is newer than this hubsim: the database has schema version %d", store.SchemaVersion+1)},
 		{"bad log level", []string{"-log-level", "loud", "-https-port", "0", "-mqtt-port", "0", "-state-dir", dir}, "log.level"},
 	}
 	for _, tt := range tests {

@@ -418,6 +418,12 @@ type hubsimStatus struct {
 // ports, waiting for its status file.
 func startHubsim(t *testing.T, ctx context.Context) *hubsimProc {
 	t.Helper()
+	return startHubsimArgs(t, ctx)
+}
+
+// startHubsimArgs is startHubsim with more command-line arguments.
+func startHubsimArgs(t *testing.T, ctx context.Context, extra ...string) *hubsimProc {
+	t.Helper()
 	dir := t.TempDir()
 	bin := os.Getenv(envHubsimBin)
 	if bin == "" {
@@ -431,8 +437,9 @@ func startHubsim(t *testing.T, ctx context.Context) *hubsimProc {
 	}
 	statusFile := filepath.Join(dir, "status.json")
 	p := &hubsimProc{stderr: &tailBuffer{max: 16 << 10}, exited: make(chan struct{})}
-	p.cmd = exec.Command(bin, "-listen", "127.0.0.1", "-https-port", "0", "-mqtt-port", "0",
-		"-state-dir", filepath.Join(dir, "state"), "-status-file", statusFile, "-log-level", "warn")
+	args := append([]string{"-listen", "127.0.0.1", "-https-port", "0", "-mqtt-port", "0",
+		"-state-dir", filepath.Join(dir, "state"), "-status-file", statusFile, "-log-level", "warn"}, extra...)
+	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout = io.Discard // the banner holds connection strings; the status file has them too
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
