@@ -112,8 +112,9 @@ func Run(ctx context.Context, db *sql.DB, hub string, q *Query, page Page) (Resu
 		size = DefaultPageSize
 	}
 	size = min(size, MaxPageSize)
-	if q.Top >= 0 {
-		size = min(size, q.Top-cur.Served)
+	last := false // this page reaches TOP
+	if q.Top >= 0 && q.Top-cur.Served <= size {
+		size, last = q.Top-cur.Served, true
 	}
 	res := Result{Items: []json.RawMessage{}, ItemType: ItemTypeRaw}
 	if q.Star {
@@ -137,11 +138,14 @@ func Run(ctx context.Context, db *sql.DB, hub string, q *Query, page Page) (Resu
 		return Result{}, fmt.Errorf("query: running %s: %w", q, err)
 	}
 	defer rows.Close()
-	var last cursor
+	var prev cursor
 	for rows.Next() {
 		if len(res.Items) == size {
+			if last {
+				break
+			}
 			// One row beyond the page: there is more.
-			next := cursor{Hash: hash, Served: cur.Served + size, Device: last.Device, Module: last.Module}
+			next := cursor{Hash: hash, Served: cur.Served + size, Device: prev.Device, Module: prev.Module}
 			res.Continuation = next.encode()
 			break
 		}
@@ -150,7 +154,7 @@ func Run(ctx context.Context, db *sql.DB, hub string, q *Query, page Page) (Resu
 			return Result{}, err
 		}
 		res.Items = append(res.Items, item)
-		last.Device, last.Module = dev, mod
+		prev.Device, prev.Module = dev, mod
 	}
 	if err := rows.Err(); err != nil {
 		return Result{}, fmt.Errorf("query: reading results: %w", err)
