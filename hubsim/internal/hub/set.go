@@ -65,6 +65,10 @@ type Config struct {
 	MethodDefaultTimeout time.Duration
 	// Rand is the source for generated keys and ids; nil means crypto/rand.
 	Rand io.Reader
+	// Twins runs twin queries (POST /devices/query). Nil means each query
+	// runs on a snapshot of the hub's in-memory twins; a persistent store
+	// passes SQLTwins{DB: its database}.
+	Twins TwinQuerier
 }
 
 // StreamEvent reports one step of a stream request.
@@ -123,6 +127,9 @@ func NewSet(cfg Config) (*Set, error) {
 	}
 	if s.rand == nil {
 		s.rand = rand.Reader
+	}
+	if s.cfg.Twins == nil {
+		s.cfg.Twins = snapshotTwins{set: s}
 	}
 	if s.cfg.MethodDefaultTimeout <= 0 {
 		s.cfg.MethodDefaultTimeout = 30 * time.Second
