@@ -230,7 +230,7 @@ func buildGrouped(s *sqlBuilder, hub string, q *Query, cur cursor, limit int) {
 			if i > 0 {
 				s.sql(", ")
 			}
-			s.sql("g" + strconv.Itoa(i) + " IS NULL, g" + strconv.Itoa(i))
+			s.sql("g" + strconv.Itoa(i) + " NULLS LAST")
 		}
 	}
 	s.sql(" LIMIT ")
