@@ -533,9 +533,10 @@ func (h *Hub) restQuery(w http.ResponseWriter, r *http.Request) {
 	}
 	page := query.Page{Continuation: r.Header.Get(hdrContinuation)}
 	if v := r.Header.Get(hdrMaxItemCount); v != "" {
+		// 0 means the default page size, like an absent header.
 		n, err := strconv.Atoi(strings.TrimSpace(v))
-		if err != nil || n <= 0 {
-			h.writeErr(w, fmt.Errorf("%w: %s must be a positive number, got %q", ErrInvalid, hdrMaxItemCount, v))
+		if err != nil || n < 0 {
+			h.writeErr(w, fmt.Errorf("%w: %s must be a non-negative number, got %q", ErrInvalid, hdrMaxItemCount, v))
 			return
 		}
 		page.MaxItems = n

@@ -222,7 +222,10 @@ func TestRESTQuery(t *testing.T) {
 	// Invalid text, bad tokens and page sizes: 400, not recorded.
 	wantAzureError(t, post("SELECT * FROM devices WHERE", nil), 400, "ArgumentInvalid")
 	wantAzureError(t, post("SELECT * FROM devices", map[string]string{"x-ms-continuation": "bogus"}), 400, "ArgumentInvalid")
-	wantAzureError(t, post("SELECT * FROM devices", map[string]string{"x-ms-max-item-count": "0"}), 400, "ArgumentInvalid")
+	wantAzureError(t, post("SELECT * FROM devices", map[string]string{"x-ms-max-item-count": "-1"}), 400, "ArgumentInvalid")
+	if r := post("SELECT * FROM devices", map[string]string{"x-ms-max-item-count": "0"}); r.status != 200 || r.header.Get("x-ms-continuation") != "" {
+		t.Errorf("page size 0 (the default): %d %s", r.status, r.body)
+	}
 	wantAzureError(t, post("SELECT * FROM devices", map[string]string{"x-ms-max-item-count": "many"}), 400, "ArgumentInvalid")
 	if u := e.set.Unhandled(); len(u) != before+1 {
 		t.Errorf("invalid queries recorded as unhandled: %+v", u[before+1:])
