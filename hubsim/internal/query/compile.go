@@ -121,9 +121,10 @@ func (s *sqlBuilder) cond(c Cond) {
 	case Func:
 		s.function(c)
 	case Truthy:
-		s.sql("(")
+		// true and false are themselves; anything else is undefined.
+		s.sql("(CASE ")
 		s.typeOf(c.X)
-		s.sql(" = 'true')")
+		s.sql(" WHEN 'true' THEN 1 WHEN 'false' THEN 0 END)")
 	}
 }
 

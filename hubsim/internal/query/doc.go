@@ -44,7 +44,7 @@
 // (strings, numbers, Booleans; null equals null); otherwise it is undefined,
 // which SQL's NULL stands for, so NOT of an undefined comparison is still
 // undefined and the twin is not returned. IS_DEFINED is true for any value,
-// null included. A bare path is true when the property is the Boolean true.
+// null included. A bare path is its Boolean value, undefined when it is not a Boolean.
 // x NIN [..] is NOT (x IN [..]). STARTSWITH and ENDSWITH compare characters
 // exactly (no wildcards). SUM, AVG, MIN and MAX take numeric values only.
 // Result items of projections leave out undefined properties; an unnamed

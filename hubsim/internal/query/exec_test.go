@@ -37,6 +37,9 @@ func TestExecuteFilters(t *testing.T) {
 		{"SELECT * FROM devices WHERE properties.reported.ok = true", []string{"dev-a"}},
 		{"SELECT * FROM devices WHERE properties.reported.ok = 1", []string{}},
 		{"SELECT * FROM devices WHERE properties.reported.ok", []string{"dev-a"}},
+		// NOT of a non-Boolean stays undefined: only dev-b's false qualifies.
+		{"SELECT * FROM devices WHERE NOT properties.reported.ok", []string{"dev-b"}},
+		{"SELECT * FROM devices WHERE tags.site", []string{}},
 		{"SELECT * FROM devices WHERE properties.reported.ok = false", []string{"dev-b"}},
 		{"SELECT * FROM devices WHERE tags.note = null", []string{"dev-c"}},
 		// null compares only with null: a string is neither = nor != null.
