@@ -102,19 +102,23 @@ func (s *sqlBuilder) cond(c Cond) {
 	case Compare:
 		s.compare(c)
 	case Member:
-		// x IN [a, b] is (x = a OR x = b); x NIN [a, b] is NOT (x IN [a, b]),
-		// so both are undefined when x is not a primitive.
+		// x IN [a, b] is true when x equals an element of its own type and
+		// false when x is a primitive equal to none; x NIN [..] is its
+		// negation. Both are undefined when x is undefined, an object or an
+		// array.
 		if c.Not {
 			s.sql("(NOT ")
 		}
-		s.sql("(")
+		s.sql("(CASE WHEN ")
+		s.typeOf(c.X)
+		s.sql(" IN ('null','true','false','integer','real','text') THEN COALESCE(")
 		for i, l := range c.List {
 			if i > 0 {
 				s.sql(" OR ")
 			}
 			s.compare(Compare{Op: "=", L: c.X, R: l})
 		}
-		s.sql(")")
+		s.sql(", 0) END)")
 		if c.Not {
 			s.sql(")")
 		}

@@ -45,7 +45,8 @@
 // which SQL's NULL stands for, so NOT of an undefined comparison is still
 // undefined and the twin is not returned. IS_DEFINED is true for any value,
 // null included. A bare path is its Boolean value, undefined when it is not a Boolean.
-// x NIN [..] is NOT (x IN [..]). STARTSWITH and ENDSWITH compare characters
+// x IN [..] is true when x equals an element of its own type, false when x
+// is a primitive equal to none, undefined otherwise; x NIN [..] is its negation. STARTSWITH and ENDSWITH compare characters
 // exactly (no wildcards). SUM, AVG, MIN and MAX take numeric values only.
 // Result items of projections leave out undefined properties; an unnamed
 // aggregate is named "$1", "$2", … by its position. Results come in

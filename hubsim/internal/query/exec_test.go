@@ -57,6 +57,14 @@ func TestExecuteFilters(t *testing.T) {
 		{"SELECT * FROM devices WHERE tags.site IN ['south', '50%_off']", []string{"dev-c", "dev-d"}},
 		{"SELECT * FROM devices WHERE tags.floor IN [1, 3]", []string{"dev-a", "dev-d"}},
 		{"SELECT * FROM devices WHERE tags.site NIN ['north']", []string{"dev-c", "dev-d"}},
+		// Elements of another type simply do not match.
+		{"SELECT * FROM devices WHERE tags.site NIN ['north', 1]", []string{"dev-c", "dev-d"}},
+		{"SELECT * FROM devices WHERE tags.floor IN ['2', 3]", []string{"dev-c", "dev-d"}},
+		{"SELECT * FROM devices WHERE tags.note IN [null]", []string{"dev-c"}},
+		// Undefined, objects and arrays are neither in nor not in.
+		{"SELECT * FROM devices WHERE tags.owner NIN ['x']", []string{}},
+		{"SELECT * FROM devices WHERE tags.list NIN [1]", []string{}},
+		{"SELECT * FROM devices WHERE tags.nothing NIN [1]", []string{}},
 		{"SELECT * FROM devices WHERE IS_DEFINED(properties.reported.fw)", []string{"dev-a", "dev-b", "dev-d"}},
 		{"SELECT * FROM devices WHERE IS_DEFINED(tags.note)", []string{"dev-c"}},
 		{"SELECT * FROM devices WHERE NOT IS_DEFINED(tags.site)", []string{"gw-1"}},
