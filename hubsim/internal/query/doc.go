@@ -28,7 +28,8 @@
 //	literal    = string | [ "-" ] number | "true" | "false" | "null" .
 //	path       = ident { "." ident } .
 //	ident      = ( letter | "_" | "$" ) { letter | digit | "_" | "$" } .
-//	number     = digits [ "." digits ] [ ( "e" | "E" ) [ "+" | "-" ] digits ] | "0x" hexdigits .
+//	number     = ( digits [ "." { digit } ] | "." digits ) [ ( "e" | "E" ) [ "+" | "-" ] digits ]
+//	           | "0x" hexdigits .
 //	string     = "'" { char | escape } "'" | `"` { char | escape } `"` .
 //	escape     = `\'` | `\"` | `\\` | `\u` hex hex hex hex .
 //
@@ -44,10 +45,11 @@
 // (strings, numbers, Booleans; null equals null); otherwise it is undefined,
 // which SQL's NULL stands for, so NOT of an undefined comparison is still
 // undefined and the twin is not returned. IS_DEFINED is true for any value,
-// null included. A bare path is its Boolean value, undefined when it is not a Boolean.
-// x IN [..] is true when x equals an element of its own type, false when x
-// is a primitive equal to none, undefined otherwise; x NIN [..] is its negation. STARTSWITH and ENDSWITH compare characters
-// exactly (no wildcards). SUM, AVG, MIN and MAX take numeric values only.
+// null included. A bare path is its Boolean value, undefined when it is not
+// a Boolean. x IN [..] is true when x equals an element of its own type,
+// false when x is a primitive equal to none, undefined otherwise; x NIN [..]
+// is its negation. STARTSWITH and ENDSWITH compare characters exactly (no
+// wildcards). SUM, AVG, MIN and MAX take numeric values only.
 // Result items of projections leave out undefined properties; an unnamed
 // aggregate is named "$1", "$2", … by its position. Results come in
 // (device id, module id) order, groups in key order.
