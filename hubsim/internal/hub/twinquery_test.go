@@ -2,7 +2,9 @@ package hub
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"path/filepath"
 	"testing"
 
 	"github.com/porthole-iot/porthole/hubsim/internal/query"
@@ -36,5 +38,30 @@ func BenchmarkSnapshotQuery(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestSQLTwinsServesRESTQueries: with Config.Twins set to SQLTwins, POST
+// /devices/query reads the database's twin_docs (here a fixture holding a
+// twin the in-memory hub does not have), filtered to the hub's host name.
+func TestSQLTwinsServesRESTQueries(t *testing.T) {
+	db, err := sql.Open("sqlite", filepath.Join(t.TempDir(), "twins.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	if _, err := db.Exec(`CREATE TABLE twin_docs (hub TEXT NOT NULL, device_id TEXT NOT NULL,
+		module_id TEXT NOT NULL DEFAULT '', doc TEXT NOT NULL);
+		INSERT INTO twin_docs VALUES
+		('hub1.example.net', 'db-only', '', '{"deviceId":"db-only","tags":{"site":"lab"}}'),
+		('hub1.example.net', 'db-other', '', '{"deviceId":"db-other","tags":{"site":"field"}}'),
+		('hub2.example.net', 'elsewhere', '', '{"deviceId":"elsewhere","tags":{"site":"lab"}}')`); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvWith(t, func(c *Config) { c.Twins = SQLTwins{DB: db} })
+	c := e.rest("hub1.example.net", "service")
+	r := c.do("POST", "/devices/query", map[string]string{"query": "SELECT deviceId FROM devices WHERE tags.site = 'lab'"}, nil)
+	if r.status != 200 || string(r.body) != `[{"deviceId":"db-only"}]` {
+		t.Fatalf("%d %s", r.status, r.body)
 	}
 }
