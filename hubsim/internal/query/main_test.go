@@ -55,7 +55,7 @@ var fixture = []fixtureRow{
 		map[string]any{"site": "south", "floor": "2", "note": nil},
 		map[string]any{"$version": 1}, map[string]any{"$version": 1})},
 	{"h1", "dev-d", "", twin("dev-d", "", "enabled", "Connected",
-		map[string]any{"site": "50%_off", "floor": 3, "list": []any{1, 2}},
+		map[string]any{"site": "50%_off", "floor": 3, "list": []any{1, 2}, "u": "é€𝄞"},
 		map[string]any{"fw": "2.0", "$version": 1}, map[string]any{"fw": "2.0", "temp": 19, "$version": 1})},
 	{"h1", "gw-1", "", twin("gw-1", "", "enabled", "Connected",
 		map[string]any{}, map[string]any{"$version": 1}, map[string]any{"$version": 1})},
