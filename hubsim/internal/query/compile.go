@@ -1,6 +1,8 @@
 package query
 
 import (
+	"encoding/json"
+	"strconv"
 	"strings"
 )
 
@@ -10,14 +12,25 @@ import (
 type sqlBuilder struct {
 	b    strings.Builder
 	args []any
+	seen map[any]int // arg value → its parameter number
 }
 
 func (s *sqlBuilder) sql(frag string) { s.b.WriteString(frag) }
 
-// arg writes one "?" and records v as its value.
+// arg writes a numbered parameter "?N" whose value is v. Equal values share
+// one parameter: a path used twenty times is bound once, which keeps long
+// conditions cheap to bind.
 func (s *sqlBuilder) arg(v any) {
-	s.b.WriteString("?")
-	s.args = append(s.args, v)
+	if s.seen == nil {
+		s.seen = map[any]int{}
+	}
+	n, ok := s.seen[v]
+	if !ok {
+		s.args = append(s.args, v)
+		n = len(s.args)
+		s.seen[v] = n
+	}
+	s.b.WriteString("?" + strconv.Itoa(n))
 }
 
 // jsonPath is the SQLite JSON path of p: $."seg1"."seg2". Segments are
@@ -90,11 +103,10 @@ func literalValue(l Literal) any {
 func (s *sqlBuilder) cond(c Cond) {
 	switch c := c.(type) {
 	case Logic:
-		s.sql("(")
-		s.cond(c.L)
-		s.sql(" " + c.Op + " ")
-		s.cond(c.R)
-		s.sql(")")
+		// A chain "a OR b OR c …" parses left-deep; SQLite refuses
+		// expression trees deeper than 1000, so emit it balanced (AND and
+		// OR are associative in three-valued logic too).
+		s.balanced(c.Op, flatten(c.Op, c, nil))
 	case Not:
 		s.sql("(NOT ")
 		s.cond(c.X)
@@ -102,26 +114,7 @@ func (s *sqlBuilder) cond(c Cond) {
 	case Compare:
 		s.compare(c)
 	case Member:
-		// x IN [a, b] is true when x equals an element of its own type and
-		// false when x is a primitive equal to none; x NIN [..] is its
-		// negation. Both are undefined when x is undefined, an object or an
-		// array.
-		if c.Not {
-			s.sql("(NOT ")
-		}
-		s.sql("(CASE WHEN ")
-		s.typeOf(c.X)
-		s.sql(" IN ('null','true','false','integer','real','text') THEN COALESCE(")
-		for i, l := range c.List {
-			if i > 0 {
-				s.sql(" OR ")
-			}
-			s.compare(Compare{Op: "=", L: c.X, R: l})
-		}
-		s.sql(", 0) END)")
-		if c.Not {
-			s.sql(")")
-		}
+		s.member(c)
 	case Func:
 		s.function(c)
 	case Truthy:
@@ -130,6 +123,69 @@ func (s *sqlBuilder) cond(c Cond) {
 		s.typeOf(c.X)
 		s.sql(" WHEN 'true' THEN 1 WHEN 'false' THEN 0 END)")
 	}
+}
+
+// flatten lists the operands of a chain of op.
+func flatten(op string, c Cond, out []Cond) []Cond {
+	if l, ok := c.(Logic); ok && l.Op == op {
+		return flatten(op, l.R, flatten(op, l.L, out))
+	}
+	return append(out, c)
+}
+
+// balanced writes operands joined by op as a balanced tree.
+func (s *sqlBuilder) balanced(op string, operands []Cond) {
+	if len(operands) == 1 {
+		s.cond(operands[0])
+		return
+	}
+	mid := len(operands) / 2
+	s.sql("(")
+	s.balanced(op, operands[:mid])
+	s.sql(" " + op + " ")
+	s.balanced(op, operands[mid:])
+	s.sql(")")
+}
+
+// member writes x IN [..] / x NIN [..]: true when x equals an element of
+// its own type, false when x is a primitive equal to none, undefined when x
+// is undefined, an object or an array; NIN is the negation. The list is one
+// parameter, a JSON array read with json_each, however long it is.
+func (s *sqlBuilder) member(c Member) {
+	list := make([]any, len(c.List))
+	for i, l := range c.List {
+		switch l.Kind {
+		case LitString:
+			list[i] = l.Str
+		case LitNumber:
+			list[i] = l.Num
+		case LitBool:
+			list[i] = l.Bool
+		default:
+			list[i] = nil
+		}
+	}
+	arr, _ := json.Marshal(list) // strings, finite numbers, Booleans, nulls
+	if c.Not {
+		s.sql("(NOT ")
+	}
+	s.sql("(CASE WHEN ")
+	s.typeOf(c.X)
+	s.sql(" IN ('null','true','false','integer','real','text') THEN EXISTS (SELECT 1 FROM json_each(")
+	s.arg(string(arr))
+	s.sql(") AS e WHERE " + familyExpr("e.type") + " = ")
+	s.family(c.X)
+	s.sql(" AND (e.type = 'null' OR e.value = ")
+	s.valueOf(c.X)
+	s.sql(")) END)")
+	if c.Not {
+		s.sql(")")
+	}
+}
+
+// familyExpr is the type family of a json_type value held by expr.
+func familyExpr(expr string) string {
+	return "(CASE " + expr + " WHEN 'integer' THEN 'number' WHEN 'real' THEN 'number' WHEN 'true' THEN 'bool' WHEN 'false' THEN 'bool' ELSE " + expr + " END)"
 }
 
 func sqlOp(op string) string {

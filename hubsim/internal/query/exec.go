@@ -172,8 +172,11 @@ func collectionFilter(s *sqlBuilder, hub string, q *Query) {
 		s.sql(" AND module_id = ''")
 	}
 	if q.Where != nil {
-		s.sql(" AND ")
+		// "IS TRUE" keeps SQLite's planner from analysing every OR term
+		// for index use (slow for long chains; no index can serve them).
+		s.sql(" AND (")
 		s.cond(q.Where)
+		s.sql(") IS TRUE")
 	}
 }
 
