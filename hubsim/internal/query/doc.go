@@ -62,8 +62,10 @@
 // ORDER BY, comparisons between two constants. Invalid text gets an *Error
 // with Unsupported false. Both match ErrQuery.
 //
-// Every path and constant reaches SQLite as a bound parameter; the SQL text
-// holds only fragments written in this package.
+// Every path and constant reaches SQLite as a bound parameter (an IN list
+// as one JSON array); the SQL text holds only fragments written in this
+// package. Long AND/OR chains are emitted as balanced trees, so a query of
+// MaxQueryLength bytes stays within SQLite's expression depth limit.
 //
 // Paging: each page returns at most the requested size (default 100, at
 // most 1000); when more remain, Result.Continuation is a token for the next
