@@ -47,7 +47,7 @@ type Query struct {
 
 // NewQuery prepares text, an IoT Hub query ("SELECT * FROM devices WHERE
 // tags.site = 'lab'"), read pageSize results at a time; 0 lets the hub pick
-// (100 on Azure), larger than MaxQueryPageSize is capped. Nothing is sent
+// (hubsim: 100), larger than MaxQueryPageSize is capped. Nothing is sent
 // until Next.
 func (c *Client) NewQuery(text string, pageSize int) *Query {
 	return &Query{c: c, text: text, pageSize: min(max(pageSize, 0), MaxQueryPageSize), more: true}

@@ -11,9 +11,11 @@ import (
 	"strconv"
 )
 
-// Page sizes: x-ms-max-item-count asks for up to MaxPageSize items a page;
-// without it a page holds DefaultPageSize. [doc: IoT Hub query language,
-// "Query examples with the service SDKs": page size up to 1000]
+// Page sizes: x-ms-max-item-count asks for up to MaxPageSize items a page
+// [doc: IoT Hub query language (iot-hub-devguide-query-language.md): the
+// query object is created with "a page size (up to 1000)"]; without the
+// header a page holds DefaultPageSize, hubsim's choice (the size the docs'
+// SDK examples ask for; the sources read do not state Azure's default).
 const (
 	DefaultPageSize = 100
 	MaxPageSize     = 1000
