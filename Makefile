@@ -71,6 +71,7 @@ demo: build
 bench: tools build
 	@mkdir -p out
 	$(GO) test -run '^$$' -bench . -benchmem ./sdk/stream/ | tee out/bench-stream-conn.txt
+	$(GO) test -run '^$$' -bench 'BenchmarkTwinQuery|BenchmarkExecute' -benchtime 20x ./hubsim/internal/hub/ ./hubsim/internal/query/ | tee out/bench-twin-query.txt
 	PORTHOLE_BENCH=1 $(GO) test -count=1 -timeout 30m -run 'TestBenchStreams' -v ./agent/internal/e2e/
 	PORTHOLE_BENCH=1 PORTHOLE_BENCH_HUBSIM=$(CURDIR)/$(BIN)/hubsim $(GO) test -count=1 -timeout 30m -run 'TestFleetStorm|TestHubLoad|TestTwinLatency' -v ./sdk/internal/fleetbench/
 	@echo; echo "tables written to out/:"; ls out/

@@ -8,11 +8,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/porthole-iot/porthole/hubsim/internal/query"
 	"github.com/porthole-iot/porthole/hubsim/internal/sas"
 )
 
@@ -526,69 +526,46 @@ type queryBody struct {
 	Query string `json:"query"`
 }
 
-// restQuery serves POST /devices/query for "SELECT * FROM devices" (device
-// twins) and "SELECT * FROM devices.modules" (module twins), paged with
-// x-ms-max-item-count / x-ms-continuation. Other queries answer 400 and are
-// recorded as unhandled.
+// restQuery serves POST /devices/query: the IoT Hub query language over
+// device twins (FROM devices) and module twins (FROM devices.modules), paged
+// with x-ms-max-item-count and x-ms-continuation; see package query for the
+// grammar. Queries hubsim does not support answer 400 naming the construct
+// and are recorded as unhandled; invalid ones answer 400.
 func (h *Hub) restQuery(w http.ResponseWriter, r *http.Request) {
 	var q queryBody
 	if err := decodeJSON(r, &q); err != nil {
 		h.writeErr(w, err)
 		return
 	}
-	norm := strings.ToLower(strings.Join(strings.Fields(q.Query), " "))
-	var modules bool
-	switch norm {
-	case "select * from devices":
-	case "select * from devices.modules":
-		modules = true
-	default:
-		h.set.recordUnhandled(h.host, "query", q.Query)
-		h.writeErr(w, fmt.Errorf("%w: hubsim supports only SELECT * FROM devices and SELECT * FROM devices.modules", ErrInvalid))
-		return
-	}
-	var twins []Twin
-	h.mu.Lock()
-	for _, d := range h.sortedDevicesLocked() {
-		if !modules {
-			twins = append(twins, d.twinLocked(d))
-			continue
-		}
-		mids := make([]string, 0, len(d.modules))
-		for k := range d.modules {
-			mids = append(mids, k)
-		}
-		slices.Sort(mids)
-		for _, k := range mids {
-			twins = append(twins, d.modules[k].twinLocked(d))
-		}
-	}
-	h.mu.Unlock()
-	pageSize := 100
+	page := query.Page{Continuation: r.Header.Get(hdrContinuation)}
 	if v := r.Header.Get(hdrMaxItemCount); v != "" {
-		if n, err := strconv.Atoi(v); err == nil && n > 0 {
-			pageSize = n
-		}
-	}
-	start := 0
-	if v := r.Header.Get(hdrContinuation); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 || n > len(twins) {
-			h.writeErr(w, fmt.Errorf("%w: bad continuation token", ErrInvalid))
+		// 0 means the default page size, like an absent header.
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 0 {
+			h.writeErr(w, fmt.Errorf("%w: %s must be a non-negative number, got %q", ErrInvalid, hdrMaxItemCount, v))
 			return
 		}
-		start = n
+		page.MaxItems = n
 	}
-	end := min(start+pageSize, len(twins))
-	page := twins[start:end]
-	if page == nil {
-		page = []Twin{}
+	res, err := h.set.cfg.Twins.QueryTwins(r.Context(), h.host, q.Query, page)
+	if err != nil {
+		var qe *query.Error
+		if errors.As(err, &qe) && qe.Unsupported {
+			h.set.recordUnhandled(h.host, "query", q.Query)
+		}
+		if errors.Is(err, query.ErrQuery) || errors.Is(err, query.ErrContinuation) {
+			h.writeErr(w, fmt.Errorf("%w: %v", ErrInvalid, err))
+			return
+		}
+		h.log.Warn("twin query failed", "err", err)
+		writeRESTError(w, errServer, "query failed", h.now())
+		return
 	}
-	if end < len(twins) {
-		w.Header().Set(hdrContinuation, strconv.Itoa(end))
+	if res.Continuation != "" {
+		w.Header().Set(hdrContinuation, res.Continuation)
 	}
-	w.Header().Set(hdrItemType, "twin")
-	h.writeJSON(w, http.StatusOK, page, "")
+	w.Header().Set(hdrItemType, res.ItemType)
+	h.writeJSON(w, http.StatusOK, res.Items, "")
 }
 
 func (h *Hub) restDeviceStats(w http.ResponseWriter, r *http.Request) {

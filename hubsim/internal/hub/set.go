@@ -81,6 +81,10 @@ type Config struct {
 	// loads them, and every change is written before it is acknowledged.
 	// The caller owns it (Set.Close does not close it).
 	Store *store.Store
+	// Twins runs twin queries (POST /devices/query). Nil means the Store's
+	// twin_docs (SQLTwins) when there is a Store, else a snapshot of the
+	// hub's in-memory twins per query.
+	Twins TwinQuerier
 }
 
 // StreamEvent reports one step of a stream request.
@@ -139,6 +143,13 @@ func NewSet(cfg Config) (*Set, error) {
 	}
 	if s.rand == nil {
 		s.rand = rand.Reader
+	}
+	if s.cfg.Twins == nil {
+		s.cfg.Twins = snapshotTwins{set: s}
+		if cfg.Store != nil {
+			// The store keeps twin_docs current with every acknowledged change.
+			s.cfg.Twins = SQLTwins{DB: cfg.Store.DB()}
+		}
 	}
 	if s.cfg.MethodDefaultTimeout <= 0 {
 		s.cfg.MethodDefaultTimeout = 30 * time.Second
