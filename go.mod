@@ -13,6 +13,7 @@ require (
 
 require (
 	github.com/kardianos/service v1.3.0 // indirect
+	github.com/prometheus/client_golang v1.23.2 // indirect
 	golang.org/x/crypto v0.42.0 // indirect
 	golang.org/x/net v0.44.0 // indirect
 	golang.org/x/sync v0.17.0 // indirect

@@ -77,7 +77,7 @@ func allComponents() Components {
 }
 
 func newRouter(c Components, rec *[]string) *router {
-	return &router{c: c, now: time.Now, record: func(m, p string) { *rec = append(*rec, m+" "+p) }}
+	return newRouterFor(c, time.Now, func(m, p string) { *rec = append(*rec, m+" "+p) }, nil)
 }
 
 func TestRouterDispatch(t *testing.T) {
@@ -231,4 +231,59 @@ func FuzzClassify(f *testing.F) {
 			}
 		}
 	})
+}
+
+// registrar is a component that registers its own patterns.
+type registrar struct{ name string }
+
+func (r registrar) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	_, _ = io.WriteString(w, `{"handler":"`+r.name+`-fallback"}`)
+}
+
+func (r registrar) RegisterRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /devices/{id}", func(w http.ResponseWriter, req *http.Request) {
+		_, _ = io.WriteString(w, `{"handler":"`+r.name+`:`+req.PathValue("id")+`"}`)
+	})
+}
+
+// Components that register Go 1.22 patterns get them on the one mux;
+// paths the mux would redirect (not clean) and names in another case go
+// through Classify to the component's own handler, never to a redirect.
+func TestRouterPatterns(t *testing.T) {
+	var rec []string
+	c := allComponents()
+	c.Hub = registrar{"hub"}
+	rt := newRouter(c, &rec)
+	tests := []struct {
+		method, path, want string
+		code               int
+	}{
+		{"GET", "/devices/a%2Fb", "hub:a/b", 200},
+		{"GET", "/Devices/x", "hub-fallback", 200},
+		{"GET", "/devices//x", "hub-fallback", 200},
+		{"GET", "/devices/../enrollments/x", "hub-fallback", 200},
+		{"GET", "/bridges", "relay", 200},
+		{"POST", "/healthz", "", 200},
+		{"GET", "/0ne00000001/registrations/d1/operations/x", "dps-device", 200},
+		{"POST", "/enrollmentgroups/g/attestationmechanism", "dps-service", 200},
+		{"GET", "/registrations/registrations/query", "dps-service", 200},
+	}
+	for _, tt := range tests {
+		w := httptest.NewRecorder()
+		rt.ServeHTTP(w, httptest.NewRequest(tt.method, tt.path, nil))
+		if w.Code != tt.code {
+			t.Errorf("%s %s: status %d", tt.method, tt.path, w.Code)
+			continue
+		}
+		if tt.want == "" {
+			continue
+		}
+		var body struct{ Handler string }
+		if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || body.Handler != tt.want {
+			t.Errorf("%s %s: body %q, want handler %s", tt.method, tt.path, w.Body.String(), tt.want)
+		}
+	}
+	if len(rec) != 0 {
+		t.Errorf("recorded as unhandled: %v", rec)
+	}
 }

@@ -15,10 +15,13 @@ import (
 // startup banner. It holds service connection strings, which contain keys:
 // it goes to stdout and a 0600 file by design, never to logs.
 type Status struct {
-	CAFile string      `json:"ca_file"`
-	Ports  StatusPorts `json:"ports"`
-	DPS    StatusDPS   `json:"dps"`
-	Hubs   []StatusHub `json:"hubs"`
+	CAFile string `json:"ca_file"`
+	// AdminToken authenticates the admin API (/hubsim/…) and /metrics:
+	// "Authorization: Bearer <admin_token>".
+	AdminToken string      `json:"admin_token"`
+	Ports      StatusPorts `json:"ports"`
+	DPS        StatusDPS   `json:"dps"`
+	Hubs       []StatusHub `json:"hubs"`
 }
 
 // StatusPorts are the bound ports.
@@ -90,6 +93,10 @@ func (st Status) WriteBanner(w io.Writer) error {
 	for _, h := range st.Hubs {
 		fmt.Fprintf(&b, "\nIoT hub %s (%s)\n", h.Name, h.HostName)
 		fmt.Fprintf(&b, "  service:           %s\n", h.ServiceConnectionString)
+	}
+	if st.AdminToken != "" {
+		fmt.Fprintf(&b, "\nadmin API (/hubsim/…, /metrics)\n")
+		fmt.Fprintf(&b, "  Authorization:     Bearer %s\n", st.AdminToken)
 	}
 	fmt.Fprintf(&b, "\nHost names must resolve to hubsim's listen address (e.g. /etc/hosts).\n")
 	_, err := io.WriteString(w, b.String())

@@ -6,8 +6,8 @@
 package sim
 
 import (
+	"context"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/porthole-iot/porthole/hubsim/internal/admin"
 	"github.com/porthole-iot/porthole/hubsim/internal/broker"
 	"github.com/porthole-iot/porthole/hubsim/internal/dps"
 	"github.com/porthole-iot/porthole/hubsim/internal/hub"
@@ -51,6 +52,9 @@ type Sim struct {
 	DPS    *dps.Service
 	Relay  *relay.Relay
 	Broker *broker.Broker
+	// Faults are the declarative faults (admin API, hubsimtest) the hub
+	// and relay fault hooks consult.
+	Faults *admin.Faults
 
 	logFile *os.File // owned: closed by Close when we opened it
 }
@@ -63,7 +67,7 @@ func Assemble(p *server.Prepared, logger *slog.Logger, opts Options) (*Sim, serv
 		logger = slog.New(slog.DiscardHandler)
 	}
 	cfg := p.Config
-	s := &Sim{}
+	s := &Sim{Faults: admin.NewFaults()}
 
 	events := opts.StreamLog
 	if events == nil {
@@ -155,36 +159,82 @@ func Assemble(p *server.Prepared, logger *slog.Logger, opts Options) (*Sim, serv
 		Hub:        s.Hubs,
 		DPSDevice:  s.DPS.DeviceHandler(),
 		DPSService: s.DPS.ServiceHandler(),
-		Admin:      s.admin(),
 		Close:      s.closeComponents,
 	}
+	api, err := s.admin(p, logger)
+	if err != nil {
+		return nil, server.Components{}, s.fail(err)
+	}
+	comps.Admin = api
 	return s, comps, nil
 }
 
-// admin is hubsim's own API: the hubs' admin routes plus the streaming
-// endpoint lookup (the equivalent of `az iot hub devicestream show`).
-func (s *Sim) admin() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /hubsim/hubs/{host}/devicestream", func(w http.ResponseWriter, r *http.Request) {
-		host := r.PathValue("host")
-		if _, ok := s.Hubs.Hub(host); !ok {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusNotFound)
-			fmt.Fprintf(w, `{"Message":"ErrorCode:IotHubNotFound;no hub %s in this simulator"}`, strconv.Quote(host))
-			return
-		}
-		endpoints := s.Relay.Endpoints(host)
-		if endpoints == nil {
-			endpoints = []string{}
-		}
-		writeJSON(w, map[string]any{"streamingEndpoints": endpoints})
+// admin builds hubsim's own API (/hubsim/…, /metrics) over the components.
+func (s *Sim) admin(p *server.Prepared, logger *slog.Logger) (*admin.API, error) {
+	auth := &admin.Authorizer{Token: p.AdminToken}
+	for _, h := range p.Config.Hubs {
+		auth.Owners = append(auth.Owners, admin.Owner{Resource: h.HostName, Policies: policies(h.Policies),
+			Rights: []string{sas.RightRegistryRead, sas.RightRegistryWrite, sas.RightServiceConnect, sas.RightDeviceConnect}})
+	}
+	auth.Owners = append(auth.Owners, admin.Owner{Resource: p.Config.DPS.HostName, Policies: policies(p.Config.DPS.Policies),
+		Rights: []string{sas.RightServiceConfig, sas.RightEnrollmentRead, sas.RightEnrollmentWrite,
+			sas.RightRegistrationStatusRead, sas.RightRegistrationStatusWrite}})
+	return admin.New(admin.Config{
+		Hubs:   adminHubs{s.Hubs},
+		DPS:    adminDPS{s.DPS},
+		Relay:  s.Relay,
+		Faults: s.Faults,
+		Auth:   auth,
+		Logger: logger.With("component", "admin"),
 	})
-	mux.HandleFunc("GET /hubsim/dps/stats", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, s.DPS.Stats())
-	})
-	mux.Handle("/hubsim/", s.Hubs.AdminHandler())
-	return mux
 }
+
+// adminHubs feeds the admin API from the hub set.
+type adminHubs struct{ set *hub.Set }
+
+func (a adminHubs) Stats() any {
+	out := []hub.HubStats{}
+	for _, h := range a.set.Hubs() {
+		out = append(out, h.Stats())
+	}
+	return out
+}
+
+func (a adminHubs) Has(host string) bool { _, ok := a.set.Hub(host); return ok }
+
+func (a adminHubs) ServeEvents(host string, w http.ResponseWriter, r *http.Request) {
+	if h, ok := a.set.Hub(host); ok {
+		h.ServeEvents(w, r)
+	}
+}
+
+func (a adminHubs) SendC2D(ctx context.Context, host, id string, m admin.C2D) error {
+	h, ok := a.set.Hub(host)
+	if !ok {
+		return hub.ErrHubNotFound
+	}
+	return h.SendC2D(ctx, id, hub.C2DMessage{Body: m.Body, Properties: m.Properties, ContentType: m.ContentType})
+}
+
+func (a adminHubs) Disconnect(host, id string) bool {
+	h, ok := a.set.Hub(host)
+	return ok && h.Disconnect(id, "")
+}
+
+func (a adminHubs) WriteError(w http.ResponseWriter, err error) { a.set.WriteError(w, err) }
+
+func (a adminHubs) Unhandled() any {
+	u := a.set.Unhandled()
+	if u == nil {
+		u = []hub.Unhandled{}
+	}
+	return u
+}
+
+// adminDPS feeds the admin API from the DPS.
+type adminDPS struct{ dps *dps.Service }
+
+func (a adminDPS) Stats() any { return a.dps.Stats() }
 
 // closeComponents stops the relay, the DPS and the hubs (the server closes
 // the broker itself) and the event log, joining their errors.
@@ -220,11 +270,4 @@ func policies(in []simconfig.Policy) []sas.Policy {
 		out = append(out, sas.Policy{Name: p.Name, PrimaryKey: p.PrimaryKey, SecondaryKey: p.SecondaryKey, Rights: p.Rights})
 	}
 	return out
-}
-
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v) // the client went away: nothing to tell it
 }
