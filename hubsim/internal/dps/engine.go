@@ -144,6 +144,7 @@ func (s *Service) handleDevice(ctx context.Context, req deviceRequest) reply {
 	m, err := s.authenticate(req.scope, req.regID, req.creds, now)
 	if err != nil {
 		log.Info("dps: device not authorized")
+		s.countOutcome(req.kind, OutcomeUnauthorized)
 		return errReply(http.StatusUnauthorized, codeUnauthorized, "Unauthorized", now)
 	}
 
@@ -360,6 +361,7 @@ func (s *Service) decide(ctx context.Context, req deviceRequest, m *match, paylo
 		s.regs[key] = reg
 		res := reg.result()
 		s.mu.Unlock()
+		s.countOutcome(kindRegister, status)
 		return res, status
 	}
 	fail := func(code int, msg string) (*DeviceRegistrationResult, string) {

@@ -65,6 +65,7 @@ func (h *Hub) SendC2D(ctx context.Context, deviceID string, m C2DMessage) error 
 		return fmt.Errorf("%w: %s has %d messages queued", ErrQueueFull, deviceID, len(id.c2d))
 	}
 	id.c2d = append(id.c2d, &c2dMessage{topic: topic, body: bytes.Clone(m.Body)})
+	h.counters.c2dSent.Add(1)
 	if id.sess != nil {
 		id.sess.wakeLocked()
 	}
@@ -116,6 +117,7 @@ func (s *session) deliverC2D(m *c2dMessage) bool {
 		}
 	}
 	if err == nil {
+		h.counters.messagesOut.Add(1)
 		return true
 	}
 	h.c2dSettled(s, m, false)
@@ -139,6 +141,7 @@ func (h *Hub) c2dSettled(s *session, m *c2dMessage, acked bool) {
 		}
 		if acked {
 			s.id.c2d = append(s.id.c2d[:i], s.id.c2d[i+1:]...)
+			h.counters.c2dDone.Add(1)
 		} else if m.inflight == s {
 			m.inflight = nil
 		}

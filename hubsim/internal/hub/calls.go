@@ -102,6 +102,7 @@ func (h *Hub) waitOnlineLocked(ctx context.Context, deviceID, moduleID, filter s
 // ConnectTimeoutInSeconds); no answer within ResponseTimeoutInSeconds gives
 // ErrTimeout (REST 504101).
 func (h *Hub) InvokeMethod(ctx context.Context, deviceID, moduleID string, req MethodRequest) (MethodResult, error) {
+	h.counters.methodCalls.Add(1)
 	if !validTopicLevel(req.MethodName) {
 		return MethodResult{}, fmt.Errorf("%w: invalid method name %q", ErrInvalid, req.MethodName)
 	}

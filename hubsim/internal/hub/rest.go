@@ -28,6 +28,12 @@ func (s *Set) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.RegisterRoutes(s.mux)
 		s.mux.Handle("/", s.NotFound())
 	})
+	if p := r.URL.EscapedPath(); strings.HasSuffix(p, "/") && strings.Trim(p, "/") != "" {
+		// The hub API ignores trailing slashes (the Node registry client
+		// lists devices with GET /devices/).
+		r = r.Clone(r.Context())
+		r.URL.Path, r.URL.RawPath = strings.TrimRight(r.URL.Path, "/"), strings.TrimRight(r.URL.RawPath, "/")
+	}
 	if !cleanPath(r.URL.EscapedPath()) {
 		// ServeMux would redirect to the cleaned path; a hub answers 404.
 		s.NotFound().ServeHTTP(w, r)
@@ -39,13 +45,15 @@ func (s *Set) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // cleanPath reports whether ServeMux would serve p without redirecting:
 // no empty, "." or ".." segments.
 func cleanPath(p string) bool {
-	p = strings.TrimPrefix(p, "/")
-	for seg := range strings.SplitSeq(p, "/") {
+	if !strings.HasPrefix(p, "/") || strings.Contains(p, "//") {
+		return false
+	}
+	for seg := range strings.SplitSeq(p[1:], "/") {
 		if seg == "." || seg == ".." {
 			return false
 		}
 	}
-	return !strings.Contains(p, "//")
+	return true
 }
 
 // hubPrefixes are the first path segments of the hub's HTTP API (service
@@ -133,6 +141,10 @@ func (s *Set) RegisterRoutes(mux *http.ServeMux) {
 			mux.Handle(path, s.methodNotAllowed())
 		}
 	}
+	// Without these, ServeMux would redirect ".../streams" to the subtree
+	// ".../streams/" of the {name...} patterns.
+	mux.Handle("/twins/{id}/streams", s.NotFound())
+	mux.Handle("/twins/{id}/modules/{mid}/streams", s.NotFound())
 	for _, p := range hubPrefixes {
 		if _, ok := paths["/"+p]; !ok {
 			mux.Handle("/"+p, s.NotFound())
@@ -260,7 +272,11 @@ func (h *Hub) writeJSON(w http.ResponseWriter, status int, v any, etag string) {
 }
 
 func (h *Hub) writeErr(w http.ResponseWriter, err error) {
-	writeRESTError(w, restCode(err), err.Error(), h.now())
+	code := restCode(err)
+	if code.Status == http.StatusTooManyRequests {
+		h.counters.throttled.Add(1)
+	}
+	writeRESTError(w, code, err.Error(), h.now())
 }
 
 func readBody(r *http.Request) ([]byte, error) {

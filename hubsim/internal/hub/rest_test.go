@@ -479,7 +479,7 @@ func TestServeEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(st) != `{"hostName":"hub1.example.net","devices":1,"connected":1,"droppedEvents":0,"eventTaps":[]}` {
+	if string(st) != `{"hostName":"hub1.example.net","devices":1,"connected":1,"droppedEvents":0,"eventTaps":[],"counters":{"connects":1,"disconnects":0,"messagesIn":1,"messagesOut":0,"twinGets":0,"twinPatches":0,"methodCalls":0,"c2dSent":0,"c2dDelivered":0,"throttled":0}}` {
 		t.Errorf("stats %s", st)
 	}
 }
@@ -519,4 +519,18 @@ func TestRESTModuleTwinAndMethod(t *testing.T) {
 		t.Error("module connection state")
 	}
 	wantAzureError(t, c.do("GET", "/twins/dev1/modules/nope", nil, nil), 404, "ModuleNotFound")
+}
+
+// The hub API ignores trailing slashes: azure-iothub's Registry.list asks
+// for GET /devices/ [Azure/azure-iot-sdk-node service/src/registry.ts].
+func TestRESTTrailingSlash(t *testing.T) {
+	e := newEnv(t)
+	h := e.hub("hub1.example.net")
+	e.device(h, "dev1")
+	c := e.rest("hub1.example.net", "iothubowner")
+	for _, p := range []string{"/devices/", "/devices//", "/twins/dev1/"} {
+		if r := c.do("GET", p, nil, nil); r.status != 200 {
+			t.Errorf("GET %s: %d %s", p, r.status, r.body)
+		}
+	}
 }

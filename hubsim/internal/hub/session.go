@@ -170,6 +170,7 @@ func (h *Hub) connect(userHost, devID, modID string, info broker.ConnectInfo, ou
 		// [doc: Understand and resolve Azure IoT Hub errors, 400027 ConnectionForcefullyClosedOnNewConnection].
 		old.kick("new connection for the same identity")
 	}
+	h.counters.connects.Add(1)
 	log.Info("device connected", "transport", info.Transport, "remote", info.Remote)
 	return sess, nil
 }
@@ -442,6 +443,7 @@ func (s *session) telemetry(topic, rest string, payload []byte, now time.Time) e
 		h.set.recordUnhandled(h.host, "mqtt-publish", s.key()+": bad property bag in "+topic)
 		return fmt.Errorf("%w: %v", broker.ErrNotAuthorized, err)
 	}
+	h.counters.messagesIn.Add(1)
 	if !h.taps.active() {
 		return nil // nobody listens: the message is accepted and forgotten
 	}
@@ -467,6 +469,7 @@ func (s *session) twinGet(query string) error {
 		h.set.recordUnhandled(h.host, "mqtt-publish", s.key()+": twin GET without $rid")
 		return nil
 	}
+	h.counters.twinGets.Add(1)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if s.id == nil {
@@ -504,6 +507,7 @@ func (s *session) twinReported(query string, payload []byte) error {
 		return nil
 	}
 	t := s.id.twin
+	h.counters.twinPatches.Add(1)
 	t.reported.patch(patch, now)
 	t.version++
 	s.enqueueLocked(outMsg{topic: topicTwinResPrefix + "204/?" + qRID + "=" + rid + "&" + qVersion + "=" + strconv.FormatInt(t.reported.version, 10), qos: 0})
@@ -567,6 +571,7 @@ func (s *session) Disconnected(err error) {
 	for _, pc := range fail {
 		pc.ch <- callResult{err: ErrDeviceNotOnline}
 	}
+	h.counters.disconnects.Add(1)
 	s.log.Info("device disconnected", "err", err)
 }
 
@@ -617,6 +622,8 @@ func (s *session) sendLoop() {
 					if m.onErr != nil {
 						m.onErr(err)
 					}
+				} else {
+					h.counters.messagesOut.Add(1)
 				}
 			}
 			notYet := false

@@ -16,11 +16,12 @@ type HubStats struct {
 	Connected     int        `json:"connected"`
 	DroppedEvents int        `json:"droppedEvents"`
 	EventTaps     []TapStats `json:"eventTaps"`
+	Counters      Counters   `json:"counters"`
 }
 
 // Stats counts the hub's devices, connections and event taps.
 func (h *Hub) Stats() HubStats {
-	st := HubStats{HostName: h.host, DroppedEvents: h.DroppedEvents(), EventTaps: h.Taps()}
+	st := HubStats{HostName: h.host, DroppedEvents: h.DroppedEvents(), EventTaps: h.Taps(), Counters: h.Counters()}
 	h.mu.Lock()
 	st.Devices = len(h.devices)
 	for _, d := range h.devices {

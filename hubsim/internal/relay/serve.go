@@ -217,6 +217,7 @@ func (r *Relay) pump(st *session, side int, own, peer *websocket.Conn) (code int
 		if n > 0 {
 			st.bytes[side].Add(n)
 			r.bytes[side].Add(n)
+			st.hub.bytes[side].Add(n)
 		}
 		if src.err != nil {
 			return closeGoingAway, sideNames[side] + " disconnected", "dropped"

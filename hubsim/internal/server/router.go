@@ -260,11 +260,27 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer rt.inflight.Done()
 	}
 	jw := &jsonWriter{ResponseWriter: w}
+	if route := Classify(r.URL.Path); route == RouteHub || route == RouteAdmin {
+		// These APIs ignore trailing slashes, as they did before the mux:
+		// the Node registry client lists devices with GET /devices/.
+		r = trimTrailingSlash(r)
+	}
 	if !muxServes(r) {
 		rt.serveClassified(jw, r)
 		return
 	}
 	rt.mux.ServeHTTP(jw, r)
+}
+
+// trimTrailingSlash returns r with its path's trailing slashes removed.
+func trimTrailingSlash(r *http.Request) *http.Request {
+	p := r.URL.EscapedPath()
+	if !strings.HasSuffix(p, "/") || strings.Trim(p, "/") == "" {
+		return r
+	}
+	r2 := r.Clone(r.Context())
+	r2.URL.Path, r2.URL.RawPath = strings.TrimRight(r.URL.Path, "/"), strings.TrimRight(r.URL.RawPath, "/")
+	return r2
 }
 
 // muxServes reports whether ServeMux takes r's path as it is: it redirects

@@ -22,6 +22,7 @@ import (
 	"github.com/porthole-iot/porthole/hubsim/internal/broker"
 	"github.com/porthole-iot/porthole/hubsim/internal/dps"
 	"github.com/porthole-iot/porthole/hubsim/internal/hub"
+	"github.com/porthole-iot/porthole/hubsim/internal/metrics"
 	"github.com/porthole-iot/porthole/hubsim/internal/relay"
 	"github.com/porthole-iot/porthole/hubsim/internal/sas"
 	"github.com/porthole-iot/porthole/hubsim/internal/server"
@@ -180,13 +181,46 @@ func (s *Sim) admin(p *server.Prepared, logger *slog.Logger) (*admin.API, error)
 		Rights: []string{sas.RightServiceConfig, sas.RightEnrollmentRead, sas.RightEnrollmentWrite,
 			sas.RightRegistrationStatusRead, sas.RightRegistrationStatusWrite}})
 	return admin.New(admin.Config{
-		Hubs:   adminHubs{s.Hubs},
-		DPS:    adminDPS{s.DPS},
-		Relay:  s.Relay,
-		Faults: s.Faults,
-		Auth:   auth,
-		Logger: logger.With("component", "admin"),
+		Hubs:    adminHubs{s.Hubs},
+		DPS:     adminDPS{s.DPS},
+		Relay:   s.Relay,
+		Faults:  s.Faults,
+		Metrics: metrics.Handler(s.metricSources()),
+		Auth:    auth,
+		Logger:  logger.With("component", "admin"),
 	})
+}
+
+// metricSources reads the components' counters for /metrics.
+func (s *Sim) metricSources() metrics.Sources {
+	return metrics.Sources{
+		Hubs: func() []metrics.HubSample {
+			var out []metrics.HubSample
+			for _, h := range s.Hubs.Hubs() {
+				st, c := h.Stats(), h.Counters()
+				out = append(out, metrics.HubSample{Hub: st.HostName, Devices: st.Devices, Connected: st.Connected,
+					Connects: c.Connects, Disconnects: c.Disconnects, MessagesIn: c.MessagesIn, MessagesOut: c.MessagesOut,
+					TwinGets: c.TwinGets, TwinPatches: c.TwinPatches, MethodCalls: c.MethodCalls,
+					C2DQueued: c.C2DSent, C2DDelivered: c.C2DDone, Throttled: c.Throttled})
+			}
+			return out
+		},
+		Streams: func() []metrics.StreamSample {
+			byHub := s.Relay.HubStats()
+			var out []metrics.StreamSample
+			for _, h := range s.Hubs.Hubs() {
+				st := byHub[h.HostName()]
+				out = append(out, metrics.StreamSample{Hub: h.HostName(), Open: int64(st.Pending + st.Active), Total: st.Total,
+					BytesDeviceToService: st.BytesDeviceToService, BytesServiceToDevice: st.BytesServiceToDevice})
+			}
+			return out
+		},
+		DPS: func() metrics.DPSSample {
+			st := s.DPS.Stats()
+			return metrics.DPSSample{Registrations: st.Registrations, Lookups: st.Lookups, Polls: st.Polls,
+				Outcomes: st.RegistrationOutcomes, ThrottledQuota: st.Throttled, ThrottledFault: st.FaultThrottle}
+		},
+	}
 }
 
 // adminHubs feeds the admin API from the hub set.
