@@ -193,6 +193,17 @@ func (h *Hub) RequestStream(ctx context.Context, req StreamRequest) (StreamResul
 		respTimeout = defaultStreamResponseTimeout
 	}
 	emit("requested", 0, "")
+	if f := h.set.cfg.Faults; f != nil && f.StreamRequest != nil {
+		delay, reject := f.StreamRequest(h.host, req.DeviceID, req.Name)
+		if !h.sleep(ctx, nil, delay) {
+			emit("failed", 0, "service request cancelled")
+			return StreamResult{}, ctx.Err()
+		}
+		if reject {
+			emit("rejected", 0, "rejected by fault injection")
+			return StreamResult{Accepted: false}, nil
+		}
+	}
 
 	h.mu.Lock()
 	_, s, err := h.waitOnlineLocked(ctx, req.DeviceID, req.ModuleID, topicStreamPost+"#", 0)

@@ -174,6 +174,14 @@ func (s *Set) serveRoute(name string, rights []string, handle func(h *Hub, w htt
 			writeRESTError(w, errUnauthorized, err.Error(), h.now())
 			return
 		}
+		if f := s.cfg.Faults; f != nil && f.ThrottleREST != nil {
+			if d, throttle := f.ThrottleREST(h.host, r); throttle {
+				h.counters.throttled.Add(1)
+				w.Header().Set(hdrRetryAfter, strconv.Itoa(retryAfterSeconds(d)))
+				writeRESTError(w, errThrottling, "throttled by fault injection", h.now())
+				return
+			}
+		}
 		if name == "request stream" {
 			if n := r.PathValue("name"); !validTopicLevel(n) {
 				writeRESTError(w, errArgumentInvalid, fmt.Sprintf("invalid stream name %q", n), h.now())

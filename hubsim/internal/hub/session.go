@@ -2,6 +2,7 @@ package hub
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -105,6 +106,13 @@ func (h *Hub) connect(userHost, devID, modID string, info broker.ConnectInfo, ou
 	if modID != "" {
 		log = log.With("module", modID)
 	}
+	faults := h.set.cfg.Faults
+	if faults != nil && faults.RefuseConnect != nil {
+		if code, refuse := faults.RefuseConnect(h.host, devID); refuse {
+			log.Info("connect refused by fault", "connack", code)
+			return nil, &broker.RefusedError{Code: code, Reason: "refused by fault injection"}
+		}
+	}
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -143,6 +151,12 @@ func (h *Hub) connect(userHost, devID, modID string, info broker.ConnectInfo, ou
 		// the device must reconnect with fresh credentials
 		// [doc: Understand and resolve Azure IoT Hub errors, 401003 IoTHubUnauthorized].
 		sess.stopExpiry = h.set.after(expiry.Sub(now), func() { sess.kick("credential expired") })
+	}
+	if faults != nil && faults.DropConnection != nil {
+		if after, drop := faults.DropConnection(h.host, devID); drop {
+			// From a timer, so the broker sends the CONNACK first.
+			sess.stopDrop = h.set.after(max(after, 0), func() { sess.kick("dropped by fault injection") })
+		}
 	}
 	sess.wg.Add(1)
 	go sess.sendLoop()
@@ -278,6 +292,7 @@ type session struct {
 	out                broker.Outbound
 	log                *slog.Logger
 	stopExpiry         func() bool // nil without expiry; set before sendLoop starts
+	stopDrop           func() bool // nil without a DropConnection fault; set before sendLoop starts
 
 	// id is set by connect before the session is handed to the broker and
 	// never changes; every other field below is guarded by hub.mu.
@@ -348,6 +363,9 @@ func (s *session) stop() {
 		if s.stopExpiry != nil {
 			s.stopExpiry()
 		}
+		if s.stopDrop != nil {
+			s.stopDrop()
+		}
 	})
 	s.wg.Wait()
 }
@@ -403,6 +421,11 @@ func (s *session) Publish(topic string, payload []byte, qos byte) error {
 	if qos > 1 {
 		// IoT Hub closes the connection on a QoS 2 publish [doc: iot-hub-mqtt-support.md].
 		return fmt.Errorf("%w: QoS 2 is not supported", broker.ErrNotAuthorized)
+	}
+	if f := h.set.cfg.Faults; f != nil && f.AckDelay != nil {
+		if d := f.AckDelay(h.host, s.deviceID); d > 0 && !h.sleep(context.Background(), s.done, d) {
+			return nil // the connection ended while the ack was held
+		}
 	}
 	now := h.now()
 	// s.id is set by connect before the broker hands the session any

@@ -61,6 +61,8 @@ type Config struct {
 	AfterFunc func(d time.Duration, f func()) (stop func() bool)
 	// StreamLog, if non-nil, is told about stream requests and their outcome.
 	StreamLog func(ev StreamEvent)
+	// Faults are test seams that make the hubs misbehave; nil means none.
+	Faults *Faults
 	// MethodDefaultTimeout is the method response timeout when the request
 	// gives none; zero means 30 s.
 	MethodDefaultTimeout time.Duration

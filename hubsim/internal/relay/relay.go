@@ -43,7 +43,30 @@ type Config struct {
 	// expiry; nil means time.Now. The timer that ends an unanswered stream
 	// runs on real time.
 	Now func() time.Time
+	// Faults are test seams that make streams misbehave; nil means none.
+	Faults *Faults
 }
+
+// Faults are hooks that make the streaming endpoint misbehave on purpose,
+// in the style of dps.Faults. Each hook is consulted, if non-nil, when a
+// stream's side starts forwarding (both sides connected); nil means normal
+// behaviour. Hooks are called concurrently and must return quickly.
+type Faults struct {
+	// Cut, if non-nil and returning cut, ends the stream with close code
+	// 1011 once it has forwarded at least after bytes (both directions
+	// together; 0: at the first frame), as a path that breaks mid-transfer.
+	Cut func(spec StreamSpec) (after int64, cut bool)
+	// Stall, if non-nil and returning stall, makes the relay stop reading
+	// from side ("device" or "service") of the stream: what that side sends
+	// is never forwarded and backs up in its TCP connection, while the
+	// other direction still flows (a half-dead path). It lasts until the
+	// other side or the relay ends the stream.
+	Stall func(spec StreamSpec) (side string, stall bool)
+}
+
+// closeCut is the close code of a stream cut by Faults.Cut (1011: the
+// server hit an unexpected condition, RFC 6455 §7.4.1).
+const closeCut = 1011
 
 // Stats is a snapshot of the relay's counters.
 type Stats struct {

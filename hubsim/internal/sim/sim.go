@@ -17,6 +17,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/porthole-iot/porthole/hubsim/internal/admin"
 	"github.com/porthole-iot/porthole/hubsim/internal/broker"
@@ -96,6 +98,7 @@ func Assemble(p *server.Prepared, logger *slog.Logger, opts Options) (*Sim, serv
 		MaxConcurrent:    cfg.Streams.ConcurrentPerHub,
 		Logger:           logger.With("component", "relay"),
 		EventLog:         events,
+		Faults:           relayFaults(s.Faults),
 	}
 	if opts.Relay != nil {
 		opts.Relay(&rcfg)
@@ -104,6 +107,7 @@ func Assemble(p *server.Prepared, logger *slog.Logger, opts Options) (*Sim, serv
 
 	hcfg := hub.Config{
 		Relay:  s.Relay,
+		Faults: hubFaults(s.Faults),
 		Logger: logger.With("component", "hub"),
 		// The relay writes the DeviceStreams events (requested on Create,
 		// rejected on Cancel, connected, closed); the hub only knows when
@@ -162,6 +166,7 @@ func Assemble(p *server.Prepared, logger *slog.Logger, opts Options) (*Sim, serv
 		DPSService: s.DPS.ServiceHandler(),
 		Close:      s.closeComponents,
 	}
+	s.Faults.OnAdd = s.dropNow
 	api, err := s.admin(p, logger)
 	if err != nil {
 		return nil, server.Components{}, s.fail(err)
@@ -189,6 +194,70 @@ func (s *Sim) admin(p *server.Prepared, logger *slog.Logger) (*admin.API, error)
 		Auth:    auth,
 		Logger:  logger.With("component", "admin"),
 	})
+}
+
+// hubFaults points the hubs' fault hooks at the declarative faults.
+func hubFaults(fs *admin.Faults) *hub.Faults {
+	return &hub.Faults{
+		RefuseConnect: func(h, dev string) (byte, bool) {
+			f, ok := fs.Match(admin.KindRefuseConnect, h, dev)
+			return byte(f.ConnackCode), ok
+		},
+		DropConnection: func(h, dev string) (time.Duration, bool) {
+			f, ok := fs.Match(admin.KindDropConnection, h, dev)
+			return time.Duration(f.After), ok
+		},
+		ThrottleREST: func(h string, r *http.Request) (time.Duration, bool) {
+			f, ok := fs.Match(admin.KindThrottleREST, h, r.PathValue("id"))
+			return time.Duration(f.RetryAfter), ok
+		},
+		StreamRequest: func(h, dev, name string) (time.Duration, bool) {
+			var delay time.Duration
+			if f, ok := fs.Match(admin.KindDelayStream, h, dev); ok {
+				delay = time.Duration(f.Delay)
+			}
+			_, reject := fs.Match(admin.KindRejectStream, h, dev)
+			return delay, reject
+		},
+		AckDelay: func(h, dev string) time.Duration {
+			f, _ := fs.Match(admin.KindDelayAck, h, dev)
+			return time.Duration(f.Delay)
+		},
+	}
+}
+
+// relayFaults points the relay's fault hooks at the declarative faults.
+func relayFaults(fs *admin.Faults) *relay.Faults {
+	return &relay.Faults{
+		Cut: func(spec relay.StreamSpec) (int64, bool) {
+			f, ok := fs.Match(admin.KindCutStream, spec.Hub, spec.DeviceID)
+			return f.AfterBytes, ok
+		},
+		Stall: func(spec relay.StreamSpec) (string, bool) {
+			f, ok := fs.Match(admin.KindStallStream, spec.Hub, spec.DeviceID)
+			return f.Side, ok
+		},
+	}
+}
+
+// dropNow applies a new drop-connection fault to the connections that
+// exist already; the hub hook takes care of later ones.
+func (s *Sim) dropNow(f admin.Fault) {
+	if f.Kind != admin.KindDropConnection {
+		return
+	}
+	for _, h := range s.Hubs.Hubs() {
+		if f.Hub != "" && !strings.EqualFold(f.Hub, h.HostName()) {
+			continue
+		}
+		if f.Device != "" {
+			h.Disconnect(f.Device, "")
+			continue
+		}
+		for _, d := range h.ListDevices(context.Background()) {
+			h.Disconnect(d.DeviceID, "")
+		}
+	}
 }
 
 // metricSources reads the components' counters for /metrics.

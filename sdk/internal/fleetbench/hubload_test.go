@@ -404,7 +404,7 @@ type hubsimProc struct {
 type hubsimStatus struct {
 	CAFile     string `json:"ca_file"`
 	AdminToken string `json:"admin_token"` // Bearer credential of /hubsim/…
-	Ports  struct {
+	Ports      struct {
 		HTTPS int `json:"https"`
 		MQTT  int `json:"mqtt"`
 	} `json:"ports"`
