@@ -18,10 +18,13 @@ type Status struct {
 	CAFile string `json:"ca_file"`
 	// AdminToken authenticates the admin API (/hubsim/…) and /metrics:
 	// "Authorization: Bearer <admin_token>".
-	AdminToken string      `json:"admin_token"`
-	Ports      StatusPorts `json:"ports"`
-	DPS        StatusDPS   `json:"dps"`
-	Hubs       []StatusHub `json:"hubs"`
+	AdminToken string `json:"admin_token"`
+	// ClientFiles are the ready client configurations written next to the
+	// status file (OperatorConfigName, AgentSnippetName, one per hub).
+	ClientFiles []string    `json:"client_files,omitempty"`
+	Ports       StatusPorts `json:"ports"`
+	DPS         StatusDPS   `json:"dps"`
+	Hubs        []StatusHub `json:"hubs"`
 }
 
 // StatusPorts are the bound ports.
@@ -93,6 +96,12 @@ func (st Status) WriteBanner(w io.Writer) error {
 	for _, h := range st.Hubs {
 		fmt.Fprintf(&b, "\nIoT hub %s (%s)\n", h.Name, h.HostName)
 		fmt.Fprintf(&b, "  service:           %s\n", h.ServiceConnectionString)
+	}
+	if len(st.ClientFiles) > 0 {
+		fmt.Fprintf(&b, "\nready client configuration (porthole --config, agent settings)\n")
+		for _, f := range st.ClientFiles {
+			fmt.Fprintf(&b, "  %s\n", f)
+		}
 	}
 	if st.AdminToken != "" {
 		fmt.Fprintf(&b, "\nadmin API (/hubsim/…, /metrics)\n")
