@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -183,8 +184,14 @@ func (s *Set) serveRoute(name string, rights []string, handle func(h *Hub, w htt
 			}
 		}
 		if name == "request stream" {
-			if n := r.PathValue("name"); !validTopicLevel(n) {
-				writeRESTError(w, errArgumentInvalid, fmt.Sprintf("invalid stream name %q", n), h.now())
+			if n := r.PathValue("name"); !validName(n) {
+				writeRESTError(w, errArgumentInvalid, nameError("stream", n), h.now())
+				return
+			}
+		}
+		if segs, err := splitPath(r.URL.EscapedPath()); err == nil {
+			if msg := pathInputError(segs); msg != "" {
+				writeRESTError(w, errArgumentInvalid, msg, h.now())
 				return
 			}
 		}
@@ -230,6 +237,24 @@ func (s *Set) NotFound() http.Handler {
 func (h *Hub) notFound(w http.ResponseWriter, r *http.Request) {
 	h.set.recordUnhandled(h.host, "rest", r.Method+" "+r.URL.Path)
 	writeRESTError(w, errNotFound, "hubsim does not serve "+r.Method+" "+r.URL.Path, h.now())
+}
+
+// splitPath splits an escaped path into unescaped segments, so an encoded
+// "%2F" stays inside its segment.
+func splitPath(escaped string) ([]string, error) {
+	escaped = strings.Trim(escaped, "/")
+	if escaped == "" {
+		return nil, nil
+	}
+	parts := strings.Split(escaped, "/")
+	for i, p := range parts {
+		u, err := url.PathUnescape(p)
+		if err != nil {
+			return nil, err
+		}
+		parts[i] = u
+	}
+	return parts, nil
 }
 
 var (
