@@ -83,6 +83,16 @@ func WithDPSConfig(f func(*DPSConfig)) Option {
 	return func(o *options) { o.sim.DPS = chain(o.sim.DPS, f) }
 }
 
+// WithFastDPS makes registrations finish on the register request: no
+// assigning delay and no poll (dps.Config.FastAssign), so a test that
+// provisions devices does not wait the ≥ 1 s poll interval Azure imposes.
+func WithFastDPS() Option {
+	return WithDPSConfig(func(c *DPSConfig) {
+		c.AssignDelay = 0
+		c.FastAssign = true
+	})
+}
+
 // WithHubConfig edits the hub set's configuration before the sim starts.
 func WithHubConfig(f func(*HubConfig)) Option {
 	return func(o *options) { o.sim.Hub = chain(o.sim.Hub, f) }

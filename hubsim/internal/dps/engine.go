@@ -282,6 +282,13 @@ func (s *Service) register(ctx context.Context, req deviceRequest, m *match, now
 		}
 	}
 	s.ops[op.ID] = op
+	if s.cfg.FastAssign && delay <= 0 {
+		// The register answer carries the result: no poll, no retry-after
+		// wait. Clients handle a finished operation status on the register
+		// response as on a poll.
+		s.mu.Unlock()
+		return reply{status: http.StatusOK, body: RegistrationOperationStatus{OperationID: op.ID, Status: op.Status, RegistrationState: op.Result}}
+	}
 	ra := s.retryAfterFor(op, now)
 	s.pollTold[op.ID] = now.Add(time.Duration(ra) * time.Second)
 	s.mu.Unlock()
