@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -29,9 +30,6 @@ type Hubs interface {
 	Disconnect(host, deviceID string) bool
 	// WriteError answers with err from the hub's Go API in Azure's shape.
 	WriteError(w http.ResponseWriter, err error)
-	// Unhandled lists what clients sent the hubs that hubsim does not
-	// serve (JSON array).
-	Unhandled() any
 }
 
 // C2D is a cloud-to-device message sent through the admin API.
@@ -62,6 +60,9 @@ type Config struct {
 	Faults *Faults
 	// Metrics, if non-nil, serves GET /metrics behind the same credential.
 	Metrics http.Handler
+	// Unhandled, if non-nil, lists what clients sent that hubsim does not
+	// serve (a JSON object: per component, oldest first).
+	Unhandled func() any
 	// Auth decides who may call the API; required.
 	Auth   *Authorizer
 	Logger *slog.Logger
@@ -73,6 +74,9 @@ type API struct {
 	cfg Config
 	log *slog.Logger
 	now func() time.Time
+
+	muxOnce sync.Once      // builds mux on the first ServeHTTP
+	mux     *http.ServeMux // ServeHTTP's own routes
 }
 
 // New returns the admin API for cfg.
@@ -104,7 +108,7 @@ var Routes = []Route{
 	{"POST", "/hubsim/hubs/{host}/devices/{id}/disconnect", "drop the device's connection (404 DeviceNotOnline if it has none)"},
 	{"GET", "/hubsim/hubs/{host}/devicestream", "streaming endpoints, like `az iot hub devicestream show`"},
 	{"GET", "/hubsim/dps/stats", "DPS device API counters (requests, registrations, throttled, per second)"},
-	{"GET", "/hubsim/unhandled", "what clients sent the hubs that hubsim does not serve"},
+	{"GET", "/hubsim/unhandled", "what clients sent that hubsim does not serve: requests, hub topics and REST, DPS"},
 	{"GET", "/hubsim/faults", "active faults"},
 	{"POST", "/hubsim/faults", "switch a fault on (JSON Fault); answers it with its id"},
 	{"DELETE", "/hubsim/faults/{id}", "switch one fault off"},
@@ -138,18 +142,43 @@ func (a *API) RegisterRoutes(mux *http.ServeMux) {
 		p := rt.Method + " " + rt.Pattern
 		mux.Handle(p, a.authorized(h[p]))
 	}
-	notFound := a.authorized(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, errNotFound, "no such hubsim resource", a.now())
-	})
-	mux.Handle("/hubsim", notFound)
-	mux.Handle("/hubsim/", notFound)
+	mux.Handle("/hubsim", a.notFound())
+	mux.Handle("/hubsim/", a.notFound())
 }
 
-// ServeHTTP serves the admin API on its own mux (tests, standalone use).
+// ServeHTTP serves the admin API on its own mux (standalone use, and the
+// paths hubsim's mux does not take as they are). A path ServeMux would
+// redirect (empty, "." or ".." segments) answers 404 after the credential
+// check instead.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	mux := http.NewServeMux()
-	a.RegisterRoutes(mux)
-	mux.ServeHTTP(w, r)
+	a.muxOnce.Do(func() {
+		a.mux = http.NewServeMux()
+		a.RegisterRoutes(a.mux)
+	})
+	if !cleanPath(r.URL.EscapedPath()) {
+		a.notFound().ServeHTTP(w, r)
+		return
+	}
+	a.mux.ServeHTTP(w, r)
+}
+
+// cleanPath reports whether ServeMux takes p without redirecting.
+func cleanPath(p string) bool {
+	if !strings.HasPrefix(p, "/") || strings.Contains(p, "//") {
+		return false
+	}
+	for seg := range strings.SplitSeq(p[1:], "/") {
+		if seg == "." || seg == ".." {
+			return false
+		}
+	}
+	return true
+}
+
+func (a *API) notFound() http.Handler {
+	return a.authorized(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, errNotFound, "no such hubsim resource", a.now())
+	})
 }
 
 func (a *API) authorized(next http.HandlerFunc) http.Handler {
@@ -248,9 +277,11 @@ func (a *API) dpsStats(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) unhandled(w http.ResponseWriter, r *http.Request) {
-	if a.hubsReady(w, r, "") {
-		writeJSON(w, http.StatusOK, a.cfg.Hubs.Unhandled())
+	if a.cfg.Unhandled == nil {
+		writeJSON(w, http.StatusOK, map[string]any{})
+		return
 	}
+	writeJSON(w, http.StatusOK, a.cfg.Unhandled())
 }
 
 func (a *API) metrics(w http.ResponseWriter, r *http.Request) {

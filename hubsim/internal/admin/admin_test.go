@@ -161,7 +161,7 @@ func TestEndpoints(t *testing.T) {
 		{"POST", "/hubsim/hubs/" + host + "/devices/ghost/messages", "hi", 404, "DeviceNotFound"},
 		{"POST", "/hubsim/hubs/" + host + "/devices/dev1/disconnect", "", 404, "DeviceNotOnline"},
 		{"GET", "/hubsim/dps/stats", "", 200, `"Requests":0`},
-		{"GET", "/hubsim/unhandled", "", 200, `[]`},
+		{"GET", "/hubsim/unhandled", "", 200, `{"requests":[],"hubs":[],"dps":[]}`},
 		{"GET", "/hubsim/faults", "", 200, `[]`},
 		{"POST", "/hubsim/faults", `{"kind":"no-such-fault"}`, 400, "unknown fault kind"},
 		{"DELETE", "/hubsim/faults/99", "", 404, "no active fault"},
@@ -190,5 +190,28 @@ func TestRoutesDocumented(t *testing.T) {
 		if !strings.Contains(string(readme), row) {
 			t.Errorf("README.md has no row starting %s", row)
 		}
+	}
+}
+
+// GET /hubsim/unhandled reports what the router, the hubs and DPS did not
+// serve.
+func TestUnhandledReport(t *testing.T) {
+	sim := hubsimtest.New(t, hubsimtest.AllowUnhandled())
+	call(t, sim, "GET", "/nowhere", "", nil)
+	call(t, sim, "GET", "/devices/dev1/nothing/here", "", nil)
+	call(t, sim, "GET", "/"+sim.IDScope+"/registrations/dev1/unknown", "", nil)
+	r := call(t, sim, "GET", "/hubsim/unhandled", "Bearer "+sim.AdminToken, nil)
+	var rep struct {
+		Requests []string
+		Hubs     []struct{ What, Detail string }
+		DPS      []string
+	}
+	if err := json.Unmarshal([]byte(r.body), &rep); err != nil {
+		t.Fatalf("%s: %v", r.body, err)
+	}
+	if len(rep.Requests) != 1 || rep.Requests[0] != "GET /nowhere" ||
+		len(rep.Hubs) != 1 || !strings.Contains(rep.Hubs[0].Detail, "/devices/dev1/nothing/here") ||
+		len(rep.DPS) != 1 || !strings.Contains(rep.DPS[0], "/registrations/dev1/unknown") {
+		t.Errorf("unhandled report %s", r.body)
 	}
 }

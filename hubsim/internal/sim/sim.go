@@ -194,8 +194,11 @@ func (s *Sim) admin(p *server.Prepared, logger *slog.Logger) (*admin.API, error)
 		Relay:   s.Relay,
 		Faults:  s.Faults,
 		Metrics: metrics.Handler(s.metricSources()),
-		Auth:    auth,
-		Logger:  logger.With("component", "admin"),
+		Unhandled: func() any {
+			return unhandledReport{Requests: nonNil(p.Server.Unhandled()), Hubs: nonNil(s.Hubs.Unhandled()), DPS: nonNil(s.DPS.Unhandled())}
+		},
+		Auth:   auth,
+		Logger: logger.With("component", "admin"),
 	})
 }
 
@@ -329,12 +332,19 @@ func (a adminHubs) Disconnect(host, id string) bool {
 
 func (a adminHubs) WriteError(w http.ResponseWriter, err error) { a.set.WriteError(w, err) }
 
-func (a adminHubs) Unhandled() any {
-	u := a.set.Unhandled()
-	if u == nil {
-		u = []hub.Unhandled{}
+// unhandledReport is GET /hubsim/unhandled: what hubsim received and did
+// not serve, by who noticed it, oldest first.
+type unhandledReport struct {
+	Requests []string        `json:"requests"` // HTTP requests no route takes, MQTT without a broker
+	Hubs     []hub.Unhandled `json:"hubs"`     // hub REST paths, topics and queries
+	DPS      []string        `json:"dps"`      // DPS device and service API requests
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
 	}
-	return u
+	return s
 }
 
 // adminDPS feeds the admin API from the DPS.
