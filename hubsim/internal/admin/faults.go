@@ -21,8 +21,8 @@ const (
 	// ConnackCode (1…5).
 	KindRefuseConnect Kind = "refuse-connect"
 	// KindDropConnection closes the device's connection After it was
-	// accepted (connections that exist when the fault is added are dropped
-	// at once).
+	// accepted (at least 50 ms, so the CONNACK goes out first); connections
+	// that exist when the fault is added are dropped at once.
 	KindDropConnection Kind = "drop-connection"
 	// KindThrottleREST answers the hub's service REST API with 429 and
 	// Retry-After (RetryAfter, default 1s).

@@ -98,3 +98,24 @@ func TestFaultsOverREST(t *testing.T) {
 		}
 	}
 }
+
+// drop-connection without a delay: the device connects (it gets its
+// CONNACK), then loses the connection.
+func TestFaultDropAfterConnack(t *testing.T) {
+	sim := hubsimtest.New(t)
+	host := sim.HubHostNames[0]
+	key := sim.CreateDevice(host, "dev1")
+	sim.AddFault(hubsimtest.Fault{Kind: hubsimtest.FaultDropConnection, Device: "dev1"})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := iothub.Dial(ctx, iothub.Config{HostName: host, DeviceID: "dev1", SharedAccessKey: key,
+		RootCAs: sim.CAPool, DialContext: sim.DialContext})
+	if err != nil {
+		t.Fatalf("connect under drop-connection: %v (the CONNACK must come first)", err)
+	}
+	defer c.Close()
+	h := sim.Hub(host)
+	testwait.True(t, 10*time.Second, "the connection dropped", func() bool {
+		return h.Counters().Disconnects >= 1
+	})
+}

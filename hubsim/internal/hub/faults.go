@@ -16,8 +16,9 @@ type Faults struct {
 	// before its credentials are checked.
 	RefuseConnect func(hub, deviceID string) (code byte, refuse bool)
 	// DropConnection, if non-nil and returning drop, closes a device's
-	// connection this long after the hub accepted it (0: right after the
-	// CONNACK), as a network or gateway that cuts idle or new connections.
+	// connection this long after the hub accepted it (at least
+	// minDropAfter, so the CONNACK has gone out), as a network or gateway
+	// that cuts idle or new connections.
 	DropConnection func(hub, deviceID string) (after time.Duration, drop bool)
 	// ThrottleREST, if non-nil and returning throttle, answers a service
 	// REST request that passed authorization with 429 ThrottlingException
@@ -35,6 +36,11 @@ type Faults struct {
 	// behind a slow hub.
 	AckDelay func(hub, deviceID string) time.Duration
 }
+
+// minDropAfter is the shortest DropConnection delay: the broker sends the
+// CONNACK after the hub accepted the connection, and a drop must come
+// after it.
+const minDropAfter = 50 * time.Millisecond
 
 // retryAfterSeconds is d rounded up to whole seconds, at least 1.
 func retryAfterSeconds(d time.Duration) int {

@@ -154,8 +154,9 @@ func (h *Hub) connect(userHost, devID, modID string, info broker.ConnectInfo, ou
 	}
 	if faults != nil && faults.DropConnection != nil {
 		if after, drop := faults.DropConnection(h.host, devID); drop {
-			// From a timer, so the broker sends the CONNACK first.
-			sess.stopDrop = h.set.after(max(after, 0), func() { sess.kick("dropped by fault injection") })
+			// From a timer, not before minDropAfter, so the broker has sent
+			// the CONNACK: the device sees a drop, not a failed connect.
+			sess.stopDrop = h.set.after(max(after, minDropAfter), func() { sess.kick("dropped by fault injection") })
 		}
 	}
 	sess.wg.Add(1)
