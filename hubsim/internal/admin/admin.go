@@ -102,7 +102,7 @@ const maxBody = 1 << 20
 // needs and what it does. README.md's table is generated from the same
 // words; TestRoutesDocumented keeps them in step.
 var Routes = []Route{
-	{"GET", "/hubsim/hubs", "hubs: host name, devices, connected, dropped tap events, event taps"},
+	{"GET", "/hubsim/hubs", "hubs: host name, devices, connected, dropped tap events, event taps, counters"},
 	{"GET", "/hubsim/hubs/{host}/events", "live telemetry of a hub as JSON lines (`?buffer=n`), until the client leaves"},
 	{"POST", "/hubsim/hubs/{host}/devices/{id}/messages", "queue a cloud-to-device message (body = payload, query = properties)"},
 	{"POST", "/hubsim/hubs/{host}/devices/{id}/disconnect", "drop the device's connection (404 DeviceNotOnline if it has none)"},
