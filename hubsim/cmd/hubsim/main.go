@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -99,6 +100,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	st := p.Status()
 	if *statusFile != "" {
+		// The client files first: the status file says hubsim is ready.
+		st.ClientFiles, err = p.WriteClientFiles(filepath.Dir(*statusFile))
+		if err != nil {
+			return errors.Join(err, p.Server.Close())
+		}
 		if err := server.WriteStatusFile(*statusFile, st); err != nil {
 			return errors.Join(err, p.Server.Close())
 		}
@@ -117,8 +123,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	closeErr := p.Server.Close()
 	if *statusFile != "" {
 		// A stale file would describe a process that is gone.
-		if err := os.Remove(*statusFile); err != nil && !errors.Is(err, os.ErrNotExist) {
-			logger.Warn("removing status file failed", "err", err)
+		for _, f := range append(st.ClientFiles, *statusFile) {
+			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+				logger.Warn("removing status file failed", "file", f, "err", err)
+			}
 		}
 	}
 	return errors.Join(serveErr, closeErr)

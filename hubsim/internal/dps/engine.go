@@ -144,6 +144,7 @@ func (s *Service) handleDevice(ctx context.Context, req deviceRequest) reply {
 	m, err := s.authenticate(req.scope, req.regID, req.creds, now)
 	if err != nil {
 		log.Info("dps: device not authorized")
+		s.countOutcome(req.kind, OutcomeUnauthorized)
 		return errReply(http.StatusUnauthorized, codeUnauthorized, "Unauthorized", now)
 	}
 
@@ -281,6 +282,13 @@ func (s *Service) register(ctx context.Context, req deviceRequest, m *match, now
 		}
 	}
 	s.ops[op.ID] = op
+	if s.cfg.FastAssign && delay <= 0 {
+		// The register answer carries the result: no poll, no retry-after
+		// wait. Clients handle a finished operation status on the register
+		// response as on a poll.
+		s.mu.Unlock()
+		return reply{status: http.StatusOK, body: RegistrationOperationStatus{OperationID: op.ID, Status: op.Status, RegistrationState: op.Result}}
+	}
 	ra := s.retryAfterFor(op, now)
 	s.pollTold[op.ID] = now.Add(time.Duration(ra) * time.Second)
 	s.mu.Unlock()
@@ -369,6 +377,7 @@ func (s *Service) decide(ctx context.Context, req deviceRequest, m *match, paylo
 		s.regs[key] = reg
 		res := reg.result()
 		s.mu.Unlock()
+		s.countOutcome(kindRegister, status)
 		return res, status
 	}
 	fail := func(code int, msg string) (*DeviceRegistrationResult, string) {

@@ -81,6 +81,7 @@ func (h *Hub) SendC2D(ctx context.Context, deviceID string, m C2DMessage) error 
 		id.c2d = id.c2d[:len(id.c2d)-1]
 		return err
 	}
+	h.counters.c2dSent.Add(1)
 	if id.sess != nil {
 		id.sess.wakeLocked()
 	}
@@ -142,6 +143,7 @@ func (s *session) deliverC2D(m *c2dMessage) bool {
 		}
 	}
 	if err == nil {
+		h.counters.messagesOut.Add(1)
 		return true
 	}
 	h.c2dSettled(s, m, false)
@@ -165,6 +167,7 @@ func (h *Hub) c2dSettled(s *session, m *c2dMessage, acked bool) {
 		}
 		if acked {
 			s.id.c2d = append(s.id.c2d[:i], s.id.c2d[i+1:]...)
+			h.counters.c2dDone.Add(1)
 			if err := h.persistWith(func(tx *store.Tx) error {
 				if err := tx.DeleteC2D(m.rowID); err != nil {
 					return err

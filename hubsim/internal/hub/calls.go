@@ -102,6 +102,7 @@ func (h *Hub) waitOnlineLocked(ctx context.Context, deviceID, moduleID, filter s
 // ConnectTimeoutInSeconds); no answer within ResponseTimeoutInSeconds gives
 // ErrTimeout (REST 504101).
 func (h *Hub) InvokeMethod(ctx context.Context, deviceID, moduleID string, req MethodRequest) (MethodResult, error) {
+	h.counters.methodCalls.Add(1)
 	if !validName(req.MethodName) {
 		return MethodResult{}, fmt.Errorf("%w: %s", ErrInvalid, nameError("method", req.MethodName))
 	}
@@ -195,6 +196,17 @@ func (h *Hub) RequestStream(ctx context.Context, req StreamRequest) (StreamResul
 		respTimeout = defaultStreamResponseTimeout
 	}
 	emit("requested", 0, "")
+	if f := h.set.cfg.Faults; f != nil && f.StreamRequest != nil {
+		delay, reject := f.StreamRequest(h.host, req.DeviceID, req.Name)
+		if !h.sleep(ctx, nil, delay) {
+			emit("failed", 0, "service request cancelled")
+			return StreamResult{}, ctx.Err()
+		}
+		if reject {
+			emit("rejected", 0, "rejected by fault injection")
+			return StreamResult{Accepted: false}, nil
+		}
+	}
 
 	h.mu.Lock()
 	_, s, err := h.waitOnlineLocked(ctx, req.DeviceID, req.ModuleID, topicStreamPost+"#", 0)

@@ -48,6 +48,8 @@ type Hub struct {
 	// connTokens and connLast are the device-connections throttle's bucket.
 	connTokens float64   // guarded by mu
 	connLast   time.Time // guarded by mu
+
+	counters counters // atomics; no lock
 }
 
 // identity is a device or module identity with its twin and runtime state.
@@ -595,6 +597,7 @@ func (h *Hub) identityLocked(deviceID, moduleID string) (*identity, error) {
 
 // GetTwin returns the twin of a device (moduleID empty) or module.
 func (h *Hub) GetTwin(ctx context.Context, deviceID, moduleID string) (Twin, error) {
+	h.counters.twinGets.Add(1)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	id, err := h.identityLocked(deviceID, moduleID)
@@ -616,6 +619,7 @@ func (h *Hub) ReplaceTwin(ctx context.Context, deviceID, moduleID string, p Twin
 }
 
 func (h *Hub) changeTwin(deviceID, moduleID string, p TwinPatch, ifMatch string, replace bool) (Twin, error) {
+	h.counters.twinPatches.Add(1)
 	tags, err := cleanPatch(p.Tags)
 	if err != nil {
 		return Twin{}, err

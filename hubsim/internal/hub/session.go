@@ -2,6 +2,7 @@ package hub
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -105,6 +106,13 @@ func (h *Hub) connect(userHost, devID, modID string, info broker.ConnectInfo, ou
 	if modID != "" {
 		log = log.With("module", modID)
 	}
+	faults := h.set.cfg.Faults
+	if faults != nil && faults.RefuseConnect != nil {
+		if code, refuse := faults.RefuseConnect(h.host, devID); refuse {
+			log.Info("connect refused by fault", "connack", code)
+			return nil, &broker.RefusedError{Code: code, Reason: "refused by fault injection"}
+		}
+	}
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -149,6 +157,13 @@ func (h *Hub) connect(userHost, devID, modID string, info broker.ConnectInfo, ou
 		// [doc: Understand and resolve Azure IoT Hub errors, 401003 IoTHubUnauthorized].
 		sess.stopExpiry = h.set.after(expiry.Sub(now), func() { sess.kick("credential expired") })
 	}
+	if faults != nil && faults.DropConnection != nil {
+		if after, drop := faults.DropConnection(h.host, devID); drop {
+			// From a timer, not before minDropAfter, so the broker has sent
+			// the CONNACK: the device sees a drop, not a failed connect.
+			sess.stopDrop = h.set.after(max(after, minDropAfter), func() { sess.kick("dropped by fault injection") })
+		}
+	}
 	sess.wg.Add(1)
 	go sess.sendLoop()
 
@@ -181,6 +196,7 @@ func (h *Hub) connect(userHost, devID, modID string, info broker.ConnectInfo, ou
 		log.Warn("two clients with the same identity keep replacing each other",
 			"remotes", []string{old.remote, info.Remote}, "takeovers", flapAfter, "max_gap", flapQuiet)
 	}
+	h.counters.connects.Add(1)
 	log.Info("device connected", "transport", info.Transport, "remote", info.Remote)
 	return sess, nil
 }
@@ -289,6 +305,7 @@ type session struct {
 	log                *slog.Logger
 	remote             string      // the client's address, as the broker reported it
 	stopExpiry         func() bool // nil without expiry; set before sendLoop starts
+	stopDrop           func() bool // nil without a DropConnection fault; set before sendLoop starts
 
 	// id is set by connect before the session is handed to the broker and
 	// never changes; every other field below is guarded by hub.mu.
@@ -359,6 +376,9 @@ func (s *session) stop() {
 		if s.stopExpiry != nil {
 			s.stopExpiry()
 		}
+		if s.stopDrop != nil {
+			s.stopDrop()
+		}
 	})
 	s.wg.Wait()
 }
@@ -415,6 +435,11 @@ func (s *session) Publish(topic string, payload []byte, qos byte) error {
 		// IoT Hub closes the connection on a QoS 2 publish [doc: iot-hub-mqtt-support.md].
 		return fmt.Errorf("%w: QoS 2 is not supported", broker.ErrNotAuthorized)
 	}
+	if f := h.set.cfg.Faults; f != nil && f.AckDelay != nil {
+		if d := f.AckDelay(h.host, s.deviceID); d > 0 && !h.sleep(context.Background(), s.done, d) {
+			return nil // the connection ended while the ack was held
+		}
+	}
 	now := h.now()
 	// s.id is set by connect before the broker hands the session any
 	// packet, and never changes; lastActivity needs no hub lock.
@@ -460,6 +485,7 @@ func (s *session) telemetry(topic, rest string, payload []byte, now time.Time) e
 	if n := len(payload) + len(strings.TrimPrefix(rest, "/")); n > MaxD2CMessageBytes {
 		return fmt.Errorf("%w: device-to-cloud message of %d bytes is over Azure's limit of %d: %w", broker.ErrNotAuthorized, n, MaxD2CMessageBytes, ErrTooLarge)
 	}
+	h.counters.messagesIn.Add(1)
 	if !h.taps.active() {
 		return nil // nobody listens: the message is accepted and forgotten
 	}
@@ -485,6 +511,7 @@ func (s *session) twinGet(query string) error {
 		h.set.recordUnhandled(h.host, "mqtt-publish", s.key()+": twin GET without $rid")
 		return nil
 	}
+	h.counters.twinGets.Add(1)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if s.id == nil {
@@ -529,6 +556,7 @@ func (s *session) twinReported(query string, payload []byte) error {
 			payload: formatMQTTError(errArgumentInvalid, err.Error(), now), qos: 0})
 		return nil
 	}
+	h.counters.twinPatches.Add(1)
 	t.reported.patch(patch, now)
 	t.version++
 	if err := h.persistLocked(false, s.id); err != nil {
@@ -604,6 +632,7 @@ func (s *session) Disconnected(err error) {
 	for _, pc := range fail {
 		pc.ch <- callResult{err: ErrDeviceNotOnline}
 	}
+	h.counters.disconnects.Add(1)
 	s.log.Info("device disconnected", "err", err)
 }
 
@@ -654,6 +683,8 @@ func (s *session) sendLoop() {
 					if m.onErr != nil {
 						m.onErr(err)
 					}
+				} else {
+					h.counters.messagesOut.Add(1)
 				}
 			}
 			notYet := false

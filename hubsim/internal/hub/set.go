@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -68,6 +69,8 @@ type Config struct {
 	AfterFunc func(d time.Duration, f func()) (stop func() bool)
 	// StreamLog, if non-nil, is told about stream requests and their outcome.
 	StreamLog func(ev StreamEvent)
+	// Faults are test seams that make the hubs misbehave; nil means none.
+	Faults *Faults
 	// MethodDefaultTimeout is the method response timeout when the request
 	// gives none; zero means 30 s.
 	MethodDefaultTimeout time.Duration
@@ -103,8 +106,8 @@ type StreamEvent struct {
 
 // Set is every simulated IoT hub of one hubsim process, keyed by host name.
 // It serves the hub MQTT personality (broker.Personality), the hub service
-// REST API (ServeHTTP), hubsim's own admin API (AdminHandler) and what DPS
-// needs (ident.Hubs).
+// REST API (RegisterRoutes, ServeHTTP), what hubsim's admin API reads
+// (package admin) and what DPS needs (ident.Hubs).
 type Set struct {
 	cfg    Config
 	log    *slog.Logger
@@ -114,6 +117,9 @@ type Set struct {
 	hubs   []*Hub // configuration order; immutable after NewSet
 	byHost map[string]*Hub
 	byAddr map[string]*Hub
+
+	muxOnce sync.Once      // builds mux on the first ServeHTTP
+	mux     *http.ServeMux // ServeHTTP's own routes (standalone use)
 
 	mu        sync.Mutex
 	closed    bool        // guarded by mu
