@@ -36,9 +36,9 @@ func TestErrors(t *testing.T) {
 		want []string
 	}{
 		// --- syntax and structure ---
-		// yaml.v3 reports the line before the "[" here (its context mark is 0-based).
+		// yaml.v3 itself reports the line before the "[" here (its context mark is 0-based).
 		{"syntax error", "provisioning:\n  id_scope: [0ne\n", []string{
-			f + ":1: syntax error: did not find expected ',' or ']'; expected valid YAML (check indentation and quoting)"}},
+			f + ":2: syntax error: did not find expected ',' or ']'; expected valid YAML (check indentation and quoting)"}},
 		{"tab indentation", "provisioning:\n\tid_scope: x\n", []string{
 			f + ":2: syntax error: found character that cannot start any token; expected valid YAML (check indentation and quoting)"}},
 		{"root is a list", "- provisioning\n", []string{
@@ -182,6 +182,11 @@ func TestErrors(t *testing.T) {
 			f + `:8: streams.targets.ssh: "a b:22" is not a host name; expected host:port, like 127.0.0.1:22`}},
 		{"target empty", valid + "streams:\n  targets:\n    ssh:\n", []string{
 			f + ":8: streams.targets.ssh: has no address; expected host:port, like 127.0.0.1:22"}},
+		// issue 11 finding 8: an empty string passed validate.
+		{"target empty string", valid + "streams:\n  targets:\n    x: \"\"\n", []string{
+			f + ":8: streams.targets.x: has no address; expected host:port, like 127.0.0.1:22"}},
+		{"target empty string in flow mapping", valid + "streams:\n  targets: {x: ''}\n", []string{
+			f + ":7: streams.targets.x: has no address; expected host:port, like 127.0.0.1:22"}},
 		{"target a list", valid + "streams:\n  targets:\n    ssh: [a]\n", []string{
 			f + ":8: streams.targets.ssh: got a list; expected a single value"}},
 		{"target bad name", valid + "streams:\n  targets:\n    my ssh: 127.0.0.1:22\n", []string{

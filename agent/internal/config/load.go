@@ -22,6 +22,9 @@ const maxFileSize = 1 << 20
 // *FieldError found (see FieldErrors); warnings are returned either way.
 func Load(path string) (*Config, []Warning, error) {
 	data, mode, err := readLimited(path)
+	if fileMissing(err) {
+		return nil, nil, missingError(path, err)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("config: %w", err)
 	}
