@@ -110,6 +110,9 @@ func TestOutageLogsOncePerStateChange(t *testing.T) {
 					!strings.Contains(st.LastError, want.Error()) || st.FailingSince.IsZero() {
 					t.Fatalf("wait %d: status %+v, want failing %q attempt %d with %q", i, st, step, attempt, want)
 				}
+				if next := e.clock.Now().Add(d); !st.NextAttempt.Equal(next) {
+					t.Fatalf("wait %d: next attempt %v, want %v (the wait's end)", i, st.NextAttempt, next)
+				}
 				if isClock := want == causes[2] && step == StepDPS; (st.Hint != "") != isClock {
 					t.Fatalf("wait %d: hint %q", i, st.Hint)
 				}
@@ -122,7 +125,7 @@ func TestOutageLogsOncePerStateChange(t *testing.T) {
 				t.Fatalf("connected to %q", s.hub)
 			}
 			waitLogged(t, rec, "connected to the hub")
-			if st := waitConnected(t, p); st.Failing != "" || st.Attempts != 0 || st.Hint != "" {
+			if st := waitConnected(t, p); st.Failing != "" || st.Attempts != 0 || st.Hint != "" || !st.NextAttempt.IsZero() {
 				t.Fatalf("status after recovery %+v", st)
 			}
 

@@ -159,6 +159,9 @@ type Status struct {
 	Attempts     int       `json:"attempts,omitempty"`
 	// Hint suggests a fix for the current failure (e.g. the clock).
 	Hint string `json:"hint,omitempty"`
+	// NextAttempt is when the flow tries again while it waits after a
+	// failure (zero otherwise).
+	NextAttempt time.Time `json:"nextAttempt,omitzero"`
 }
 
 // Result is the outcome of one registration, handed to Reprovision callers.
@@ -638,6 +641,14 @@ func (p *Provisioner) loadCached() (Assignment, bool) {
 // whether a reprovision request cut the wait short.
 func (p *Provisioner) sleep(ctx context.Context, d time.Duration) (reprovision bool) {
 	p.setPhase(PhaseWaiting)
+	p.mu.Lock()
+	p.status.NextAttempt = p.clock.Now().Add(d)
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.status.NextAttempt = time.Time{}
+		p.mu.Unlock()
+	}()
 	t := p.clock.NewTimer(d)
 	defer t.Stop()
 	select {
