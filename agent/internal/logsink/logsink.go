@@ -202,8 +202,8 @@ type counters struct {
 	written  atomic.Uint64
 	dropped  atomic.Uint64
 	diverted atomic.Uint64
-	mu      sync.Mutex
-	lastErr string // guarded by mu
+	mu       sync.Mutex
+	lastErr  string // guarded by mu
 }
 
 func (c *counters) snapshot() Stats {
