@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/porthole-iot/porthole/agent/internal/bridge"
@@ -72,7 +73,10 @@ type Status struct {
 	FailingSince time.Time      `json:"failingSince,omitzero"`
 	Attempts     int            `json:"attempts,omitempty"`
 	Hint         string         `json:"hint,omitempty"`
-	LastReload   *ReloadOutcome `json:"lastReload,omitempty"`
+	// NextAttempt is when the failing step is tried again (zero when
+	// nothing waits).
+	NextAttempt time.Time      `json:"nextAttempt,omitzero"`
+	LastReload  *ReloadOutcome `json:"lastReload,omitempty"`
 }
 
 // ReloadOutcome records the last SIGHUP.
@@ -82,11 +86,18 @@ type ReloadOutcome struct {
 	Error   string    `json:"error,omitempty"`
 }
 
+// ErrNotRunning is wrapped by Query's error when no agent listens on the
+// socket (it does not exist, or nobody accepts on it).
+var ErrNotRunning = errors.New("daemon: the agent is not running")
+
 // Query sends one request to the agent listening at socketPath and returns
 // its reply. A reply carrying an error is returned as an error too.
 func Query(ctx context.Context, socketPath, verb string) (*Reply, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", socketPath)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
+		return nil, fmt.Errorf("%w (no agent answers on %s): %w", ErrNotRunning, socketPath, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("daemon: is the agent running? %w", err)
 	}

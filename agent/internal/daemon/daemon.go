@@ -77,6 +77,13 @@ type daemon struct {
 	hubErr     string                 // why the hub connection was last lost; guarded by mu
 	hubErrAt   time.Time              // when; guarded by mu
 	lastReload *ReloadOutcome         // guarded by mu
+	// While the hub client reconnects by itself: since when, how many
+	// waits it began, when it tries next, and the pacing of the log's
+	// reminders. Guarded by mu.
+	hubDownSince time.Time
+	hubFails     int // failed reconnect attempts
+	hubNext      time.Time
+	hubRemind    provision.Reminder
 }
 
 // Run loads the config and runs the agent until ctx ends or a stop signal
@@ -269,9 +276,10 @@ func (d *daemon) connect(ctx context.Context, cfg *config.Config, dial dialFunc,
 	method := d.method
 	d.mu.Unlock()
 	hooks := hubHooks{
-		Methods: map[string]methodHandler{},
-		Stream:  d.bridge.Handle,
-		State:   d.hubState,
+		Methods:   map[string]methodHandler{},
+		Stream:    d.bridge.Handle,
+		State:     d.hubState,
+		Reconnect: &reconnectWatch{failed: d.hubAttemptFailed, wait: d.hubWait},
 	}
 	if method != "" {
 		hooks.Methods[method] = d.methodFor(method)
@@ -283,6 +291,7 @@ func (d *daemon) connect(ctx context.Context, cfg *config.Config, dial dialFunc,
 	d.bridge.SetDevice(a.DeviceID)
 	d.mu.Lock()
 	d.hub, d.hubUp = hc, true
+	d.hubDownSince, d.hubFails, d.hubNext = time.Time{}, 0, time.Time{}
 	now := d.method
 	d.mu.Unlock()
 	if now != method && now != "" {
@@ -313,10 +322,18 @@ func (d *daemon) methodFor(name string) methodHandler {
 }
 
 func (d *daemon) hubState(up bool, err error) {
+	now := d.now()
 	d.mu.Lock()
 	d.hubUp = up
 	if !up && err != nil {
-		d.hubErr, d.hubErrAt = err.Error(), d.now()
+		d.hubErr, d.hubErrAt = err.Error(), now
+	}
+	if up {
+		d.hubDownSince, d.hubFails, d.hubNext = time.Time{}, 0, time.Time{}
+	} else if d.hubDownSince.IsZero() {
+		// (The client's first wait may have been reported already: the
+		// state handler runs on another goroutine.)
+		d.markHubDown(now)
 	}
 	d.mu.Unlock()
 	if up {
@@ -324,6 +341,47 @@ func (d *daemon) hubState(up bool, err error) {
 	} else {
 		d.log.Warn("hub connection lost; reconnecting", "err", err)
 	}
+}
+
+// hubWait is told (through the SDK's log, see quiet.go) each time the hub
+// client starts a wait before a reconnect attempt. The first wait of an
+// outage is logged with the time of the next attempt; later ones only as
+// paced reminders (provision.Reminder), so a long outage neither goes
+// silent nor writes a line per attempt.
+func (d *daemon) hubWait(wait time.Duration) {
+	now := d.now()
+	d.mu.Lock()
+	if d.hubDownSince.IsZero() {
+		d.markHubDown(now)
+	}
+	first := d.hubNext.IsZero()
+	d.hubNext = now.Add(wait)
+	remind := d.hubRemind.Due(now)
+	downFor := now.Sub(d.hubDownSince).Round(time.Second)
+	attempts := d.hubFails
+	d.mu.Unlock()
+	next := now.Add(wait).UTC().Format(time.RFC3339)
+	switch {
+	case first:
+		d.log.Info("retrying the hub connection", "retry_in", wait, "next_attempt", next)
+	case remind:
+		d.log.Info("hub still unreachable; retrying", "failing_for", downFor, "failed_attempts", attempts, "retry_in", wait, "next_attempt", next)
+	}
+}
+
+// markHubDown starts the bookkeeping of a hub outage; d.mu is held.
+func (d *daemon) markHubDown(now time.Time) {
+	d.hubDownSince, d.hubFails, d.hubNext = now, 0, time.Time{}
+	d.hubRemind.Start(now)
+}
+
+// hubAttemptFailed counts a failed reconnect attempt of the hub client.
+func (d *daemon) hubAttemptFailed() {
+	d.mu.Lock()
+	if !d.hubDownSince.IsZero() {
+		d.hubFails++
+	}
+	d.mu.Unlock()
 }
 
 // reload loads the config again and applies it all or nothing: a file
@@ -403,6 +461,7 @@ func (d *daemon) status() Status {
 	d.mu.Lock()
 	prov, cfg, regID, hubUp, lr := d.prov, d.cfg, d.regID, d.hubUp, d.lastReload
 	hubErr, hubErrAt := d.hubErr, d.hubErrAt
+	hubDown, hubFails, hubNext := d.hubDownSince, d.hubFails, d.hubNext
 	d.mu.Unlock()
 	// A status query can arrive before the provisioner exists (the control
 	// socket opens first): report the agent as starting.
@@ -416,6 +475,10 @@ func (d *daemon) status() Status {
 	}
 	if hubErr != "" && hubErrAt.After(ps.LastErrorAt) {
 		ps.LastError, ps.LastErrorAt = hubErr, hubErrAt
+	}
+	if phase == provision.PhaseReconnecting && ps.Failing == "" {
+		// The hub client reconnects by itself: its outage is the failure.
+		ps.Failing, ps.FailingSince, ps.Attempts, ps.NextAttempt = provision.StepHub, hubDown, hubFails, hubNext
 	}
 	return Status{
 		Version:        d.opts.Version,
@@ -436,6 +499,7 @@ func (d *daemon) status() Status {
 		FailingSince:   ps.FailingSince,
 		Attempts:       ps.Attempts,
 		Hint:           ps.Hint,
+		NextAttempt:    ps.NextAttempt,
 		LastReload:     lr,
 	}
 }

@@ -616,7 +616,7 @@ func TestStatusReconnecting(t *testing.T) {
 func TestSDKLoggerDemotesRetryLines(t *testing.T) {
 	var buf bytes.Buffer
 	base := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	l := sdkLogger(base).With("device", "dev1")
+	l := sdkLogger(base, nil).With("device", "dev1")
 	l.Info("reconnecting", "wait", time.Second)
 	l.Warn("reconnect failed", "err", "refused")
 	l.Info("dps: retrying")
@@ -634,7 +634,7 @@ func TestSDKLoggerDemotesRetryLines(t *testing.T) {
 
 	buf.Reset()
 	debug := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	sdkLogger(debug).WithGroup("g").Warn("reconnect failed", "err", "refused")
+	sdkLogger(debug, nil).WithGroup("g").Warn("reconnect failed", "err", "refused")
 	if !strings.Contains(buf.String(), "level=DEBUG") || !strings.Contains(buf.String(), "reconnect failed") {
 		t.Errorf("at debug level: %s", buf.String())
 	}

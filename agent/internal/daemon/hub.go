@@ -35,6 +35,8 @@ type hubHooks struct {
 	// State is told about connection drops and recoveries of a client
 	// that reconnects by itself.
 	State func(connected bool, err error)
+	// Reconnect (may be nil) watches the client's reconnect attempts.
+	Reconnect *reconnectWatch
 }
 
 // backend makes the cloud-side clients; wire.go has the real one, tests

@@ -35,7 +35,7 @@ func (b sdkBackend) NewDPS(cfg *config.Config, dial dialFunc, log *slog.Logger) 
 		// in the status from the first failure, is logged once, and hands
 		// control back to the flow, which tries the cached hub in between.
 		Retry:  retry.Policy{Clock: b.clock, MaxAttempts: 1},
-		Logger: sdkLogger(log),
+		Logger: sdkLogger(log, nil),
 	}
 	if b.clock != nil {
 		dc.Now = b.clock.Now
@@ -113,7 +113,7 @@ func (b sdkBackend) DialHub(ctx context.Context, cfg *config.Config, a provision
 		ProxyURL:    cfg.Proxy.URL,
 		DialContext: dial,
 		Keepalive:   cfg.Hub.Keepalive,
-		Logger:      sdkLogger(log), // the client adds the device itself
+		Logger:      sdkLogger(log, hooks.Reconnect), // the client adds the device itself
 		Clock:       b.clock,
 		// The client reconnects by itself; once it has failed for the
 		// whole window it stops with retry.ErrGaveUp and provision asks
