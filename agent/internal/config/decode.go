@@ -223,6 +223,8 @@ var allFields = []string{
 	"log.level", "log.format", "log.destination", "log.file", "log.max_size", "log.max_files",
 }
 
+func init() { allFields = append(allFields, healthFields...) }
+
 func unknownHint(prefix, name string, known []string) string {
 	if s := suggest(name, known); s != "" {
 		return fmt.Sprintf("did you mean %q?", s)
@@ -349,7 +351,7 @@ func (d *decoder) setSize(dst *int64, example string) fieldFunc {
 
 func (d *decoder) root(n *yaml.Node) {
 	c := d.cfg
-	known := []string{"provisioning", "hub", "proxy", "streams", "state_dir", "ca_file", "resolve", "log"}
+	known := []string{"provisioning", "hub", "proxy", "streams", "state_dir", "ca_file", "resolve", "log", "health", "metrics"}
 	d.mapping(n, "", known, map[string]fieldFunc{
 		"provisioning": d.provisioning,
 		"hub":          d.hub,
@@ -359,6 +361,8 @@ func (d *decoder) root(n *yaml.Node) {
 		"ca_file":      d.setStr(&c.CAFile),
 		"resolve":      d.resolve,
 		"log":          d.log,
+		"health":       d.health,
+		"metrics":      d.metrics,
 	})
 }
 

@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 const (
@@ -65,7 +66,7 @@ func TestErrors(t *testing.T) {
 		{"duplicate key", valid + "hub:\n  keepalive: 30s\n  keepalive: 60s\n", []string{
 			f + ":8: hub.keepalive: duplicate key (first set on line 7); expected each key once"}},
 		{"merge key", valid + "base: &b {keepalive: 30s}\n", []string{
-			f + `:6: base: unknown key; expected one of provisioning, hub, proxy, streams, state_dir, ca_file, resolve, log`}},
+			f + `:6: base: unknown key; expected one of provisioning, hub, proxy, streams, state_dir, ca_file, resolve, log, health, metrics`}},
 		{"merge key used", valid + "hub:\n  <<: {keepalive: 30s}\n", []string{
 			f + ":7: hub: YAML merge keys (<<) are not supported; expected each key written out"}},
 		{"section is a scalar", valid + "hub: fast\n", []string{
@@ -341,5 +342,38 @@ func TestFieldErrorFormat(t *testing.T) {
 	w := Warning{File: "a.yaml", Line: 2, Field: "f", Message: "careful"}
 	if got := w.String(); got != "a.yaml:2: f: careful" {
 		t.Errorf("warning: %q", got)
+	}
+}
+
+// TestHealthMetricsSections: the health and metrics sections decode,
+// default and refuse too short intervals with file:line.
+func TestHealthMetricsSections(t *testing.T) {
+	const f = "/etc/porthole/agent.yaml"
+	valid := "provisioning:\n  id_scope: 0ne0000AAAA\n  registration_id: dev1\n  attestation:\n    symmetric_key: " + testKey + "\n"
+	c, _, err := Parse(f, []byte(valid+"health:\n  twin_interval: 2m\nmetrics:\n  textfile: /var/lib/node_exporter\n  interval: 1m\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Health.TwinInterval != 2*time.Minute || c.Metrics.Textfile != "/var/lib/node_exporter" || c.Metrics.Interval != time.Minute {
+		t.Errorf("decoded %+v %+v", c.Health, c.Metrics)
+	}
+	d := Default()
+	if d.Health.TwinInterval != DefaultTwinInterval || d.Metrics.Interval != DefaultMetricsInterval || d.Metrics.Textfile != "" {
+		t.Errorf("defaults %+v %+v", d.Health, d.Metrics)
+	}
+	_, _, err = Parse(f, []byte(valid+"health:\n  twin_interval: 100ms\nmetrics:\n  interval: 0s\n"))
+	want := []string{
+		f + ":7: health.twin_interval: 100ms is too short; expected at least 1s (default 30s)",
+		f + ":9: metrics.interval: 0s is too short; expected at least 1s (default 15s)",
+	}
+	var got []string
+	for _, fe := range FieldErrors(err) {
+		got = append(got, fe.Error())
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("errors:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if ch := Changes(d, c); strings.Join(ch.Restart, ",") != "health.twin_interval,metrics.interval,metrics.textfile" {
+		t.Errorf("changes %+v", ch)
 	}
 }
