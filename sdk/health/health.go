@@ -28,8 +28,9 @@ type Report struct {
 	// LastRejection is the last stream request the agent refused; nil
 	// when none was.
 	LastRejection *Rejection `json:"lastRejection"`
-	// LastError is the last connection or provisioning error; nil when
-	// there was none or the step that failed has recovered since.
+	// LastError is the last connection or provisioning error since the
+	// agent started; nil when there was none. (Compare its time with
+	// Hub.Since to tell a past failure from a current one.)
 	LastError *Event `json:"lastError"`
 	// ConfigReload is the outcome of the last config reload (SIGHUP); nil
 	// when there was none.

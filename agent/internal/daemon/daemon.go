@@ -64,6 +64,8 @@ type daemon struct {
 	log     *slog.Logger
 	sink    *logsink.Sink // the log destination; its level changes on reload
 	bridge  *bridge.Bridge
+	health  *healthReporter
+	store   *state.Store
 	backend backend
 	started time.Time
 
@@ -84,6 +86,7 @@ type daemon struct {
 	hubFails     int // failed reconnect attempts
 	hubNext      time.Time
 	hubRemind    provision.Reminder
+	hubSince     time.Time // when the hub connection was (re)established; guarded by mu
 }
 
 // Run loads the config and runs the agent until ctx ends or a stop signal
@@ -121,6 +124,10 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	if note := store.DirNote(); note != "" {
+		d.log.Warn(note)
+	}
+	d.store = store
 	ln, err := listenControl(SocketPath(cfg.StateDir))
 	if err != nil {
 		return err
@@ -143,7 +150,8 @@ func Run(ctx context.Context, opts Options) error {
 		sigs = ch
 	}
 
-	d.bridge = bridge.New(bridge.Config{Policy: bridge.PolicyFrom(cfg.Streams), Logger: d.log})
+	d.health = newHealthReporter(opts.Clock, cfg.Health.TwinInterval, d.log, d.healthReport, d.sendHealth)
+	d.bridge = bridge.New(bridge.Config{Policy: bridge.PolicyFrom(cfg.Streams), Logger: d.log, Changed: d.health.Kick, Now: d.now})
 	defer d.bridge.Close()
 
 	prov, regID, err := d.newProvisioner(cfg, store, false)
@@ -155,6 +163,12 @@ func Run(ctx context.Context, opts Options) error {
 	d.mu.Unlock()
 	ctl = newControlServer(ln, d.log, d.handleControl)
 	defer ctl.close()
+	hctx, stopHealth := context.WithCancel(context.Background())
+	go d.health.run(hctx) // owned by Run: stopped and waited for below
+	defer func() {
+		stopHealth()
+		<-d.health.done
+	}()
 	d.log.Info("porthole agent starting", "version", opts.Version, "config", cfg.File, "rid", regID)
 	if opts.Ready != nil {
 		opts.Ready()
@@ -292,17 +306,14 @@ func (d *daemon) connect(ctx context.Context, cfg *config.Config, dial dialFunc,
 	d.mu.Lock()
 	d.hub, d.hubUp = hc, true
 	d.hubDownSince, d.hubFails, d.hubNext = time.Time{}, 0, time.Time{}
+	d.hubSince = d.now()
 	now := d.method
 	d.mu.Unlock()
 	if now != method && now != "" {
 		// A reload renamed the method while we were dialling.
 		hc.OnMethod(now, d.methodFor(now))
 	}
-	rctx, cancel := context.WithTimeout(ctx, reportTimeout)
-	defer cancel()
-	if err := hc.UpdateReported(rctx, reported(a, d.opts.Version)); err != nil {
-		d.log.Warn("could not report the assignment in the twin", "err", err)
-	}
+	d.health.Kick() // the assignment and the new connection
 	return session{hc}, nil
 }
 
@@ -330,6 +341,7 @@ func (d *daemon) hubState(up bool, err error) {
 	}
 	if up {
 		d.hubDownSince, d.hubFails, d.hubNext = time.Time{}, 0, time.Time{}
+		d.hubSince = now
 	} else if d.hubDownSince.IsZero() {
 		// (The client's first wait may have been reported already: the
 		// state handler runs on another goroutine.)
@@ -337,6 +349,7 @@ func (d *daemon) hubState(up bool, err error) {
 	}
 	d.mu.Unlock()
 	if up {
+		d.health.Kick()
 		d.log.Info("hub connection restored")
 	} else {
 		d.log.Warn("hub connection lost; reconnecting", "err", err)
@@ -437,6 +450,7 @@ func (d *daemon) reload(store *state.Store) (next *config.Config, np *provision.
 	d.mu.Lock()
 	d.lastReload = &ReloadOutcome{At: time.Now(), Applied: ch.String()}
 	d.mu.Unlock()
+	d.health.Kick()
 	d.log.Info("config reloaded", "changes", ch.String())
 	return nc, np, regID, np != nil
 }
@@ -446,6 +460,7 @@ func (d *daemon) refuse(err error) {
 	d.mu.Lock()
 	d.lastReload = &ReloadOutcome{At: time.Now(), Error: err.Error()}
 	d.mu.Unlock()
+	d.health.Kick()
 }
 
 // now is the clock the status is stamped with.
