@@ -58,7 +58,7 @@ func (h *healthReporter) Kick() {
 // run sends patches until ctx ends.
 func (h *healthReporter) run(ctx context.Context) {
 	defer close(h.done)
-	var last []byte     // the last report sent
+	var last []byte      // the last report sent
 	var lastAt time.Time // when the last patch was attempted
 	for {
 		select {

@@ -53,4 +53,3 @@ type backend interface {
 type session struct{ hubConn }
 
 func (s session) Close() { s.hubConn.Close() }
-
