@@ -87,6 +87,14 @@ func TestPrintStatus(t *testing.T) {
 			notWant: []string{"failing"},
 		},
 		{
+			name: "waiting",
+			mod: func(s *daemon.Status) {
+				s.Phase, s.NextAttempt = provision.PhaseWaiting, since.Add(40*time.Second)
+			},
+			now:  since,
+			want: []string{"next attempt  in 40s (2025-03-01T13:02:51Z)\n"},
+		},
+		{
 			name:    "hint alone",
 			mod:     func(s *daemon.Status) { s.Hint = "check the system clock" },
 			want:    []string{"hint          check the system clock\n"},

@@ -64,8 +64,13 @@ type Status struct {
 	Connected      bool            `json:"connected"`
 	Registrations  int             `json:"registrations"`
 	Streams        bridge.Stats    `json:"streams"`
-	LastError      string          `json:"lastError,omitempty"`
-	LastErrorAt    time.Time       `json:"lastErrorAt,omitzero"`
+	// LastError is the latest failure on the way to (or back to) the hub;
+	// cleared once connected.
+	LastError   string    `json:"lastError,omitempty"`
+	LastErrorAt time.Time `json:"lastErrorAt,omitzero"`
+	// NextAttempt is when the agent next tries DPS or the hub while it
+	// waits after a failure (phase "waiting" or "reconnecting").
+	NextAttempt time.Time `json:"nextAttempt,omitzero"`
 	// Failing names what keeps failing ("dps", "dps lookup", "hub"; empty
 	// when nothing does), since when and after how many attempts; Hint
 	// suggests a fix (a wrong system clock).
@@ -73,10 +78,7 @@ type Status struct {
 	FailingSince time.Time      `json:"failingSince,omitzero"`
 	Attempts     int            `json:"attempts,omitempty"`
 	Hint         string         `json:"hint,omitempty"`
-	// NextAttempt is when the failing step is tried again (zero when
-	// nothing waits).
-	NextAttempt time.Time      `json:"nextAttempt,omitzero"`
-	LastReload  *ReloadOutcome `json:"lastReload,omitempty"`
+	LastReload   *ReloadOutcome `json:"lastReload,omitempty"`
 }
 
 // ReloadOutcome records the last SIGHUP.

@@ -78,13 +78,13 @@ type daemon struct {
 	hubUp      bool                   // latest hub state; guarded by mu
 	hubErr     string                 // why the hub connection was last lost; guarded by mu
 	hubErrAt   time.Time              // when; guarded by mu
+	hubNextAt  time.Time              // the hub client's next reconnect attempt; guarded by mu
 	lastReload *ReloadOutcome         // guarded by mu
 	// While the hub client reconnects by itself: since when, how many
-	// waits it began, when it tries next, and the pacing of the log's
-	// reminders. Guarded by mu.
+	// waits it announced, and the pacing of the log's reminders. Guarded
+	// by mu.
 	hubDownSince time.Time
-	hubFails     int // failed reconnect attempts
-	hubNext      time.Time
+	hubWaits     int
 	hubRemind    provision.Reminder
 	hubSince     time.Time // when the hub connection was (re)established; guarded by mu
 }
@@ -290,10 +290,10 @@ func (d *daemon) connect(ctx context.Context, cfg *config.Config, dial dialFunc,
 	method := d.method
 	d.mu.Unlock()
 	hooks := hubHooks{
-		Methods:   map[string]methodHandler{},
-		Stream:    d.bridge.Handle,
-		State:     d.hubState,
-		Reconnect: &reconnectWatch{failed: d.hubAttemptFailed, wait: d.hubWait},
+		Methods:  map[string]methodHandler{},
+		Stream:   d.bridge.Handle,
+		State:    d.hubState,
+		Retrying: d.hubRetrying,
 	}
 	if method != "" {
 		hooks.Methods[method] = d.methodFor(method)
@@ -305,7 +305,8 @@ func (d *daemon) connect(ctx context.Context, cfg *config.Config, dial dialFunc,
 	d.bridge.SetDevice(a.DeviceID)
 	d.mu.Lock()
 	d.hub, d.hubUp = hc, true
-	d.hubDownSince, d.hubFails, d.hubNext = time.Time{}, 0, time.Time{}
+	d.hubErr, d.hubErrAt, d.hubNextAt = "", time.Time{}, time.Time{} // a new connection
+	d.hubDownSince, d.hubWaits = time.Time{}, 0
 	d.hubSince = d.now()
 	now := d.method
 	d.mu.Unlock()
@@ -336,14 +337,16 @@ func (d *daemon) hubState(up bool, err error) {
 	now := d.now()
 	d.mu.Lock()
 	d.hubUp = up
-	if !up && err != nil {
+	switch {
+	case up: // reconnected: the loss is history
+		d.hubErr, d.hubErrAt, d.hubNextAt = "", time.Time{}, time.Time{}
+		d.hubDownSince, d.hubWaits = time.Time{}, 0
+		d.hubSince = now
+	case err != nil:
 		d.hubErr, d.hubErrAt = err.Error(), now
 	}
-	if up {
-		d.hubDownSince, d.hubFails, d.hubNext = time.Time{}, 0, time.Time{}
-		d.hubSince = now
-	} else if d.hubDownSince.IsZero() {
-		// (The client's first wait may have been reported already: the
+	if !up && d.hubDownSince.IsZero() {
+		// (The client's first wait may have been announced already: the
 		// state handler runs on another goroutine.)
 		d.markHubDown(now)
 	}
@@ -356,45 +359,39 @@ func (d *daemon) hubState(up bool, err error) {
 	}
 }
 
-// hubWait is told (through the SDK's log, see quiet.go) each time the hub
-// client starts a wait before a reconnect attempt. The first wait of an
-// outage is logged with the time of the next attempt; later ones only as
-// paced reminders (provision.Reminder), so a long outage neither goes
-// silent nor writes a line per attempt.
-func (d *daemon) hubWait(wait time.Duration) {
+// hubRetrying is told by the hub client before each reconnect wait, with
+// the failure and the wait: the status shows when it tries next. The first
+// wait of an outage is logged with the time of the next attempt; later
+// ones only as paced reminders (provision.Reminder), so a long outage
+// neither goes silent nor writes a line per attempt (flash wear).
+func (d *daemon) hubRetrying(err error, wait time.Duration) {
 	now := d.now()
 	d.mu.Lock()
 	if d.hubDownSince.IsZero() {
 		d.markHubDown(now)
 	}
-	first := d.hubNext.IsZero()
-	d.hubNext = now.Add(wait)
-	remind := d.hubRemind.Due(now)
+	d.hubWaits++
+	d.hubNextAt = now.Add(wait)
+	if err != nil {
+		d.hubErr, d.hubErrAt = err.Error(), now
+	}
+	first, remind := d.hubWaits == 1, d.hubRemind.Due(now)
 	downFor := now.Sub(d.hubDownSince).Round(time.Second)
-	attempts := d.hubFails
+	failed := d.hubWaits - 1
 	d.mu.Unlock()
 	next := now.Add(wait).UTC().Format(time.RFC3339)
 	switch {
 	case first:
 		d.log.Info("retrying the hub connection", "retry_in", wait, "next_attempt", next)
 	case remind:
-		d.log.Info("hub still unreachable; retrying", "failing_for", downFor, "failed_attempts", attempts, "retry_in", wait, "next_attempt", next)
+		d.log.Info("hub still unreachable; retrying", "failing_for", downFor, "failed_attempts", failed, "retry_in", wait, "next_attempt", next)
 	}
 }
 
 // markHubDown starts the bookkeeping of a hub outage; d.mu is held.
 func (d *daemon) markHubDown(now time.Time) {
-	d.hubDownSince, d.hubFails, d.hubNext = now, 0, time.Time{}
+	d.hubDownSince, d.hubWaits = now, 0
 	d.hubRemind.Start(now)
-}
-
-// hubAttemptFailed counts a failed reconnect attempt of the hub client.
-func (d *daemon) hubAttemptFailed() {
-	d.mu.Lock()
-	if !d.hubDownSince.IsZero() {
-		d.hubFails++
-	}
-	d.mu.Unlock()
 }
 
 // reload loads the config again and applies it all or nothing: a file
@@ -475,8 +472,8 @@ func (d *daemon) now() time.Time {
 func (d *daemon) status() Status {
 	d.mu.Lock()
 	prov, cfg, regID, hubUp, lr := d.prov, d.cfg, d.regID, d.hubUp, d.lastReload
-	hubErr, hubErrAt := d.hubErr, d.hubErrAt
-	hubDown, hubFails, hubNext := d.hubDownSince, d.hubFails, d.hubNext
+	hubErr, hubErrAt, hubNextAt := d.hubErr, d.hubErrAt, d.hubNextAt
+	hubDown, hubWaits := d.hubDownSince, d.hubWaits
 	d.mu.Unlock()
 	// A status query can arrive before the provisioner exists (the control
 	// socket opens first): report the agent as starting.
@@ -487,13 +484,15 @@ func (d *daemon) status() Status {
 	phase := ps.Phase
 	if phase == provision.PhaseConnected && !hubUp {
 		phase = provision.PhaseReconnecting
+		ps.NextAttempt = hubNextAt
 	}
 	if hubErr != "" && hubErrAt.After(ps.LastErrorAt) {
 		ps.LastError, ps.LastErrorAt = hubErr, hubErrAt
 	}
-	if phase == provision.PhaseReconnecting && ps.Failing == "" {
-		// The hub client reconnects by itself: its outage is the failure.
-		ps.Failing, ps.FailingSince, ps.Attempts, ps.NextAttempt = provision.StepHub, hubDown, hubFails, hubNext
+	if phase == provision.PhaseReconnecting && ps.Failing == "" && !hubDown.IsZero() {
+		// The hub client reconnects by itself: its outage is the failure
+		// (the first wait follows the loss, each later one a failed attempt).
+		ps.Failing, ps.FailingSince, ps.Attempts = provision.StepHub, hubDown, max(hubWaits-1, 0)
 	}
 	return Status{
 		Version:        d.opts.Version,
@@ -510,11 +509,11 @@ func (d *daemon) status() Status {
 		Streams:        d.bridge.Stats(),
 		LastError:      ps.LastError,
 		LastErrorAt:    ps.LastErrorAt,
+		NextAttempt:    ps.NextAttempt,
 		Failing:        ps.Failing,
 		FailingSince:   ps.FailingSince,
 		Attempts:       ps.Attempts,
 		Hint:           ps.Hint,
-		NextAttempt:    ps.NextAttempt,
 		LastReload:     lr,
 	}
 }

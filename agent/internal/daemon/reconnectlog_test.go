@@ -21,22 +21,20 @@ func TestHubReconnectLogPacing(t *testing.T) {
 	clock := retrytest.NewClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	var buf bytes.Buffer
 	d := &daemon{opts: Options{Clock: clock}, log: slog.New(slog.NewJSONHandler(&buf, nil))}
-	watch := reconnectWatch{failed: d.hubAttemptFailed, wait: d.hubWait}
-	l := sdkLogger(d.log, &watch)
+	lost := errors.New("iothub: connection lost: EOF")
 
-	// The client's wait may be reported before the state change.
-	l.Info("reconnecting", "wait", 2*time.Second)
-	d.hubState(false, errors.New("iothub: connection lost: EOF"))
+	// The client's first wait may be announced before the state change.
+	d.hubRetrying(lost, 2*time.Second)
+	d.hubState(false, lost)
 	const wait = 5 * time.Minute
 	attempts := 0
 	for clock.Now().Before(time.Date(2025, 1, 1, 6, 0, 0, 0, time.UTC)) {
 		clock.Advance(wait)
 		attempts++
-		l.Warn("reconnect failed", "err", "refused")
-		l.Info("reconnecting", "wait", wait)
+		d.hubRetrying(errors.New("connection refused"), wait)
 	}
 	d.mu.Lock()
-	fails, next := d.hubFails, d.hubNext
+	fails, next := d.hubWaits-1, d.hubNextAt
 	d.mu.Unlock()
 	if fails != attempts || !next.Equal(clock.Now().Add(wait)) {
 		t.Errorf("%d attempts, next %v; want %d, %v (TestOutageHubLost checks the status shows them)", fails, next, attempts, clock.Now().Add(wait))

@@ -35,7 +35,7 @@ func (b sdkBackend) NewDPS(cfg *config.Config, dial dialFunc, log *slog.Logger) 
 		// in the status from the first failure, is logged once, and hands
 		// control back to the flow, which tries the cached hub in between.
 		Retry:  retry.Policy{Clock: b.clock, MaxAttempts: 1},
-		Logger: sdkLogger(log, nil),
+		Logger: sdkLogger(log),
 	}
 	if b.clock != nil {
 		dc.Now = b.clock.Now
@@ -113,14 +113,21 @@ func (b sdkBackend) DialHub(ctx context.Context, cfg *config.Config, a provision
 		ProxyURL:    cfg.Proxy.URL,
 		DialContext: dial,
 		Keepalive:   cfg.Hub.Keepalive,
-		Logger:      sdkLogger(log, hooks.Reconnect), // the client adds the device itself
+		TokenTTL:    cfg.Hub.TokenTTL,
+		Logger:      sdkLogger(log), // the client adds the device itself
 		Clock:       b.clock,
 		// The client reconnects by itself; once it has failed for the
 		// whole window it stops with retry.ErrGaveUp and provision asks
 		// DPS (MicrosoftDocs/azure-docs articles/iot-dps/concepts-deploy-at-scale.md:
 		// retry the cached hub 15–30 min, then go back to DPS). A live
 		// change of the window applies from the next connection.
-		Retry: retry.Policy{GiveUpAfter: cfg.Hub.RetryCachedHubFor},
+		// Reconnect waits are capped at provision.DefaultHubMaxBackoff (the
+		// argument for 60 s is next to it) and announced for the status.
+		Retry: retry.Policy{
+			GiveUpAfter: cfg.Hub.RetryCachedHubFor,
+			MaxBackoff:  provision.DefaultHubMaxBackoff,
+			Notify:      hooks.Retrying,
+		},
 	}
 	switch cfg.Provisioning.Attestation.Type {
 	case config.AttestX509:
