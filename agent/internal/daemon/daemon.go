@@ -87,6 +87,11 @@ type daemon struct {
 	hubWaits     int
 	hubRemind    provision.Reminder
 	hubSince     time.Time // when the hub connection was (re)established; guarded by mu
+	// The latest failure on the way to (or of) a hub connection, kept
+	// after the status clears it on recovery: the twin health reports it
+	// once the device is connected again. Guarded by mu.
+	lastFailure   string
+	lastFailureAt time.Time
 }
 
 // Run loads the config and runs the agent until ctx ends or a stop signal
@@ -287,8 +292,15 @@ func (d *daemon) dialer(cfg *config.Config) dialFunc {
 // report the assignment.
 func (d *daemon) connect(ctx context.Context, cfg *config.Config, dial dialFunc, a provision.Assignment) (provision.Session, error) {
 	d.mu.Lock()
-	method := d.method
+	method, prov := d.method, d.prov
 	d.mu.Unlock()
+	if prov != nil {
+		// What failed before this attempt (DPS, an earlier hub attempt);
+		// the flow clears it once connected.
+		if ps := prov.Status(); ps.LastError != "" {
+			d.noteFailure(ps.LastError, ps.LastErrorAt)
+		}
+	}
 	hooks := hubHooks{
 		Methods:  map[string]methodHandler{},
 		Stream:   d.bridge.Handle,
@@ -351,6 +363,9 @@ func (d *daemon) hubState(up bool, err error) {
 		d.markHubDown(now)
 	}
 	d.mu.Unlock()
+	if !up && err != nil {
+		d.noteFailure(err.Error(), now)
+	}
 	if up {
 		d.health.Kick()
 		d.log.Info("hub connection restored")
@@ -379,6 +394,9 @@ func (d *daemon) hubRetrying(err error, wait time.Duration) {
 	downFor := now.Sub(d.hubDownSince).Round(time.Second)
 	failed := d.hubWaits - 1
 	d.mu.Unlock()
+	if err != nil {
+		d.noteFailure(err.Error(), now)
+	}
 	next := now.Add(wait).UTC().Format(time.RFC3339)
 	switch {
 	case first:
@@ -386,6 +404,16 @@ func (d *daemon) hubRetrying(err error, wait time.Duration) {
 	case remind:
 		d.log.Info("hub still unreachable; retrying", "failing_for", downFor, "failed_attempts", failed, "retry_in", wait, "next_attempt", next)
 	}
+}
+
+// noteFailure remembers msg as the latest failure if it is newer than
+// the one remembered.
+func (d *daemon) noteFailure(msg string, at time.Time) {
+	d.mu.Lock()
+	if !at.Before(d.lastFailureAt) {
+		d.lastFailure, d.lastFailureAt = msg, at
+	}
+	d.mu.Unlock()
 }
 
 // markHubDown starts the bookkeeping of a hub outage; d.mu is held.

@@ -104,7 +104,11 @@ func (d *daemon) healthReport() health.Report {
 	st := d.status()
 	d.mu.Lock()
 	cfg, since := d.cfg, d.hubSince
+	failure, failureAt := d.lastFailure, d.lastFailureAt
 	d.mu.Unlock()
+	if st.LastError != "" && !st.LastErrorAt.Before(failureAt) {
+		failure, failureAt = st.LastError, st.LastErrorAt
+	}
 	r := health.Report{
 		Version: st.Version,
 		Started: health.At(st.Started),
@@ -118,8 +122,8 @@ func (d *daemon) healthReport() health.Report {
 	if s, ok := d.store.Known(); ok {
 		r.Provisioning.LastRegistration = health.At(s.LastRegistered)
 	}
-	if st.LastError != "" {
-		r.LastError = &health.Event{Message: health.Clip(st.LastError), At: health.At(st.LastErrorAt)}
+	if failure != "" {
+		r.LastError = &health.Event{Message: health.Clip(failure), At: health.At(failureAt)}
 	}
 	if lr := st.LastReload; lr != nil {
 		rl := &health.Reload{At: health.At(lr.At), Result: health.ReloadApplied, Detail: health.Clip(lr.Applied)}

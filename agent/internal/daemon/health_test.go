@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,16 +31,23 @@ func twinHealth(t *testing.T, sim *hubsimtest.Sim, hub string) (health.Report, f
 	return r, v, fmt.Sprintf("%+v (twin version %v)", r, v)
 }
 
-// TestTwinHealthThroughHubsim: the agent reports its health in the twin
-// when it connects; then five rejected stream requests in quick
+// TestTwinHealthThroughHubsim: the agent boots while DPS is unreachable,
+// then reports its health in the twin when it connects, the DPS failure
+// included as the last error; then five rejected stream requests in quick
 // succession reach the twin as ONE patch, sent only once the 30 s
 // interval (on the injected clock) has passed since the previous one, with
 // the counters batched and the last rejection named.
 func TestTwinHealthThroughHubsim(t *testing.T) {
 	sim, ctx, hub := outageSim(t)
 	cfgPath, stateDir := enrollDev1(t, ctx, sim, hub, "")
-	n := newNetSwitch(t, sim, netUp)
+	n := newNetSwitch(t, sim, netRefused)
 	a := startSimAgent(t, cfgPath, stateDir, n, false)
+	a.round(func(st *Status) {
+		if st.Failing == "" {
+			t.Fatalf("not failing with DPS refused: %+v", st)
+		}
+	})
+	n.set(netUp)
 	a.pumpUntil("connected", connectedTo(hub))
 
 	var v0 float64
@@ -48,7 +56,8 @@ func TestTwinHealthThroughHubsim(t *testing.T) {
 		v0 = v
 		return r.Hub.Connected && r.Hub.Transport == "mqtt" && !r.Hub.Since.IsZero() && r.Version == "outage" &&
 			r.Provisioning.Hub == hub && r.Provisioning.DeviceID == "dev1" && r.Provisioning.Substatus == "initialAssignment" &&
-			!r.Provisioning.LastRegistration.IsZero() && !r.Started.IsZero() && r.LastRejection == nil, seen
+			!r.Provisioning.LastRegistration.IsZero() && !r.Started.IsZero() && r.LastRejection == nil &&
+			r.LastError != nil && strings.Contains(r.LastError.Message, "dps: register") && !r.LastError.At.IsZero(), seen
 	})
 
 	const rejections = 5
