@@ -15,6 +15,7 @@ import (
 
 	"github.com/porthole-iot/porthole/agent/internal/config"
 	"github.com/porthole-iot/porthole/agent/internal/daemon"
+	"github.com/porthole-iot/porthole/agent/internal/metrics"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3";
@@ -54,6 +55,7 @@ Commands:
                connecting to the cached hub
   validate     check the config file and exit
 ` + doctorUsage + `  status       show what the running agent is doing (-json for JSON)
+  metrics      print the running agent's metrics (Prometheus text format)
   reprovision  make the running agent register with DPS again
 ` + serviceUsage + `  version      print the version
 
@@ -67,6 +69,7 @@ var verbHelp = map[string]string{
 	"validate":    "Check the config file: print every problem, one a line, then \"N problems\" or \"OK\".",
 	"doctor":      "Check files, credentials, DNS, TLS, clock, DPS and stream targets; print a checklist with fixes.",
 	"status":      "Show what the running agent is doing (works with a broken config file).",
+	"metrics":     "Print the running agent's metrics in the Prometheus text format (porthole_agent_up 0 when it is not running).",
 	"reprovision": "Make the running agent register with DPS again.",
 	"install":     "Install the agent as a system service.",
 	"uninstall":   "Remove the system service.",
@@ -148,6 +151,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runDoctor(ctx, path, skipLookup, stdout, stderr)
 	case "status":
 		return status(ctx, path, asJSON, stdout)
+	case "metrics":
+		return printMetrics(ctx, path, stdout)
 	case "reprovision":
 		return reprovision(ctx, path, asJSON, stdout)
 	case "install", "uninstall", "start", "stop":
@@ -250,13 +255,7 @@ type statusJSON struct {
 // state_dir the file names, and shows the config error on its own line),
 // and says how to start the agent when none runs.
 func status(ctx context.Context, path string, asJSON bool, stdout io.Writer) error {
-	var sock, cfgErr string
-	if cfg, _, err := config.Load(path); err == nil {
-		sock = daemon.SocketPath(cfg.StateDir)
-	} else {
-		sock = daemon.SocketPath(config.StateDirOf(path))
-		cfgErr = configErrorLine(err)
-	}
+	sock, cfgErr := agentSocket(path)
 	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
 	defer cancel()
 	r, err := daemon.Query(ctx, sock, daemon.VerbStatus)
@@ -282,6 +281,37 @@ func status(ctx context.Context, path string, asJSON bool, stdout io.Writer) err
 	}
 	printStatus(stdout, r.Status, time.Now(), cfgErr)
 	return nil
+}
+
+// agentSocket finds the running agent's control socket through the config
+// file, also when the file no longer loads (then through the state_dir it
+// names); cfgErr is the file's error, if any.
+func agentSocket(path string) (sock, cfgErr string) {
+	cfg, _, err := config.Load(path)
+	if err != nil {
+		return daemon.SocketPath(config.StateDirOf(path)), configErrorLine(err)
+	}
+	return daemon.SocketPath(cfg.StateDir), ""
+}
+
+// printMetrics prints the running agent's metrics in the Prometheus text
+// format; with no agent running, porthole_agent_up 0 (and exit status 3,
+// as status).
+func printMetrics(ctx context.Context, path string, stdout io.Writer) error {
+	sock, _ := agentSocket(path)
+	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	defer cancel()
+	r, err := daemon.Query(ctx, sock, daemon.VerbStatus)
+	if errors.Is(err, daemon.ErrNotRunning) {
+		if err := metrics.Write(stdout, daemon.MetricsSnapshot(nil, agentVersion(), time.Now())); err != nil {
+			return err
+		}
+		return &exitError{code: exitNotRunning, msg: "not running"}
+	}
+	if err != nil {
+		return err
+	}
+	return metrics.Write(stdout, daemon.MetricsSnapshot(r.Status, agentVersion(), time.Now()))
 }
 
 // configErrorLine is the first problem of a config that does not load,

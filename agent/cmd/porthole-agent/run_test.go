@@ -216,6 +216,21 @@ func TestRunAgainstHubsim(t *testing.T) {
 		t.Errorf("socket: %v", err)
 	}
 
+	// The metrics verb asks the running agent.
+	out.Reset()
+	if err := run(ctx, []string{"-config", path, "metrics"}, &out, &bytes.Buffer{}); err != nil {
+		t.Fatalf("metrics: %v", err)
+	}
+	fams := parseProm(t, out.Bytes())
+	for name, want := range map[string]float64{"porthole_agent_up": 1, "porthole_agent_hub_connected": 1, "porthole_agent_streams_open": 0} {
+		if f := fams[name]; f == nil || f.GetMetric()[0].GetGauge().GetValue() != want {
+			t.Errorf("%s = %v, want %v", name, f, want)
+		}
+	}
+	if f := fams["porthole_agent_dps_registrations_total"]; f == nil || f.GetMetric()[0].GetCounter().GetValue() < 1 {
+		t.Errorf("registrations %v", f)
+	}
+
 	// A broken edit of the config on disk: status still finds the running
 	// agent (through the state_dir line) and shows the error on its own
 	// line.

@@ -11,6 +11,10 @@ import (
 	"strings"
 	"testing"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
 	"github.com/porthole-iot/porthole/agent/internal/config"
 )
 
@@ -22,6 +26,7 @@ func TestVerbHelp(t *testing.T) {
 		"validate":    {"-config"},
 		"doctor":      {"-config", "-skip-lookup"},
 		"status":      {"-config", "-json"},
+		"metrics":     {"-config"},
 		"reprovision": {"-config", "-json"},
 		"install":     {"-config"},
 		"uninstall":   {"-config"},
@@ -148,4 +153,34 @@ func TestStatusStoppedAgentBrokenConfig(t *testing.T) {
 	if js["running"] != false || !strings.Contains(js["configError"].(string), "hub.colour: unknown key") {
 		t.Errorf("status -json: %s", out.String())
 	}
+}
+
+// TestMetricsVerbNotRunning: with no agent, metrics prints valid
+// Prometheus text saying porthole_agent_up 0, and exits 3 like status.
+func TestMetricsVerbNotRunning(t *testing.T) {
+	path, _ := writeConfig(t, "")
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"-config", path, "metrics"}, &out, &bytes.Buffer{})
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != exitNotRunning {
+		t.Fatalf("err %v, want exit %d", err, exitNotRunning)
+	}
+	fams := parseProm(t, out.Bytes())
+	if up := fams["porthole_agent_up"]; up == nil || up.GetMetric()[0].GetGauge().GetValue() != 0 {
+		t.Errorf("porthole_agent_up: %v\n%s", up, out.String())
+	}
+	if _, ok := fams["porthole_agent_build_info"]; !ok {
+		t.Errorf("no build info:\n%s", out.String())
+	}
+}
+
+// parseProm parses Prometheus text with Prometheus's own parser.
+func parseProm(t *testing.T, data []byte) map[string]*dto.MetricFamily {
+	t.Helper()
+	p := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("not Prometheus text: %v\n%s", err, data)
+	}
+	return fams
 }

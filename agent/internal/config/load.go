@@ -91,7 +91,7 @@ func (c *Config) absPaths() {
 	for _, p := range []*string{
 		&c.Provisioning.Attestation.SymmetricKeyFile, &c.Provisioning.Attestation.GroupKeyFile,
 		&c.Provisioning.Attestation.CertFile, &c.Provisioning.Attestation.KeyFile,
-		&c.CAFile, &c.StateDir, &c.Log.File,
+		&c.CAFile, &c.StateDir, &c.Log.File, &c.Metrics.Textfile,
 	} {
 		if *p != "" && !filepath.IsAbs(*p) && c.dir != "" {
 			*p = filepath.Join(c.dir, *p)

@@ -63,7 +63,10 @@ type Status struct {
 	Substatus      string          `json:"substatus,omitempty"`
 	Connected      bool            `json:"connected"`
 	Registrations  int             `json:"registrations"`
-	Streams        bridge.Stats    `json:"streams"`
+	// HubReconnects counts hub connections lost (the client reconnects
+	// by itself) since the agent started.
+	HubReconnects uint64       `json:"hubReconnects"`
+	Streams       bridge.Stats `json:"streams"`
 	// LastError is the latest failure on the way to (or back to) the hub;
 	// cleared once connected.
 	LastError   string    `json:"lastError,omitempty"`

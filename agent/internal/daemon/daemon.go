@@ -92,6 +92,7 @@ type daemon struct {
 	// once the device is connected again. Guarded by mu.
 	lastFailure   string
 	lastFailureAt time.Time
+	hubLosses     uint64 // hub connections lost; guarded by mu
 }
 
 // Run loads the config and runs the agent until ctx ends or a stop signal
@@ -174,6 +175,15 @@ func Run(ctx context.Context, opts Options) error {
 		stopHealth()
 		<-d.health.done
 	}()
+	if dir := cfg.Metrics.Textfile; dir != "" {
+		tw := d.newTextfileWriter(dir, cfg.Metrics.Interval)
+		mctx, stopMetrics := context.WithCancel(context.Background())
+		go tw.run(mctx) // owned by Run: stopped (final write) and waited for below
+		defer func() {
+			stopMetrics()
+			<-tw.done
+		}()
+	}
 	d.log.Info("porthole agent starting", "version", opts.Version, "config", cfg.File, "rid", regID)
 	if opts.Ready != nil {
 		opts.Ready()
@@ -357,6 +367,9 @@ func (d *daemon) hubState(up bool, err error) {
 	case err != nil:
 		d.hubErr, d.hubErrAt = err.Error(), now
 	}
+	if !up {
+		d.hubLosses++
+	}
 	if !up && d.hubDownSince.IsZero() {
 		// (The client's first wait may have been announced already: the
 		// state handler runs on another goroutine.)
@@ -501,7 +514,7 @@ func (d *daemon) status() Status {
 	d.mu.Lock()
 	prov, cfg, regID, hubUp, lr := d.prov, d.cfg, d.regID, d.hubUp, d.lastReload
 	hubErr, hubErrAt, hubNextAt := d.hubErr, d.hubErrAt, d.hubNextAt
-	hubDown, hubWaits := d.hubDownSince, d.hubWaits
+	hubDown, hubWaits, losses := d.hubDownSince, d.hubWaits, d.hubLosses
 	d.mu.Unlock()
 	// A status query can arrive before the provisioner exists (the control
 	// socket opens first): report the agent as starting.
@@ -534,6 +547,7 @@ func (d *daemon) status() Status {
 		Substatus:      ps.Assignment.Substatus,
 		Connected:      ps.Connected && hubUp,
 		Registrations:  ps.Registrations,
+		HubReconnects:  losses,
 		Streams:        d.bridge.Stats(),
 		LastError:      ps.LastError,
 		LastErrorAt:    ps.LastErrorAt,
