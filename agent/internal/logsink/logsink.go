@@ -183,8 +183,8 @@ func chain(f, g func([]string, slog.Attr) slog.Attr) func([]string, slog.Attr) s
 		return g
 	}
 	return func(groups []string, a slog.Attr) slog.Attr {
-		if a = f(groups, a); a.Equal(slog.Attr{}) {
-			return a
+		if a = f(groups, a); a.Key == "" {
+			return a // dropped
 		}
 		return g(groups, a)
 	}
