@@ -11,7 +11,7 @@ import (
 // maxLineSearch bounds the files whose syntax errors are located by
 // re-parsing prefixes (one parse per line); longer files keep yaml.v3's
 // line.
-const maxLineSearch = 2000
+const maxLineSearch = 500
 
 // syntaxLine returns the line of a YAML syntax error in data, or 0 when it
 // cannot tell.

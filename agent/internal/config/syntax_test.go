@@ -44,3 +44,18 @@ func TestSyntaxErrorLine(t *testing.T) {
 		})
 	}
 }
+
+// TestSyntaxErrorLineLongFile: past maxLineSearch lines the search is not
+// made (it parses once per line) and yaml.v3's own line is kept.
+func TestSyntaxErrorLineLongFile(t *testing.T) {
+	var b strings.Builder
+	for i := 0; i < maxLineSearch+10; i++ {
+		b.WriteString("# filler\n")
+	}
+	b.WriteString("a: [1\n")
+	_, _, err := Parse("f.yaml", []byte(b.String()))
+	fes := FieldErrors(err)
+	if len(fes) != 1 || fes[0].Line < maxLineSearch {
+		t.Errorf("%v", err)
+	}
+}
