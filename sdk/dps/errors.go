@@ -49,7 +49,7 @@ type StatusError struct {
 
 func (e *StatusError) Error() string {
 	var b strings.Builder
-	b.WriteString("dps: status ")
+	b.WriteString("status ")
 	b.WriteString(strconv.Itoa(e.StatusCode))
 	if t := http.StatusText(e.StatusCode); t != "" {
 		b.WriteString(" " + t)

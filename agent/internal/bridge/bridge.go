@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/porthole-iot/porthole/agent/internal/config"
+	"github.com/porthole-iot/porthole/sdk/health"
 	"github.com/porthole-iot/porthole/sdk/stream"
 )
 
@@ -73,13 +74,24 @@ type Config struct {
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Logger receives one line per stream at its end; nil discards.
 	Logger *slog.Logger
+	// Changed, if non-nil, is called (without locks held, on the
+	// goroutine that made the change) after the counters in Stats changed:
+	// a stream accepted, rejected or closed. It must not block.
+	Changed func()
+	// Now stamps rejections (nil: time.Now).
+	Now func() time.Time
 }
 
 // Bridge serves stream requests: it checks the policy, dials the local
 // target, accepts the stream and copies bytes both ways.
 type Bridge struct {
-	dial func(ctx context.Context, network, addr string) (net.Conn, error)
-	log  *slog.Logger
+	dial    func(ctx context.Context, network, addr string) (net.Conn, error)
+	log     *slog.Logger
+	changed func()
+	now     func() time.Time
+
+	// Bytes copied to and from targets, counted as they move.
+	toTarget, fromTarget atomic.Uint64
 
 	// ctx is the parent of every stream; cancel ends them all (Shutdown
 	// after its grace period).
@@ -91,18 +103,25 @@ type Bridge struct {
 	wg sync.WaitGroup
 
 	mu       sync.Mutex
-	policy   Policy // guarded by mu
-	device   string // guarded by mu
-	open     int    // streams holding a slot; guarded by mu
-	closing  bool   // Shutdown called; guarded by mu
-	accepted uint64 // streams accepted so far; guarded by mu
-	rejected uint64 // streams rejected so far; guarded by mu
+	policy   Policy            // guarded by mu
+	device   string            // guarded by mu
+	open     int               // streams holding a slot; guarded by mu
+	closing  bool              // Shutdown called; guarded by mu
+	accepted uint64            // streams accepted so far; guarded by mu
+	rejected uint64            // streams rejected so far; guarded by mu
+	lastRej  *health.Rejection // the last rejection; guarded by mu
 }
 
 // New returns a Bridge; it starts nothing until Handle is called.
 func New(cfg Config) *Bridge {
 	ctx, cancel := context.WithCancelCause(context.Background())
-	b := &Bridge{dial: cfg.Dial, log: cfg.Logger, ctx: ctx, cancel: cancel, device: cfg.Device}
+	b := &Bridge{dial: cfg.Dial, log: cfg.Logger, ctx: ctx, cancel: cancel, device: cfg.Device, changed: cfg.Changed, now: cfg.Now}
+	if b.changed == nil {
+		b.changed = func() {}
+	}
+	if b.now == nil {
+		b.now = time.Now
+	}
 	if b.dial == nil {
 		var d net.Dialer
 		b.dial = d.DialContext
@@ -141,13 +160,44 @@ type Stats struct {
 	Open     int    `json:"open"`
 	Accepted uint64 `json:"accepted"`
 	Rejected uint64 `json:"rejected"`
+	// LastRejection is the last refused request (nil: none yet).
+	LastRejection *health.Rejection `json:"lastRejection,omitempty"`
+	// BytesToTarget and BytesFromTarget count the bytes copied so far,
+	// streams still open included.
+	BytesToTarget   uint64 `json:"bytesToTarget"`
+	BytesFromTarget uint64 `json:"bytesFromTarget"`
 }
 
 // Stats returns the counters.
 func (b *Bridge) Stats() Stats {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return Stats{Open: b.open, Accepted: b.accepted, Rejected: b.rejected}
+	var lr *health.Rejection
+	if b.lastRej != nil {
+		r := *b.lastRej
+		lr = &r
+	}
+	return Stats{Open: b.open, Accepted: b.accepted, Rejected: b.rejected, LastRejection: lr,
+		BytesToTarget: b.toTarget.Load(), BytesFromTarget: b.fromTarget.Load()}
+}
+
+// rejectedLocked counts a rejection of stream for reason; b.mu is held.
+func (b *Bridge) rejectedLocked(stream, reason string) {
+	b.rejected++
+	b.lastRej = &health.Rejection{Stream: health.Clip(stream), Reason: reason, At: health.At(b.now())}
+}
+
+// reasonOf names why for the health report.
+func reasonOf(why error) string {
+	switch {
+	case errors.Is(why, ErrUnknownStream):
+		return health.ReasonUnknownStream
+	case errors.Is(why, ErrTooMany):
+		return health.ReasonTooMany
+	case errors.Is(why, ErrShuttingDown):
+		return health.ReasonShuttingDown
+	}
+	return why.Error()
 }
 
 // Handle serves one stream request. It answers the request before it
@@ -172,8 +222,9 @@ func (b *Bridge) Handle(ctx context.Context, req Request) {
 		why = ErrTooMany
 	}
 	if why != nil {
-		b.rejected++
+		b.rejectedLocked(name, reasonOf(why))
 		b.mu.Unlock()
+		b.changed()
 		b.reject(ctx, req, p, device, target, why)
 		return
 	}
@@ -184,6 +235,7 @@ func (b *Bridge) Handle(ctx context.Context, req Request) {
 		b.mu.Lock()
 		b.open--
 		b.mu.Unlock()
+		b.changed()
 		b.wg.Done()
 	}
 
@@ -224,8 +276,9 @@ func (b *Bridge) handshake(ctx context.Context, req Request, p Policy, target st
 	tc, err := b.dial(hctx, "tcp", target)
 	if err != nil {
 		b.mu.Lock()
-		b.rejected++
+		b.rejectedLocked(req.Name(), health.ReasonTargetUnreachable)
 		b.mu.Unlock()
+		b.changed()
 		log.Warn("stream rejected: target unreachable", "err", err)
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), p.HandshakeTimeout)
 		defer rcancel()
@@ -243,6 +296,7 @@ func (b *Bridge) handshake(ctx context.Context, req Request, p Policy, target st
 	b.mu.Lock()
 	b.accepted++
 	b.mu.Unlock()
+	b.changed()
 	return sc, tc, true
 }
 
@@ -250,7 +304,7 @@ func (b *Bridge) handshake(ctx context.Context, req Request, p Policy, target st
 func (b *Bridge) pump(sc, tc net.Conn, p Policy, log *slog.Logger) {
 	start := time.Now()
 	log.Info("stream open")
-	at := newActiveConn(tc)
+	at := newActiveConn(tc, &b.toTarget, &b.fromTarget)
 	ctx, stop := context.WithCancelCause(b.ctx)
 	defer stop(nil)
 	if p.IdleTimeout > 0 {
@@ -314,11 +368,13 @@ type activeConn struct {
 	// that booted in 1970) never look like idleness.
 	base time.Time
 	last atomic.Int64 // time.Since(base) at the last Read or Write that moved bytes
+	// The bridge's byte counters (Write goes to the target, Read comes
+	// from it).
+	written, read *atomic.Uint64
 }
 
-func newActiveConn(c net.Conn) *activeConn {
-	a := &activeConn{Conn: c, base: time.Now()}
-	return a
+func newActiveConn(c net.Conn, written, read *atomic.Uint64) *activeConn {
+	return &activeConn{Conn: c, base: time.Now(), written: written, read: read}
 }
 
 func (c *activeConn) touch() { c.last.Store(int64(time.Since(c.base))) }
@@ -330,6 +386,7 @@ func (c *activeConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
 		c.touch()
+		c.read.Add(uint64(n))
 	}
 	return n, err
 }
@@ -338,6 +395,7 @@ func (c *activeConn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
 	if n > 0 {
 		c.touch()
+		c.written.Add(uint64(n))
 	}
 	return n, err
 }

@@ -92,6 +92,7 @@ func (c *Config) validate() []*FieldError {
 	k.streams()
 	k.top()
 	k.log()
+	k.healthMetrics()
 	return k.errs
 }
 
