@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 )
@@ -363,10 +364,17 @@ func copyLoop(dst io.Writer, src io.Reader, buf []byte) (int64, error) {
 // the connection without waiting for the peer's answer. It is idempotent,
 // always returns nil, and is safe to call concurrently with Read and Write,
 // which then return net.ErrClosed.
-func (c *Conn) Close() error {
+func (c *Conn) Close() error { return c.CloseWith(closeNormal, "") }
+
+// CloseWith is Close with the given status code and reason in the close
+// frame, so that the far end can tell why the stream ended (e.g.
+// CloseGoingAway, "agent shutting down"); it reads them as a *CloseError.
+// A reason longer than a close frame holds (123 bytes) is cut at a UTF-8
+// boundary. Only the first Close or CloseWith sends a frame.
+func (c *Conn) CloseWith(code int, reason string) error {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
-		msg := websocket.FormatCloseMessage(closeNormal, "")
+		msg := websocket.FormatCloseMessage(code, truncateReason(reason))
 		// The error is ignored: the peer may already be gone, or may have
 		// closed first (gorilla then already answered its close frame).
 		_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(closeTimeout))
@@ -411,3 +419,16 @@ func (c *Conn) SetWriteDeadline(t time.Time) error {
 }
 
 var _ net.Conn = (*Conn)(nil)
+
+// truncateReason cuts reason to maxCloseReason bytes without splitting a
+// UTF-8 sequence.
+func truncateReason(reason string) string {
+	if len(reason) <= maxCloseReason {
+		return reason
+	}
+	cut := maxCloseReason
+	for cut > 0 && !utf8.RuneStart(reason[cut]) {
+		cut--
+	}
+	return reason[:cut]
+}

@@ -24,6 +24,10 @@ var (
 	ErrIdle          = errors.New("bridge: idle timeout")
 )
 
+// shutdownClose ends the streams Shutdown cuts: the operator's side reads
+// status 1001 and this reason instead of a bare end of stream.
+var shutdownClose = &stream.CloseError{Code: stream.CloseGoingAway, Reason: "agent shutting down"}
+
 // Request is an incoming stream request (the daemon adapts sdk/iothub's
 // StreamRequest).
 type Request interface {
@@ -80,7 +84,7 @@ type Bridge struct {
 	// ctx is the parent of every stream; cancel ends them all (Shutdown
 	// after its grace period).
 	ctx    context.Context
-	cancel context.CancelFunc
+	cancel context.CancelCauseFunc
 
 	// wg counts stream goroutines; each is owned by the Bridge and waited
 	// for by Shutdown.
@@ -97,7 +101,7 @@ type Bridge struct {
 
 // New returns a Bridge; it starts nothing until Handle is called.
 func New(cfg Config) *Bridge {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancelCause(context.Background())
 	b := &Bridge{dial: cfg.Dial, log: cfg.Logger, ctx: ctx, cancel: cancel, device: cfg.Device}
 	if b.dial == nil {
 		var d net.Dialer
@@ -263,7 +267,7 @@ func (b *Bridge) pump(sc, tc net.Conn, p Policy, log *slog.Logger) {
 		log.Info("stream closed", attrs...)
 	case errors.Is(err, ErrIdle):
 		log.Info("stream closed", append(attrs, "reason", "idle timeout")...)
-	case errors.Is(err, context.Canceled):
+	case errors.Is(err, context.Canceled), errors.Is(err, shutdownClose):
 		log.Info("stream closed", append(attrs, "reason", "shutdown")...)
 	default:
 		log.Info("stream closed", append(attrs, "err", err)...)
@@ -285,10 +289,10 @@ func (b *Bridge) Shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-idle:
-		b.cancel()
+		b.cancel(shutdownClose)
 		return nil
 	case <-ctx.Done():
-		b.cancel()
+		b.cancel(shutdownClose)
 		<-idle
 		return fmt.Errorf("bridge: streams cut at shutdown: %w", ctx.Err())
 	}
