@@ -102,7 +102,7 @@ func TestHTTPSStaleConnectionIsRedialed(t *testing.T) {
 				resp := rec.Result()
 				resp.Request = req
 				resp.ContentLength = int64(rec.Body.Len()) // known length: no Connection: close
-				resp.Write(conn) // keep-alive answer, then the connection is dropped
+				resp.Write(conn)                           // keep-alive answer, then the connection is dropped
 			}()
 		}
 	}()
