@@ -63,7 +63,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte) (resp
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
 	if err != nil {
-		return response{}, fmt.Errorf("%s %s: %w", method, u.Path, err)
+		return response{}, fmt.Errorf("dps: %s %s: %w", method, u.Path, err)
 	}
 	h := req.Header
 	h.Set(headerAccept, mimeJSON)
@@ -74,25 +74,24 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte) (resp
 	if c.signer != nil {
 		tok, _, err := c.signer.Sign(sasTTL)
 		if err != nil {
-			return response{}, fmt.Errorf("sign: %w", err)
+			return response{}, fmt.Errorf("dps: sign: %w", err)
 		}
 		h.Set(headerAuthorization, tok)
 	}
 	resp, err := c.httpc.Do(req)
 	if err != nil {
-		// *url.Error ("Put \"https://…\": …") names the request and keeps
-		// the net error chain for retry.Classify; the URL holds no secret
-		// (the SAS is a header).
-		return response{}, err
+		// *url.Error keeps the net error chain for retry.Classify; the URL
+		// holds no secret (the SAS is a header).
+		return response{}, fmt.Errorf("dps: %s %s: %w", method, u.Path, err)
 	}
 	defer resp.Body.Close()
 	b, err := readBody(resp.Body)
 	if errors.Is(err, ErrBadResponse) {
-		return response{}, fmt.Errorf("%s %s: %w", method, u.Path, err)
+		return response{}, fmt.Errorf("dps: %s %s: %w", method, u.Path, err)
 	}
 	if err != nil {
 		// A body cut short is a transport failure worth retrying.
-		return response{}, fmt.Errorf("%s %s: reading body: %w", method, u.Path, retry.Transient(err))
+		return response{}, fmt.Errorf("dps: %s %s: reading body: %w", method, u.Path, retry.Transient(err))
 	}
 	r := response{status: resp.StatusCode, body: b}
 	// Retry-After: header name per RFC 9110 §10.2.3; DPS sends it in lower
