@@ -383,7 +383,7 @@ func (c *Client) call(ctx context.Context, sched *retry.Schedule, what string, r
 		}
 		if cerr := ctx.Err(); cerr != nil {
 			if errors.Is(err, cerr) {
-				return response{}, err
+				return response{}, fmt.Errorf("dps: %s: %w", what, err)
 			}
 			return response{}, fmt.Errorf("dps: %s: %w (last error: %w)", what, cerr, err)
 		}

@@ -22,7 +22,7 @@ var (
 	ErrDisabled = errors.New("dps: enrollment disabled")
 	// ErrBadResponse: DPS answered with something porthole cannot read (not
 	// JSON, a missing operation ID, an unknown status). Permanent.
-	ErrBadResponse = errors.New("dps: unexpected response")
+	ErrBadResponse = errors.New("unexpected response from DPS")
 	// ErrConfig: New was given an invalid Config.
 	ErrConfig = errors.New("dps: invalid config")
 )

@@ -104,6 +104,10 @@ func (d *daemon) healthReport() health.Report {
 	st := d.status()
 	d.mu.Lock()
 	cfg, since := d.cfg, d.hubSince
+	// The hub connection itself, not the flow's phase: connect kicks the
+	// reporter before the flow marks itself connected, and the report is
+	// only ever sent over a live connection.
+	connected := d.hub != nil && d.hubUp
 	failure, failureAt := d.lastFailure, d.lastFailureAt
 	d.mu.Unlock()
 	if st.LastError != "" && !st.LastErrorAt.Before(failureAt) {
@@ -112,7 +116,7 @@ func (d *daemon) healthReport() health.Report {
 	r := health.Report{
 		Version: st.Version,
 		Started: health.At(st.Started),
-		Hub:     health.Hub{Transport: string(cfg.Hub.Transport), Connected: st.Connected, Since: health.At(since)},
+		Hub:     health.Hub{Transport: string(cfg.Hub.Transport), Connected: connected, Since: health.At(since)},
 		Provisioning: health.Provisioning{
 			Hub: st.AssignedHub, DeviceID: st.DeviceID, Substatus: st.Substatus,
 		},
