@@ -167,8 +167,9 @@ func (m *Machine) WaitOver() State {
 }
 
 // Reprovision reports a reprovision request in StateServe or StateWait:
-// the flow registers next. In other states it changes nothing (the next
-// registration serves the request).
+// the flow registers next. In other states it changes nothing: a driver
+// keeps the request and reports it once the machine serves or waits (Run
+// reads requests only then), unless a registration happens first.
 func (m *Machine) Reprovision() State {
 	switch m.state {
 	case StateServe:

@@ -374,13 +374,7 @@ func (p *Provisioner) Run(ctx context.Context) error {
 		case StateWait:
 			p.waitIn(ctx, m)
 		case StateServe:
-			select {
-			case <-ctx.Done():
-			case <-p.reprov:
-				m.Reprovision()
-			case <-m.Session().Done():
-				m.SessionEnded(m.Session().Err())
-			}
+			p.serveIn(ctx, m)
 		case StateStopped:
 			<-ctx.Done() // only a context that ended stops the flow
 		default:
@@ -400,6 +394,18 @@ func (p *Provisioner) waitIn(ctx context.Context, m *Machine) {
 	case <-ctx.Done():
 	case <-p.reprov:
 		m.Reprovision()
+	}
+}
+
+// serveIn holds m's StateServe until the session ends, a reprovision
+// request arrives or ctx ends.
+func (p *Provisioner) serveIn(ctx context.Context, m *Machine) {
+	select {
+	case <-ctx.Done():
+	case <-p.reprov:
+		m.Reprovision()
+	case <-m.Session().Done():
+		m.SessionEnded(m.Session().Err())
 	}
 }
 
