@@ -45,6 +45,9 @@ type Hub struct {
 	// changed is closed and replaced whenever a connection or subscription
 	// changes, waking callers that wait for a device to come online.
 	changed chan struct{} // guarded by mu
+	// connTokens and connLast are the device-connections throttle's bucket.
+	connTokens float64   // guarded by mu
+	connLast   time.Time // guarded by mu
 }
 
 // identity is a device or module identity with its twin and runtime state.
@@ -60,6 +63,10 @@ type identity struct {
 	auth               ident.Auth
 	edge               bool
 	connUpdated        time.Time
+	// Flapping detection (see noteTakeoverLocked).
+	flapLast   time.Time
+	flapCount  int
+	flapWarned bool
 	// lastActivity is stored without Hub.mu: telemetry updates it on every
 	// message and must not serialize devices on the hub lock.
 	lastActivity activityTime

@@ -110,6 +110,11 @@ func (h *Hub) connect(userHost, devID, modID string, info broker.ConnectInfo, ou
 		h.mu.Unlock()
 		return nil, fmt.Errorf("%w: hub closed", broker.ErrServerUnavailable)
 	}
+	if !h.admitConnectLocked(h.now()) {
+		h.mu.Unlock()
+		log.Debug("connect throttled", "remote", info.Remote, "rate", h.set.cfg.ConnectsPerSecond)
+		return nil, fmt.Errorf("%w: device connections throttled (%v/s per hub)", broker.ErrServerUnavailable, h.set.cfg.ConnectsPerSecond)
+	}
 	id, err := h.identityLocked(devID, modID)
 	var auth ident.Auth
 	var status Status
@@ -136,7 +141,7 @@ func (h *Hub) connect(userHost, devID, modID string, info broker.ConnectInfo, ou
 		return nil, fmt.Errorf("%w: device disabled", broker.ErrNotAuthorized)
 	}
 
-	sess := &session{hub: h, deviceID: devID, moduleID: modID, out: out, log: log,
+	sess := &session{hub: h, deviceID: devID, moduleID: modID, out: out, log: log, remote: info.Remote,
 		subs: map[string]byte{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	if !expiry.IsZero() {
 		// Azure drops a connection when its SAS token (or certificate) expires;
@@ -156,6 +161,7 @@ func (h *Hub) connect(userHost, devID, modID string, info broker.ConnectInfo, ou
 	}
 	sess.id = id
 	old := id.sess
+	flapping := old != nil && id.noteTakeoverLocked(old.remote, info.Remote, now)
 	id.sess = sess
 	id.connUpdated = now
 	id.lastActivity.store(now)
@@ -170,6 +176,10 @@ func (h *Hub) connect(userHost, devID, modID string, info broker.ConnectInfo, ou
 		// IoT Hub allows one connection per identity and closes the older one
 		// [doc: Understand and resolve Azure IoT Hub errors, 400027 ConnectionForcefullyClosedOnNewConnection].
 		old.kick("new connection for the same identity")
+	}
+	if flapping {
+		log.Warn("two clients with the same identity keep replacing each other",
+			"remotes", []string{old.remote, info.Remote}, "takeovers", flapAfter, "max_gap", flapQuiet)
 	}
 	log.Info("device connected", "transport", info.Transport, "remote", info.Remote)
 	return sess, nil
@@ -277,6 +287,7 @@ type session struct {
 	deviceID, moduleID string
 	out                broker.Outbound
 	log                *slog.Logger
+	remote             string      // the client's address, as the broker reported it
 	stopExpiry         func() bool // nil without expiry; set before sendLoop starts
 
 	// id is set by connect before the session is handed to the broker and

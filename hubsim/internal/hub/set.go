@@ -71,6 +71,10 @@ type Config struct {
 	// MethodDefaultTimeout is the method response timeout when the request
 	// gives none; zero means 30 s.
 	MethodDefaultTimeout time.Duration
+	// ConnectsPerSecond throttles new device connections per hub (IoT Hub's
+	// device-connections throttle; 100 is the documented S1 minimum); zero
+	// means unlimited.
+	ConnectsPerSecond float64
 	// Rand is the source for generated keys and ids; nil means crypto/rand.
 	Rand io.Reader
 	// Store, if non-nil, keeps registries, twins and C2D queues: NewSet
