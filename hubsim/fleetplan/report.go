@@ -1,8 +1,8 @@
 package fleetplan
 
 import (
-	"context"
 	"bytes"
+	"context"
 	"encoding/csv"
 	"fmt"
 	"io"

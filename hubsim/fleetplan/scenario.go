@@ -147,7 +147,9 @@ func (s Scenario) withDefaults() Scenario {
 
 func (s Scenario) validate() error {
 	var errs []error
-	bad := func(f string, a ...any) { errs = append(errs, fmt.Errorf("scenario %q: "+f, append([]any{s.Name}, a...)...)) }
+	bad := func(f string, a ...any) {
+		errs = append(errs, fmt.Errorf("scenario %q: "+f, append([]any{s.Name}, a...)...))
+	}
 	switch s.Event {
 	case EventReprovision, EventBoot, EventOutage:
 	default:

@@ -59,12 +59,12 @@ func (l *linkedHubs) HostNames() []string { return l.linked }
 type evKind uint8
 
 const (
-	evStart      evKind = iota + 1 // the device's part of the event begins
-	evWake                         // a wait or a DPS round trip is over
-	evRegRetry                     // the DPS client retries a registration (session up)
-	evQuota                        // a quota change (dev = index into QuotaChanges)
-	evHubsDown                     // the outage begins
-	evHubsUp                       // the outage ends
+	evStart    evKind = iota + 1 // the device's part of the event begins
+	evWake                       // a wait or a DPS round trip is over
+	evRegRetry                   // the DPS client retries a registration (session up)
+	evQuota                      // a quota change (dev = index into QuotaChanges)
+	evHubsDown                   // the outage begins
+	evHubsUp                     // the outage ends
 )
 
 type event struct {
@@ -136,7 +136,7 @@ type sim struct {
 
 	// per second since t0
 	admitted, throttled, requests, connects, convergedPer []int
-	counts                                                 counts
+	counts                                                counts
 }
 
 type counts struct {
