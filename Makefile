@@ -65,12 +65,15 @@ demo: build
 # Benchmarks print text tables and write them to out/: the stream transport
 # micro-benchmarks, the end-to-end stream benchmark (proxy → relay → agent →
 # target, each its own process, against a plain TCP chain), the DPS fleet
-# storm and the 1,000-device hub load.
+# storm (with the fleet planner on the same storm, within 10%), the
+# 1,000-device hub load, and the fleet planner's 100,000-device plan (all at
+# once vs staged; table, CSV and plots in out/).
 bench: tools build
 	@mkdir -p out
 	$(GO) test -run '^$$' -bench . -benchmem ./sdk/stream/ | tee out/bench-stream-conn.txt
 	PORTHOLE_BENCH=1 $(GO) test -count=1 -timeout 30m -run 'TestBenchStreams' -v ./agent/internal/e2e/
 	PORTHOLE_BENCH=1 PORTHOLE_BENCH_HUBSIM=$(CURDIR)/$(BIN)/hubsim $(GO) test -count=1 -timeout 30m -run 'TestFleetStorm|TestHubLoad' -v ./sdk/internal/fleetbench/
+	$(BIN)/hubsim fleet plan -out out
 	@echo; echo "tables written to out/:"; ls out/
 
 # Long runs, for before a release: the 1,000-device hub load for 10 minutes

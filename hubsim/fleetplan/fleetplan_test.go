@@ -31,7 +31,7 @@ func csvOf(t *testing.T, rs ...*Result) []byte {
 // (waves, a quota change, mixed transports with latencies, retries).
 func TestDeterministic(t *testing.T) {
 	mqtt := 40
-	sc := Scenario{Name: "det", Devices: 400, Quota: Quota{PerMinute: 200}, Waves: Waves{Size: 150, Interval: 30 * time.Second},
+	sc := Scenario{Name: "det", Devices: 250, Quota: Quota{PerMinute: 200}, Waves: Waves{Size: 100, Interval: 30 * time.Second},
 		QuotaChanges: []QuotaChange{{At: time.Minute, PerMinute: 400}}, MQTTPercent: &mqtt,
 		Latency: Latency{HTTPS: 300 * time.Millisecond, MQTT: 150 * time.Millisecond}, HubConnectsPerSecond: 20}
 	a, b := csvOf(t, run(t, sc)), csvOf(t, run(t, sc))
@@ -195,9 +195,9 @@ func FuzzParsePlan(f *testing.F) {
 
 // The plots are written as PNG and SVG, one file per plot.
 func TestWritePlots(t *testing.T) {
-	a := run(t, Scenario{Name: "all", Devices: 300, Quota: Quota{PerMinute: 120}})
-	s := run(t, Scenario{Name: "staged", Devices: 300, Quota: Quota{PerMinute: 120}, Waves: Waves{Size: 100, Interval: time.Minute},
-		QuotaChanges: []QuotaChange{{At: time.Minute, PerMinute: 240}}})
+	a := run(t, Scenario{Name: "all", Devices: 100, Quota: Quota{PerMinute: 60}})
+	s := run(t, Scenario{Name: "staged", Devices: 100, Quota: Quota{PerMinute: 60}, Waves: Waves{Size: 30, Interval: time.Minute},
+		QuotaChanges: []QuotaChange{{At: time.Minute, PerMinute: 120}}})
 	dir := t.TempDir()
 	paths, err := WritePlots(dir, []*Result{a, s})
 	if err != nil {

@@ -106,6 +106,7 @@ func ratePlot(rs []*Result) *plot.Plot {
 		line(p, q, r.Scenario.Name+" quota", colorOf(i), true)
 	}
 	p.Y.Min = 0
+	p.Legend.Top = false // the first minutes' burst is at the top left
 	return p
 }
 
@@ -126,6 +127,7 @@ func convergedPlot(rs []*Result) *plot.Plot {
 		line(p, xys, r.Scenario.Name, colorOf(i), false)
 	}
 	p.Y.Min, p.Y.Max = 0, 100
+	p.Legend.Left = true // the curves rise to the top right
 	return p
 }
 
