@@ -223,3 +223,14 @@ func TestWritePlots(t *testing.T) {
 		}
 	}
 }
+
+// The sample plan in configs/ parses.
+func TestSamplePlan(t *testing.T) {
+	p, err := LoadPlan(filepath.Join("..", "..", "configs", "fleet-plan.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Scenarios) != 5 || p.Scenarios[4].Outage != 20*time.Minute || *p.Scenarios[4].MQTTPercent != 50 {
+		t.Errorf("sample plan: %+v", p.Scenarios)
+	}
+}
