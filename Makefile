@@ -66,8 +66,10 @@ demo: build
 # Benchmarks print text tables and write them to out/: the stream transport
 # micro-benchmarks, the end-to-end stream benchmark (proxy → relay → agent →
 # target, each its own process, against a plain TCP chain), the DPS fleet
-# storm, the 1,000-device hub load and twin-update latency with the state in
-# a file vs in memory.
+# storm (with the fleet planner on the same storm, within 10%), the
+# 1,000-device hub load, twin-update latency with the state in a file vs in
+# memory, and the fleet planner's 100,000-device plan (all at once vs staged;
+# table, CSV and plots in out/).
 # The agent in the end-to-end benchmark (its idle RSS included) is the one
 # firmware ships: make cross's linux/amd64 build.
 bench: tools build dist/porthole-agent_linux_amd64
@@ -76,6 +78,7 @@ bench: tools build dist/porthole-agent_linux_amd64
 	$(GO) test -run '^$$' -bench 'BenchmarkTwinQuery|BenchmarkExecute' -benchtime 20x ./hubsim/internal/hub/ ./hubsim/internal/query/ | tee out/bench-twin-query.txt
 	PORTHOLE_BENCH=1 PORTHOLE_BENCH_AGENT=$(CURDIR)/dist/porthole-agent_linux_amd64 $(GO) test -count=1 -timeout 30m -run 'TestBenchStreams' -v ./agent/internal/e2e/
 	PORTHOLE_BENCH=1 PORTHOLE_BENCH_HUBSIM=$(CURDIR)/$(BIN)/hubsim $(GO) test -count=1 -timeout 30m -run 'TestFleetStorm|TestHubLoad|TestTwinLatency' -v ./sdk/internal/fleetbench/
+	$(BIN)/hubsim fleet plan -out out
 	@echo; echo "tables written to out/:"; ls out/
 
 # Long runs, for before a release: the 1,000-device hub load for 10 minutes

@@ -29,4 +29,15 @@
 // same state dir, even after kill -9, keeps every write it acknowledged.
 //
 // SIGINT or SIGTERM shut it down gracefully (exit status 0).
+//
+// # Fleet planner
+//
+//	hubsim fleet plan [-plan plan.yaml | -event reprovision|boot|outage ...]
+//	       [-devices N] [-quota PER_MINUTE] [-hub-rate PER_SECOND] [-out DIR]
+//
+// simulates a fleet through the agent's real provisioning code and hubsim's
+// real DPS and hubs on a virtual clock (package hubsim/fleetplan) and prints
+// a table; fleet-plan.csv and the plots go to -out. It lives in hubsim, not
+// in the operator CLI porthole: it runs hubsim's DPS and hub code, which the
+// SDK tree must not import.
 package main

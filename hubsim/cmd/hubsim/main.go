@@ -36,6 +36,9 @@ var errUsage = errors.New("usage error")
 
 // run is hubsim: it serves until ctx is done or a listener fails.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "fleet" {
+		return runFleet(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("hubsim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "YAML configuration file (default: built-in defaults)")

@@ -132,6 +132,7 @@ type Service struct {
 	told        map[string]time.Time             // guarded by mu; scope/regID → when its last 429 said to come back
 	pollTold    map[string]time.Time             // guarded by mu; operation ID → when its last 202 said to poll again
 	stats       statsState                       // guarded by mu
+	lastOpSweep time.Time                        // guarded by mu; when ops were last swept
 	unhandled   []string                         // guarded by mu
 }
 
