@@ -504,7 +504,7 @@ func (s *session) twinReported(query string, payload []byte) error {
 			payload: formatMQTTError(errArgumentInvalid, err.Error(), now), qos: 0})
 		return nil
 	}
-	old := s.id.twin.clone()
+	old := h.undoTwinLocked(s.id)
 	t := s.id.twin
 	t.reported.patch(patch, now)
 	t.version++
