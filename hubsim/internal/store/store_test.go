@@ -47,6 +47,17 @@ func TestOpenFreshFile(t *testing.T) {
 	if st.Mode().Perm() != 0o600 {
 		t.Errorf("database mode %v, want 0600", st.Mode().Perm())
 	}
+	if err := s.Update(context.Background(), func(tx *Tx) error { return tx.SetHubSeq("h", 1) }); err != nil {
+		t.Fatal(err)
+	}
+	for _, side := range []string{"-wal", "-shm"} { // SQLite gives them the database's mode
+		st, err := os.Stat(path + side)
+		if err != nil {
+			t.Errorf("%s: %v", side, err)
+		} else if st.Mode().Perm() != 0o600 {
+			t.Errorf("%s mode %v, want 0600", side, st.Mode().Perm())
+		}
+	}
 	// The settings the package documentation promises, on the reader
 	// connections and on the writer.
 	for _, db := range []*sql.DB{s.rdb, s.wdb} {
