@@ -657,7 +657,7 @@ func (h *Hub) changeTwin(deviceID, moduleID string, p TwinPatch, ifMatch string,
 	}
 	now := h.now()
 	changed := false
-	old := id.twin.clone()
+	old := h.undoTwinLocked(id)
 	var push map[string]any
 	if p.Tags != nil {
 		if replace {
@@ -804,7 +804,7 @@ func (s *Set) ImportTwin(hub, deviceID string, t ident.Twin) error {
 		return fmt.Errorf("%w: %s", ErrDeviceNotFound, deviceID)
 	}
 	now := h.now()
-	old := id.twin.clone()
+	old := h.undoTwinLocked(id)
 	id.twin.tags = deepCopyMap(tags)
 	patch := id.twin.desired.replace(desired, now)
 	id.twin.reported.replace(reported, now)

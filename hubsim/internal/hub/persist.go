@@ -91,6 +91,16 @@ func (r propRecord) propSet() propSet {
 	return propSet{vals: vals, meta: r.Meta.node(), version: r.Version}
 }
 
+// undoTwinLocked returns a copy of id's twin to put back if the store
+// refuses the change about to be made; without a store nothing can refuse
+// it, and no copy is made.
+func (h *Hub) undoTwinLocked(id *identity) *twin {
+	if h.set.cfg.Store == nil {
+		return id.twin
+	}
+	return id.twin.clone()
+}
+
 // clone deep-copies a twin, so that a change the store refuses can be undone.
 func (t *twin) clone() *twin {
 	cp := func(p propSet) propSet {

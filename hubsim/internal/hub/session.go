@@ -548,7 +548,7 @@ func (s *session) twinReported(query string, payload []byte) error {
 			payload: formatMQTTError(errArgumentInvalid, err.Error(), now), qos: 0})
 		return nil
 	}
-	old := s.id.twin.clone()
+	old := h.undoTwinLocked(s.id)
 	t := s.id.twin
 	if err := checkTwinSize("reported properties", t.reported.vals, merged(t.reported.vals, patch), MaxReportedBytes); err != nil {
 		s.log.Info("reported patch refused", "rid", rid, "err", err)

@@ -28,6 +28,11 @@
 // class of machine milliseconds each, serialised behind the one writer)
 // against a failure mode a lab environment does not need to survive.
 // Options.Durable selects synchronous=FULL for those who want it anyway.
+// The writer never checkpoints (wal_autocheckpoint 0), so no commit waits
+// for a checkpoint's fsyncs; a background goroutine runs a PASSIVE
+// checkpoint every CheckpointInterval on its own connection, and the last
+// connection to close checkpoints what is left. Checkpointing does not change
+// what survives a crash: a committed transaction is in the WAL either way.
 // Writers are serialised on one connection (SQLite allows one writer at a
 // time; queuing in Go is cheaper than busy-waiting in SQLite); readers use
 // their own connections and see the last committed state (WAL snapshot

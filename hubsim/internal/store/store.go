@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
@@ -42,7 +43,19 @@ type Store struct {
 	// stmts are the write statements (writeQueries), prepared by Open;
 	// read-only afterwards.
 	stmts map[string]*sql.Stmt
+
+	// cdb is the checkpointer's connection (file databases only): the
+	// writer does not checkpoint (wal_autocheckpoint 0), so a commit never
+	// waits for a checkpoint's fsyncs; checkpointLoop folds the WAL into the
+	// database in the background instead.
+	cdb      *sql.DB
+	stopCkpt chan struct{} // closed by Close
+	ckptDone chan struct{} // closed when checkpointLoop returns
 }
+
+// CheckpointInterval is how often a file database's WAL is checkpointed
+// (PASSIVE: never blocking the writer or readers).
+const CheckpointInterval = time.Second
 
 var memSeq atomic.Uint64
 
@@ -75,7 +88,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	q.Add("_pragma", "synchronous("+syncMode+")")
 	q.Add("_pragma", "foreign_keys(1)")
 	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
-	wdb, err := sql.Open("sqlite", dsn+"&_txlock=immediate")
+	wdb, err := sql.Open("sqlite", dsn+"&_txlock=immediate&_pragma=wal_autocheckpoint(0)")
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
@@ -90,7 +103,12 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	rdb.SetMaxOpenConns(4)
-	s := &Store{path: path, rdb: rdb, wdb: wdb}
+	cdb, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("store: open %s: %w", path, err), wdb.Close(), rdb.Close())
+	}
+	cdb.SetMaxOpenConns(1)
+	s := &Store{path: path, rdb: rdb, wdb: wdb, cdb: cdb}
 	err = s.migrate(ctx)
 	if err == nil {
 		err = s.prepare(ctx)
@@ -98,6 +116,8 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("store: %s: %w", path, err), s.Close())
 	}
+	s.stopCkpt, s.ckptDone = make(chan struct{}), make(chan struct{})
+	go s.checkpointLoop() // owned by s: Close stops it and waits
 	return s, nil
 }
 
@@ -181,7 +201,14 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	if s.stopCkpt != nil {
+		close(s.stopCkpt)
+		<-s.ckptDone
+	}
 	var err error
+	if s.cdb != nil {
+		err = s.cdb.Close()
+	}
 	for _, st := range s.stmts {
 		err = errors.Join(err, st.Close())
 	}
@@ -190,6 +217,25 @@ func (s *Store) Close() error {
 		err = errors.Join(err, s.wdb.Close())
 	}
 	return err
+}
+
+// checkpointLoop checkpoints the WAL every CheckpointInterval until Close.
+// A checkpoint that fails (a busy database) is tried again next time; the
+// data is safe in the WAL meanwhile.
+func (s *Store) checkpointLoop() {
+	defer close(s.ckptDone)
+	t := time.NewTicker(CheckpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopCkpt:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_, _ = s.cdb.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
+		cancel()
+	}
 }
 
 // prepare prepares the write statements on the writer connection.

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/porthole-iot/porthole/sdk/testwait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -46,6 +48,17 @@ func TestOpenFreshFile(t *testing.T) {
 	}
 	if st.Mode().Perm() != 0o600 {
 		t.Errorf("database mode %v, want 0600", st.Mode().Perm())
+	}
+	if err := s.Update(context.Background(), func(tx *Tx) error { return tx.SetHubSeq("h", 1) }); err != nil {
+		t.Fatal(err)
+	}
+	for _, side := range []string{"-wal", "-shm"} { // SQLite gives them the database's mode
+		st, err := os.Stat(path + side)
+		if err != nil {
+			t.Errorf("%s: %v", side, err)
+		} else if st.Mode().Perm() != 0o600 {
+			t.Errorf("%s mode %v, want 0600", side, st.Mode().Perm())
+		}
 	}
 	// The settings the package documentation promises, on the reader
 	// connections and on the writer.
@@ -235,4 +248,38 @@ func TestOpenErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestBackgroundCheckpoint: commits only append to the WAL (the writer never
+// checkpoints, so no commit waits for a checkpoint's fsyncs); the
+// checkpointer folds the WAL into the database file soon after.
+func TestBackgroundCheckpoint(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	s := openFile(t, path)
+	if got := pragma(t, s.wdb, "wal_autocheckpoint"); got != "0" {
+		t.Fatalf("writer wal_autocheckpoint = %s, want 0", got)
+	}
+	size := func() int64 {
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Size()
+	}
+	before := size()
+	doc := []byte(`{"pad":"` + strings.Repeat("x", 4000) + `"}`)
+	if err := s.Update(context.Background(), func(tx *Tx) error {
+		for i := range 200 {
+			if err := tx.PutRecord(Enrollments, fmt.Sprint(i), doc); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, 10*CheckpointInterval, "the checkpointer to copy the WAL into the database file", func() (bool, string) {
+		n := size()
+		return n > before+500_000, fmt.Sprintf("database file %d bytes, %d before the writes", n, before)
+	})
 }
