@@ -101,8 +101,10 @@ func TestHTTPSStaleConnectionIsRedialed(t *testing.T) {
 				}
 				resp := rec.Result()
 				resp.Request = req
-				resp.ContentLength = int64(rec.Body.Len()) // known length: no Connection: close
-				resp.Write(conn)                           // keep-alive answer, then the connection is dropped
+				// A known length: no Connection: close. The answer is
+				// keep-alive, then the connection is dropped.
+				resp.ContentLength = int64(rec.Body.Len())
+				resp.Write(conn)
 			}()
 		}
 	}()
