@@ -302,4 +302,3 @@ func (s *Server) serveControl(st *yamux.Stream) {
 	}
 	st.Close()
 }
-
