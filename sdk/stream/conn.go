@@ -75,12 +75,17 @@ type Conn struct {
 
 	closed    atomic.Bool
 	closeOnce sync.Once
+
+	ka    atomic.Pointer[keepalive] // set once by StartKeepalive
+	kaErr atomic.Pointer[error]     // set when the keepalive found the path dead
 }
 
 // NewConn wraps an established WebSocket. The Conn takes ownership of ws:
 // do not use ws afterwards except through the Conn.
 func NewConn(ws *websocket.Conn) *Conn {
-	return &Conn{ws: ws}
+	c := &Conn{ws: ws}
+	c.installHandlers()
+	return c
 }
 
 // Subprotocol returns the subprotocol the server selected, usually "".
@@ -126,6 +131,7 @@ func (c *Conn) read(p []byte, fill bool) (int, error) {
 				return 0, c.rerr
 			}
 			c.msg = r
+			c.touch()
 		}
 		k, err := c.msg.Read(p[n:])
 		n += k
@@ -148,6 +154,9 @@ func (c *Conn) read(p []byte, fill bool) (int, error) {
 
 // readErr turns a gorilla read error into what a net.Conn user expects.
 func (c *Conn) readErr(err error) error {
+	if kerr := c.keepaliveErr(); kerr != nil {
+		return kerr
+	}
 	if c.closed.Load() {
 		return net.ErrClosed
 	}
@@ -167,6 +176,9 @@ func (c *Conn) readErr(err error) error {
 }
 
 func (c *Conn) writeErr(err error) error {
+	if kerr := c.keepaliveErr(); kerr != nil {
+		return kerr
+	}
 	if c.closed.Load() || errors.Is(err, websocket.ErrCloseSent) {
 		return net.ErrClosed
 	}
@@ -364,9 +376,20 @@ func copyLoop(dst io.Writer, src io.Reader, buf []byte) (int64, error) {
 // always returns nil, and is safe to call concurrently with Read and Write,
 // which then return net.ErrClosed.
 func (c *Conn) Close() error {
+	return c.CloseWithStatus(closeNormal, "")
+}
+
+// CloseWithStatus is Close with another status code and a reason the peer
+// reads in its CloseError (at most 123 bytes are sent). Codes 4000-4999 are
+// for applications (RFC 6455 §7.4.2); porthole's agent uses them to tell
+// the operator why it closed a stream.
+func (c *Conn) CloseWithStatus(code int, reason string) error {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
-		msg := websocket.FormatCloseMessage(closeNormal, "")
+		if len(reason) > maxCloseReason {
+			reason = reason[:maxCloseReason]
+		}
+		msg := websocket.FormatCloseMessage(code, reason)
 		// The error is ignored: the peer may already be gone, or may have
 		// closed first (gorilla then already answered its close frame).
 		_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(closeTimeout))
@@ -374,9 +397,14 @@ func (c *Conn) Close() error {
 		// TLS close_notify could not be sent to a peer that is gone, which
 		// the caller cannot act on.
 		_ = c.ws.Close()
+		c.stopKeepalive()
 	})
 	return nil
 }
+
+// maxCloseReason is the room for a reason in a close frame: a control
+// frame carries at most 125 bytes, two of which are the status code.
+const maxCloseReason = 123
 
 // SetDeadline sets both the read and the write deadline.
 func (c *Conn) SetDeadline(t time.Time) error {

@@ -2,9 +2,9 @@ package config
 
 import (
 	"fmt"
-	"slices"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -169,7 +169,6 @@ func defaultStreamsMux(s *Streams) {
 	s.Keepalive = Keepalive{Interval: DefaultKeepaliveInterval, Timeout: DefaultKeepaliveTimeout}
 	s.Audit = Audit{MaxSize: DefaultAuditMaxSize, MaxFiles: DefaultAuditMaxFiles}
 }
-
 
 func (d *decoder) streamsMux(field string, n *yaml.Node) {
 	m := &d.cfg.Streams.Mux
