@@ -205,6 +205,7 @@ func printStatus(w io.Writer, s *daemon.Status) {
 	}
 	line("connected", conn+" ("+string(s.Phase)+")")
 	line("streams", fmt.Sprintf("%d open, %d accepted, %d rejected", s.Streams.Open, s.Streams.Accepted, s.Streams.Rejected))
+	printStreams(w, s.Streams.List, time.Now())
 	if s.Failing != "" {
 		// The failing line carries the last error, so the separate
 		// "last error" line would repeat it.

@@ -22,7 +22,7 @@ const MuxStreamName = "porthole-mux-v1"
 
 // Defaults of the multiplexing keys.
 const (
-	DefaultMuxMaxConnsPerStream = 64
+	DefaultMuxMaxConnsPerStream = 128
 	DefaultMuxMaxConns          = 256
 	DefaultKeepaliveInterval    = 20 * time.Second
 	DefaultKeepaliveTimeout     = 60 * time.Second
@@ -174,7 +174,7 @@ func (d *decoder) streamsMux(field string, n *yaml.Node) {
 	m := &d.cfg.Streams.Mux
 	d.mapping(n, field, []string{"enabled", "max_conns_per_stream", "max_conns"}, map[string]fieldFunc{
 		"enabled":              d.setBool(&m.Enabled),
-		"max_conns_per_stream": d.setInt(&m.MaxConnsPerStream, "64"),
+		"max_conns_per_stream": d.setInt(&m.MaxConnsPerStream, "128"),
 		"max_conns":            d.setInt(&m.MaxConns, "256"),
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Counter counts bytes; it is safe for concurrent use.
@@ -53,7 +54,15 @@ func Join(ctx context.Context, a, b net.Conn, aToB, bToA *Counter) (first Ends, 
 			b.Close()
 		})
 	}
-	stop := context.AfterFunc(ctx, closeBoth)
+	// abort also ends reads at once: a yamux stream's Close is only a
+	// half-close, whose reads wait for the peer's FIN.
+	abort := func() {
+		now := time.Now()
+		_ = a.SetDeadline(now)
+		_ = b.SetDeadline(now)
+		closeBoth()
+	}
+	stop := context.AfterFunc(ctx, abort)
 	defer stop()
 
 	var (
@@ -68,7 +77,7 @@ func Join(ctx context.Context, a, b net.Conn, aToB, bToA *Counter) (first Ends, 
 			if firstErr == nil {
 				firstErr = e
 			}
-			closeBoth()
+			abort()
 			return
 		}
 		if ends == EndNone {
