@@ -68,8 +68,10 @@ func NewClient(ctx context.Context, conn net.Conn, cfg Config) (*Client, error) 
 	ctrl, rep, err := c.open(ctx, Request{Kind: KindControl})
 	if err != nil {
 		sess.Close()
-		if cause := j.err(); cause != nil && !errors.Is(err, ErrNoMux) {
-			return nil, fmt.Errorf("%w: %w", ErrNoMux, cause)
+		// Whatever went wrong, the peer did not complete the handshake:
+		// it is no mux server (or the stream died on the way).
+		if ctx.Err() == nil && !errors.Is(err, ErrNoMux) {
+			err = fmt.Errorf("%w: %w", ErrNoMux, err)
 		}
 		return nil, err
 	}
