@@ -105,7 +105,9 @@ func startProxy(t *testing.T, sim *hubsimtest.Sim, n int, args ...string) ([]str
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	stderr := &syncBuffer{}
-	go func() { done <- runEnv(ctx, e, append(append([]string{"proxy", "dev1"}, args...), simFlags(sim)...), nil, io.Discard, stderr) }()
+	go func() {
+		done <- runEnv(ctx, e, append(append([]string{"proxy", "dev1"}, args...), simFlags(sim)...), nil, io.Discard, stderr)
+	}()
 	var addrs []string
 	for range n {
 		select {
