@@ -227,6 +227,9 @@ type world struct {
 	// agentExec is the agent's program and leading arguments (an emulator
 	// and a cross-built agent); nil runs the host build.
 	agentExec []string
+	// streamsExtra is YAML added under the agent config's streams key
+	// (indented by two spaces), e.g. socks or audit settings.
+	streamsExtra string
 }
 
 // newWorld starts hubsim, enrolls the device, writes the operator's
@@ -291,6 +294,7 @@ func (w *world) writeAgentConfig(targets map[string]string) {
 	for _, n := range names {
 		fmt.Fprintf(&b, "    %s: %s\n", n, targets[n])
 	}
+	b.WriteString(w.streamsExtra)
 	fmt.Fprintf(&b, "state_dir: %s\nca_file: %s\nresolve:\n", w.agentState, w.sim.status.CAFile)
 	for _, r := range w.sim.agentResolve() {
 		fmt.Fprintf(&b, "  - %s\n", r)

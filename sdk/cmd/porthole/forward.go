@@ -261,14 +261,30 @@ func (m *muxSession) close() {
 	m.wg.Wait()
 }
 
+// joinConn bridges a local connection and a connection inside the mux
+// stream until both ends are done, or the device closes its end on its own
+// (a reload revoked it): then the local connection is closed at once.
+func joinConn(ctx context.Context, tc net.Conn, c *mux.Conn, to, from *mux.Counter) (mux.Ends, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := c.OnNotice(cancel)
+	defer stop()
+	return mux.Join(ctx, tc, c, to, from)
+}
+
 // joinReason says how a connection inside a mux stream ended.
 func joinReason(ends mux.Ends, err error, c *mux.Conn) string {
-	if r := c.Reason(); r != "" {
-		return "closed by device: " + r
+	if ends != mux.EndFirst {
+		// Not ended by us: the device may have said why.
+		if r := c.WaitReason(250 * time.Millisecond); r != "" {
+			return "closed by device: " + r
+		}
 	}
 	switch {
-	case err != nil:
+	case err != nil && !errors.Is(err, context.Canceled):
 		return err.Error()
+	case err != nil:
+		return "interrupted"
 	case ends == mux.EndFirst:
 		return "closed by operator"
 	case ends == mux.EndSecond:

@@ -170,10 +170,10 @@ func (p *proxy) serve(ctx context.Context, target string, tc net.Conn, log *slog
 			}
 			rec.Conn = c.ID
 			var to, from mux.Counter
-			ends, jerr := mux.Join(ctx, tc, c, &to, &from)
+			ends, jerr := joinConn(ctx, tc, c, &to, &from)
 			reason := joinReason(ends, jerr, c)
-			if c.Reason() != "" {
-				log.Warn("connection closed by the device", "reason", c.Reason())
+			if r := c.Reason(); r != "" {
+				log.Warn("connection closed by the device", "reason", r)
 			}
 			log.Info("connection closed", "sent", to.Load(), "received", from.Load(), "reason", reason)
 			p.auditEnd(rec, "accepted", reason, to.Load(), from.Load())

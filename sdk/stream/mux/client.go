@@ -45,6 +45,8 @@ type Client struct {
 	mu      sync.Mutex
 	reasons map[uint32]string // close notices by connection id; guarded by mu
 	onNote  func(Notice)      // guarded by mu
+	noted   chan struct{}     // closed and replaced at each notice; guarded by mu
+	watch   map[uint32]func() // per-connection notice watchers; guarded by mu
 }
 
 // NewClient starts the yamux client on conn (a device stream opened with
@@ -64,7 +66,8 @@ func NewClient(ctx context.Context, conn net.Conn, cfg Config) (*Client, error) 
 		conn.Close()
 		return nil, fmt.Errorf("mux: %w", err)
 	}
-	c := &Client{sess: sess, j: j, cfg: cfg, done: make(chan struct{}), reasons: map[uint32]string{}}
+	c := &Client{sess: sess, j: j, cfg: cfg, done: make(chan struct{}), reasons: map[uint32]string{}, noted: make(chan struct{}),
+		watch: map[uint32]func(){}}
 	ctrl, rep, err := c.open(ctx, Request{Kind: KindControl})
 	if err != nil {
 		sess.Close()
@@ -104,7 +107,14 @@ func (c *Client) readNotices() {
 		c.mu.Lock()
 		c.reasons[n.ID] = n.Reason
 		f := c.onNote
+		w := c.watch[n.ID]
+		delete(c.watch, n.ID)
+		close(c.noted)
+		c.noted = make(chan struct{})
 		c.mu.Unlock()
+		if w != nil {
+			w()
+		}
 		if f != nil {
 			f(n)
 		}
@@ -178,6 +188,51 @@ type Conn struct {
 
 // Reason is the device's close notice for this connection, "" if none.
 func (cn *Conn) Reason() string { return cn.c.Reason(cn.ID) }
+
+// OnNotice calls f (once, on the notice reader's goroutine, or at once if
+// the notice is already there) when the device says it closed this
+// connection. The device's end then is gone for good, although its FIN
+// looks like a half-close: callers cancel their copy with f. stop removes
+// f; call it when the connection is done.
+func (cn *Conn) OnNotice(f func()) (stop func()) {
+	c := cn.c
+	c.mu.Lock()
+	if _, ok := c.reasons[cn.ID]; ok {
+		c.mu.Unlock()
+		f()
+		return func() {}
+	}
+	c.watch[cn.ID] = f
+	c.mu.Unlock()
+	return func() {
+		c.mu.Lock()
+		delete(c.watch, cn.ID)
+		c.mu.Unlock()
+	}
+}
+
+// WaitReason is Reason for a connection that has just ended: the device
+// sends its notice before it closes the connection, but the notice reader
+// may not have read it yet, so this waits up to d for one to arrive.
+func (cn *Conn) WaitReason(d time.Duration) string {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		cn.c.mu.Lock()
+		r, ch := cn.c.reasons[cn.ID], cn.c.noted
+		cn.c.mu.Unlock()
+		if r != "" {
+			return r
+		}
+		select {
+		case <-ch:
+		case <-t.C:
+			return ""
+		case <-cn.c.done:
+			return cn.c.Reason(cn.ID)
+		}
+	}
+}
 
 // Open asks the device for a connection: a named target (KindTarget) or a
 // destination host:port its allow-list decides (KindDial). A refusal is an
