@@ -2,6 +2,8 @@
 #
 #   make demo    build everything and run the end-to-end demo on this machine
 #   make test    the whole test suite (what CI runs)
+#   make fuzz    the fuzz campaign (FUZZTIME=1000000x for the release run)
+#   make chaos   the chaos suite's long form (network partitions, kills, full disk)
 #
 # Targets that need system tools install the missing Debian packages when run
 # as root (one line per install) and otherwise stop with a message naming the
@@ -21,10 +23,12 @@ export CGO_ENABLED ?= 0
 TEST_TOOLS := ssh=openssh-client scp=openssh-client sshd=openssh-server \
 	dropbear=dropbear-bin dropbearkey=dropbear-bin curl=curl \
 	mosquitto_sub=mosquitto-clients node=nodejs npm=npm busybox=busybox \
-	qemu-mipsel-static=qemu-user-static dpkg-deb=dpkg make=make \
-	systemd-analyze=systemd unshare=util-linux
+	qemu-mipsel-static=qemu-user-static dpkg-deb=dpkg make=make lintian=lintian \
+	systemd-analyze=systemd unshare=util-linux nsenter=util-linux \
+	systemd-nspawn=systemd-container mmdebstrap=mmdebstrap zstd=zstd git=git \
+	ip=iproute2 nft=nftables
 
-.PHONY: all build test lint vet fmt-check demo bench soak clean tools help
+.PHONY: all build test lint vet fmt-check demo bench soak fuzz chaos clean tools help
 
 all: build
 
@@ -79,6 +83,24 @@ soak: tools build
 	PORTHOLE_BENCH=1 PORTHOLE_BENCH_HUBSIM=$(CURDIR)/$(BIN)/hubsim PORTHOLE_BENCH_HUB_DURATION=$(SOAK_DURATION) \
 		$(GO) test -count=1 -timeout 60m -run 'TestHubLoad/process' -v ./sdk/internal/fleetbench/
 	$(GO) test -count=10 -timeout 60m -run 'TestSSH$$' ./agent/internal/e2e/
+
+# The chaos suite, long form: the device in a network namespace of its own,
+# partitions of 30 s and 5 min (idle and during transfers), hubsim killed and
+# restarted, a stream across a token renewal, SIGTERM drain, disk full. Its
+# table lands in out/chaos.txt. (`make test` runs the short form.)
+chaos: tools
+	@mkdir -p out
+	set -o pipefail; PORTHOLE_CHAOS=full $(GO) test -count=1 -timeout 40m -run 'TestChaos' -v ./agent/internal/e2e/ | tee out/chaos.log
+
+# The fuzz campaign: every fuzz target in the module for FUZZTIME each (a
+# duration, or Nx for exactly N executions: `make fuzz FUZZTIME=1000000x`),
+# one worker each unless FUZZ_PARALLEL says otherwise; a table of executions
+# per target lands in out/fuzz.txt. FUZZ_PKGS narrows it (default ./...).
+FUZZTIME ?= 30s
+FUZZ_PARALLEL ?= 1
+FUZZ_PKGS ?= ./...
+fuzz:
+	FUZZTIME=$(FUZZTIME) FUZZ_PARALLEL=$(FUZZ_PARALLEL) .ci/fuzz $(FUZZ_PKGS)
 
 clean:
 	rm -rf $(BIN) dist out

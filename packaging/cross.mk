@@ -94,5 +94,6 @@ image-overlay: $(DIST)/$(AGENT_NAME)_linux_$(OVERLAY_ARCH)
 	@packaging/scripts/overlay.sh $< $(OVERLAY_ARCH) "$(VERSION)" $(DIST)
 
 test-packaging: $(DIST)/$(AGENT_NAME)_linux_amd64
-	@.ci/ensure-tools dpkg=dpkg dpkg-deb=dpkg
+	@.ci/ensure-tools dpkg=dpkg dpkg-deb=dpkg lintian=lintian make=make zstd=zstd \
+	  nsenter=util-linux systemd-nspawn=systemd-container mmdebstrap=mmdebstrap
 	PORTHOLE_AGENT_BIN=$(abspath $<) $(GO) test -count=1 -v ./packaging/

@@ -1,6 +1,7 @@
 package packaging
 
 import (
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -18,7 +19,7 @@ const (
 )
 
 // configure makes the installed config count as edited: a real ID scope
-// instead of the sample's placeholder.
+// and key instead of the sample's placeholders.
 func configure(t *testing.T, root string) {
 	t.Helper()
 	p := filepath.Join(root, configPath)
@@ -26,13 +27,24 @@ func configure(t *testing.T, root string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	edited := strings.Replace(string(b), "0ne00012345", "0ne000ABCDE", 1)
-	if edited == string(b) {
-		t.Fatal("the sample config no longer has the placeholder ID scope 0ne00012345 that postinst looks for")
-	}
-	if err := os.WriteFile(p, []byte(edited+"# edited on the device\n"), 0o600); err != nil {
+	if err := os.WriteFile(p, []byte(configured(t, string(b))), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// placeholderKey is the sample configs' symmetric key, base64 of
+// "REPLACE-ME-WITH-THE-DEVICE-KEY!!"; postinst looks for it.
+const placeholderKey = "UkVQTEFDRS1NRS1XSVRILVRIRS1ERVZJQ0UtS0VZISE="
+
+// configured returns a sample config with its placeholders filled in.
+func configured(t testing.TB, sample string) string {
+	t.Helper()
+	edited := strings.Replace(sample, "0ne00012345", "0ne000ABCDE", 1)
+	edited = strings.Replace(edited, placeholderKey, "c2VjcmV0LWtleS1mb3ItdGhlLXRlc3QtZGV2aWNlMDE=", 1)
+	if strings.Contains(edited, "0ne00012345") || strings.Contains(edited, placeholderKey) || edited == sample {
+		t.Fatal("the sample config no longer has the placeholders (ID scope 0ne00012345, key " + placeholderKey + ") that postinst looks for")
+	}
+	return edited + "# edited on the device\n"
 }
 
 // dpkgStatus returns the Status and Conffiles of porthole-agent in root's
@@ -85,6 +97,9 @@ func TestDebLifecycle(t *testing.T) {
 		want: step{},
 		note: "no init system found",
 	}, {
+		// The sample config has placeholders: the first install leaves the
+		// service disabled; the upgrade after the admin filled it in
+		// restarts it only if it runs and never enables it.
 		name: "systemd",
 		setup: func(t *testing.T, root string) {
 			fakeTool(t, root, "usr/bin/systemctl")
@@ -92,11 +107,11 @@ func TestDebLifecycle(t *testing.T) {
 			os.MkdirAll(filepath.Join(root, "etc/systemd/system"), 0o755)
 		},
 		want: step{
-			install: []string{"systemctl daemon-reload", "systemctl enable porthole-agent.service"},
-			upgrade: []string{"systemctl daemon-reload", "systemctl enable porthole-agent.service", "systemctl restart porthole-agent.service"},
-			remove:  []string{"systemctl stop porthole-agent.service", "systemctl disable porthole-agent.service", "systemctl daemon-reload"},
+			install: []string{"systemctl daemon-reload"},
+			upgrade: []string{"systemctl daemon-reload", "systemctl try-restart porthole-agent.service"},
+			remove:  []string{"systemctl is-enabled --quiet porthole-agent.service", "systemctl stop porthole-agent.service", "systemctl disable porthole-agent.service", "systemctl daemon-reload"},
 		},
-		note: "edit /etc/porthole/agent.yaml",
+		note: "the service is left disabled: edit /etc/porthole/agent.yaml",
 	}, {
 		// An image build or chroot: systemd installed but not running.
 		name: "systemd-offline",
@@ -105,11 +120,9 @@ func TestDebLifecycle(t *testing.T) {
 			os.MkdirAll(filepath.Join(root, "etc/systemd/system"), 0o755)
 		},
 		want: step{
-			install: []string{"systemctl enable porthole-agent.service"},
-			upgrade: []string{"systemctl enable porthole-agent.service"},
-			remove:  []string{"systemctl disable porthole-agent.service"},
+			remove: []string{"systemctl is-enabled --quiet porthole-agent.service", "systemctl disable porthole-agent.service"},
 		},
-		note: "edit /etc/porthole/agent.yaml",
+		note: "then run: systemctl enable --now porthole-agent",
 	}, {
 		name: "sysv",
 		setup: func(t *testing.T, root string) {
@@ -117,12 +130,11 @@ func TestDebLifecycle(t *testing.T) {
 			fakeTool(t, root, "usr/sbin/invoke-rc.d")
 		},
 		want: step{
-			install: []string{"update-rc.d porthole-agent defaults"},
-			upgrade: []string{"update-rc.d porthole-agent defaults", "invoke-rc.d porthole-agent restart"},
+			upgrade: []string{"invoke-rc.d porthole-agent status", "invoke-rc.d porthole-agent restart"},
 			remove:  []string{"invoke-rc.d porthole-agent stop"},
 			purge:   []string{"update-rc.d porthole-agent remove"},
 		},
-		note: "edit /etc/porthole/agent.yaml",
+		note: "then run: update-rc.d porthole-agent defaults",
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -141,7 +153,7 @@ func TestDebLifecycle(t *testing.T) {
 				}
 			}
 
-			// Fresh install: sample config, so enabled but not started.
+			// Fresh install: sample config, so neither enabled nor started.
 			out := dpkgIn("-i", v1)
 			if !strings.Contains(out, tt.note) {
 				t.Errorf("install output lacks %q:\n%s", tt.note, out)
@@ -245,5 +257,82 @@ func TestDebChangedConffileKeptWithConfold(t *testing.T) {
 	}
 	if got := readFile(t, root, configPath+".dpkg-dist"); !strings.Contains(got, "# new upstream comment") {
 		t.Errorf("new upstream config not left as .dpkg-dist: %q", got)
+	}
+}
+
+// TestDebEnablesOnlyOnFirstInstall: with a usable config already in place
+// (an image or fleet tool seeds agent.yaml before installing), the first
+// install enables and starts the service; an upgrade only restarts it, so
+// an admin's `systemctl disable` survives; remove drops the first-install
+// marker only when the service was enabled, so a reinstall enables it again
+// and a disabled service stays disabled. A config that fails `validate`
+// keeps the service disabled even without placeholders.
+func TestDebEnablesOnlyOnFirstInstall(t *testing.T) {
+	dpkg := needTool(t, "dpkg", "dpkg")
+	v1 := buildPackage(t, "deb", "amd64", "v1.0.0")
+	v2 := buildPackage(t, "deb", "amd64", "v1.0.1")
+	sample := readFile(t, repoRoot(t), "configs/agent.yaml")
+	mark := filepath.Join(stateDir, ".package-installed")
+
+	tests := []struct {
+		name      string
+		config    string
+		isEnabled int // exit status of `systemctl is-enabled` at removal
+		install   []string
+		reinstall []string
+	}{{
+		name:      "enabled-stays-enabled",
+		config:    configured(t, sample),
+		isEnabled: 0,
+		install:   []string{"systemctl daemon-reload", "systemctl enable porthole-agent.service", "systemctl start porthole-agent.service"},
+		reinstall: []string{"systemctl daemon-reload", "systemctl enable porthole-agent.service", "systemctl start porthole-agent.service"},
+	}, {
+		name:      "disabled-stays-disabled",
+		config:    configured(t, sample),
+		isEnabled: 1,
+		install:   []string{"systemctl daemon-reload", "systemctl enable porthole-agent.service", "systemctl start porthole-agent.service"},
+		reinstall: []string{"systemctl daemon-reload", "systemctl try-restart porthole-agent.service"},
+	}, {
+		name:      "invalid-config",
+		config:    strings.Replace(configured(t, sample), "registration_id: gateway-0001", "registration_id: \"\"", 1),
+		isEnabled: 1,
+		install:   []string{"systemctl daemon-reload"},
+		reinstall: []string{"systemctl daemon-reload", "systemctl try-restart porthole-agent.service"},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := newRoot(t)
+			// systemctl records its call; is-enabled answers as the test says.
+			writeFile(t, root, "usr/bin/systemctl", fmt.Sprintf("#!/bin/sh\necho \"${0##*/} $*\" >>/%s\n[ \"$1\" = is-enabled ] && exit %d\nexit 0\n", callLog, tt.isEnabled), 0o755)
+			os.MkdirAll(filepath.Join(root, "run/systemd/system"), 0o755)
+			os.MkdirAll(filepath.Join(root, "etc/systemd/system"), 0o755)
+			writeFile(t, root, configPath, tt.config, 0o600)
+			dpkgIn := func(args ...string) string {
+				t.Helper()
+				return run(t, nil, dpkg, append([]string{"--root=" + root, "--log=/dev/null", "--force-confold"}, args...)...)
+			}
+			calls := func(phase string, want []string) {
+				t.Helper()
+				if got := takeCalls(t, root); !slices.Equal(got, want) {
+					t.Errorf("%s: init calls %q, want %q", phase, got, want)
+				}
+			}
+
+			dpkgIn("-i", v1)
+			calls("first install", tt.install)
+			if got := readFile(t, root, configPath); got != tt.config {
+				t.Error("install replaced the seeded config")
+			}
+			wantMode(t, root, mark, 0o644)
+
+			// Upgrade: whatever the admin chose since, nothing is enabled.
+			dpkgIn("-i", v2)
+			calls("upgrade", []string{"systemctl daemon-reload", "systemctl try-restart porthole-agent.service"})
+
+			dpkgIn("-r", "porthole-agent")
+			calls("remove", []string{"systemctl is-enabled --quiet porthole-agent.service", "systemctl stop porthole-agent.service", "systemctl disable porthole-agent.service", "systemctl daemon-reload"})
+			dpkgIn("-i", v2)
+			calls("reinstall", tt.reinstall)
+		})
 	}
 }

@@ -88,7 +88,8 @@ func TestShellScriptsParse(t *testing.T) {
 		"packaging/scripts/postinst", "packaging/scripts/prerm", "packaging/scripts/postrm",
 		"packaging/scripts/package.sh", "packaging/scripts/overlay.sh", "packaging/scripts/sizes.sh",
 		"packaging/sysv/porthole-agent", "firmware/openwrt/files/porthole-agent.init",
-		"firmware/buildroot/S95porthole-agent",
+		"firmware/buildroot/S95porthole-agent", "firmware/rootfs-overlay/S95porthole-agent",
+		"firmware/yocto/files/porthole-agent.init", "firmware/openwrt/mirror-hash.sh", "firmware/yocto/go-mods.sh",
 	}
 	for _, s := range scripts {
 		p := filepath.Join(root, s)
@@ -119,22 +120,24 @@ func TestShellScriptsParse(t *testing.T) {
 // package ships must carry it.
 func TestSampleConfigsShipPlaceholder(t *testing.T) {
 	for _, c := range []string{"configs/agent.yaml", "firmware/openwrt/files/agent.yaml"} {
-		if !strings.Contains(readFile(t, repoRoot(t), c), "id_scope: 0ne00012345") {
-			t.Errorf("%s lacks the placeholder id_scope 0ne00012345 the postinst checks for", c)
+		if s := readFile(t, repoRoot(t), c); !strings.Contains(s, "id_scope: 0ne00012345") || !strings.Contains(s, placeholderKey) {
+			t.Errorf("%s lacks the placeholders (id_scope 0ne00012345, key %s) the postinst checks for", c, placeholderKey)
 		}
 	}
 }
 
 // TestShippedConfigsValidate runs `porthole-agent validate` on every config
-// a package or image ships, installed 0600 as the packages install them.
+// a package or image ships, installed 0600 as the packages install them,
+// once its placeholders are filled in (validate refuses the placeholders
+// themselves, which is what keeps the service disabled until then).
 func TestShippedConfigsValidate(t *testing.T) {
 	agent := agentBinary(t)
 	for _, c := range []string{"configs/agent.yaml", "firmware/openwrt/files/agent.yaml"} {
 		dir := t.TempDir()
-		writeFile(t, dir, "agent.yaml", readFile(t, repoRoot(t), c), 0o600)
+		writeFile(t, dir, "agent.yaml", configured(t, readFile(t, repoRoot(t), c)), 0o600)
 		out, err := runErr(nil, agent, "-config", filepath.Join(dir, "agent.yaml"), "validate")
 		if err != nil || strings.Contains(out, "warning") {
-			t.Errorf("porthole-agent validate %s: %v\n%s", c, err, out)
+			t.Errorf("porthole-agent validate %s (placeholders filled in): %v\n%s", c, err, out)
 		}
 	}
 }

@@ -216,21 +216,35 @@ func TestIpkScriptsProcd(t *testing.T) {
 		script := func(name, arg string) string {
 			return run(t, nil, "chroot", root, "/bin/sh", "/ctl/"+name, arg)
 		}
+		// The sample config: left disabled, nothing started.
 		out := script("postinst", "configure")
-		if got, want := takeCalls(t, root), []string{"rc.common porthole-agent enable"}; !slices.Equal(got, want) {
-			t.Errorf("postinst with the sample config: %q, want %q", got, want)
+		if got := takeCalls(t, root); got != nil {
+			t.Errorf("postinst with the sample config: %q, want nothing", got)
 		}
-		if !strings.Contains(out, "edit /etc/porthole/agent.yaml") {
+		if !strings.Contains(out, "left disabled: edit /etc/porthole/agent.yaml") {
 			t.Errorf("postinst does not say the config needs editing:\n%s", out)
 		}
+		// A first install over a filled-in config: enabled and started.
 		configure(t, root)
+		mark := filepath.Join(root, "etc/porthole/state/.package-installed")
+		if err := os.Remove(mark); err != nil {
+			t.Fatalf("postinst left no first-install marker: %v", err)
+		}
 		script("postinst", "configure")
-		if got, want := takeCalls(t, root), []string{"rc.common porthole-agent enable", "rc.common porthole-agent restart"}; !slices.Equal(got, want) {
-			t.Errorf("postinst with an edited config: %q, want %q", got, want)
+		if got, want := takeCalls(t, root), []string{"rc.common porthole-agent enable", "rc.common porthole-agent start"}; !slices.Equal(got, want) {
+			t.Errorf("first install with an edited config: %q, want %q", got, want)
+		}
+		// opkg upgrade: restarted when running, never enabled again.
+		script("postinst", "configure")
+		if got, want := takeCalls(t, root), []string{"rc.common porthole-agent running", "rc.common porthole-agent restart"}; !slices.Equal(got, want) {
+			t.Errorf("upgrade: %q, want %q", got, want)
 		}
 		script("prerm", "remove")
-		if got, want := takeCalls(t, root), []string{"rc.common porthole-agent stop", "rc.common porthole-agent disable"}; !slices.Equal(got, want) {
+		if got, want := takeCalls(t, root), []string{"rc.common porthole-agent enabled", "rc.common porthole-agent stop", "rc.common porthole-agent disable"}; !slices.Equal(got, want) {
 			t.Errorf("prerm: %q, want %q", got, want)
+		}
+		if _, err := os.Stat(mark); err == nil {
+			t.Error("prerm kept the first-install marker of an enabled service")
 		}
 		script("postrm", "remove")
 		if got := takeCalls(t, root); got != nil {
@@ -244,6 +258,12 @@ func TestIpkScriptsProcd(t *testing.T) {
 			t.Fatal("the root must look like OpenWrt, or the host's init could be touched")
 		}
 		env := []string{"IPKG_INSTROOT=" + root}
+		// The sample config: no boot links.
+		run(t, env, "sh", filepath.Join(root, "ctl/postinst"), "configure")
+		wantGone(t, root, "etc/rc.d/S95porthole-agent", "etc/rc.d/K10porthole-agent")
+		// An image built with its config filled in: enabled for the first boot.
+		configure(t, root)
+		os.Remove(filepath.Join(root, "etc/porthole/state/.package-installed"))
 		run(t, env, "sh", filepath.Join(root, "ctl/postinst"), "configure")
 		for _, link := range []string{"etc/rc.d/S95porthole-agent", "etc/rc.d/K10porthole-agent"} {
 			if got, err := os.Readlink(filepath.Join(root, link)); err != nil || got != "../init.d/porthole-agent" {
@@ -264,6 +284,10 @@ func TestProcdInitScript(t *testing.T) {
 	sh := needTool(t, "sh", "dash")
 	initScript := filepath.Join(repoRoot(t), "firmware/openwrt/files/porthole-agent.init")
 	script := `
+user_exists() { [ "$1" = "$HAVE_USER" ]; }
+chown() { echo "chown $*"; }
+chmod() { :; }
+mkdir() { :; }
 procd_open_instance() { echo "open $*"; }
 procd_set_param() { echo "param $*"; }
 procd_close_instance() { echo close; }
@@ -271,8 +295,19 @@ procd_close_instance() { echo close; }
 echo "START=$START STOP=$STOP USE_PROCD=$USE_PROCD"
 start_service
 `
-	out := run(t, nil, sh, "-c", script, "sh", initScript)
+	// Without the porthole user (an .ipk built outside OpenWrt's tree) the
+	// agent runs as root and nothing is chowned.
+	out := run(t, []string{"HAVE_USER=none"}, sh, "-c", script, "sh", initScript)
+	if !strings.Contains(out, "param user root\n") || strings.Contains(out, "chown") {
+		t.Errorf("without the porthole user: want user root and no chown:\n%s", out)
+	}
+	// With it (USERID in the OpenWrt Makefile): the agent runs as porthole,
+	// which owns the config and the state directory.
+	out = run(t, []string{"HAVE_USER=porthole"}, sh, "-c", script, "sh", initScript)
 	for _, want := range []string{
+		"chown porthole:porthole /etc/porthole/agent.yaml\n",
+		"chown -R porthole:porthole /etc/porthole/state\n",
+		"param user porthole\n",
 		"START=95 STOP=10 USE_PROCD=1",
 		"open \n",
 		"param command /usr/bin/porthole-agent run\n",

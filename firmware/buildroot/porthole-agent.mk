@@ -4,16 +4,19 @@
 #
 ################################################################################
 
-PORTHOLE_AGENT_VERSION = 0.1.0
-PORTHOLE_AGENT_SITE = $(call github,porthole-iot,porthole,v$(PORTHOLE_AGENT_VERSION))
+# A pinned commit of the source.
+PORTHOLE_AGENT_VERSION = eecae6cc5461364ce8ecad6776421ee96baebfe8
+PORTHOLE_AGENT_SITE = $(call github,porthole-iot,porthole,$(PORTHOLE_AGENT_VERSION))
+PORTHOLE_AGENT_LICENSE = Apache-2.0
+PORTHOLE_AGENT_LICENSE_FILES = LICENSE
 PORTHOLE_AGENT_DEPENDENCIES = ca-certificates
 
-# golang-package vendors the modules at download time, so the hash in
-# porthole-agent.hash is that of the vendored tarball: create it with
-# 'make porthole-agent-source' and utils/add-custom-hashes the first time.
+# golang-package vendors the Go modules at download time; the hash of the
+# vendored tarball and of LICENSE are in porthole-agent.hash.
 PORTHOLE_AGENT_GOMOD = github.com/porthole-iot/porthole
 PORTHOLE_AGENT_BUILD_TARGETS = agent/cmd/porthole-agent
 PORTHOLE_AGENT_INSTALL_BINS = porthole-agent
+PORTHOLE_AGENT_TAGS = nethttpomithttp2
 PORTHOLE_AGENT_LDFLAGS = -s -w -X main.version=$(PORTHOLE_AGENT_VERSION)
 
 PORTHOLE_AGENT_CONFIG_FILE = $(call qstrip,$(BR2_PACKAGE_PORTHOLE_AGENT_CONFIG))

@@ -101,6 +101,10 @@ func New(tb testing.TB, opts ...Option) *Sim {
 	cfg.Listen = []string{"127.0.0.1"}
 	cfg.Ports = simconfig.Ports{}
 	cfg.StateDir = tb.TempDir()
+	// Tests get an in-memory database: the same schema (the query language
+	// runs on it) without a file or fsyncs; WithConfig can ask for
+	// simconfig.StorageSQLite.
+	cfg.Storage.Mode = simconfig.StorageMemory
 	for _, f := range o.configure {
 		f(cfg)
 	}

@@ -15,7 +15,7 @@ trap 'rm -rf "$stage"' EXIT
 
 install -D -m 0755 "$binary" "$stage/usr/bin/porthole-agent"
 install -D -m 0600 "$root/configs/agent.yaml" "$stage/etc/porthole/agent.yaml"
-install -D -m 0755 "$root/firmware/buildroot/S95porthole-agent" "$stage/etc/init.d/S95porthole-agent"
+install -D -m 0755 "$root/firmware/rootfs-overlay/S95porthole-agent" "$stage/etc/init.d/S95porthole-agent"
 install -d -m 0700 "$stage/var/lib/porthole"
 chmod 0755 "$stage" "$stage/usr" "$stage/usr/bin" "$stage/etc" "$stage/etc/porthole" "$stage/etc/init.d" "$stage/var" "$stage/var/lib"
 

@@ -31,7 +31,22 @@ if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
 fi
 export SOURCE_DATE_EPOCH
 
+# Debian changelog (Debian policy 12.7): one entry for this version, dated
+# from SOURCE_DATE_EPOCH, compressed with gzip -9n so it is reproducible.
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+{
+	printf 'porthole-agent (%s) unstable; urgency=medium\n\n' "$pv"
+	printf '  * Upstream build %s of porthole-agent. The project history is at\n' "$version"
+	printf '    https://github.com/porthole-iot/porthole/commits/\n\n'
+	printf ' -- porthole maintainers <porthole-iot@users.noreply.github.com>  %s\n' \
+		"$(LC_ALL=C date -u -d "@$SOURCE_DATE_EPOCH" '+%a, %d %b %Y %H:%M:%S +0000' 2>/dev/null ||
+			LC_ALL=C date -u -r "$SOURCE_DATE_EPOCH" '+%a, %d %b %Y %H:%M:%S +0000')"
+} >"$tmp/changelog"
+gzip -9n "$tmp/changelog"
+gzip -9n <"$root/packaging/debian/porthole-agent.1" >"$tmp/porthole-agent.1.gz"
+
 NFPM=${NFPM:-go run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.0}
 cd "$root"
-PKG_ARCH=$arch PKG_VERSION=$pv PKG_BINARY=$binary \
+PKG_ARCH=$arch PKG_VERSION=$pv PKG_BINARY=$binary PKG_CHANGELOG=$tmp/changelog.gz PKG_MANPAGE=$tmp/porthole-agent.1.gz \
 	$NFPM package --config packaging/nfpm.yaml --packager "$type" --target "$out/"

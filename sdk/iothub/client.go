@@ -567,8 +567,9 @@ func (c *Client) drop(sess *session, reason error) {
 // least a minute, and after a token renewal, the first attempt is
 // immediate (as the SDKs do for a transport drop). Every failed attempt,
 // and a drop of a younger connection, waits what sdk/retry's policy says
-// (by default at least 5 s, doubling, with jitter, up to 5 min). A refusal
-// of the credentials stops the client (Done, Err = *ConnectError).
+// (by default at least 5 s, doubling, with jitter, up to 5 min), and is
+// announced to Config.Retry.Notify (if set) with the failure and the wait.
+// A refusal of the credentials stops the client (Done, Err = *ConnectError).
 func (c *Client) run(sess *session) {
 	defer c.wg.Done()
 	sched := c.s.Retry.NewSchedule()
@@ -647,6 +648,9 @@ func (c *Client) reconnect(sched *retry.Schedule, immediate bool, reason error) 
 	for {
 		if wait > 0 {
 			c.s.log.Info("reconnecting", "wait", wait)
+			if n := c.s.Retry.Notify; n != nil {
+				n(reason, wait)
+			}
 			t := c.s.Clock.NewTimer(wait)
 			select {
 			case <-c.ctx.Done():
@@ -670,6 +674,7 @@ func (c *Client) reconnect(sched *retry.Schedule, immediate bool, reason error) 
 			return nil, err
 		}
 		c.s.log.Warn("reconnect failed", "err", err)
+		reason = err
 		if wait, err = sched.Next(asTransient(err)); err != nil {
 			return nil, err
 		}

@@ -479,3 +479,41 @@ func TestServiceGoneKeepsRetrying(t *testing.T) {
 		t.Fatalf("Err() = %v, want ErrClosed", c.Err())
 	}
 }
+
+// Every reconnect wait is announced to Retry.Notify with the failure and
+// the wait, so that a caller can show when the next attempt comes.
+func TestReconnectWaitIsNotified(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config(t)
+	clock := fakeTime(&cfg)
+	type note struct {
+		err  error
+		wait time.Duration
+	}
+	notes := make(chan note, 10)
+	cfg.Retry.Notify = func(err error, wait time.Duration) { notes <- note{err, wait} }
+	c := e.dial(t, cfg)
+	states := watchState(c)
+	ctx := testCtx(t)
+	if err := c.WaitSubscribed(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !e.hub.Disconnect(e.device, "") {
+		t.Fatal("device not connected at the hub")
+	}
+	if s := recv(t, states); s.connected {
+		t.Fatalf("state %+v, want lost", s)
+	}
+	wait, err := clock.WaitTimer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := recv(t, notes)
+	if n.wait != wait || n.err == nil {
+		t.Fatalf("notified %+v, timer %v", n, wait)
+	}
+	clock.Advance(wait)
+	if s := recv(t, states); !s.connected {
+		t.Fatalf("state %+v, want connected", s)
+	}
+}

@@ -13,6 +13,11 @@ import (
 // returns once both directions have stopped. It starts one goroutine and
 // waits for it, so nothing outlives the call.
 //
+// When ctx was cancelled with a *CloseError as its cause
+// (context.WithCancelCause), the *Conn sides are closed with that status
+// and reason, so that the far end learns why (a device agent shutting down
+// sends CloseGoingAway).
+//
 // aToB and bToA count the bytes written to b and to a. err is nil when the
 // first direction to finish ended with EOF, ctx.Err() when ctx ended the
 // bridge, and otherwise the first direction's error. Errors the second
@@ -29,7 +34,17 @@ func Bridge(ctx context.Context, a, b net.Conn) (aToB, bToA int64, err error) {
 			b.Close()
 		})
 	}
-	stop := context.AfterFunc(ctx, closeBoth)
+	stop := context.AfterFunc(ctx, func() {
+		var ce *CloseError
+		if !errors.As(context.Cause(ctx), &ce) {
+			closeBoth()
+			return
+		}
+		closeOnce.Do(func() {
+			closeWith(a, ce)
+			closeWith(b, ce)
+		})
+	})
 
 	var (
 		mu       sync.Mutex
@@ -83,4 +98,13 @@ func pump(dst, src net.Conn) (int64, error) {
 		err = nil
 	}
 	return n, err
+}
+
+// closeWith closes c, with ce's status and reason when c is a *Conn.
+func closeWith(c net.Conn, ce *CloseError) {
+	if sc, ok := c.(*Conn); ok {
+		sc.CloseWith(ce.Code, ce.Reason)
+		return
+	}
+	c.Close()
 }

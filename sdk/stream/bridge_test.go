@@ -157,3 +157,23 @@ func TestBridgeEnds(t *testing.T) {
 		})
 	}
 }
+
+// A context cancelled with a *CloseError cause closes the stream side with
+// that status and reason: the far end learns why (an agent shutting down).
+func TestBridgeCancelCauseSetsCloseStatus(t *testing.T) {
+	s := newWSServer(t, nil)
+	client, server := s.pair(t)
+	tcpA, _ := tcpPair(t)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	done := startBridge(ctx, server, tcpA)
+	cancel(&CloseError{Code: CloseGoingAway, Reason: "agent shutting down"})
+	r := wait(t, done)
+	if !errors.Is(r.err, context.Canceled) {
+		t.Fatalf("Bridge = %v, want context.Canceled", r.err)
+	}
+	_, err := client.Read(make([]byte, 10))
+	var ce *CloseError
+	if !errors.As(err, &ce) || ce.Code != CloseGoingAway || ce.Reason != "agent shutting down" {
+		t.Fatalf("far end read %v, want CloseError 1001 agent shutting down", err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 )
@@ -375,21 +376,17 @@ func copyLoop(dst io.Writer, src io.Reader, buf []byte) (int64, error) {
 // the connection without waiting for the peer's answer. It is idempotent,
 // always returns nil, and is safe to call concurrently with Read and Write,
 // which then return net.ErrClosed.
-func (c *Conn) Close() error {
-	return c.CloseWithStatus(closeNormal, "")
-}
+func (c *Conn) Close() error { return c.CloseWith(closeNormal, "") }
 
-// CloseWithStatus is Close with another status code and a reason the peer
-// reads in its CloseError (at most 123 bytes are sent). Codes 4000-4999 are
-// for applications (RFC 6455 §7.4.2); porthole's agent uses them to tell
-// the operator why it closed a stream.
-func (c *Conn) CloseWithStatus(code int, reason string) error {
+// CloseWith is Close with the given status code and reason in the close
+// frame, so that the far end can tell why the stream ended (e.g.
+// CloseGoingAway, "agent shutting down"); it reads them as a *CloseError.
+// A reason longer than a close frame holds (123 bytes) is cut at a UTF-8
+// boundary. Only the first Close or CloseWith sends a frame.
+func (c *Conn) CloseWith(code int, reason string) error {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
-		if len(reason) > maxCloseReason {
-			reason = reason[:maxCloseReason]
-		}
-		msg := websocket.FormatCloseMessage(code, reason)
+		msg := websocket.FormatCloseMessage(code, truncateReason(reason))
 		// The error is ignored: the peer may already be gone, or may have
 		// closed first (gorilla then already answered its close frame).
 		_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(closeTimeout))
@@ -401,10 +398,6 @@ func (c *Conn) CloseWithStatus(code int, reason string) error {
 	})
 	return nil
 }
-
-// maxCloseReason is the room for a reason in a close frame: a control
-// frame carries at most 125 bytes, two of which are the status code.
-const maxCloseReason = 123
 
 // SetDeadline sets both the read and the write deadline.
 func (c *Conn) SetDeadline(t time.Time) error {
@@ -439,3 +432,16 @@ func (c *Conn) SetWriteDeadline(t time.Time) error {
 }
 
 var _ net.Conn = (*Conn)(nil)
+
+// truncateReason cuts reason to maxCloseReason bytes without splitting a
+// UTF-8 sequence.
+func truncateReason(reason string) string {
+	if len(reason) <= maxCloseReason {
+		return reason
+	}
+	cut := maxCloseReason
+	for cut > 0 && !utf8.RuneStart(reason[cut]) {
+		cut--
+	}
+	return reason[:cut]
+}

@@ -9,6 +9,7 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -354,5 +355,32 @@ func TestCloseUnblocksRead(t *testing.T) {
 	client.Close()
 	if err := <-errc; !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Read: %v, want net.ErrClosed", err)
+	}
+}
+
+// CloseWith tells the far end why: it reads the status and reason as a
+// *CloseError; a reason too long for a close frame is cut at a rune
+// boundary; a later Close sends nothing more.
+func TestCloseWithReason(t *testing.T) {
+	long := strings.Repeat("é", 70) // 140 bytes
+	for _, tc := range []struct {
+		name, reason, want string
+	}{
+		{"going away", "agent shutting down", "agent shutting down"},
+		{"long reason", long, long[:122]},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newWSServer(t, nil)
+			client, server := s.pair(t)
+			if err := server.CloseWith(CloseGoingAway, tc.reason); err != nil {
+				t.Fatal(err)
+			}
+			server.Close() // idempotent: no second frame
+			_, err := client.Read(make([]byte, 10))
+			var ce *CloseError
+			if !errors.As(err, &ce) || ce.Code != 1001 || ce.Reason != tc.want {
+				t.Fatalf("Read: %v, want CloseError 1001 %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -216,11 +216,11 @@ func TestKeepaliveDetectsBlackhole(t *testing.T) {
 	}
 }
 
-func TestCloseWithStatus(t *testing.T) {
+func TestCloseWith(t *testing.T) {
 	s := newWSServer(t, nil)
 	client, server := s.pair(t)
 	serr := readAll(server)
-	client.CloseWithStatus(4001, "target ssh removed by config reload")
+	client.CloseWith(4001, "target ssh removed by config reload")
 	err := <-serr
 	var ce *CloseError
 	if !errors.As(err, &ce) || ce.Code != 4001 || ce.Reason != "target ssh removed by config reload" {

@@ -19,4 +19,13 @@ const (
 
 	// closeNormal is the status code Close sends (RFC 6455 §7.4.1, 1000).
 	closeNormal = 1000
+
+	// CloseGoingAway is the status for an endpoint that goes away, e.g. a
+	// device agent shutting down (RFC 6455 §7.4.1, 1001).
+	CloseGoingAway = 1001
+
+	// maxCloseReason is the most reason bytes a close frame carries: a
+	// control frame's payload is at most 125 bytes, 2 of them the status
+	// (RFC 6455 §5.5).
+	maxCloseReason = 123
 )

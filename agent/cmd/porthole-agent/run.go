@@ -223,6 +223,9 @@ func printStatus(w io.Writer, s *daemon.Status) {
 	} else if s.LastError != "" {
 		line("last error", s.LastErrorAt.Format(time.RFC3339)+": "+s.LastError)
 	}
+	if !s.NextAttempt.IsZero() {
+		line("next attempt", s.NextAttempt.Format(time.RFC3339))
+	}
 	if s.Hint != "" {
 		line("hint", s.Hint)
 	}

@@ -33,7 +33,7 @@ func TestPrintStatus(t *testing.T) {
 			name:    "healthy",
 			mod:     func(*daemon.Status) {},
 			want:    []string{"agent         v1.0.0, running since 2025-03-01T12:00:00Z\n", "assigned      not yet\n", "streams       1 open, 2 accepted, 3 rejected\n"},
-			notWant: []string{"failing", "hint", "last error"},
+			notWant: []string{"failing", "hint", "last error", "next attempt"},
 		},
 		{
 			name: "last error only",
@@ -63,6 +63,13 @@ func TestPrintStatus(t *testing.T) {
 			},
 			want:    []string{"failing       hub since 2025-03-01T13:02:11Z (1 attempt)\n"},
 			notWant: []string{"hint", "last error", "attempts"},
+		},
+		{
+			name: "waiting",
+			mod: func(s *daemon.Status) {
+				s.Phase, s.NextAttempt = provision.PhaseWaiting, since.Add(40*time.Second)
+			},
+			want: []string{"next attempt  2025-03-01T13:02:51Z\n"},
 		},
 		{
 			name:    "hint alone",

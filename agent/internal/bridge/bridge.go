@@ -29,6 +29,10 @@ var (
 	ErrMuxDisabled   = errors.New("bridge: multiplexed streams are disabled")
 )
 
+// shutdownClose ends the streams Shutdown cuts: the operator's side reads
+// status 1001 and this reason instead of a bare end of stream.
+var shutdownClose = &stream.CloseError{Code: stream.CloseGoingAway, Reason: "agent shutting down"}
+
 // Close statuses the bridge sends to the operator when it ends a stream
 // on its own (RFC 6455 §7.4.2 leaves 4000-4999 to applications; the hubsim
 // relay passes them on). The reason text says more.
@@ -53,7 +57,7 @@ type keepaliver interface {
 
 // statusCloser is a stream connection that can close with a status.
 type statusCloser interface {
-	CloseWithStatus(code int, reason string) error
+	CloseWith(code int, reason string) error
 }
 
 // Request is an incoming stream request (the daemon adapts sdk/iothub's
@@ -134,7 +138,7 @@ type Bridge struct {
 	// ctx is the parent of every stream; cancel ends them all (Shutdown
 	// after its grace period).
 	ctx    context.Context
-	cancel context.CancelFunc
+	cancel context.CancelCauseFunc
 
 	// wg counts stream goroutines; each is owned by the Bridge and waited
 	// for by Shutdown.
@@ -157,7 +161,7 @@ type Bridge struct {
 
 // New returns a Bridge; it starts nothing until Handle is called.
 func New(cfg Config) *Bridge {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancelCause(context.Background())
 	b := &Bridge{dial: cfg.Dial, resolve: cfg.Resolve, log: cfg.Logger, audit: cfg.Audit, clock: cfg.Clock,
 		ctx: ctx, cancel: cancel, device: cfg.Device, streams: map[uint64]*entry{}}
 	if b.dial == nil {
@@ -382,7 +386,7 @@ func (b *Bridge) pump(sc, tc net.Conn, p Policy, e *entry, log *slog.Logger) {
 	b.register(e, sc, at, stop)
 	defer b.unregister(e)
 	if p.IdleTimeout > 0 {
-		watch := newIdleWatch(at, p.IdleTimeout, func() { closeWith(sc, CloseIdle, "idle timeout"); stop(ErrIdle) })
+		watch := newIdleWatch(at, p.IdleTimeout, func() { stop(idleClose) })
 		defer watch.stop()
 	}
 	toTarget, fromTarget, err := stream.Bridge(ctx, sc, at)
@@ -394,20 +398,30 @@ func (b *Bridge) pump(sc, tc net.Conn, p Policy, e *entry, log *slog.Logger) {
 	b.auditStream(e, "accepted", reason, toTarget, fromTarget)
 }
 
+// idleClose is the cause of a stream the idle timeout ends: stream.Bridge
+// (and serveMux) close the stream with its status, so the operator reads
+// why.
+var idleClose = &stream.CloseError{Code: CloseIdle, Reason: "idle timeout"}
+
+// revoked is the cause of a stream a reload no longer allows.
+func revoked(reason string) *stream.CloseError {
+	return &stream.CloseError{Code: CloseRevoked, Reason: reason}
+}
+
 // closeReason says in words how a stream ended; targetEOF is whether the
 // target's reads ended first.
 func closeReason(err error, targetEOF bool) string {
-	var re *revokedError
+	var ce *stream.CloseError
 	switch {
 	case err == nil && targetEOF:
 		return "closed by target"
 	case err == nil:
 		return "closed by operator"
-	case errors.As(err, &re):
-		return re.reason
-	case errors.Is(err, ErrIdle):
+	case errors.As(err, &ce) && ce.Code == CloseRevoked:
+		return ce.Reason
+	case errors.Is(err, ErrIdle), errors.Is(err, idleClose):
 		return "idle timeout"
-	case errors.Is(err, context.Canceled):
+	case errors.Is(err, context.Canceled), errors.Is(err, shutdownClose):
 		return "shutdown"
 	default:
 		return err.Error()
@@ -416,11 +430,11 @@ func closeReason(err error, targetEOF bool) string {
 
 func (b *Bridge) logClosed(log *slog.Logger, err error, reason string, toTarget, fromTarget int64, d time.Duration) {
 	attrs := []any{"to_target", toTarget, "from_target", fromTarget, "duration", d.Round(time.Millisecond)}
-	var re *revokedError
+	var ce *stream.CloseError
 	switch {
 	case err == nil:
 		log.Info("stream closed", append(attrs, "reason", reason)...)
-	case errors.Is(err, ErrIdle), errors.Is(err, context.Canceled), errors.As(err, &re):
+	case errors.Is(err, ErrIdle), errors.Is(err, context.Canceled), errors.As(err, &ce) && ce.Code != 1006:
 		log.Info("stream closed", append(attrs, "reason", reason)...)
 	default:
 		log.Info("stream closed", append(attrs, "err", err)...)
@@ -430,7 +444,7 @@ func (b *Bridge) logClosed(log *slog.Logger, err error, reason string, toTarget,
 // closeWith closes c with a status if it can, else plainly.
 func closeWith(c net.Conn, code int, reason string) {
 	if sc, ok := c.(statusCloser); ok {
-		_ = sc.CloseWithStatus(code, reason)
+		_ = sc.CloseWith(code, reason)
 		return
 	}
 	_ = c.Close()
@@ -451,10 +465,10 @@ func (b *Bridge) Shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-idle:
-		b.cancel()
+		b.cancel(shutdownClose)
 		return nil
 	case <-ctx.Done():
-		b.cancel()
+		b.cancel(shutdownClose)
 		<-idle
 		return fmt.Errorf("bridge: streams cut at shutdown: %w", ctx.Err())
 	}

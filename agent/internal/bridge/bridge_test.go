@@ -427,8 +427,10 @@ func TestShutdownCutsAfterGrace(t *testing.T) {
 		t.Fatalf("Shutdown = %v", err)
 	}
 	svc.SetReadDeadline(time.Now().Add(20 * time.Second))
-	if _, err := svc.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("service end not closed: %v", err)
+	// The operator's side learns why (status 1001 and a reason).
+	var ce *stream.CloseError
+	if _, err := svc.Read(make([]byte, 1)); !errors.As(err, &ce) || ce.Code != 1001 || ce.Reason != "agent shutting down" {
+		t.Fatalf("service end read %v, want CloseError 1001 agent shutting down", err)
 	}
 	if !strings.Contains(logs.String(), "reason=shutdown") {
 		t.Errorf("log:\n%s", logs.String())

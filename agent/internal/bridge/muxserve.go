@@ -57,15 +57,21 @@ func (b *Bridge) serveMux(sc net.Conn, p Policy, e *entry, log *slog.Logger) {
 	if p.IdleTimeout > 0 {
 		// Idle means no byte through the whole stream: a connection that
 		// moves data keeps it open.
-		watch := newIdleWatch(counted, p.IdleTimeout, func() { closeWith(sc, CloseIdle, "idle timeout"); stop(ErrIdle) })
+		watch := newIdleWatch(counted, p.IdleTimeout, func() { stop(idleClose) })
 		defer watch.stop()
 	}
+	// A shutdown (its cause is a close status) tells the operator why.
+	stopClose := context.AfterFunc(ctx, func() {
+		var ce *stream.CloseError
+		if errors.As(context.Cause(ctx), &ce) {
+			closeWith(sc, ce.Code, ce.Reason)
+		}
+	})
+	defer stopClose()
 	err = srv.Serve(ctx)
 	sc.Close()
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 		err = cause
-	} else if b.ctx.Err() != nil {
-		err = context.Canceled
 	}
 	// Reads of the stream are the operator's bytes; writes went to it.
 	to, from := counted.from.Load(), counted.to.Load()

@@ -123,11 +123,6 @@ func (e *entry) info(targets map[uint32]string) StreamInfo {
 	return i
 }
 
-// revokedError is the cause of a stream a reload closed.
-type revokedError struct{ reason string }
-
-func (e *revokedError) Error() string { return "bridge: " + e.reason }
-
 // revoke closes what p no longer allows: plain streams whose target was
 // removed or changed, mux streams when multiplexing is off, and mux
 // connections whose target or SOCKS destination is no longer allowed.
@@ -167,8 +162,7 @@ func (b *Bridge) revoke(p Policy) {
 			c.e.srv.Revoke(c.id, c.reason)
 			continue
 		}
-		closeWith(c.e.sc, CloseRevoked, c.reason)
-		c.e.stop(&revokedError{reason: c.reason})
+		c.e.stop(revoked(c.reason)) // the stream closes with this status and reason
 	}
 }
 

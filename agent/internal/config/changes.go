@@ -88,6 +88,7 @@ func Changes(old, new *Config) Change {
 	oh, nh := &old.Hub, &new.Hub
 	diff(&ch.Reconnect, "hub.transport", oh.Transport == nh.Transport)
 	diff(&ch.Reconnect, "hub.keepalive", oh.Keepalive == nh.Keepalive)
+	diff(&ch.Reconnect, "hub.token_ttl", oh.TokenTTL == nh.TokenTTL)
 	diff(&ch.Reconnect, "proxy.url", proxyString(old) == proxyString(new))
 	diff(&ch.Reconnect, "ca_file", old.CAFile == new.CAFile && sameRoots(old, new))
 	diff(&ch.Reconnect, "resolve", slices.EqualFunc(old.Resolve, new.Resolve, func(a, b Resolve) bool {

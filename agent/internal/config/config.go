@@ -31,6 +31,15 @@ const (
 	// Source: [doc: Communicate with an IoT hub using the MQTT protocol]
 	// (MicrosoftDocs/azure-docs, "1767 / 1.5 = 1177 seconds").
 	MaxKeepalive = 1177 * time.Second
+	// DefaultTokenTTL is the lifetime of the SAS tokens the agent signs for
+	// the hub connection (the official SDKs use one hour); the agent
+	// reconnects with a fresh token before it runs out.
+	DefaultTokenTTL = time.Hour
+	// MinTokenTTL and MaxTokenTTL bound hub.token_ttl: a shorter token means
+	// a reconnect (and a hub connect operation) that often, a longer one a
+	// longer window for a stolen token.
+	MinTokenTTL = time.Minute
+	MaxTokenTTL = 24 * time.Hour
 	// MinKeepalive keeps a typo like "5ms" from flooding the hub with pings.
 	MinKeepalive = 5 * time.Second
 
@@ -181,6 +190,10 @@ type Hub struct {
 	// RetryCachedHubFor is how long the cached hub may keep failing with
 	// retryable errors before the agent registers with DPS again.
 	RetryCachedHubFor time.Duration
+	// TokenTTL is the lifetime of the SAS tokens signed for the hub
+	// connection (symmetric-key devices); the agent reconnects with a fresh
+	// one after 80% of it.
+	TokenTTL time.Duration
 	// ReprovisionMethod is the direct method name that makes the agent
 	// register again; "" disables it.
 	ReprovisionMethod string
@@ -242,6 +255,7 @@ func Default() *Config {
 			Transport:         TransportMQTT,
 			Keepalive:         DefaultKeepalive,
 			RetryCachedHubFor: DefaultRetryCachedHubFor,
+			TokenTTL:          DefaultTokenTTL,
 			ReprovisionMethod: DefaultReprovisionMethod,
 		},
 		Streams: Streams{

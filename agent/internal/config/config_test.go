@@ -56,6 +56,7 @@ func TestDefaults(t *testing.T) {
 		{"hub transport", c.Hub.Transport, TransportMQTT},
 		{"keepalive", c.Hub.Keepalive, 240 * time.Second},
 		{"retry_cached_hub_for", c.Hub.RetryCachedHubFor, 15 * time.Minute},
+		{"token_ttl", c.Hub.TokenTTL, time.Hour},
 		{"reprovision_method", c.Hub.ReprovisionMethod, "reprovision"},
 		{"proxy", c.Proxy.URL == nil, true},
 		{"targets", c.Streams.Targets, map[string]string{"ssh": "127.0.0.1:22"}},
@@ -93,6 +94,7 @@ hub:
   transport: mqtt-ws
   keepalive: 90s
   retry_cached_hub_for: 0
+  token_ttl: 90m
   reprovision_method: ""
 proxy:
   url: http://user:pw@proxy.lab:3128
@@ -127,7 +129,7 @@ log:
 	if !reflect.DeepEqual(payload, wantPayload) {
 		t.Errorf("payload = %v, want %v", payload, wantPayload)
 	}
-	if c.Hub != (Hub{Transport: TransportMQTTWS, Keepalive: 90 * time.Second, RetryCachedHubFor: 0, ReprovisionMethod: ""}) {
+	if c.Hub != (Hub{Transport: TransportMQTTWS, Keepalive: 90 * time.Second, RetryCachedHubFor: 0, TokenTTL: 90 * time.Minute, ReprovisionMethod: ""}) {
 		t.Errorf("hub: %+v", c.Hub)
 	}
 	if c.Proxy.URL == nil || c.Proxy.URL.Host != "proxy.lab:3128" || c.Proxy.URL.User.Username() != "user" {

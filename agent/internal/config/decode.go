@@ -212,7 +212,7 @@ var allFields = []string{
 	"provisioning.attestation.symmetric_key_file", "provisioning.attestation.group_key",
 	"provisioning.attestation.group_key_file", "provisioning.attestation.cert_file",
 	"provisioning.attestation.key_file",
-	"hub.transport", "hub.keepalive", "hub.retry_cached_hub_for", "hub.reprovision_method",
+	"hub.transport", "hub.keepalive", "hub.retry_cached_hub_for", "hub.token_ttl", "hub.reprovision_method",
 	"proxy.url",
 	"streams.targets", "streams.max_concurrent", "streams.idle_timeout", "streams.handshake_timeout",
 	"streams.mux.enabled", "streams.mux.max_conns_per_stream", "streams.mux.max_conns", "streams.socks.allow",
@@ -479,11 +479,12 @@ func (d *decoder) toJSON(field string, n *yaml.Node) (any, bool) {
 
 func (d *decoder) hub(field string, n *yaml.Node) {
 	h := &d.cfg.Hub
-	known := []string{"transport", "keepalive", "retry_cached_hub_for", "reprovision_method", "lookup_first"}
+	known := []string{"transport", "keepalive", "retry_cached_hub_for", "token_ttl", "reprovision_method", "lookup_first"}
 	d.mapping(n, field, known, map[string]fieldFunc{
 		"transport":            setEnum(d, &h.Transport),
 		"keepalive":            d.setDuration(&h.Keepalive, "4m"),
 		"retry_cached_hub_for": d.setDuration(&h.RetryCachedHubFor, "15m"),
+		"token_ttl":            d.setDuration(&h.TokenTTL, "1h"),
 		"reprovision_method":   d.setStr(&h.ReprovisionMethod),
 		"lookup_first":         d.setBool(&h.LookupFirst),
 	})

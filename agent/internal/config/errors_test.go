@@ -53,7 +53,7 @@ func TestErrors(t *testing.T) {
 			f + ":1: provisioning.id_scope: missing; expected the ID scope from the DPS overview page, like 0ne00012345",
 			f + `:2: provisioning.id_scop: unknown key; did you mean "id_scope"?`}},
 		{"unknown key without suggestion", valid + "hub:\n  colour: blue\n", []string{
-			f + ":7: hub.colour: unknown key; expected one of transport, keepalive, retry_cached_hub_for, reprovision_method, lookup_first"}},
+			f + ":7: hub.colour: unknown key; expected one of transport, keepalive, retry_cached_hub_for, token_ttl, reprovision_method, lookup_first"}},
 		{"lookup_first not a bool", valid + "hub:\n  lookup_first: sometimes\n", []string{
 			f + ":7: hub.lookup_first: \"sometimes\" is not true or false; expected true or false"}},
 		{"key in the wrong section", valid + "keepalive: 30s\n", []string{
@@ -146,6 +146,8 @@ func TestErrors(t *testing.T) {
 			f + ":7: hub.keepalive: 1s is out of range; expected between 5s and 19m37s (IoT Hub's limit)"}},
 		{"keepalive too long", valid + "hub:\n  keepalive: 30m\n", []string{
 			f + ":7: hub.keepalive: 30m is out of range; expected between 5s and 19m37s (IoT Hub's limit)"}},
+		{"token too short", valid + "hub:\n  token_ttl: 10s\n", []string{
+			f + ":7: hub.token_ttl: 10s is out of range; expected between 1m and 24h, like 1h"}},
 		{"retry negative", valid + "hub:\n  retry_cached_hub_for: -1m\n", []string{
 			f + ":7: hub.retry_cached_hub_for: -1m is negative; expected 0 or more, like 15m"}},
 		{"reprovision method", valid + "hub:\n  reprovision_method: re/provision\n", []string{

@@ -40,6 +40,7 @@ func (c *Config) Redacted() string {
 	w.str(1, "transport", string(c.Hub.Transport))
 	w.str(1, "keepalive", formatDuration(c.Hub.Keepalive))
 	w.str(1, "retry_cached_hub_for", formatDuration(c.Hub.RetryCachedHubFor))
+	w.str(1, "token_ttl", formatDuration(c.Hub.TokenTTL))
 	w.raw(1, "reprovision_method", quoteDouble(c.Hub.ReprovisionMethod))
 	w.raw(1, "lookup_first", strconv.FormatBool(c.Hub.LookupFirst))
 

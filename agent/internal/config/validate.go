@@ -205,6 +205,10 @@ func (k *checker) hub() {
 		k.add("hub.keepalive", fmt.Sprintf("%s is out of range", formatDuration(h.Keepalive)),
 			fmt.Sprintf("expected between %s and %s (IoT Hub's limit)", formatDuration(MinKeepalive), formatDuration(MaxKeepalive)))
 	}
+	if h.TokenTTL < MinTokenTTL || h.TokenTTL > MaxTokenTTL {
+		k.add("hub.token_ttl", fmt.Sprintf("%s is out of range", formatDuration(h.TokenTTL)),
+			fmt.Sprintf("expected between %s and %s, like 1h", formatDuration(MinTokenTTL), formatDuration(MaxTokenTTL)))
+	}
 	if h.RetryCachedHubFor < 0 {
 		k.add("hub.retry_cached_hub_for", fmt.Sprintf("%s is negative", formatDuration(h.RetryCachedHubFor)), "expected 0 or more, like 15m")
 	}

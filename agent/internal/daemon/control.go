@@ -63,8 +63,13 @@ type Status struct {
 	Connected      bool            `json:"connected"`
 	Registrations  int             `json:"registrations"`
 	Streams        bridge.Stats    `json:"streams"`
-	LastError      string          `json:"lastError,omitempty"`
-	LastErrorAt    time.Time       `json:"lastErrorAt,omitzero"`
+	// LastError is the latest failure on the way to (or back to) the hub;
+	// cleared once connected.
+	LastError   string    `json:"lastError,omitempty"`
+	LastErrorAt time.Time `json:"lastErrorAt,omitzero"`
+	// NextAttempt is when the agent next tries DPS or the hub while it
+	// waits after a failure (phase "waiting" or "reconnecting").
+	NextAttempt time.Time `json:"nextAttempt,omitzero"`
 	// Failing names what keeps failing ("dps", "dps lookup", "hub"; empty
 	// when nothing does), since when and after how many attempts; Hint
 	// suggests a fix (a wrong system clock).

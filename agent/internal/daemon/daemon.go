@@ -77,6 +77,7 @@ type daemon struct {
 	hubUp      bool                   // latest hub state; guarded by mu
 	hubErr     string                 // why the hub connection was last lost; guarded by mu
 	hubErrAt   time.Time              // when; guarded by mu
+	hubNextAt  time.Time              // the hub client's next reconnect attempt; guarded by mu
 	lastReload *ReloadOutcome         // guarded by mu
 }
 
@@ -279,9 +280,10 @@ func (d *daemon) connect(ctx context.Context, cfg *config.Config, dial dialFunc,
 	method := d.method
 	d.mu.Unlock()
 	hooks := hubHooks{
-		Methods: map[string]methodHandler{},
-		Stream:  d.bridge.Handle,
-		State:   d.hubState,
+		Methods:  map[string]methodHandler{},
+		Stream:   d.bridge.Handle,
+		State:    d.hubState,
+		Retrying: d.hubRetrying,
 	}
 	if method != "" {
 		hooks.Methods[method] = d.methodFor(method)
@@ -293,6 +295,7 @@ func (d *daemon) connect(ctx context.Context, cfg *config.Config, dial dialFunc,
 	d.bridge.SetDevice(a.DeviceID)
 	d.mu.Lock()
 	d.hub, d.hubUp = hc, true
+	d.hubErr, d.hubErrAt, d.hubNextAt = "", time.Time{}, time.Time{} // a new connection
 	now := d.method
 	d.mu.Unlock()
 	if now != method && now != "" {
@@ -325,7 +328,10 @@ func (d *daemon) methodFor(name string) methodHandler {
 func (d *daemon) hubState(up bool, err error) {
 	d.mu.Lock()
 	d.hubUp = up
-	if !up && err != nil {
+	switch {
+	case up: // reconnected: the loss is history
+		d.hubErr, d.hubErrAt, d.hubNextAt = "", time.Time{}, time.Time{}
+	case err != nil:
 		d.hubErr, d.hubErrAt = err.Error(), d.now()
 	}
 	d.mu.Unlock()
@@ -334,6 +340,16 @@ func (d *daemon) hubState(up bool, err error) {
 	} else {
 		d.log.Warn("hub connection lost; reconnecting", "err", err)
 	}
+}
+
+// hubRetrying records when the hub client tries to reconnect next.
+func (d *daemon) hubRetrying(err error, wait time.Duration) {
+	d.mu.Lock()
+	d.hubNextAt = d.now().Add(wait)
+	if err != nil {
+		d.hubErr, d.hubErrAt = err.Error(), d.now()
+	}
+	d.mu.Unlock()
 }
 
 // reload loads the config again and applies it all or nothing: a file
@@ -412,7 +428,7 @@ func (d *daemon) now() time.Time {
 func (d *daemon) status() Status {
 	d.mu.Lock()
 	prov, cfg, regID, hubUp, lr := d.prov, d.cfg, d.regID, d.hubUp, d.lastReload
-	hubErr, hubErrAt := d.hubErr, d.hubErrAt
+	hubErr, hubErrAt, hubNextAt := d.hubErr, d.hubErrAt, d.hubNextAt
 	d.mu.Unlock()
 	// A status query can arrive before the provisioner exists (the control
 	// socket opens first): report the agent as starting.
@@ -423,6 +439,7 @@ func (d *daemon) status() Status {
 	phase := ps.Phase
 	if phase == provision.PhaseConnected && !hubUp {
 		phase = provision.PhaseReconnecting
+		ps.NextAttempt = hubNextAt
 	}
 	if hubErr != "" && hubErrAt.After(ps.LastErrorAt) {
 		ps.LastError, ps.LastErrorAt = hubErr, hubErrAt
@@ -442,6 +459,7 @@ func (d *daemon) status() Status {
 		Streams:        d.bridge.Stats(),
 		LastError:      ps.LastError,
 		LastErrorAt:    ps.LastErrorAt,
+		NextAttempt:    ps.NextAttempt,
 		Failing:        ps.Failing,
 		FailingSince:   ps.FailingSince,
 		Attempts:       ps.Attempts,

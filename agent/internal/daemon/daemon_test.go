@@ -60,6 +60,8 @@ type fakeHub struct {
 	patches []any                    // guarded by mu
 	stream  func(context.Context, bridge.Request)
 	state   func(connected bool, err error) // the daemon's connection-state hook
+	// retrying is the daemon's reconnect-wait hook.
+	retrying func(err error, wait time.Duration)
 }
 
 func (h *fakeHub) Done() <-chan struct{} { return h.done }
@@ -107,7 +109,7 @@ func (b *fakeBackend) NewDPS(cfg *config.Config, dial dialFunc, log *slog.Logger
 }
 
 func (b *fakeBackend) DialHub(ctx context.Context, cfg *config.Config, a provision.Assignment, dial dialFunc, hooks hubHooks, log *slog.Logger) (hubConn, error) {
-	h := &fakeHub{hub: a.AssignedHub, done: make(chan struct{}), methods: map[string]methodHandler{}, stream: hooks.Stream, state: hooks.State}
+	h := &fakeHub{hub: a.AssignedHub, done: make(chan struct{}), methods: map[string]methodHandler{}, stream: hooks.Stream, state: hooks.State, retrying: hooks.Retrying}
 	for n, m := range hooks.Methods {
 		h.methods[n] = m
 	}
@@ -588,15 +590,24 @@ func TestStatusReconnecting(t *testing.T) {
 	if st.Phase != provision.PhaseConnected || st.LastError != "" {
 		t.Fatalf("status %+v", st)
 	}
-	h.state(false, fmt.Errorf("pingresp not received: %w", syscall.ECONNRESET))
+	lost := fmt.Errorf("pingresp not received: %w", syscall.ECONNRESET)
+	h.state(false, lost)
 	st = a.query(VerbStatus).Status
 	if st.Phase != provision.PhaseReconnecting || st.Connected || !strings.Contains(st.LastError, "pingresp not received") ||
 		st.LastErrorAt.IsZero() || st.AssignedHub != "hub-a.local" || !st.Provisioned {
 		t.Fatalf("while reconnecting: %+v", st)
 	}
+	// The client announces its wait: the status shows the next attempt.
+	before := time.Now()
+	h.retrying(lost, 40*time.Second)
+	st = a.query(VerbStatus).Status
+	if at := st.NextAttempt; at.Before(before.Add(40*time.Second)) || at.After(time.Now().Add(40*time.Second)) {
+		t.Fatalf("next attempt %v, want 40 s after %v", at, before)
+	}
+	// Reconnected: the loss is history.
 	h.state(true, nil)
 	st = a.query(VerbStatus).Status
-	if st.Phase != provision.PhaseConnected || !st.Connected || !strings.Contains(st.LastError, "pingresp") {
+	if st.Phase != provision.PhaseConnected || !st.Connected || st.LastError != "" || !st.NextAttempt.IsZero() {
 		t.Fatalf("after reconnecting: %+v", st)
 	}
 	logs := a.logs.String()
@@ -672,8 +683,13 @@ func TestNeverExitsOnPermanentErrors(t *testing.T) {
 					t.Fatalf("Run returned %v", err)
 				default:
 				}
-				if st := a.query(VerbStatus).Status; st.Failing != provision.StepDPS || st.Attempts != i || st.LastError == "" {
+				st := a.query(VerbStatus).Status
+				if st.Failing != provision.StepDPS || st.Attempts != i || st.LastError == "" {
 					t.Fatalf("round %d: status %+v", i, st)
+				}
+				// The status says when the next attempt comes.
+				if want := clock.Now().Add(d); st.Phase != provision.PhaseWaiting || !st.NextAttempt.Equal(want) {
+					t.Fatalf("round %d: phase %s, next attempt %v, want waiting until %v", i, st.Phase, st.NextAttempt, want)
 				}
 				clock.Advance(d)
 			}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net"
+	"time"
 
 	"github.com/porthole-iot/porthole/agent/internal/bridge"
 	"github.com/porthole-iot/porthole/agent/internal/config"
@@ -35,6 +36,9 @@ type hubHooks struct {
 	// State is told about connection drops and recoveries of a client
 	// that reconnects by itself.
 	State func(connected bool, err error)
+	// Retrying, if non-nil, is told before each reconnect wait of such a
+	// client: the failure and the wait. It must not block.
+	Retrying func(err error, wait time.Duration)
 }
 
 // backend makes the cloud-side clients; wire.go has the real one, tests

@@ -103,6 +103,7 @@ func (b sdkBackend) DialHub(ctx context.Context, cfg *config.Config, a provision
 		ProxyURL:    cfg.Proxy.URL,
 		DialContext: dial,
 		Keepalive:   cfg.Hub.Keepalive,
+		TokenTTL:    cfg.Hub.TokenTTL,
 		Logger:      sdkLogger(log), // the client adds the device itself
 		Clock:       b.clock,
 		// The client reconnects by itself; once it has failed for the
@@ -110,7 +111,13 @@ func (b sdkBackend) DialHub(ctx context.Context, cfg *config.Config, a provision
 		// DPS (MicrosoftDocs/azure-docs articles/iot-dps/concepts-deploy-at-scale.md:
 		// retry the cached hub 15–30 min, then go back to DPS). A live
 		// change of the window applies from the next connection.
-		Retry: retry.Policy{GiveUpAfter: cfg.Hub.RetryCachedHubFor},
+		// Reconnect waits are capped at provision.DefaultHubMaxBackoff (the
+		// argument for 60 s is next to it) and announced for the status.
+		Retry: retry.Policy{
+			GiveUpAfter: cfg.Hub.RetryCachedHubFor,
+			MaxBackoff:  provision.DefaultHubMaxBackoff,
+			Notify:      hooks.Retrying,
+		},
 	}
 	switch cfg.Provisioning.Attestation.Type {
 	case config.AttestX509:

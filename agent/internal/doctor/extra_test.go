@@ -59,6 +59,13 @@ func TestSymmetricCredentials(t *testing.T) {
 		{"group key without registration", func(a *config.Attestation) { a.GroupKey = config.NewSecret("QUJD") }, StatusFail, []string{"registration_id"}},
 		{"not base64", func(a *config.Attestation) { a.DeviceKey = config.NewSecret("not base64!") }, StatusFail, []string{"not valid base64"}},
 		{"good", func(a *config.Attestation) { a.DeviceKey = config.NewSecret("QUJDREVGR0g=") }, StatusOK, []string{"signs a DPS token"}},
+		// The group key on a device exposes every sibling: warn with the fix.
+		{"group key on the device", func(a *config.Attestation) {
+			a.GroupKey, a.DeviceKey = config.NewSecret("QUJDREVGR0g="), config.NewSecret("SUpLTE1OT1A=")
+		}, StatusWarn, []string{"every device in the group", "porthole dps derive-key", "symmetric_key_file"}},
+		{"group key file on the device", func(a *config.Attestation) {
+			a.GroupKeyFile, a.DeviceKey = "/etc/porthole/group.key", config.NewSecret("SUpLTE1OT1A=")
+		}, StatusWarn, []string{"every device in the group", "dev-s"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

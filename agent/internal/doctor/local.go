@@ -192,11 +192,19 @@ func (d *doctor) credentials() {
 			d.fail(nameCreds, "cannot sign a DPS token: "+plainErr(err).Error(), "check id_scope and registration_id")
 			return
 		}
-		src := "device key"
 		if !a.GroupKey.IsZero() || a.GroupKeyFile != "" {
-			src = "device key derived from the enrollment group key"
+			// Whoever reads the group key off this device can compute the
+			// key of every device in the group: Microsoft's guidance is to
+			// derive each device's key at manufacturing
+			// (MicrosoftDocs/azure-docs
+			// articles/iot-dps/concepts-symmetric-key-attestation.md).
+			d.warn(nameCreds, fmt.Sprintf("symmetric key for %s is derived on the device from the enrollment group key; "+
+				"anyone who reads it here can compute the key of every device in the group", p.RegistrationID),
+				fmt.Sprintf("derive this device's key off the device (porthole dps derive-key --group-key-file <file> --out-dir <dir> %s), "+
+					"put it in symmetric_key_file and remove group_key/group_key_file from the device", p.RegistrationID))
+			return
 		}
-		d.ok(nameCreds, fmt.Sprintf("symmetric key for %s: the %s decodes and signs a DPS token", p.RegistrationID, src))
+		d.ok(nameCreds, fmt.Sprintf("symmetric key for %s: the device key decodes and signs a DPS token", p.RegistrationID))
 	case config.AttestX509:
 		if a.Certificate == nil || a.Certificate.Leaf == nil {
 			d.fail(nameCreds, "no device certificate is loaded", "set provisioning.attestation.cert_file and key_file")

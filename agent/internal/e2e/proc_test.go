@@ -217,6 +217,18 @@ func (p *proc) tail(n int) string {
 	return secretRE.ReplaceAllString(out, "${1}…")
 }
 
+// logCount counts the lines of the process's log holding s.
+func (p *proc) logCount(s string) int {
+	data, _ := os.ReadFile(p.logPath)
+	n := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.Contains(line, s) {
+			n++
+		}
+	}
+	return n
+}
+
 // logContains reports whether the process's log holds s.
 func (p *proc) logContains(s string) bool {
 	data, _ := os.ReadFile(p.logPath)
@@ -280,4 +292,11 @@ func requireLinux(t testing.TB) {
 	if runtime.GOOS != "linux" {
 		t.Skip("end-to-end tests drive Linux sshd and /proc")
 	}
+}
+
+// readLog returns the process's whole log (secrets unmasked: for checks,
+// never for printing).
+func (p *proc) readLog() string {
+	data, _ := os.ReadFile(p.logPath)
+	return string(data)
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -42,6 +43,13 @@ func newSSHKey(t testing.TB, dir, name string) string {
 // internal SFTP server is named explicitly (OpenSSH ≥ 9 scp uses SFTP).
 func startSSHD(t testing.TB, dir, name, authorizedKeys string) *sshServer {
 	t.Helper()
+	return startSSHDIn(t, dir, name, authorizedKeys, nil, nil)
+}
+
+// startSSHDIn is startSSHD run through wrap (e.g. "ip netns exec NAME")
+// and checked with dial (nil: a dial from this process).
+func startSSHDIn(t testing.TB, dir, name, authorizedKeys string, wrap []string, dial func(string) (net.Conn, error)) *sshServer {
+	t.Helper()
 	sshd := hubsimtest.RequireTool(t, "sshd", "openssh-server")
 	hostKey := newSSHKey(t, dir, name+"-hostkey")
 	if os.Geteuid() == 0 {
@@ -54,7 +62,8 @@ func startSSHD(t testing.TB, dir, name, authorizedKeys string) *sshServer {
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
 	_, port, _ := strings.Cut(addr, ":")
-	p := startProc(t, dir, name, nil, sshd, "-D", "-e", "-f", "/dev/null",
+	argv := append(append([]string(nil), wrap...), sshd)
+	p := startProc(t, dir, name, nil, argv[0], append(argv[1:], "-D", "-e", "-f", "/dev/null",
 		"-p", port, "-o", "ListenAddress=127.0.0.1",
 		"-h", hostKey,
 		"-o", "AuthorizedKeysFile="+authorizedKeys,
@@ -67,8 +76,12 @@ func startSSHD(t testing.TB, dir, name, authorizedKeys string) *sshServer {
 		"-o", "PermitRootLogin=prohibit-password", // CI runs as root
 		"-o", "MaxStartups=64",
 		"-o", "MaxSessions=64",
-	)
-	waitBanner(t, p, addr)
+	)...)
+	if dial == nil {
+		waitBanner(t, p, addr)
+	} else {
+		waitBannerDial(t, p, addr, dial)
+	}
 	return &sshServer{proc: p, addr: addr, user: currentUser(t)}
 }
 

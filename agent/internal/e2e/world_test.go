@@ -18,6 +18,7 @@ import (
 
 	"github.com/porthole-iot/porthole/agent/internal/daemon"
 	"github.com/porthole-iot/porthole/sdk/service"
+	"github.com/porthole-iot/porthole/sdk/testwait"
 )
 
 const (
@@ -78,12 +79,19 @@ const simConfigYAML = `streams:
 type sim struct {
 	*proc
 	dir    string // holds its config, state dir and status file
+	host   string // the address it listens on
 	status simStatus
 }
 
-// startSim starts hubsim on the given ports (0: free ones) with its state
-// in dir/hubsim, and waits for its status file.
+// startSim starts hubsim on loopback on the given ports (0: free ones) with
+// its state in dir/hubsim, and waits for its status file.
 func startSim(t testing.TB, dir string, httpsPort, mqttPort int) *sim {
+	t.Helper()
+	return startSimOn(t, dir, "127.0.0.1", httpsPort, mqttPort)
+}
+
+// startSimOn is startSim listening on host.
+func startSimOn(t testing.TB, dir, host string, httpsPort, mqttPort int) *sim {
 	t.Helper()
 	b := binaries(t)
 	cfgPath := filepath.Join(dir, "hubsim.yaml")
@@ -93,26 +101,21 @@ func startSim(t testing.TB, dir string, httpsPort, mqttPort int) *sim {
 	statusPath := filepath.Join(dir, "hubsim-status.json")
 	_ = os.Remove(statusPath) // a killed hubsim leaves a stale one
 	p := startProc(t, dir, "hubsim", nil, b.hubsim,
-		"-config", cfgPath, "-listen", "127.0.0.1",
+		"-config", cfgPath, "-listen", host,
 		"-https-port", strconv.Itoa(httpsPort), "-mqtt-port", strconv.Itoa(mqttPort),
 		"-state-dir", filepath.Join(dir, "hubsim-state"), "-status-file", statusPath)
-	s := &sim{proc: p, dir: dir}
-	deadline := time.Now().Add(startTimeout)
-	for {
-		data, err := os.ReadFile(statusPath)
-		if err == nil {
-			if err := json.Unmarshal(data, &s.status); err != nil {
-				t.Fatalf("hubsim status file: %v", err)
-			}
-			break
-		}
+	s := &sim{proc: p, dir: dir, host: host}
+	var data []byte
+	testwait.For(t, startTimeout, "hubsim's status file", func() (bool, string) {
 		if p.exited() {
 			t.Fatalf("hubsim exited: %v\n%s", p.err, p.tail(30))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("hubsim wrote no status file within %v\n%s", startTimeout, p.tail(30))
-		}
-		time.Sleep(20 * time.Millisecond)
+		var err error
+		data, err = os.ReadFile(statusPath)
+		return err == nil, p.tail(5)
+	})
+	if err := json.Unmarshal(data, &s.status); err != nil {
+		t.Fatalf("hubsim status file: %v", err)
 	}
 	if !filepath.IsAbs(s.status.CAFile) {
 		t.Fatalf("hubsim CA file %q is not absolute", s.status.CAFile)
@@ -120,8 +123,8 @@ func startSim(t testing.TB, dir string, httpsPort, mqttPort int) *sim {
 	return s
 }
 
-func (s *sim) httpsAddr() string { return "127.0.0.1:" + strconv.Itoa(s.status.Ports.HTTPS) }
-func (s *sim) mqttAddr() string  { return "127.0.0.1:" + strconv.Itoa(s.status.Ports.MQTT) }
+func (s *sim) httpsAddr() string { return net.JoinHostPort(s.host, strconv.Itoa(s.status.Ports.HTTPS)) }
+func (s *sim) mqttAddr() string  { return net.JoinHostPort(s.host, strconv.Itoa(s.status.Ports.MQTT)) }
 
 // agentResolve maps every name the agent may dial (DPS global endpoint; each
 // hub's MQTT, MQTT-WS and streaming endpoint ports) to the sim.
@@ -225,8 +228,11 @@ type world struct {
 	sshKey      string // the operator's private key; its .pub is authorized on the device
 	user        string
 	// agentExec is the agent's program and leading arguments (an emulator
-	// and a cross-built agent); nil runs the host build.
+	// and a cross-built agent, or "ip netns exec NAME agent"); nil runs the
+	// host build.
 	agentExec []string
+	extraYAML string // appended to the agent's config
+	logYAML   string // lines under the agent config's log: section
 	// streamsExtra is YAML added under the agent config's streams key
 	// (indented by two spaces), e.g. socks or audit settings.
 	streamsExtra string
@@ -245,14 +251,40 @@ func newWorld(t testing.TB, sshKey string, targets map[string]string) *world {
 // field); nil is the host build.
 func newWorldExec(t testing.TB, sshKey string, targets map[string]string, agentExec []string) *world {
 	t.Helper()
+	return newWorldWith(t, worldOptions{sshKey: sshKey, targets: targets, agentExec: agentExec})
+}
+
+// worldOptions shape a world beyond the defaults.
+type worldOptions struct {
+	sshKey    string
+	targets   map[string]string
+	agentExec []string // see world.agentExec
+	simHost   string   // hubsim's listen address ("": 127.0.0.1)
+	dir       string   // the world's directory ("": a new temporary one)
+	agentYAML string   // appended to the agent's config
+	stateDir  string   // the agent's state_dir ("": dir/agent-state)
+	logYAML   string   // lines added under the agent's log: section
+}
+
+// newWorldWith is newWorld shaped by o.
+func newWorldWith(t testing.TB, o worldOptions) *world {
+	t.Helper()
 	requireLinux(t)
-	dir := t.TempDir()
-	w := &world{t: t, dir: dir, user: currentUser(t), sshKey: sshKey, agentExec: agentExec}
-	w.sim = startSim(t, dir, 0, 0)
+	dir := o.dir
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	host := o.simHost
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	w := &world{t: t, dir: dir, user: currentUser(t), sshKey: o.sshKey, agentExec: o.agentExec,
+		extraYAML: o.agentYAML, logYAML: o.logYAML, agentState: o.stateDir}
+	w.sim = startSimOn(t, dir, host, 0, 0)
 	w.key = newKey(t)
 	w.sim.enroll(t, w.key)
 	w.writeOperatorConfig()
-	w.writeAgentConfig(targets)
+	w.writeAgentConfig(o.targets)
 	w.startAgent()
 	return w
 }
@@ -280,7 +312,9 @@ func (w *world) writeAgentConfig(targets map[string]string) {
 	if err := os.WriteFile(keyFile, []byte(w.key+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	w.agentState = filepath.Join(w.dir, "agent-state")
+	if w.agentState == "" {
+		w.agentState = filepath.Join(w.dir, "agent-state")
+	}
 	names := make([]string, 0, len(targets))
 	for n := range targets {
 		names = append(names, n)
@@ -300,6 +334,8 @@ func (w *world) writeAgentConfig(targets map[string]string) {
 		fmt.Fprintf(&b, "  - %s\n", r)
 	}
 	b.WriteString("log:\n  level: info\n")
+	b.WriteString(w.logYAML)
+	b.WriteString(w.extraYAML)
 	w.agentConfig = filepath.Join(w.dir, "agent.yaml")
 	if err := os.WriteFile(w.agentConfig, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
@@ -331,29 +367,21 @@ func (w *world) agentStatus(ctx context.Context) (*daemon.Status, error) {
 // after timeout or when the agent exits.
 func (w *world) waitAgent(what string, timeout time.Duration, ok func(*daemon.Status) bool) *daemon.Status {
 	w.t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last *daemon.Status
-	var lastErr error
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		st, err := w.agentStatus(ctx)
-		cancel()
-		if err == nil {
-			if ok(st) {
-				return st
-			}
-			last = st
-		}
-		lastErr = err
+	var got *daemon.Status
+	testwait.For(w.t, timeout, "the agent to be "+what, func() (bool, string) {
 		if w.agent.exited() {
 			w.t.Fatalf("porthole-agent exited (%v) while waiting for %s\n%s", w.agent.err, what, w.agent.tail(40))
 		}
-		if time.Now().After(deadline) {
-			w.t.Fatalf("agent not %s within %v (status %+v, err %v)\n%s\n%s", what, timeout, last, lastErr,
-				w.agent.tail(40), w.sim.tail(20))
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err := w.agentStatus(ctx)
+		cancel()
+		if err != nil {
+			return false, fmt.Sprintf("status: %v\n%s\n%s", err, w.agent.tail(40), w.sim.tail(20))
 		}
-		time.Sleep(25 * time.Millisecond)
-	}
+		got = st
+		return ok(st), fmt.Sprintf("status %+v\n%s\n%s", st, w.agent.tail(40), w.sim.tail(20))
+	})
+	return got
 }
 
 // stop ends the agent and hubsim with SIGTERM; both must exit with 0.
@@ -404,24 +432,25 @@ func freePort(t testing.TB) int {
 // waitBanner waits until addr answers with an SSH banner.
 func waitBanner(t testing.TB, p *proc, addr string) {
 	t.Helper()
-	deadline := time.Now().Add(startTimeout)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-			buf := make([]byte, 8)
-			n, _ := c.Read(buf)
-			c.Close()
-			if strings.HasPrefix(string(buf[:n]), "SSH-2.0") {
-				return
-			}
-		}
+	waitBannerDial(t, p, addr, func(addr string) (net.Conn, error) { return net.DialTimeout("tcp", addr, time.Second) })
+}
+
+// waitBannerDial is waitBanner dialling with dial (in another network
+// namespace, say).
+func waitBannerDial(t testing.TB, p *proc, addr string, dial func(addr string) (net.Conn, error)) {
+	t.Helper()
+	testwait.For(t, startTimeout, p.name+" answering on "+addr, func() (bool, string) {
 		if p.exited() {
 			t.Fatalf("%s exited: %v\n%s", p.name, p.err, p.tail(30))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not answering on %s: %v\n%s", p.name, addr, err, p.tail(30))
+		c, err := dial(addr)
+		if err != nil {
+			return false, err.Error() + "\n" + p.tail(30)
 		}
-		time.Sleep(25 * time.Millisecond)
-	}
+		defer c.Close()
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 8)
+		n, _ := c.Read(buf)
+		return strings.HasPrefix(string(buf[:n]), "SSH-2.0"), p.tail(30)
+	})
 }

@@ -40,4 +40,54 @@
 // through Config.Retry.Clock so tests never sleep.
 //
 // The assignment is saved with state.Store, which writes only on change.
+//
+// # States
+//
+// The flow is a state machine (Machine), one method per state, each
+// returning the next state and a delay; a delay > 0 passes through
+// StateWait first. Its data (assignment, session, the two backoff
+// schedules, the hub failure window, the current outage) lives in the
+// Machine. Provisioner.Run drives one Machine for a real device; a
+// simulator can drive many from one goroutine on a virtual clock, with an
+// in-memory Store and fake DPS and Connect (ExampleMachine;
+// BenchmarkFleetOutage runs 100,000 devices through a hub outage).
+//
+//	state     event                                      next (delay)
+//	--------  -----------------------------------------  ------------------------------
+//	(start)   no usable cache                            register
+//	          cache, Config.ForceRegister (reload)       register
+//	          cache, Config.LookupFirst                  lookup
+//	          cache                                      connect
+//	register  assigned, no session                       connect (new hub)
+//	          assigned, same hub, session up             serve (session kept)
+//	          assigned, other hub, session up            connect (old session closed)
+//	          failed, session up                         serve
+//	          failed (429)                               wait Retry-After+jitter → register
+//	          failed (5xx, network, other)               wait backoff ≥ 5 s → register
+//	lookup    assigned here or elsewhere                 connect (cache updated)
+//	          not assigned, 404                          register
+//	          failed                                     connect (cached hub, fresh window)
+//	connect   session                                    serve
+//	          refused (401, 403, 404, CONNACK refusal)   register
+//	          failed, hub failing < RetryCachedHubFor    wait backoff (429: Retry-After) → connect
+//	          failed, hub failing ≥ RetryCachedHubFor    lookup
+//	serve     reprovision request                        register (session stays up)
+//	          session ended: refused                     register
+//	          session ended: client gave up (window)     lookup
+//	          session ended: other                       as connect failed
+//	wait      delay over                                 the state it was waiting for
+//	          reprovision request                        register
+//	any step  context ended                              stopped
+//
+// Backoff is full jitter above the 5 s floor: uniform in [5 s, ceiling],
+// the ceiling doubling per failure in a row up to DefaultHubMaxBackoff (60
+// s) for the hub and sdk/retry's 5 minutes for DPS; a success resets it.
+// Status.NextAttempt says when a wait ends.
+//
+// Time: waits are timers on the injected clock (monotonic on a real one),
+// and the RetryCachedHubFor window is the sum of the waits and attempts
+// (each attempt counting at most 2 minutes), not a difference of wall
+// times, so a wall-clock jump (NTP fixing a board that booted in 1970)
+// neither ends a wait or the window early nor stretches it
+// (TestClockJump*).
 package provision

@@ -122,6 +122,9 @@ type Config struct {
 	// Retry shapes the waits between failed attempts; its Clock (nil: the
 	// real clock) is also the flow's clock.
 	Retry retry.Policy
+	// HubMaxBackoff caps the waits between failed attempts on the hub
+	// (0: DefaultHubMaxBackoff); Retry.MaxBackoff caps those on DPS.
+	HubMaxBackoff time.Duration
 	// Logger receives progress; nil discards.
 	Logger *slog.Logger
 }
@@ -149,9 +152,14 @@ type Status struct {
 	Provisioned bool       `json:"provisioned"`
 	Connected   bool       `json:"connected"`
 	// Registrations counts DPS registrations made by this process.
-	Registrations int       `json:"registrations"`
-	LastError     string    `json:"lastError,omitempty"`
-	LastErrorAt   time.Time `json:"lastErrorAt,omitzero"`
+	Registrations int `json:"registrations"`
+	// LastError is the latest failure on the way to a hub session; it is
+	// cleared once the device is connected.
+	LastError   string    `json:"lastError,omitempty"`
+	LastErrorAt time.Time `json:"lastErrorAt,omitzero"`
+	// NextAttempt is when the flow tries again while it waits (phase
+	// "waiting"); zero otherwise.
+	NextAttempt time.Time `json:"nextAttempt,omitzero"`
 	// Failing names the step that keeps failing ("" when none), since
 	// when, and how many attempts failed in a row.
 	Failing      Step      `json:"failing,omitempty"`
@@ -182,7 +190,11 @@ type Provisioner struct {
 	retryFor time.Duration   // guarded by mu
 	waiters  []chan<- Result // Reprovision callers; guarded by mu
 	running  bool            // Run started and not yet returned; guarded by mu
-	ended    bool            // Run returned; guarded by mu
+	// saveErr is the last failure to cache the assignment (nil once a
+	// save works), kept in the status; guarded by mu.
+	saveErr   error
+	saveErrAt time.Time // guarded by mu
+	ended     bool      // Run returned; guarded by mu
 }
 
 // New checks cfg and returns a Provisioner. It starts nothing.
@@ -216,6 +228,16 @@ func New(cfg Config) (*Provisioner, error) {
 		status:   Status{Phase: PhaseStarting},
 		retryFor: retryFor,
 	}, nil
+}
+
+// hubPolicy is the retry policy for the hub: Retry with the hub's ceiling.
+func (p *Provisioner) hubPolicy() retry.Policy {
+	hp := p.cfg.Retry
+	hp.MaxBackoff = p.cfg.HubMaxBackoff
+	if hp.MaxBackoff <= 0 {
+		hp.MaxBackoff = DefaultHubMaxBackoff
+	}
+	return hp
 }
 
 // IsRefusal is the default Config.IsRefusal.
@@ -290,17 +312,21 @@ func (p *Provisioner) Reprovision(ctx context.Context, reason string) (Assignmen
 	}
 }
 
-func (p *Provisioner) setPhase(ph Phase) {
-	p.mu.Lock()
-	p.status.Phase = ph
-	p.status.Connected = ph == PhaseConnected
-	p.mu.Unlock()
-}
-
 func (p *Provisioner) setError(err error) {
 	p.mu.Lock()
 	p.status.LastError = err.Error()
 	p.status.LastErrorAt = p.clock.Now()
+	p.mu.Unlock()
+}
+
+// clearError forgets the last error (the flow got connected), except a
+// failure to cache the assignment, which connecting does not fix.
+func (p *Provisioner) clearError() {
+	p.mu.Lock()
+	p.status.LastError, p.status.LastErrorAt = "", time.Time{}
+	if p.saveErr != nil {
+		p.status.LastError, p.status.LastErrorAt = p.saveErr.Error(), p.saveErrAt
+	}
 	p.mu.Unlock()
 }
 
@@ -311,17 +337,10 @@ func (p *Provisioner) setAssignment(a Assignment) {
 	p.mu.Unlock()
 }
 
-type action int
-
-const (
-	actRegister action = iota
-	actLookup
-	actConnect
-	actServe
-)
-
-// Run executes the flow until ctx ends, then closes the session and
-// returns ctx's error. It must be called once.
+// Run drives the flow (a Machine) until ctx ends, then closes the session
+// and returns ctx's error. It must be called once. The waits run on the
+// injected clock; reprovision requests arrive through RequestReprovision
+// and Reprovision.
 func (p *Provisioner) Run(ctx context.Context) error {
 	p.mu.Lock()
 	if p.running || p.ended {
@@ -331,14 +350,13 @@ func (p *Provisioner) Run(ctx context.Context) error {
 	p.running = true
 	p.mu.Unlock()
 
-	var sess Session
+	m := p.NewMachine()
 	defer func() {
-		if sess != nil {
-			sess.Close()
-		}
+		m.Close()
 		p.mu.Lock()
 		p.running, p.ended = false, true
 		p.status.Phase, p.status.Connected = PhaseStopped, false
+		p.status.NextAttempt = time.Time{}
 		ws := p.waiters
 		p.waiters = nil
 		p.mu.Unlock()
@@ -347,201 +365,55 @@ func (p *Provisioner) Run(ctx context.Context) error {
 		}
 	}()
 
-	cur, cached := p.loadCached()
-	next := actConnect
-	switch {
-	case !cached:
-		next = actRegister
-	case p.cfg.ForceRegister:
-		p.log.Info("registering again: the configuration changed how the device registers")
-		next = actRegister
-	case p.cfg.LookupFirst:
-		next = actLookup
-	}
-	if cached {
-		p.setAssignment(cur)
-	}
-
-	hubSched := p.cfg.Retry.NewSchedule()
-	dpsSched := p.cfg.Retry.NewSchedule()
-	var failingSince time.Time // zero while the hub is healthy
-	var out outage             // the current outage, for the log and the status
-
-	// hubFailed records a retryable hub failure and picks what comes next.
-	hubFailed := func(err error) (action, time.Duration) {
-		now := p.clock.Now()
-		if failingSince.IsZero() {
-			failingSince = now
-		}
-		p.mu.Lock()
-		window := p.retryFor
-		p.mu.Unlock()
-		if now.Sub(failingSince) >= window {
-			p.log.Warn("hub kept failing; asking DPS where the device belongs",
-				"hub", cur.AssignedHub, "for", now.Sub(failingSince).Round(time.Second), "err", err)
-			failingSince = time.Time{}
-			hubSched.Reset()
-			return actLookup, 0
-		}
-		wait := nextWait(hubSched, err)
-		return actConnect, wait
-	}
-
+	m.Start()
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		switch next {
-		case actRegister:
-			a, err := p.register(ctx, out.step == StepDPS)
-			if err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				if sess != nil {
-					p.log.Warn("registration failed; staying on the current hub", "err", err)
-					next = actServe
-					continue
-				}
-				wait := nextWait(dpsSched, err)
-				p.failed(&out, StepDPS, "registration with DPS failing", err, "retry_in", wait)
-				if p.sleep(ctx, wait) {
-					next = actRegister
-				}
-				continue
-			}
-			dpsSched.Reset()
-			p.recovered(&out, StepDPS)
-			if sess != nil && a.sameHub(cur) {
-				p.log.Info("registered again; assignment unchanged, keeping the session", "hub", a.AssignedHub)
-				cur = a
-				next = actServe
-				continue
-			}
-			if sess != nil {
-				p.log.Info("moving to the newly assigned hub", "from", cur.AssignedHub, "to", a.AssignedHub)
-				sess.Close()
-				sess = nil
-			}
-			cur, cached = a, true
-			failingSince = time.Time{}
-			hubSched.Reset()
-			next = actConnect
-
-		case actLookup:
-			p.setPhase(PhaseLookup)
-			a, err := p.cfg.DPS.Lookup(ctx)
-			switch {
-			case err == nil && a.Valid():
-				dpsSched.Reset()
-				p.recovered(&out, StepLookup)
-				if !a.sameHub(cur) {
-					p.log.Info("DPS lookup: the device is assigned elsewhere; moving", "from", cur.AssignedHub, "to", a.AssignedHub, "device", a.DeviceID)
-					p.save(a, true)
-				} else {
-					p.save(a, false)
-				}
-				cur = a
-				p.setAssignment(cur)
-				next = actConnect
-			case err == nil || isNotFound(err):
-				if err == nil {
-					err = fmt.Errorf("%w: lookup status %q", ErrNotAssigned, a.Status)
-				}
-				p.recovered(&out, StepLookup)
-				p.log.Info("DPS lookup: the device is not assigned; registering", "err", err)
-				next = actRegister
-			default:
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				p.setError(err)
-				// The wait grows the DPS backoff for the next lookup; the
-				// cached hub is another service and is tried at once.
-				nextWait(dpsSched, err)
-				p.failed(&out, StepLookup, "DPS lookup failing; trying the cached hub", err, "hub", cur.AssignedHub)
-				failingSince = p.clock.Now() // a fresh window on the cached hub
-				next = actConnect
-			}
-
-		case actConnect:
-			p.setPhase(PhaseConnecting)
-			s, err := p.cfg.Connect(ctx, cur)
-			if err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				p.setError(err)
-				if p.cfg.IsRefusal(err) {
-					p.log.Warn("the hub refused the device; registering with DPS again", "hub", cur.AssignedHub, "device", cur.DeviceID, "err", err)
-					next = actRegister
-					continue
-				}
-				var wait time.Duration
-				next, wait = hubFailed(err)
-				if next == actConnect {
-					p.failed(&out, StepHub, "cannot connect to the hub", err, "hub", cur.AssignedHub, "retry_in", wait)
-					if p.sleep(ctx, wait) {
-						next = actRegister
-					}
-				}
-				continue
-			}
-			sess = s
-			failingSince = time.Time{}
-			hubSched.Reset()
-			if out.step == StepHub {
-				p.recovered(&out, StepHub)
-			} else {
-				p.leave(&out, out.step) // connected: a failed lookup no longer matters
-			}
-			// Log before the status says connected, so that whoever
-			// waits for the status sees the lines.
-			p.log.Info("connected to the hub", "hub", cur.AssignedHub, "device", cur.DeviceID)
-			p.setPhase(PhaseConnected)
-			next = actServe
-
-		case actServe:
-			p.setPhase(PhaseConnected)
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-p.reprov:
-				next = actRegister
-			case <-sess.Done():
-				err := sess.Err()
-				sess.Close()
-				sess = nil
-				if err == nil {
-					err = errors.New("hub session ended")
-				}
-				p.setError(err)
-				if p.cfg.IsRefusal(err) {
-					p.log.Warn("the hub refused the device; registering with DPS again", "hub", cur.AssignedHub, "err", err)
-					next = actRegister
-					continue
-				}
-				if errors.Is(err, retry.ErrGaveUp) {
-					// The client spent its own reconnect budget (the
-					// daemon sets it to RetryCachedHubFor): the window
-					// is over.
-					p.log.Warn("hub kept failing; asking DPS where the device belongs", "hub", cur.AssignedHub, "err", err)
-					failingSince = time.Time{}
-					hubSched.Reset()
-					next = actLookup
-					continue
-				}
-				var wait time.Duration
-				next, wait = hubFailed(err)
-				if next == actConnect {
-					p.failed(&out, StepHub, "hub session lost", err, "hub", cur.AssignedHub, "retry_in", wait)
-					if p.sleep(ctx, wait) {
-						next = actRegister
-					}
-				}
-			}
+		switch m.State() {
+		case StateWait:
+			p.waitIn(ctx, m)
+		case StateServe:
+			p.serveIn(ctx, m)
+		case StateStopped:
+			<-ctx.Done() // only a context that ended stops the flow
+		default:
+			m.Step(ctx)
 		}
 	}
+}
+
+// waitIn waits out m's StateWait on the injected clock, unless ctx ends
+// or a reprovision request cuts it short.
+func (p *Provisioner) waitIn(ctx context.Context, m *Machine) {
+	t := p.clock.NewTimer(m.Delay())
+	defer t.Stop()
+	select {
+	case <-t.C():
+		m.WaitOver()
+	case <-ctx.Done():
+	case <-p.reprov:
+		m.Reprovision()
+	}
+}
+
+// serveIn holds m's StateServe until the session ends, a reprovision
+// request arrives or ctx ends.
+func (p *Provisioner) serveIn(ctx context.Context, m *Machine) {
+	select {
+	case <-ctx.Done():
+	case <-p.reprov:
+		m.Reprovision()
+	case <-m.Session().Done():
+		m.SessionEnded(m.Session().Err())
+	}
+}
+
+// retryWindow is the current RetryCachedHubFor.
+func (p *Provisioner) retryWindow() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.retryFor
 }
 
 // register makes one registration, saves the result and answers the
@@ -556,7 +428,6 @@ func (p *Provisioner) register(ctx context.Context, retrying bool) (Assignment, 
 	p.mu.Lock()
 	ws := p.waiters
 	p.waiters = nil
-	p.status.Phase = PhaseRegistering
 	p.mu.Unlock()
 
 	if retrying {
@@ -604,7 +475,19 @@ func (p *Provisioner) save(a Assignment, fresh bool) {
 	} else if old, ok, err := p.cfg.Store.Load(); err == nil && ok {
 		st.LastRegistered = old.LastRegistered
 	}
-	if err := p.cfg.Store.Save(st); err != nil {
+	err := p.cfg.Store.Save(st)
+	p.mu.Lock()
+	if err != nil {
+		// The status keeps it, also once connected (clearError): with the
+		// log on the same full disk, the status is where it shows.
+		p.saveErr = fmt.Errorf("could not cache the assignment (the next boot registers with DPS again): %w", err)
+		p.saveErrAt = p.clock.Now()
+		p.status.LastError, p.status.LastErrorAt = p.saveErr.Error(), p.saveErrAt
+	} else {
+		p.saveErr = nil
+	}
+	p.mu.Unlock()
+	if err != nil {
 		p.log.Error("could not cache the assignment; the next boot registers again", "err", err)
 	}
 }
@@ -632,22 +515,6 @@ func (p *Provisioner) loadCached() (Assignment, bool) {
 		Substatus:   st.Substatus,
 		ETag:        st.ETag,
 	}, true
-}
-
-// sleep waits d (on the injected clock) or until ctx ends; it reports
-// whether a reprovision request cut the wait short.
-func (p *Provisioner) sleep(ctx context.Context, d time.Duration) (reprovision bool) {
-	p.setPhase(PhaseWaiting)
-	t := p.clock.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C():
-		return false
-	case <-ctx.Done():
-		return false
-	case <-p.reprov:
-		return true
-	}
 }
 
 // nextWait asks s how long to wait after err. Errors the schedule would

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/porthole-iot/porthole/agent/internal/state"
 	"github.com/porthole-iot/porthole/sdk/retry"
 	"github.com/porthole-iot/porthole/sdk/retry/retrytest"
+	"github.com/porthole-iot/porthole/sdk/testwait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -558,7 +560,8 @@ func TestRegistrationRetriesWithBackoff(t *testing.T) {
 	if s := recv(t, e.hubs.sessions, "session"); s.hub != "hub-a.local" {
 		t.Fatalf("connected to %q", s.hub)
 	}
-	if st := p.Status(); st.Registrations != 1 || st.LastError == "" {
+	// Connected: the registration failures are history.
+	if st := waitConnected(t, p); st.Registrations != 1 || st.LastError != "" || !st.NextAttempt.IsZero() {
 		t.Fatalf("status %+v", st)
 	}
 }
@@ -619,5 +622,64 @@ func TestSessionLostRetriesCachedHub(t *testing.T) {
 	}
 	if reg, look := e.dps.counts(); reg != 0 || look != 0 {
 		t.Fatalf("register=%d lookup=%d after a transient drop", reg, look)
+	}
+}
+
+// failingStore is a Store whose Save fails while full is set, the way a
+// full disk fails state.Store.
+type failingStore struct {
+	*state.Store
+	mu   sync.Mutex
+	full bool // guarded by mu
+}
+
+func (s *failingStore) setFull(full bool) {
+	s.mu.Lock()
+	s.full = full
+	s.mu.Unlock()
+}
+
+func (s *failingStore) Save(st state.State) error {
+	s.mu.Lock()
+	full := s.full
+	s.mu.Unlock()
+	if full {
+		return fmt.Errorf("state: save /var/lib/porthole/state.json: write: %w", syscall.ENOSPC)
+	}
+	return s.Store.Save(st)
+}
+
+// A failed save of the assignment shows in the status, also once the
+// device is connected (the log may be on the same full disk), and the flow
+// keeps running; a later save that works clears it.
+func TestSaveFailureShowsInStatus(t *testing.T) {
+	e := newEnv(t)
+	e.dps.register = func(n int) (Assignment, error) {
+		if n == 1 {
+			return assigned("hub-a.local"), nil
+		}
+		return assigned("hub-b.local"), nil
+	}
+	fs := &failingStore{Store: e.store(), full: true}
+	cfg := e.config()
+	cfg.Store = fs
+	p, _ := New(cfg)
+	e.start(p)
+	recv(t, e.hubs.sessions, "session a")
+	st := waitConnected(t, p)
+	if !strings.Contains(st.LastError, "no space left on device") || st.LastErrorAt.IsZero() {
+		t.Fatalf("connected status %+v, want the save failure", st)
+	}
+	fs.setFull(false)
+	if _, err := p.Reprovision(context.Background(), "test"); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, e.hubs.sessions, "session b")
+	testwait.For(t, 20*time.Second, "the save error cleared once connected", func() (bool, string) {
+		st := p.Status()
+		return st.Phase == PhaseConnected && st.Assignment.AssignedHub == "hub-b.local" && st.LastError == "", fmt.Sprintf("%+v", st)
+	})
+	if got := e.cached(); got.AssignedHub != "hub-b.local" {
+		t.Fatalf("cached %q", got.AssignedHub)
 	}
 }

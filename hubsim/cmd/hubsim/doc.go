@@ -16,5 +16,9 @@
 //	 "dps":{"id_scope":…,"global_endpoint":…,"service_connection_string":…},
 //	 "hubs":[{"name":…,"hostname":…,"service_connection_string":…}]}
 //
+// Devices, twins, queued C2D messages and DPS records live in
+// <state-dir>/hubsim.db (see package hubsim/internal/store); a restart on the
+// same state dir, even after kill -9, keeps every write it acknowledged.
+//
 // SIGINT or SIGTERM shut it down gracefully (exit status 0).
 package main

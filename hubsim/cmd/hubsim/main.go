@@ -41,7 +41,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	listen := fs.String("listen", "", "comma-separated IP addresses to listen on (overrides config)")
 	httpsPort := fs.Int("https-port", 0, "HTTPS/WSS port, 0 = pick a free one (overrides config; default 443)")
 	mqttPort := fs.Int("mqtt-port", 0, "MQTT/TLS port, 0 = pick a free one (overrides config; default 8883)")
-	stateDir := fs.String("state-dir", "", "directory for keys and the CA (overrides config)")
+	stateDir := fs.String("state-dir", "", "directory for keys, the CA and the state database (overrides config)")
 	statusFile := fs.String("status-file", "", "write endpoints and connection strings here as JSON (0600) once serving")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (overrides config)")
 	if err := fs.Parse(args); err != nil {

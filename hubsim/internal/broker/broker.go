@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/porthole-iot/porthole/hubsim/internal/redact"
 	"io"
 	"log/slog"
 	"net"
@@ -186,7 +187,7 @@ func New(cfg Config) (*Broker, error) {
 	}
 	cfg.Personalities = append([]Personality(nil), cfg.Personalities...)
 	return &Broker{
-		log:    cfg.Logger,
+		log:    redact.Logger(cfg.Logger),
 		pers:   cfg.Personalities,
 		cfg:    cfg,
 		conns:  make(map[*client]struct{}),

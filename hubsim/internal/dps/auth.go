@@ -54,6 +54,16 @@ func deviceResource(scope, regID string) string {
 }
 
 // authenticate finds the enrollment whose credentials the device presented.
+//
+// Order matters: DPS looks up the device's individual enrollment first, and
+// when one exists for the registration ID it alone decides — its credential
+// matches or the device is refused; enrollment groups are searched only when
+// there is no individual enrollment. So a group-derived key cannot take over
+// an individually enrolled device, and a disabled individual enrollment keeps
+// a device out of a group that would accept it (the register answer is then
+// status "disabled" for the device's own credential, 401 for any other).
+// [MicrosoftDocs/azure-docs articles/iot-dps/how-to-revoke-device-access-portal.md,
+// "Disallow specific devices in an enrollment group"]
 func (s *Service) authenticate(scope, regID string, creds deviceCreds, now time.Time) (*match, error) {
 	s.mu.Lock()
 	e := deepCopy(s.enrollments[keyOf(regID)])
@@ -79,12 +89,15 @@ func (s *Service) authenticate(scope, regID string, creds deviceCreds, now time.
 	if !tok.Covers(deviceResource(scope, regID)) {
 		return nil, errUnauthorized
 	}
-	if e != nil && e.Attestation != nil && e.Attestation.Type == AttestationSymmetricKey && e.Attestation.SymmetricKey != nil {
-		for _, k := range []string{e.Attestation.SymmetricKey.PrimaryKey, e.Attestation.SymmetricKey.SecondaryKey} {
-			if k != "" && tok.Verify(k, now) == nil {
-				return &match{enrollment: e, common: e.common(), attestation: AttestationSymmetricKey}, nil
+	if e != nil {
+		if e.Attestation != nil && e.Attestation.Type == AttestationSymmetricKey && e.Attestation.SymmetricKey != nil {
+			for _, k := range []string{e.Attestation.SymmetricKey.PrimaryKey, e.Attestation.SymmetricKey.SecondaryKey} {
+				if k != "" && tok.Verify(k, now) == nil {
+					return &match{enrollment: e, common: e.common(), attestation: AttestationSymmetricKey}, nil
+				}
 			}
 		}
+		return nil, errUnauthorized
 	}
 	for _, g := range groups {
 		if g.Attestation == nil || g.Attestation.Type != AttestationSymmetricKey || g.Attestation.SymmetricKey == nil {
@@ -119,10 +132,14 @@ func authenticateX509(regID string, chain []*x509.Certificate, e *IndividualEnro
 		return nil, errUnauthorized
 	}
 	info := certInfo(leaf)
-	if e != nil && e.Attestation != nil && e.Attestation.Type == AttestationX509 && e.Attestation.X509 != nil {
-		if cc := e.Attestation.X509.ClientCertificates; cc != nil && (sameCertificate(leaf, cc.Primary) || sameCertificate(leaf, cc.Secondary)) {
-			return &match{enrollment: e, common: e.common(), attestation: AttestationX509, certInfo: info}, nil
+	if e != nil {
+		// An individual enrollment decides alone (see authenticate).
+		if e.Attestation != nil && e.Attestation.Type == AttestationX509 && e.Attestation.X509 != nil {
+			if cc := e.Attestation.X509.ClientCertificates; cc != nil && (sameCertificate(leaf, cc.Primary) || sameCertificate(leaf, cc.Secondary)) {
+				return &match{enrollment: e, common: e.common(), attestation: AttestationX509, certInfo: info}, nil
+			}
 		}
+		return nil, errUnauthorized
 	}
 	inter := x509.NewCertPool()
 	for _, c := range chain[1:] {

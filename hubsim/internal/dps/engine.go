@@ -357,6 +357,15 @@ func (s *Service) decide(ctx context.Context, req deviceRequest, m *match, paylo
 			reg.AssignedHub, reg.DeviceID, reg.Substatus = "", "", ""
 		}
 		s.mu.Lock()
+		if err := s.persistRegistration(key, reg); err != nil {
+			// The device's hub identity may exist already; without its
+			// record DPS answers as for a service error, and the device's
+			// retry registers it again.
+			s.mu.Unlock()
+			log.Error("dps: storing the registration record failed", "err", err)
+			reg.Status, reg.ErrorCode, reg.ErrorMessage = StatusFailed, 500000, "storing the registration record failed"
+			return reg.result(), StatusFailed
+		}
 		s.regs[key] = reg
 		res := reg.result()
 		s.mu.Unlock()

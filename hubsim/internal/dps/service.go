@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"github.com/porthole-iot/porthole/hubsim/internal/ident"
+	"github.com/porthole-iot/porthole/hubsim/internal/redact"
 	"github.com/porthole-iot/porthole/hubsim/internal/sas"
+	"github.com/porthole-iot/porthole/hubsim/internal/store"
 )
 
 // Config configures a Service.
@@ -69,6 +71,10 @@ type Config struct {
 	// HTTPClient calls custom allocation webhooks; nil means a private client
 	// with a 30 s timeout whose idle connections Close releases.
 	HTTPClient *http.Client
+	// Store, if non-nil, keeps enrollments, enrollment groups and
+	// registration records: New loads them and every change is written
+	// before it is acknowledged. The caller owns it (Close does not close it).
+	Store *store.Store
 }
 
 // Faults are hooks tests set to make the service misbehave. Each hook is
@@ -149,7 +155,7 @@ func New(cfg Config) (*Service, error) {
 	}
 	s := &Service{
 		cfg:         cfg,
-		log:         cfg.Logger,
+		log:         redact.Logger(cfg.Logger),
 		now:         cfg.Now,
 		httpClient:  cfg.HTTPClient,
 		enrollments: map[string]*IndividualEnrollment{},
@@ -169,6 +175,11 @@ func New(cfg Config) (*Service, error) {
 	if s.httpClient == nil {
 		s.httpClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone(), Timeout: 30 * time.Second}
 		s.ownClient = true
+	}
+	if cfg.Store != nil {
+		if err := s.load(context.Background(), cfg.Store); err != nil {
+			return nil, fmt.Errorf("dps: loading state: %w", err)
+		}
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.stats = newStatsState(cfg.StatsRetention, cfg.Quota.window())

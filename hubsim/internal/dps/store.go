@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/porthole-iot/porthole/hubsim/internal/store"
 )
 
 // validRegistrationID reports whether id is a registration or group ID DPS
@@ -249,6 +251,7 @@ func (g *EnrollmentGroup) setID(id string) { g.EnrollmentGroupID = id }
 type enrollmentKind[T any, P enrollmentRecord[T]] struct {
 	idName string                                     // the ID's JSON name, in errors
 	group  bool                                       // group rules (attestation, bulk errors)
+	kind   store.Kind                                 // the store's collection
 	table  func(*Service) map[string]*T               // the stored records, guarded by Service.mu
 	view   func(*Service, *T) T                       // what the service API shows of a record; mu held
 	del    func(s *Service, id, ifMatch string) error // the Service's delete method
@@ -259,6 +262,7 @@ type enrollmentKind[T any, P enrollmentRecord[T]] struct {
 var (
 	enrollmentsKind = enrollmentKind[IndividualEnrollment, *IndividualEnrollment]{
 		idName: "registrationId",
+		kind:   store.Enrollments,
 		table:  func(s *Service) map[string]*IndividualEnrollment { return s.enrollments },
 		view:   (*Service).enrollmentViewLocked,
 		del:    (*Service).DeleteEnrollment,
@@ -271,6 +275,7 @@ var (
 	groupsKind = enrollmentKind[EnrollmentGroup, *EnrollmentGroup]{
 		idName: "enrollmentGroupId",
 		group:  true,
+		kind:   store.Groups,
 		table:  func(s *Service) map[string]*EnrollmentGroup { return s.groups },
 		view:   func(_ *Service, g *EnrollmentGroup) EnrollmentGroup { return *deepCopy(g) },
 		del:    (*Service).DeleteEnrollmentGroup,
@@ -324,6 +329,9 @@ func (k enrollmentKind[T, P]) put(s *Service, in T, ifMatch string) (T, error) {
 	}
 	m.Updated = ts(now)
 	n.setMeta(m)
+	if err := s.persist(func(tx *store.Tx) error { return putJSON(tx, k.kind, key, n) }); err != nil {
+		return zero, err
+	}
 	table[key] = n
 	return k.view(s, n), nil
 }
@@ -354,13 +362,20 @@ func (k enrollmentKind[T, P]) list(s *Service) []T {
 
 // deleteIfMatch removes table[key]: ErrNotFound when there is none,
 // ErrPreconditionFailed when ifMatch is non-empty and does not match its etag.
-func deleteIfMatch[T any](table map[string]*T, key, ifMatch string, etag func(*T) string) error {
+// unstore, if non-nil, removes the record from the store first; its error
+// leaves the record in place.
+func deleteIfMatch[T any](table map[string]*T, key, ifMatch string, etag func(*T) string, unstore func() error) error {
 	r := table[key]
 	if r == nil {
 		return ErrNotFound
 	}
 	if ifMatch != "" && !etagMatches(ifMatch, etag(r)) {
 		return ErrPreconditionFailed
+	}
+	if unstore != nil {
+		if err := unstore(); err != nil {
+			return err
+		}
 	}
 	delete(table, key)
 	return nil
@@ -395,10 +410,23 @@ func (s *Service) DeleteEnrollment(registrationID, ifMatch string) error {
 	key := keyOf(registrationID)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := deleteIfMatch(s.enrollments, key, ifMatch, func(e *IndividualEnrollment) string { return e.ETag }); err != nil {
+	r := s.regs[key]
+	dropReg := r != nil && r.EnrollmentGroupID == ""
+	unstore := func() error {
+		return s.persist(func(tx *store.Tx) error {
+			if err := tx.DeleteRecord(store.Enrollments, key); err != nil {
+				return err
+			}
+			if dropReg {
+				return tx.DeleteRecord(store.Registrations, key)
+			}
+			return nil
+		})
+	}
+	if err := deleteIfMatch(s.enrollments, key, ifMatch, func(e *IndividualEnrollment) string { return e.ETag }, unstore); err != nil {
 		return err
 	}
-	if r := s.regs[key]; r != nil && r.EnrollmentGroupID == "" {
+	if dropReg {
 		delete(s.regs, key)
 	}
 	return nil
@@ -421,7 +449,10 @@ func (s *Service) GetEnrollmentGroup(id string) (EnrollmentGroup, bool) {
 func (s *Service) DeleteEnrollmentGroup(id, ifMatch string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return deleteIfMatch(s.groups, keyOf(id), ifMatch, func(g *EnrollmentGroup) string { return g.ETag })
+	key := keyOf(id)
+	return deleteIfMatch(s.groups, key, ifMatch, func(g *EnrollmentGroup) string { return g.ETag }, func() error {
+		return s.persist(func(tx *store.Tx) error { return tx.DeleteRecord(store.Groups, key) })
+	})
 }
 
 // RegistrationState returns a device's registration record.
@@ -455,7 +486,10 @@ func (s *Service) RegistrationStates(groupID string) []DeviceRegistrationState {
 func (s *Service) DeleteRegistrationState(registrationID, ifMatch string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return deleteIfMatch(s.regs, keyOf(registrationID), ifMatch, func(r *registration) string { return r.ETag })
+	key := keyOf(registrationID)
+	return deleteIfMatch(s.regs, key, ifMatch, func(r *registration) string { return r.ETag }, func() error {
+		return s.persist(func(tx *store.Tx) error { return tx.DeleteRecord(store.Registrations, key) })
+	})
 }
 
 // Enrollments returns all individual enrollments sorted by registration ID.

@@ -10,6 +10,7 @@ import (
 	"maps"
 
 	"github.com/porthole-iot/porthole/hubsim/internal/broker"
+	"github.com/porthole-iot/porthole/hubsim/internal/store"
 )
 
 // c2dMessage is one queued cloud-to-device message. Guarded by Hub.mu.
@@ -17,6 +18,7 @@ type c2dMessage struct {
 	topic    string
 	body     []byte
 	inflight *session // the connection it was handed to, awaiting PUBACK; nil when queued
+	rowID    int64    // its id in the store (0 without one)
 }
 
 // SendC2D queues a cloud-to-device message for a device. It is delivered on
@@ -64,7 +66,18 @@ func (h *Hub) SendC2D(ctx context.Context, deviceID string, m C2DMessage) error 
 	if len(id.c2d) >= C2DQueueLimit {
 		return fmt.Errorf("%w: %s has %d messages queued", ErrQueueFull, deviceID, len(id.c2d))
 	}
-	id.c2d = append(id.c2d, &c2dMessage{topic: topic, body: bytes.Clone(m.Body)})
+	msg := &c2dMessage{topic: topic, body: bytes.Clone(m.Body)}
+	id.c2d = append(id.c2d, msg)
+	if err := h.persistWith(func(tx *store.Tx) error {
+		var err error
+		if msg.rowID, err = tx.AddC2D(h.host, deviceID, topic, msg.body); err != nil {
+			return err
+		}
+		return h.putTwinDocLocked(tx, id)
+	}); err != nil {
+		id.c2d = id.c2d[:len(id.c2d)-1]
+		return err
+	}
 	if id.sess != nil {
 		id.sess.wakeLocked()
 	}
@@ -80,7 +93,17 @@ func (h *Hub) PurgeC2D(ctx context.Context, deviceID string) (int, error) {
 		return 0, fmt.Errorf("%w: %s", ErrDeviceNotFound, deviceID)
 	}
 	n := len(id.c2d)
+	old := id.c2d
 	id.c2d = nil
+	if err := h.persistWith(func(tx *store.Tx) error {
+		if err := tx.PurgeC2D(h.host, deviceID); err != nil {
+			return err
+		}
+		return h.putTwinDocLocked(tx, id)
+	}); err != nil {
+		id.c2d = old
+		return 0, err
+	}
 	return n, nil
 }
 
@@ -139,6 +162,16 @@ func (h *Hub) c2dSettled(s *session, m *c2dMessage, acked bool) {
 		}
 		if acked {
 			s.id.c2d = append(s.id.c2d[:i], s.id.c2d[i+1:]...)
+			if err := h.persistWith(func(tx *store.Tx) error {
+				if err := tx.DeleteC2D(m.rowID); err != nil {
+					return err
+				}
+				return h.putTwinDocLocked(tx, s.id)
+			}); err != nil {
+				// The device has the message; at worst it is delivered
+				// again after a restart (at-least-once, as QoS 1 allows).
+				h.log.Error("hubsim: forgetting a delivered c2d message failed", "device", s.id.key(), "err", err)
+			}
 		} else if m.inflight == s {
 			m.inflight = nil
 		}

@@ -102,8 +102,8 @@ func (h *Hub) waitOnlineLocked(ctx context.Context, deviceID, moduleID, filter s
 // ConnectTimeoutInSeconds); no answer within ResponseTimeoutInSeconds gives
 // ErrTimeout (REST 504101).
 func (h *Hub) InvokeMethod(ctx context.Context, deviceID, moduleID string, req MethodRequest) (MethodResult, error) {
-	if !validTopicLevel(req.MethodName) {
-		return MethodResult{}, fmt.Errorf("%w: invalid method name %q", ErrInvalid, req.MethodName)
+	if !validName(req.MethodName) {
+		return MethodResult{}, fmt.Errorf("%w: %s", ErrInvalid, nameError("method", req.MethodName))
 	}
 	resp := h.set.cfg.MethodDefaultTimeout
 	if req.ResponseTimeoutInSeconds != 0 {
@@ -180,8 +180,8 @@ func (h *Hub) RequestStream(ctx context.Context, req StreamRequest) (StreamResul
 			h.set.cfg.StreamLog(e)
 		}
 	}
-	if !validTopicLevel(req.Name) {
-		return StreamResult{}, fmt.Errorf("%w: invalid stream name %q", ErrInvalid, req.Name)
+	if !validName(req.Name) {
+		return StreamResult{}, fmt.Errorf("%w: %s", ErrInvalid, nameError("stream", req.Name))
 	}
 	rl := h.set.cfg.Relay
 	if rl == nil {
@@ -200,7 +200,7 @@ func (h *Hub) RequestStream(ctx context.Context, req StreamRequest) (StreamResul
 		emit("offline", 0, err.Error())
 		return StreamResult{}, err
 	}
-	ticket, err := rl.Create(relay.StreamSpec{Hub: h.host, DeviceID: req.DeviceID, ModuleID: req.ModuleID,
+	ticket, err := rl.Create(relay.StreamSpec{Hub: h.host, HubName: h.name, DeviceID: req.DeviceID, ModuleID: req.ModuleID,
 		Name: req.Name, Policy: req.Policy, HandshakeTimeout: req.ConnectTimeout})
 	if err != nil {
 		emit("failed", 0, err.Error())
@@ -257,6 +257,7 @@ func (h *Hub) RequestStream(ctx context.Context, req StreamRequest) (StreamResul
 		}
 		return StreamResult{}, fmt.Errorf("%w: stream %s on %s", r.err, req.Name, s.key())
 	case r.status == 200:
+		rl.Accepted(ticket.ID)
 		emit("accepted", r.status, "")
 		return StreamResult{Accepted: true, StreamID: ticket.ID, URL: ticket.URL, ServiceToken: ticket.ServiceToken}, nil
 	default:

@@ -119,6 +119,19 @@ type fakeRelay struct {
 	throttle bool
 	created  []relay.StreamSpec
 	cancels  []string
+	accepted []string
+}
+
+func (r *fakeRelay) Accepted(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.accepted = append(r.accepted, id)
+}
+
+func (r *fakeRelay) acceptedIDs() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.accepted...)
 }
 
 func (r *fakeRelay) Create(spec relay.StreamSpec) (relay.Ticket, error) {
@@ -239,6 +252,7 @@ type fakeOut struct {
 	acks    []func(bool) // pending PUBACK callbacks
 	closedC chan struct{}
 	wg      sync.WaitGroup
+	refused int // publishes refused with ErrNotSubscribed
 }
 
 func newFakeOut() *fakeOut {
@@ -253,6 +267,7 @@ func (o *fakeOut) Publish(topic string, payload []byte, qos byte) error {
 	}
 	granted, ok := o.grantedLocked(topic)
 	if !ok {
+		o.refused++
 		return broker.ErrNotSubscribed
 	}
 	o.msgs <- published{topic, bytes.Clone(payload), min(qos, granted)}

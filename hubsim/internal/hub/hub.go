@@ -18,6 +18,7 @@ import (
 
 	"github.com/porthole-iot/porthole/hubsim/internal/ident"
 	"github.com/porthole-iot/porthole/hubsim/internal/sas"
+	"github.com/porthole-iot/porthole/hubsim/internal/store"
 )
 
 // Hub is one simulated IoT hub: identity registry, twins, connections,
@@ -25,6 +26,7 @@ import (
 type Hub struct {
 	set      *Set
 	host     string
+	name     string // resource name: HubConfig.Name or the first label of host
 	policies []sas.Policy
 	caPool   *x509.CertPool
 	hasCA    bool
@@ -87,8 +89,11 @@ func (id *identity) key() string {
 	return id.deviceID + "/" + id.moduleID
 }
 
-func newHub(s *Set, host string, pol []sas.Policy, pool *x509.CertPool, hasCA bool) *Hub {
-	return &Hub{set: s, host: host, policies: pol, caPool: pool, hasCA: hasCA,
+func newHub(s *Set, host, name string, pol []sas.Policy, pool *x509.CertPool, hasCA bool) *Hub {
+	if name == "" {
+		name, _, _ = strings.Cut(host, ".")
+	}
+	return &Hub{set: s, host: host, name: name, policies: pol, caPool: pool, hasCA: hasCA,
 		log: s.log.With("hub", host), devices: map[string]*identity{},
 		pending: map[string]*pendingCall{}, changed: make(chan struct{})}
 }
@@ -131,6 +136,21 @@ func (h *Hub) newGenerationLocked() string {
 // validID checks a device or module id: at most 128 characters of ASCII
 // letters, digits and - . % _ * ? ! ( ) , : = @ $ '
 // [doc: Understand the identity registry in your IoT hub (iot-hub-devguide-identity-registry.md), "Device identity properties"].
+//
+// Sources disagree on '+', '#' and ';'. Older registry pages and the Event
+// Grid device-event schemas list "- : . + % _ # * ? ! ( ) , = @ ; $ '"; the
+// current registry page (ms.date 2025-03-28) lists the set above and says
+// "The special characters + # aren't supported", and omits ';'. hubsim
+// follows the current registry page, so an id that hubsim accepts is one
+// Azure documents as supported. The reason is MQTT: a device's topics embed
+// its id ("devices/<id>/messages/events/", "devices/<id>/messages/devicebound/#"),
+// and MQTT 3.1.1 forbids '+' and '#' in a PUBLISH topic name (§4.7.1, §3.3.2)
+// and lets them appear in a filter only as whole-level wildcards, so a device
+// whose id holds either could connect but neither send telemetry nor
+// subscribe to its own cloud-to-device messages; hubsim's broker refuses
+// such topics exactly as the specification requires.
+// '%' is allowed and needs no escaping anywhere except the service REST path
+// (%25); see sas.Token.Covers for the raw sr the C client sends.
 func validID(id string) bool {
 	if id == "" || len(id) > 128 {
 		return false
@@ -280,7 +300,7 @@ func etagMatches(ifMatch, etag string) bool {
 // CreateDevice adds a device. Keys are generated when absent.
 func (h *Hub) CreateDevice(ctx context.Context, d Device) (Device, error) {
 	if !validID(d.DeviceID) {
-		return Device{}, fmt.Errorf("%w: invalid device id %q", ErrInvalid, d.DeviceID)
+		return Device{}, fmt.Errorf("%w: invalid device id %s", ErrInvalid, echo(d.DeviceID))
 	}
 	auth, err := h.normalizeAuth(d.Authentication)
 	if err != nil {
@@ -306,6 +326,10 @@ func (h *Hub) CreateDevice(ctx context.Context, d Device) (Device, error) {
 		id.edge = d.Capabilities.IoTEdge
 	}
 	h.devices[d.DeviceID] = id
+	if err := h.persistLocked(true, id); err != nil {
+		delete(h.devices, d.DeviceID)
+		return Device{}, err
+	}
 	return id.deviceLocked(), nil
 }
 
@@ -365,6 +389,7 @@ func (h *Hub) UpdateDevice(ctx context.Context, d Device, ifMatch string) (Devic
 		h.mu.Unlock()
 		return Device{}, fmt.Errorf("%w: device %s", ErrPreconditionFailed, d.DeviceID)
 	}
+	undo := *id.undoRegistry()
 	if id.status != status {
 		id.statusUpdated = h.now()
 	}
@@ -373,6 +398,11 @@ func (h *Hub) UpdateDevice(ctx context.Context, d Device, ifMatch string) (Devic
 		id.edge = d.Capabilities.IoTEdge
 	}
 	id.etag = h.nextETagLocked()
+	if err := h.persistLocked(true, id); err != nil {
+		undo.restore(id)
+		h.mu.Unlock()
+		return Device{}, err
+	}
 	out := id.deviceLocked()
 	var drop []*session
 	if status == StatusDisabled {
@@ -421,6 +451,10 @@ func (h *Hub) DeleteDevice(ctx context.Context, deviceID, ifMatch string) error 
 		h.mu.Unlock()
 		return fmt.Errorf("%w: device %s", ErrPreconditionFailed, deviceID)
 	}
+	if err := h.persistWith(func(tx *store.Tx) error { return tx.DeleteDevice(h.host, deviceID) }); err != nil {
+		h.mu.Unlock()
+		return err
+	}
 	delete(h.devices, deviceID)
 	drop := id.allSessionsLocked()
 	h.mu.Unlock()
@@ -433,7 +467,7 @@ func (h *Hub) DeleteDevice(ctx context.Context, deviceID, ifMatch string) error 
 // CreateModule adds a module to a device.
 func (h *Hub) CreateModule(ctx context.Context, m Module) (Module, error) {
 	if !validID(m.ModuleID) {
-		return Module{}, fmt.Errorf("%w: invalid module id %q", ErrInvalid, m.ModuleID)
+		return Module{}, fmt.Errorf("%w: invalid module id %s", ErrInvalid, echo(m.ModuleID))
 	}
 	auth, err := h.normalizeAuth(m.Authentication)
 	if err != nil {
@@ -453,6 +487,10 @@ func (h *Hub) CreateModule(ctx context.Context, m Module) (Module, error) {
 		generationID: h.newGenerationLocked(), etag: h.nextETagLocked(), status: StatusEnabled,
 		statusUpdated: now, auth: auth, twin: newTwin(now)}
 	dev.modules[m.ModuleID] = id
+	if err := h.persistLocked(true, id); err != nil {
+		delete(dev.modules, m.ModuleID)
+		return Module{}, err
+	}
 	return id.moduleLocked(), nil
 }
 
@@ -498,7 +536,12 @@ func (h *Hub) UpdateModule(ctx context.Context, m Module, ifMatch string) (Modul
 	if !etagMatches(ifMatch, id.etag) {
 		return Module{}, fmt.Errorf("%w: module %s/%s", ErrPreconditionFailed, m.DeviceID, m.ModuleID)
 	}
+	undo := *id.undoRegistry()
 	id.auth, id.managedBy, id.etag = auth, m.ManagedBy, h.nextETagLocked()
+	if err := h.persistLocked(true, id); err != nil {
+		undo.restore(id)
+		return Module{}, err
+	}
 	return id.moduleLocked(), nil
 }
 
@@ -513,6 +556,10 @@ func (h *Hub) DeleteModule(ctx context.Context, deviceID, moduleID, ifMatch stri
 	if !etagMatches(ifMatch, id.etag) {
 		h.mu.Unlock()
 		return fmt.Errorf("%w: module %s/%s", ErrPreconditionFailed, deviceID, moduleID)
+	}
+	if err := h.persistWith(func(tx *store.Tx) error { return tx.DeleteModule(h.host, deviceID, moduleID) }); err != nil {
+		h.mu.Unlock()
+		return err
 	}
 	delete(h.devices[deviceID].modules, moduleID)
 	s := id.sess
@@ -581,6 +628,8 @@ func (h *Hub) changeTwin(deviceID, moduleID string, p TwinPatch, ifMatch string,
 	}
 	now := h.now()
 	changed := false
+	old := id.twin.clone()
+	var push map[string]any
 	if p.Tags != nil {
 		if replace {
 			id.twin.tags = deepCopyMap(tags)
@@ -598,10 +647,17 @@ func (h *Hub) changeTwin(deviceID, moduleID string, p TwinPatch, ifMatch string,
 			patch = deepCopyMap(desired)
 		}
 		changed = true
-		h.pushDesiredLocked(id, patch)
+		push = patch
 	}
 	if changed {
 		id.twin.version++
+		if err := h.persistLocked(false, id); err != nil {
+			id.twin = old
+			return Twin{}, err
+		}
+	}
+	if push != nil {
+		h.pushDesiredLocked(id, push)
 	}
 	return id.twinLocked(h.devices[deviceID]), nil
 }
@@ -719,10 +775,15 @@ func (s *Set) ImportTwin(hub, deviceID string, t ident.Twin) error {
 		return fmt.Errorf("%w: %s", ErrDeviceNotFound, deviceID)
 	}
 	now := h.now()
+	old := id.twin.clone()
 	id.twin.tags = deepCopyMap(tags)
 	patch := id.twin.desired.replace(desired, now)
 	id.twin.reported.replace(reported, now)
 	id.twin.version++
+	if err := h.persistLocked(false, id); err != nil {
+		id.twin = old
+		return err
+	}
 	h.pushDesiredLocked(id, patch)
 	return nil
 }

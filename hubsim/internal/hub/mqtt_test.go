@@ -12,12 +12,14 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"math/big"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/porthole-iot/porthole/hubsim/internal/broker"
+	"github.com/porthole-iot/porthole/sdk/testwait"
 )
 
 func TestClaims(t *testing.T) {
@@ -611,5 +613,73 @@ func TestC2DPlainOutbound(t *testing.T) {
 			t.Fatal("message never completed")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// A batch of queued C2D messages whose first delivery the broker refuses
+// (the device's SUBSCRIBE not yet in place there) is retried as a whole: all
+// three arrive, in order, without a reconnect (issue 12).
+func TestC2DBatchRetriedAfterRefusal(t *testing.T) {
+	e := newEnv(t)
+	h := e.hub("hub1.example.net")
+	ctx := context.Background()
+	key := e.device(h, "dev1")
+	for _, b := range []string{"one", "two", "three"} {
+		if err := h.SendC2D(ctx, "dev1", C2DMessage{Body: []byte(b)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := e.connectDevice(h, "dev1", key)
+	const filter = "devices/dev1/messages/devicebound/#"
+	// The hub grants the subscription before the broker has it: the first
+	// delivery attempt is refused.
+	g, ok := d.sess.Subscribe(filter, 1)
+	if !ok {
+		t.Fatal("subscribe refused")
+	}
+	testwait.True(t, waitTimeout, "the broker to refuse a delivery", func() bool {
+		d.out.mu.Lock()
+		defer d.out.mu.Unlock()
+		return d.out.refused > 0
+	})
+	d.out.mu.Lock()
+	d.out.subs[filter] = g
+	d.out.mu.Unlock()
+	for _, want := range []string{"one", "two", "three"} {
+		if m := d.next(); string(m.payload) != want {
+			t.Fatalf("delivery %q, want %q", m.payload, want)
+		}
+	}
+}
+
+// A device id with '%' connects whether the token's sr is percent-encoded
+// (Node, C#) or sent raw (Microsoft's C client: sr "<host>/devices/<id>" as
+// is). The signature covers sr exactly as sent, so either reading of it is
+// authenticated by the device's own key (issue 11, finding 9).
+func TestConnectPercentInDeviceID(t *testing.T) {
+	e := newEnv(t)
+	h := e.hub("hub1.example.net")
+	for _, id := range []string{"dev%41x", "a%zz", "100%", "a%2Fb"} {
+		key := e.device(h, id)
+		for _, encode := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/encoded=%v", id, encode), func(t *testing.T) {
+				d, err := e.connect(connOpts{username: "hub1.example.net/" + id + "/?api-version=2021-04-12", clientID: id,
+					password: sign("hub1.example.net/devices/"+id, key, "", e.clock.Now().Add(time.Hour), encode)})
+				if err != nil {
+					t.Fatalf("connect: %v", err)
+				}
+				d.out.Close()
+				d.out.wg.Wait()
+			})
+		}
+	}
+	// The raw reading of one device's sr never lets another device in: a
+	// token signed with dev%41x's key does not open devAx.
+	e.device(h, "devAx")
+	tok := sign("hub1.example.net/devices/dev%41x", e.device(h, "dev%41y"), "", e.clock.Now().Add(time.Hour), false)
+	for _, id := range []string{"devAx", "dev%41x"} {
+		if _, err := e.connect(connOpts{username: "hub1.example.net/" + id + "/?api-version=2021-04-12", clientID: id, password: tok}); err == nil {
+			t.Errorf("%s connected with another device's token", id)
+		}
 	}
 }

@@ -165,6 +165,9 @@ func (h *Hub) match(method string, p []string) (rt *route, allowed bool) {
 		return nil, false
 	}
 	rt = table[method]
+	if rt != nil && rt.badInput == "" {
+		rt.badInput = pathInputError(p)
+	}
 	return rt, rt == nil
 }
 
@@ -178,8 +181,8 @@ func p0(p []string) string {
 func (h *Hub) streamRoute(id, mid, name string) *route {
 	rt := &route{name: "request stream", rights: rightsService,
 		handle: func(w http.ResponseWriter, r *http.Request) { h.restStream(w, r, id, mid, name) }}
-	if !validTopicLevel(name) {
-		rt.badInput = fmt.Sprintf("invalid stream name %q", name)
+	if !validName(name) {
+		rt.badInput = nameError("stream", name)
 	}
 	return rt
 }

@@ -2,9 +2,11 @@ package hub
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -200,6 +202,7 @@ func TestRESTStreams(t *testing.T) {
 	var mu sync.Mutex
 	var log []StreamEvent
 	e := newEnvWith(t, func(c *Config) {
+		c.Hubs[0].Name = "lab-hub"
 		c.StreamLog = func(ev StreamEvent) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -237,8 +240,13 @@ func TestRESTStreams(t *testing.T) {
 		r.header.Get("iothub-streaming-auth-token") != "stok-s1" {
 		t.Fatalf("accepted: %d %v", r.status, r.header)
 	}
-	if spec := e.relay.created[0]; spec.HandshakeTimeout != 20*time.Second || spec.Name != "ssh" || spec.Hub != "hub1.example.net" || spec.Policy != "service" {
+	if spec := e.relay.created[0]; spec.HandshakeTimeout != 20*time.Second || spec.Name != "ssh" || spec.Hub != "hub1.example.net" ||
+		spec.HubName != "lab-hub" || spec.Policy != "service" {
 		t.Errorf("relay spec %+v", spec)
+	}
+	// The hub tells the relay directly that the device accepted.
+	if got := e.relay.acceptedIDs(); len(got) != 1 || got[0] != "s1" {
+		t.Errorf("relay told accepted %v, want [s1]", got)
 	}
 
 	// Rejected: False, relay stream cancelled.
@@ -257,6 +265,9 @@ func TestRESTStreams(t *testing.T) {
 	wantAzureError(t, <-done, 504, "GatewayTimeout")
 	if got := e.relay.cancelled(); len(got) != 2 || got[0] != "s2" || got[1] != "s3" {
 		t.Errorf("cancelled %v", got)
+	}
+	if got := e.relay.acceptedIDs(); len(got) != 1 {
+		t.Errorf("relay told accepted %v after a rejection and a timeout, want only [s1]", got)
 	}
 
 	// Throttled by the relay.
@@ -539,4 +550,69 @@ func TestRESTModuleTwinAndMethod(t *testing.T) {
 		t.Error("module connection state")
 	}
 	wantAzureError(t, c.do("GET", "/twins/dev1/modules/nope", nil, nil), 404, "ModuleNotFound")
+}
+
+// No log line at debug carries a stream token, a SAS signature or a key
+// (issue 11, finding 5: a failed stream-request publish logged "$auth=…").
+func TestLogsHoldNoCredentials(t *testing.T) {
+	var buf lockedBuffer
+	e := newEnvWith(t, func(c *Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	h := e.hub("hub1.example.net")
+	key := e.device(h, "dev1")
+	c := e.rest("hub1.example.net", "service")
+	pw := sign("hub1.example.net/devices/dev1", key, "", e.clock.Now().Add(time.Hour), true)
+	d, err := e.connect(connOpts{username: "hub1.example.net/dev1/?api-version=2021-04-12", clientID: "dev1", password: pw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The hub granted the stream subscription but the broker does not have
+	// it: the request's publish fails.
+	if _, ok := d.sess.Subscribe("$iothub/streams/POST/#", 0); !ok {
+		t.Fatal("subscribe refused")
+	}
+	wantAzureError(t, c.do("POST", "/twins/dev1/streams/ssh", nil, nil), 404, "DeviceNotOnline")
+	// A wrong token, on MQTT and on REST.
+	if _, err := e.connect(connOpts{username: "hub1.example.net/dev1/?api-version=2021-04-12", clientID: "dev1",
+		password: sign("hub1.example.net/devices/dev1", "d3Jvbmcta2V5LXdyb25nLWtleQ==", "", e.clock.Now().Add(time.Hour), true)}); err == nil {
+		t.Fatal("wrong key connected")
+	}
+	bad := *c
+	bad.token = sign("hub1.example.net", "d3Jvbmcta2V5LXdyb25nLWtleQ==", "service", e.clock.Now().Add(time.Hour), false)
+	wantAzureError(t, bad.do("GET", "/twins/dev1", nil, nil), 401, "IotHubUnauthorizedAccess")
+	d.out.Close()
+	d.out.wg.Wait()
+
+	logs := buf.String()
+	if !strings.Contains(logs, "publish failed") {
+		t.Fatalf("the failed publish was not logged; the test no longer covers it:\n%s", logs)
+	}
+	_, pwSig, _ := strings.Cut(pw, "sig=")
+	pwSig, _, _ = strings.Cut(pwSig, "&")
+	_, restSig, _ := strings.Cut(bad.token, "sig=")
+	restSig, _, _ = strings.Cut(restSig, "&")
+	for name, secret := range map[string]string{"stream token": "dtok-s1", "device key": key, "device token sig": pwSig, "service token sig": restSig} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("logs hold the %s %q:\n%s", name, secret, logs)
+		}
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent log writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -159,6 +159,7 @@ func (h *Hub) connect(userHost, devID, modID string, info broker.ConnectInfo, ou
 	id.sess = sess
 	id.connUpdated = now
 	id.lastActivity.store(now)
+	h.persistDocLocked(id, "connect")
 	if h.sessions == nil {
 		h.sessions = map[*session]struct{}{}
 	}
@@ -503,9 +504,17 @@ func (s *session) twinReported(query string, payload []byte) error {
 			payload: formatMQTTError(errArgumentInvalid, err.Error(), now), qos: 0})
 		return nil
 	}
+	old := s.id.twin.clone()
 	t := s.id.twin
 	t.reported.patch(patch, now)
 	t.version++
+	if err := h.persistLocked(false, s.id); err != nil {
+		s.id.twin = old
+		s.log.Error("hubsim: persisting reported properties failed", "rid", rid, "err", err)
+		s.enqueueLocked(outMsg{topic: topicTwinResPrefix + "500/?" + qRID + "=" + rid,
+			payload: formatMQTTError(errServer, "storing the twin failed", now), qos: 0})
+		return nil
+	}
 	s.enqueueLocked(outMsg{topic: topicTwinResPrefix + "204/?" + qRID + "=" + rid + "&" + qVersion + "=" + strconv.FormatInt(t.reported.version, 10), qos: 0})
 	return nil
 }
@@ -549,6 +558,7 @@ func (s *session) Disconnected(err error) {
 		if s.id.sess == s {
 			s.id.sess = nil
 			s.id.connUpdated = now
+			h.persistDocLocked(s.id, "disconnect")
 		}
 		for _, m := range s.id.c2d {
 			if m.inflight == s {
@@ -620,8 +630,14 @@ func (s *session) sendLoop() {
 				}
 			}
 			notYet := false
-			for _, c := range c2d {
+			for i, c := range c2d {
 				if !s.deliverC2D(c) {
+					// deliverC2D put c back in the queue; the rest of the
+					// batch, still marked in flight on s, goes back with it so
+					// the retry takes all of them again, in order.
+					for _, rest := range c2d[i+1:] {
+						h.c2dSettled(s, rest, false)
+					}
 					notYet = true
 					break
 				}

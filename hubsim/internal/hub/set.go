@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/base64"
@@ -13,8 +14,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/porthole-iot/porthole/hubsim/internal/redact"
 	"github.com/porthole-iot/porthole/hubsim/internal/relay"
 	"github.com/porthole-iot/porthole/hubsim/internal/sas"
+	"github.com/porthole-iot/porthole/hubsim/internal/store"
 )
 
 // StreamRelay is what the hub needs from the streaming endpoint;
@@ -26,6 +29,8 @@ type StreamRelay interface {
 	Create(spec relay.StreamSpec) (relay.Ticket, error)
 	// Cancel forgets a stream that will not happen (rejected, timed out).
 	Cancel(id, reason string)
+	// Accepted tells the relay the device accepted the stream request.
+	Accepted(id string)
 }
 
 // HubConfig configures one hub.
@@ -33,6 +38,9 @@ type HubConfig struct {
 	// HostName is the hub's host name, e.g. "hub1.azure-devices.net" or an IP
 	// literal. Matched case-insensitively.
 	HostName string
+	// Name is the hub's resource name (what Azure calls the IoT hub's name);
+	// empty means the first label of HostName.
+	Name string
 	// Policies are the hub's shared access policies. Nil means the Azure
 	// defaults (iothubowner, service, device, registryRead, registryReadWrite)
 	// with random keys; read them back with Hub.Policies.
@@ -65,6 +73,10 @@ type Config struct {
 	MethodDefaultTimeout time.Duration
 	// Rand is the source for generated keys and ids; nil means crypto/rand.
 	Rand io.Reader
+	// Store, if non-nil, keeps registries, twins and C2D queues: NewSet
+	// loads them, and every change is written before it is acknowledged.
+	// The caller owns it (Set.Close does not close it).
+	Store *store.Store
 }
 
 // StreamEvent reports one step of a stream request.
@@ -110,7 +122,7 @@ type Unhandled struct {
 
 // NewSet builds the hubs. It returns an error for an empty or duplicate host name.
 func NewSet(cfg Config) (*Set, error) {
-	s := &Set{cfg: cfg, log: cfg.Logger, now: cfg.Now, after: cfg.AfterFunc, rand: cfg.Rand,
+	s := &Set{cfg: cfg, log: redact.Logger(cfg.Logger), now: cfg.Now, after: cfg.AfterFunc, rand: cfg.Rand,
 		byHost: map[string]*Hub{}, byAddr: map[string]*Hub{}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -152,7 +164,7 @@ func NewSet(cfg Config) (*Set, error) {
 		for _, c := range hc.ClientCAs {
 			pool.AddCert(c)
 		}
-		h := newHub(s, hc.HostName, pol, pool, len(hc.ClientCAs) > 0)
+		h := newHub(s, hc.HostName, hc.Name, pol, pool, len(hc.ClientCAs) > 0)
 		s.hubs = append(s.hubs, h)
 		s.byHost[host] = h
 		if ip := net.ParseIP(host); ip != nil {
@@ -168,6 +180,13 @@ func NewSet(cfg Config) (*Set, error) {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
+	}
+	if cfg.Store != nil {
+		for _, h := range s.hubs {
+			if err := h.load(context.Background(), cfg.Store); err != nil {
+				return nil, fmt.Errorf("hub: loading state: %w", err)
+			}
+		}
 	}
 	return s, nil
 }

@@ -7,7 +7,10 @@ import (
 
 // StreamSpec names a stream the hub is about to offer to a device.
 type StreamSpec struct {
-	Hub      string // the hub's host name
+	Hub string // the hub's host name
+	// HubName is the hub's resource name (the IOTHUBS/<name> of its
+	// resource id); empty means the first label of Hub.
+	HubName  string
 	DeviceID string
 	ModuleID string // empty for a device stream
 	Name     string // stream name from the service request

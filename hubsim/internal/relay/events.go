@@ -41,10 +41,14 @@ type recordProps struct {
 	BytesToService *int64 `json:"bytesToService,omitempty"`
 }
 
-// resourceID invents an Azure-like resource id for a hub host name; hubsim
-// has no subscription, so the subscription id is all zeros.
-func resourceID(hub string) string {
-	name, _, _ := strings.Cut(hub, ".")
+// resourceID invents an Azure-like resource id for a hub: its name, or the
+// first label of its host name when the spec has none; hubsim has no
+// subscription, so the subscription id is all zeros.
+func resourceID(spec StreamSpec) string {
+	name := spec.HubName
+	if name == "" {
+		name, _, _ = strings.Cut(spec.Hub, ".")
+	}
 	return "/SUBSCRIPTIONS/00000000-0000-0000-0000-000000000000/RESOURCEGROUPS/HUBSIM" +
 		"/PROVIDERS/MICROSOFT.DEVICES/IOTHUBS/" + strings.ToUpper(name)
 }
@@ -98,7 +102,7 @@ func (r *Relay) writeEvent(st *session, op, status, reason string, dur time.Dura
 	}
 	line, _ := json.Marshal(record{
 		Time:              r.now().UTC().Format(time.RFC3339Nano),
-		ResourceID:        resourceID(st.spec.Hub),
+		ResourceID:        resourceID(st.spec),
 		OperationName:     op,
 		Category:          eventCategory,
 		ResultType:        resultType,

@@ -20,7 +20,7 @@ func TestApplicationCloseForwarded(t *testing.T) {
 	if _, err := io.ReadFull(svc, make([]byte, 1)); err != nil {
 		t.Fatal(err)
 	}
-	dev.CloseWithStatus(4001, "target ssh removed by config reload")
+	dev.CloseWith(4001, "target ssh removed by config reload")
 	err := readErr(t, svc)
 	var ce *stream.CloseError
 	if !errors.As(err, &ce) || ce.Code != 4001 || ce.Reason != "target ssh removed by config reload" {

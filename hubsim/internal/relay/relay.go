@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/porthole-iot/porthole/hubsim/internal/redact"
 )
 
 // Config configures a Relay.
@@ -129,7 +130,7 @@ type session struct {
 func New(cfg Config) *Relay {
 	r := &Relay{
 		cfg:     cfg,
-		log:     cfg.Logger,
+		log:     redact.Logger(cfg.Logger),
 		now:     cfg.Now,
 		streams: make(map[string]*session),
 		hubs:    make(map[string]*hubState),

@@ -415,6 +415,26 @@ func TestSubprotocolEcho(t *testing.T) {
 	}
 }
 
+// The resource id carries the hub's name, not the first label of its host
+// name (an IP-literal hub would otherwise be "IOTHUBS/127").
+func TestEventResourceIDUsesHubName(t *testing.T) {
+	for _, tc := range []struct {
+		spec StreamSpec
+		want string
+	}{
+		{StreamSpec{Hub: "127.0.0.1", HubName: "lab-hub"}, "/IOTHUBS/LAB-HUB"},
+		{StreamSpec{Hub: "myhub.azure-devices.net", HubName: "other"}, "/IOTHUBS/OTHER"},
+		{StreamSpec{Hub: "myhub.azure-devices.net"}, "/IOTHUBS/MYHUB"},
+	} {
+		e := newEnv(t, Config{})
+		e.create(t, tc.spec)
+		recs := e.events.records(t)
+		if len(recs) != 1 || !strings.HasSuffix(recs[0].ResourceID, tc.want) {
+			t.Errorf("spec %+v: records %+v, want resource id ending %s", tc.spec, recs, tc.want)
+		}
+	}
+}
+
 func TestEventShape(t *testing.T) {
 	e := newEnv(t, Config{})
 	e.create(t, StreamSpec{Hub: "myhub.azure-devices.net", DeviceID: "dev1", ModuleID: "m", Name: "ssh", Policy: "iothubowner"})

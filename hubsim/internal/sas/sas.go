@@ -63,9 +63,13 @@ func Parse(token string) (Token, error) {
 		}
 		switch k {
 		case keySR:
+			// Microsoft's C client puts the hub sr in raw (PROTOCOL.md
+			// §15), so a '%' from a device id need not start a valid
+			// escape: such an sr is its own resource. Covers also tries
+			// the raw form.
 			dec, err := unescape(v)
 			if err != nil {
-				return t, fmt.Errorf("%w: sr: %v", ErrMalformed, err)
+				dec = v
 			}
 			t.SR, t.Resource = v, dec
 		case keySig:
@@ -198,8 +202,22 @@ func (t Token) Verify(keyB64 string, now time.Time) error {
 // a prefix of it ending at a '/' boundary (a hub-level token covers every
 // device). The host part is compared case-insensitively, the path exactly;
 // trailing slashes on either side are ignored.
+//
+// Both readings of sr are tried: percent-decoded (Node and C# encode it) and
+// as sent (the C client sends the hub sr raw, so a device id containing '%'
+// arrives unencoded). Either is safe: the signature is computed over sr as
+// sent, and the caller verifies it with the key of the identity it is
+// authenticating, so a token can never open an identity whose key did not
+// sign it.
 func (t Token) Covers(resource string) bool {
-	have := strings.TrimRight(t.Resource, "/")
+	if covers(t.Resource, resource) {
+		return true
+	}
+	return t.SR != t.Resource && covers(t.SR, resource)
+}
+
+func covers(sr, resource string) bool {
+	have := strings.TrimRight(sr, "/")
 	want := strings.TrimRight(resource, "/")
 	if have == "" || want == "" {
 		return false

@@ -95,7 +95,10 @@ func TestParse(t *testing.T) {
 		{name: "missing sr", in: "SharedAccessSignature sig=" + sig + "&se=10", err: `missing field "sr"`},
 		{name: "missing se", in: "SharedAccessSignature sr=h&sig=" + sig, err: `missing field "se"`},
 		{name: "missing sig", in: "SharedAccessSignature sr=h&se=10", err: `missing field "sig"`},
-		{name: "bad escape", in: "SharedAccessSignature sr=h%2&sig=" + sig + "&se=10", err: "percent"},
+		// The C client sends the hub sr raw: a '%' that starts no escape is
+		// part of a device id, and sr is its own resource.
+		{name: "raw sr with %", in: "SharedAccessSignature sr=h/devices/a%zz&sig=" + sig + "&se=10",
+			want: Token{SR: "h/devices/a%zz", Resource: "h/devices/a%zz", Sig: "kcWxXAK2OAaAoq2oCkaGzX2NMqDB8nCyNuq2fPYCDhk=", SE: "10", Expiry: time.Unix(10, 0).UTC()}},
 		{name: "sig not base64", in: "SharedAccessSignature sr=h&sig=%%%&se=10", err: "percent"},
 		{name: "sig not base64 2", in: "SharedAccessSignature sr=h&sig=a!b&se=10", err: "not base64"},
 		{name: "se float", in: "SharedAccessSignature sr=h&sig=" + sig + "&se=10.0", err: "not decimal"},
@@ -201,5 +204,34 @@ func TestDeriveDeviceKey(t *testing.T) {
 	}
 	if _, err := DeriveDeviceKey("cGFzc3dvcmQ=", ""); err == nil {
 		t.Error("empty registration id accepted")
+	}
+}
+
+// A device id containing '%' is covered whether sr arrives encoded (Node,
+// C#) or raw (the C client), and neither reading widens to another id.
+func TestCoversRawAndEncodedSR(t *testing.T) {
+	tests := []struct {
+		sr, resource string
+		want         bool
+	}{
+		{"h%2Fdevices%2Fdev%2541x", "h/devices/dev%41x", true}, // encoded
+		{"h/devices/dev%41x", "h/devices/dev%41x", true},       // raw (C client)
+		{"h/devices/dev%41x", "h/devices/devAx", true},         // decoded reading; the key decides
+		{"h/devices/a%zz", "h/devices/a%zz", true},             // raw, not a valid escape
+		{"h/devices/100%", "h/devices/100%", true},
+		{"h/devices/dev%41x", "h/devices/dev%41y", false},
+		{"h%2Fdevices%2Fdev%2541x", "h/devices/devAx", false},
+		{"h/devices/a%2Fb", "h/devices/a%2Fb", true},
+		{"h/devices/a%2Fb", "h/devices/a/b", true}, // decoded reading
+		{"h/devices/a%2Fb", "h/devices/a", false},
+	}
+	for _, tt := range tests {
+		tok, err := Parse("SharedAccessSignature sr=" + tt.sr + "&sig=" + sig + "&se=10")
+		if err != nil {
+			t.Fatalf("sr %q: %v", tt.sr, err)
+		}
+		if got := tok.Covers(tt.resource); got != tt.want {
+			t.Errorf("sr %q covers %q = %v, want %v", tt.sr, tt.resource, got, tt.want)
+		}
 	}
 }

@@ -59,6 +59,14 @@ func Prepare(cfg *simconfig.Config, logger *slog.Logger) (*Prepared, error) {
 		MQTTPort:    cfg.Ports.MQTT,
 		Certificate: ca.ServerCertificate(),
 		Logger:      logger,
+		Limits: Limits{
+			MaxConns:          cfg.Limits.MaxConnections,
+			MaxConnsPerAddr:   cfg.Limits.MaxConnectionsPerAddress,
+			ReadHeaderTimeout: cfg.Limits.ReadHeaderTimeout,
+			BodyTimeout:       cfg.Limits.BodyTimeout,
+			IdleTimeout:       cfg.Limits.IdleTimeout,
+			MaxBodyBytes:      cfg.Limits.MaxBodyBytes,
+		},
 	})
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/porthole-iot/porthole/hubsim/internal/redact"
 	"github.com/porthole-iot/porthole/hubsim/internal/relay"
 )
 
@@ -51,8 +52,6 @@ const TransportMQTT = "mqtt"
 
 // Defaults.
 const (
-	readHeaderTimeout = 30 * time.Second
-	idleTimeout       = 5 * time.Minute
 	// shutdownGrace bounds how long Close waits for non-hijacked HTTP
 	// requests to finish after their contexts were cancelled.
 	shutdownGrace = 5 * time.Second
@@ -73,6 +72,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now returns the current time (error bodies); nil means time.Now.
 	Now func() time.Time
+	// Limits bound HTTPS connections, headers and bodies; zero fields take
+	// the defaults.
+	Limits Limits
 }
 
 // Server is hubsim's listening frame. Create with New, start with Start,
@@ -85,6 +87,8 @@ type Server struct {
 	mqttLns   []net.Listener // raw TCP; closed by Close
 	httpsPort int
 	mqttPort  int
+	limits    Limits
+	caps      *connCaps // HTTPS connection caps
 
 	ctx    context.Context // base context of requests and MQTT conns; cancelled by Close
 	cancel context.CancelFunc
@@ -119,7 +123,7 @@ func New(cfg Config) (*Server, error) {
 		listen = []string{"127.0.0.1"}
 	}
 	s := &Server{
-		log:       cfg.Logger,
+		log:       redact.Logger(cfg.Logger),
 		now:       cfg.Now,
 		failed:    make(chan struct{}),
 		closeDone: make(chan struct{}),
@@ -130,6 +134,8 @@ func New(cfg Config) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.limits = cfg.Limits.withDefaults()
+	s.caps = newConnCaps(s.limits, s.log)
 	s.tlsConfig = &tls.Config{
 		Certificates: []tls.Certificate{cfg.Certificate},
 		MinVersion:   tls.VersionTLS12,
@@ -240,9 +246,9 @@ func (s *Server) Start(c Components) error {
 	s.started = true
 	s.comps = c
 	s.httpSrv = &http.Server{
-		Handler:           s.routerLocked(),
-		ReadHeaderTimeout: readHeaderTimeout,
-		IdleTimeout:       idleTimeout,
+		Handler:           limitBodies(s.routerLocked(), s.limits, s.now),
+		ReadHeaderTimeout: s.limits.ReadHeaderTimeout,
+		IdleTimeout:       s.limits.IdleTimeout,
 		// TLS handshake failures of scanners and untrusting clients are noise.
 		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BaseContext: func(net.Listener) context.Context { return s.ctx },
@@ -255,7 +261,9 @@ func (s *Server) Start(c Components) error {
 	for _, ln := range s.httpsLns {
 		// The relay's wrapper lets it write each forwarded stream frame
 		// with one system call; other HTTPS traffic passes through.
-		tln := tls.NewListener(relay.WrapListener(ln), s.tlsConfig)
+		// The caps sit under it, so an over-cap connection costs no TLS
+		// handshake.
+		tln := tls.NewListener(relay.WrapListener(s.caps.wrap(ln)), s.tlsConfig)
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()

@@ -6,6 +6,7 @@
 package sim
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/porthole-iot/porthole/hubsim/internal/broker"
 	"github.com/porthole-iot/porthole/hubsim/internal/dps"
@@ -25,6 +27,7 @@ import (
 	"github.com/porthole-iot/porthole/hubsim/internal/sas"
 	"github.com/porthole-iot/porthole/hubsim/internal/server"
 	"github.com/porthole-iot/porthole/hubsim/internal/simconfig"
+	"github.com/porthole-iot/porthole/hubsim/internal/store"
 )
 
 // StreamLogName is the file in the state directory that receives one JSON
@@ -51,6 +54,9 @@ type Sim struct {
 	DPS    *dps.Service
 	Relay  *relay.Relay
 	Broker *broker.Broker
+	// Store holds the hubs' and DPS's state (<state_dir>/hubsim.db, or in
+	// memory with storage.mode "memory"); closed after them.
+	Store *store.Store
 
 	logFile *os.File // owned: closed by Close when we opened it
 }
@@ -77,6 +83,11 @@ func Assemble(p *server.Prepared, logger *slog.Logger, opts Options) (*Sim, serv
 		s.logFile, events = f, f
 	}
 
+	var err error
+	if s.Store, err = openStore(cfg); err != nil {
+		return nil, server.Components{}, s.fail(err)
+	}
+
 	httpsPort := strconv.Itoa(p.Server.HTTPSPort())
 	rcfg := relay.Config{
 		BaseURL: func(hubHost string) string {
@@ -98,20 +109,14 @@ func Assemble(p *server.Prepared, logger *slog.Logger, opts Options) (*Sim, serv
 	s.Relay = relay.New(rcfg)
 
 	hcfg := hub.Config{
+		Store:  s.Store,
 		Relay:  s.Relay,
 		Logger: logger.With("component", "hub"),
-		// The relay writes the DeviceStreams events (requested on Create,
-		// rejected on Cancel, connected, closed); the hub only knows when
-		// the device accepted.
-		StreamLog: func(ev hub.StreamEvent) {
-			if ev.Event == "accepted" && ev.StreamID != "" {
-				s.Relay.Accepted(ev.StreamID)
-			}
-		},
 	}
 	for _, h := range cfg.Hubs {
 		hcfg.Hubs = append(hcfg.Hubs, hub.HubConfig{
 			HostName: h.HostName,
+			Name:     h.Name,
 			Policies: policies(h.Policies),
 			// Devices with "certificateAuthority" authentication may chain
 			// to the sim's own CA (hubsimtest.Sim.ClientCertificate and
@@ -123,7 +128,6 @@ func Assemble(p *server.Prepared, logger *slog.Logger, opts Options) (*Sim, serv
 	if opts.Hub != nil {
 		opts.Hub(&hcfg)
 	}
-	var err error
 	if s.Hubs, err = hub.NewSet(hcfg); err != nil {
 		return nil, server.Components{}, s.fail(fmt.Errorf("sim: hubs: %w", err))
 	}
@@ -133,6 +137,7 @@ func Assemble(p *server.Prepared, logger *slog.Logger, opts Options) (*Sim, serv
 		ServiceHost: cfg.DPS.HostName,
 		Policies:    policies(cfg.DPS.Policies),
 		Hubs:        s.Hubs,
+		Store:       s.Store,
 		Logger:      logger.With("component", "dps"),
 	}
 	if opts.DPS != nil {
@@ -203,6 +208,10 @@ func (s *Sim) closeComponents() error {
 		errs = append(errs, s.logFile.Close())
 		s.logFile = nil
 	}
+	// Last: closing the hubs disconnects devices, which is written.
+	if s.Store != nil {
+		errs = append(errs, s.Store.Close())
+	}
 	return errors.Join(errs...)
 }
 
@@ -212,6 +221,20 @@ func (s *Sim) fail(err error) error {
 		err = errors.Join(err, s.Broker.Close())
 	}
 	return errors.Join(err, s.closeComponents())
+}
+
+// openStore opens the state database the configuration asks for.
+func openStore(cfg *simconfig.Config) (*store.Store, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if cfg.Storage.Mode == simconfig.StorageMemory {
+		return store.OpenMemory(ctx)
+	}
+	st, err := store.Open(ctx, filepath.Join(cfg.StateDir, store.FileName), store.Options{Durable: cfg.Storage.Durable})
+	if err != nil {
+		return nil, fmt.Errorf("sim: %w", err)
+	}
+	return st, nil
 }
 
 func policies(in []simconfig.Policy) []sas.Policy {

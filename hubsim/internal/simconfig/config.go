@@ -16,6 +16,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/porthole-iot/porthole/hubsim/internal/pki"
+
+	"github.com/porthole-iot/porthole/hubsim/internal/redact"
 )
 
 // Default values.
@@ -33,6 +35,16 @@ const (
 	// Stream quotas: carried over, not verified in a source (PROTOCOL.md §11, §13).
 	DefaultNewStreamsPerSecond = 5
 	DefaultConcurrentPerHub    = 50
+	// HTTPS limits (hubsim's own protection, not Azure figures). A stream
+	// holds two HTTPS connections and labs run everything from one loopback
+	// address, so the per-address cap leaves room for about a thousand
+	// streams.
+	DefaultMaxConnections           = 8192
+	DefaultMaxConnectionsPerAddress = 2048
+	DefaultReadHeaderTimeout        = 10 * time.Second
+	DefaultBodyTimeout              = 30 * time.Second
+	DefaultIdleTimeout              = 2 * time.Minute
+	DefaultMaxBodyBytes             = 1 << 20
 )
 
 // Shared access policy names and rights as Azure names them.
@@ -92,6 +104,8 @@ type Config struct {
 	ExtraNames []string `yaml:"extra_names"`
 	Log        Log      `yaml:"log"`
 	Streams    Streams  `yaml:"streams"`
+	Storage    Storage  `yaml:"storage"`
+	Limits     Limits   `yaml:"limits"`
 
 	source string         // file name for messages; "" when not from a file
 	lines  map[string]int // field path ("hubs[1].hostname") → line in source
@@ -148,6 +162,38 @@ type Streams struct {
 	ConcurrentPerHub int `yaml:"concurrent_per_hub"`
 }
 
+// Storage modes.
+const (
+	// StorageSQLite keeps registries, twins, C2D queues and DPS records in
+	// <state_dir>/hubsim.db, so they survive restarts (the default).
+	StorageSQLite = "sqlite"
+	// StorageMemory keeps them in an in-memory database: gone on exit.
+	StorageMemory = "memory"
+)
+
+// Storage configures where hubsim keeps its state.
+type Storage struct {
+	// Mode is StorageSQLite (default) or StorageMemory.
+	Mode string `yaml:"mode"`
+	// Durable fsyncs every acknowledged write (SQLite synchronous=FULL), so
+	// writes survive power loss, not only a killed process.
+	Durable bool `yaml:"durable"`
+}
+
+// Limits bound what HTTPS clients can hold: connections in total and per
+// remote IP (over-cap connections are closed on accept), and how long
+// headers, bodies and idle keep-alive connections may take. WebSocket
+// upgrades (streams, MQTT over WebSocket) are not subject to them once
+// upgraded.
+type Limits struct {
+	MaxConnections           int           `yaml:"max_connections"`
+	MaxConnectionsPerAddress int           `yaml:"max_connections_per_address"`
+	ReadHeaderTimeout        time.Duration `yaml:"read_header_timeout"`
+	BodyTimeout              time.Duration `yaml:"body_timeout"`
+	IdleTimeout              time.Duration `yaml:"idle_timeout"`
+	MaxBodyBytes             int64         `yaml:"max_body_bytes"`
+}
+
 // Default returns the configuration used when there is no file.
 func Default() *Config {
 	c := &Config{
@@ -168,6 +214,15 @@ func Default() *Config {
 			HandshakeTimeout: DefaultHandshakeTimeout,
 			NewPerSecond:     DefaultNewStreamsPerSecond,
 			ConcurrentPerHub: DefaultConcurrentPerHub,
+		},
+		Storage: Storage{Mode: StorageSQLite},
+		Limits: Limits{
+			MaxConnections:           DefaultMaxConnections,
+			MaxConnectionsPerAddress: DefaultMaxConnectionsPerAddress,
+			ReadHeaderTimeout:        DefaultReadHeaderTimeout,
+			BodyTimeout:              DefaultBodyTimeout,
+			IdleTimeout:              DefaultIdleTimeout,
+			MaxBodyBytes:             DefaultMaxBodyBytes,
 		},
 	}
 	c.fill()
@@ -328,9 +383,9 @@ func (c *Config) Logger(w io.Writer) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: level}
 	switch c.Log.Format {
 	case "", "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.New(redact.Handler(slog.NewTextHandler(w, opts))), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(redact.Handler(slog.NewJSONHandler(w, opts))), nil
 	default:
 		return nil, fmt.Errorf("simconfig: log format %q: want text or json", c.Log.Format)
 	}

@@ -159,6 +159,7 @@ func TestValidateErrors(t *testing.T) {
 		{"bad log", "log:\n  level: loud\n  format: xml\n", []string{"f.yaml:2: log.level", "f.yaml:3: log.format"}},
 		{"bad streams", "streams:\n  handshake_timeout: 0s\n  new_per_second: -1\n", []string{"f.yaml:2: streams.handshake_timeout", "f.yaml:3: streams.new_per_second"}},
 		{"bad extra name", "extra_names: [\"a b\"]\n", []string{"f.yaml:1: extra_names[0]"}},
+		{"bad storage", "storage:\n  mode: disk\n", []string{"f.yaml:2: storage.mode: must be \"sqlite\" or \"memory\", not \"disk\""}},
 		{"all at once", "listen: []\nstate_dir: \"\"\nhubs: []\n", []string{"listen: at least one", "state_dir: must not be empty", "hubs: at least one"}},
 	}
 	for _, tt := range tests {

@@ -52,6 +52,11 @@ func (c *Config) Validate() error {
 	if c.StateDir == "" {
 		bad("state_dir", "must not be empty")
 	}
+	switch c.Storage.Mode {
+	case StorageSQLite, StorageMemory:
+	default:
+		bad("storage.mode", "must be %q or %q, not %q", StorageSQLite, StorageMemory, c.Storage.Mode)
+	}
 
 	// Host names: valid for a certificate and unique across hubs and DPS.
 	seen := map[string]string{} // lower-case name → field path
@@ -128,6 +133,21 @@ func (c *Config) Validate() error {
 	}
 	if c.Streams.ConcurrentPerHub < 0 {
 		bad("streams.concurrent_per_hub", "must not be negative")
+	}
+	for _, l := range []struct {
+		field string
+		v     int64
+	}{
+		{"limits.max_connections", int64(c.Limits.MaxConnections)},
+		{"limits.max_connections_per_address", int64(c.Limits.MaxConnectionsPerAddress)},
+		{"limits.read_header_timeout", int64(c.Limits.ReadHeaderTimeout)},
+		{"limits.body_timeout", int64(c.Limits.BodyTimeout)},
+		{"limits.idle_timeout", int64(c.Limits.IdleTimeout)},
+		{"limits.max_body_bytes", c.Limits.MaxBodyBytes},
+	} {
+		if l.v <= 0 {
+			bad(l.field, "must be positive")
+		}
 	}
 	return errors.Join(errs...)
 }

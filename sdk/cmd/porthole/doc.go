@@ -7,12 +7,18 @@
 //	porthole invoke <device> <method> [--payload JSON] [--timeout 30s]
 //	porthole dps enroll <registrationId> [--symmetric-key K] [--group] [--hub host]…
 //	porthole dps get|delete <id> [--group]
+//	porthole dps derive-key --group-key-file <file|-> (--out-dir <dir> | --stdout) <registrationId>…
 //
 // ssh runs the system ssh with "-o ProxyCommand=<porthole> stdio <device>"
 // and "-o HostKeyAlias=<device>", so known_hosts entries follow the device
-// id. stdio bridges one stream to standard input and output (what
-// ProxyCommand needs). proxy listens locally and opens one stream per
-// accepted connection until interrupted.
+// id (quoted for ssh's option parser: Azure allows ' # % and more in device
+// ids). It also sets "-o ServerAliveInterval=15 -o ServerAliveCountMax=3",
+// so a session whose path died ends within about 45 s; the user's own -o
+// values for either replace them. stdio bridges one stream to standard
+// input and output (what ProxyCommand needs); when the far end closes the
+// stream with a status (1001 when the device's agent shuts down), it says
+// so on stderr, which ssh shows. proxy listens locally and opens one
+// stream per accepted connection until interrupted.
 //
 // # Connection settings
 //
@@ -35,6 +41,9 @@
 //
 // porthole never prints keys or tokens. "porthole ssh" passes a connection
 // string given by flag to its ProxyCommand through the environment, not the
-// command line. "dps enroll --key-file" writes the enrollment's key to a
+// command line. "dps derive-key" (per-device keys from an enrollment group
+// key, for manufacturing) reads the group key from a file or stdin and
+// writes each device key to a 0600 file; it prints keys only when --stdout
+// asks for them. "dps enroll --key-file" writes the enrollment's key to a
 // file with mode 0600 instead of printing it.
 package main

@@ -12,18 +12,20 @@ import (
 	"github.com/porthole-iot/porthole/sdk/service"
 )
 
-// cmdDPS: porthole dps enroll|get|delete.
-func cmdDPS(ctx context.Context, e *env, args []string, stdout, stderr io.Writer) error {
+// cmdDPS: porthole dps enroll|get|delete|derive-key.
+func cmdDPS(ctx context.Context, e *env, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usagef("usage: porthole dps enroll|get|delete <id> [flags]")
+		return usagef("usage: porthole dps enroll|get|delete <id> [flags], or porthole dps derive-key")
 	}
 	switch args[0] {
+	case "derive-key":
+		return cmdDPSDeriveKey(args[1:], stdin, stdout, stderr)
 	case "enroll":
 		return cmdDPSEnroll(ctx, e, args[1:], stdout, stderr)
 	case "get", "delete":
 		return cmdDPSGetDelete(ctx, e, args[0], args[1:], stdout, stderr)
 	default:
-		return usagef("unknown dps command %q (enroll, get, delete)", args[0])
+		return usagef("unknown dps command %q (enroll, get, delete, derive-key)", args[0])
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/porthole-iot/porthole/hubsim/hubsimtest"
 	"github.com/porthole-iot/porthole/sdk/service/servicetest"
+	"github.com/porthole-iot/porthole/sdk/stream"
 	"github.com/porthole-iot/porthole/sdk/stream/mux"
 )
 
@@ -112,6 +114,75 @@ func TestStdioDeviceCloses(t *testing.T) {
 	err = runEnv(ctx, testEnv(t, nil), append([]string{"stdio", "dev1"}, simFlags(sim)...), inR, &out, io.Discard)
 	if err != nil || out.String() != "bye\n" {
 		t.Fatalf("stdio: %v, output %q", err, out.String())
+	}
+}
+
+// TestStdioDeviceGoesAway: a device that ends the stream with a status
+// (an agent draining at shutdown sends 1001) makes stdio fail with a
+// message naming the status, which ssh users see in place of a bare
+// "Broken pipe"; the relay passes the going-away status on.
+func TestStdioDeviceGoesAway(t *testing.T) {
+	sim := hubsimtest.New(t)
+	startDevice(t, sim, "dev1", func(c *servicetest.DeviceConfig) {
+		c.Serve = func(ctx context.Context, name string, conn net.Conn) {
+			_, _ = conn.Write([]byte("bye\n"))
+			conn.(*stream.Conn).CloseWith(stream.CloseGoingAway, "agent shutting down")
+		}
+	})
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inR.Close()
+	defer inW.Close()
+	ctx, cancel := timeoutCtx(t)
+	defer cancel()
+	var out syncBuffer
+	err = runEnv(ctx, testEnv(t, nil), append([]string{"stdio", "dev1"}, simFlags(sim)...), inR, &out, io.Discard)
+	var ce *stream.CloseError
+	if !errors.As(err, &ce) || ce.Code != stream.CloseGoingAway ||
+		!strings.HasPrefix(err.Error(), "stream closed by the far end: status 1001 (going away)") {
+		t.Fatalf("stdio: %v, want the going-away status", err)
+	}
+	if out.String() != "bye\n" {
+		t.Fatalf("output %q", out.String())
+	}
+}
+
+// TestStdioRelayCloses: the streaming endpoint ending the stream (here:
+// shutting down) is reported with its status and reason.
+func TestStdioRelayCloses(t *testing.T) {
+	sim := hubsimtest.New(t)
+	startDevice(t, sim, "dev1", nil) // echoes
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inR.Close()
+	defer inW.Close()
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outR.Close()
+	ctx, cancel := timeoutCtx(t)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { // owned by the test: received below
+		done <- runEnv(ctx, testEnv(t, nil), append([]string{"stdio", "dev1"}, simFlags(sim)...), inR, outW, io.Discard)
+		outW.Close()
+	}()
+	if _, err := inW.Write([]byte("ping\n")); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := bufio.NewReader(outR).ReadString('\n'); err != nil || line != "ping\n" {
+		t.Fatalf("echo %q %v", line, err)
+	}
+	sim.Relay().Close()
+	err = <-done
+	want := "stream closed by the far end: status 1001 (going away): streaming endpoint shutting down"
+	if err == nil || err.Error() != want {
+		t.Fatalf("stdio: %v, want %q", err, want)
 	}
 }
 

@@ -56,6 +56,7 @@ const usage = `usage:
   porthole invoke <device> <method> [--payload JSON] [--timeout 30s]
   porthole dps enroll <registrationId> [--symmetric-key K] [--group] [--hub host]...
   porthole dps get|delete <id> [--group]
+  porthole dps derive-key --group-key-file <file|-> (--out-dir <dir> | --stdout) <registrationId>...
 connection flags (every command): --connection-string, --dps-connection-string,
   --ca <file>, --resolve host:port=ip:port (repeatable), --config <file>, -v
 `
@@ -83,7 +84,7 @@ func runEnv(ctx context.Context, e *env, args []string, stdin io.Reader, stdout,
 	case "invoke":
 		return cmdInvoke(ctx, e, rest, stdout, stderr)
 	case "dps":
-		return cmdDPS(ctx, e, rest, stdout, stderr)
+		return cmdDPS(ctx, e, rest, stdin, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os/exec"
 	"regexp"
@@ -50,7 +51,10 @@ func cmdSSH(ctx context.Context, e *env, args []string, stdin io.Reader, stdout,
 	if err != nil {
 		return err
 	}
-	sshArgs := buildSSHArgs(self, device, user, sf, s, extra)
+	sshArgs, err := buildSSHArgs(self, device, user, sf, s, extra)
+	if err != nil {
+		return err
+	}
 	cmd := e.command(ctx, sshBin, sshArgs...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
 	// A connection string from the command line reaches the ProxyCommand
@@ -67,10 +71,23 @@ func cmdSSH(ctx context.Context, e *env, args []string, stdin io.Reader, stdout,
 	return err
 }
 
+// Keepalive defaults of "porthole ssh": ssh asks the server for a sign of
+// life after 15 s of silence and gives up after 3 unanswered asks, so a
+// session whose path died (a partitioned stream) ends within about 45 s
+// instead of hanging, even with an agent that has no stream keepalive. The
+// user's own -o ServerAliveInterval / ServerAliveCountMax replace them.
+const (
+	defaultServerAliveInterval = "15"
+	defaultServerAliveCountMax = "3"
+)
+
 // buildSSHArgs returns ssh's arguments: the ProxyCommand, HostKeyAlias (so
-// known_hosts entries are per device id, not per relay host), the user, the
-// destination and the caller's extra arguments.
-func buildSSHArgs(self, device, user string, sf streamFlags, s *settings, extra []string) []string {
+// known_hosts entries are per device id, not per relay host), the
+// keepalive defaults the caller did not set, the user, the destination and
+// the caller's extra arguments. Values are quoted for ssh's option parser
+// (which, since OpenSSH 8.7, splits every option line on quotes), so ids
+// with ' # " and the like reach ssh intact.
+func buildSSHArgs(self, device, user string, sf streamFlags, s *settings, extra []string) ([]string, error) {
 	proxy := []string{self, "stdio", device, "--stream", sf.stream}
 	if sf.module != "" {
 		proxy = append(proxy, "--module", sf.module)
@@ -87,15 +104,58 @@ func buildSSHArgs(self, device, user string, sf streamFlags, s *settings, extra 
 	if s.verbose {
 		proxy = append(proxy, "-v")
 	}
+	pc := proxyCommand(proxy)
+	if _, err := sshSplit(pc); err != nil {
+		return nil, fmt.Errorf("cannot hand ssh a ProxyCommand for these arguments (%v); avoid backslashes in paths", err)
+	}
 	args := []string{
-		"-o", "ProxyCommand=" + proxyCommand(proxy),
-		"-o", "HostKeyAlias=" + device, // no %-token expansion for this option
+		"-o", "ProxyCommand=" + pc,
+		"-o", "HostKeyAlias=" + sshQuote(device), // no %-token expansion for this option
+	}
+	set := sshOptionsSet(extra)
+	if !set["serveraliveinterval"] {
+		args = append(args, "-o", "ServerAliveInterval="+defaultServerAliveInterval)
+	}
+	if !set["serveralivecountmax"] {
+		args = append(args, "-o", "ServerAliveCountMax="+defaultServerAliveCountMax)
 	}
 	if user != "" {
 		args = append(args, "-l", user)
 	}
 	args = append(args, sshDestination(device))
-	return append(args, extra...)
+	return append(args, extra...), nil
+}
+
+// sshArgOptions are ssh's option letters that take an argument (ssh(1)).
+const sshArgOptions = "BbcDEeFIiJLlmOopQRSWw"
+
+// sshOptionsSet returns the lower-cased names of the -o options in args,
+// the arguments ssh reads after the destination, up to the remote command.
+func sshOptionsSet(args []string) map[string]bool {
+	set := map[string]bool{}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" || len(a) < 2 || a[0] != '-' {
+			break // the remote command starts here
+		}
+		for j := 1; j < len(a); j++ {
+			if !strings.ContainsRune(sshArgOptions, rune(a[j])) {
+				continue // a flag without an argument
+			}
+			val := a[j+1:]
+			if val == "" && i+1 < len(args) {
+				i++
+				val = args[i]
+			}
+			if a[j] == 'o' {
+				name, _, _ := strings.Cut(strings.TrimSpace(val), "=")
+				name, _, _ = strings.Cut(name, " ")
+				set[strings.ToLower(name)] = true
+			}
+			break
+		}
+	}
+	return set
 }
 
 // proxyCommand renders argv for ssh's ProxyCommand, which ssh expands for
@@ -112,6 +172,74 @@ func proxyCommand(argv []string) string {
 // shellQuote quotes s for a POSIX shell.
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// sshQuote quotes an option value for ssh's option parser: a value with a
+// quote, backslash, '#', blank or nothing at all is put in double quotes
+// with " ' and \ escaped by a backslash; others are left as they are.
+func sshQuote(v string) string {
+	if v != "" && !strings.ContainsAny(v, "'\"\\# \t") {
+		return v
+	}
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c == '"' || c == '\'' || c == '\\' {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(v[i])
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// errSSHQuotes is what ssh calls "invalid quotes".
+var errSSHQuotes = errors.New("unbalanced quotes")
+
+// sshSplit splits an option value into words the way OpenSSH's argv_split
+// (misc.c; used on every option line since 8.7) does: blanks separate
+// words, ' and " quote, a backslash escapes a quote, a backslash or (outside
+// quotes) a blank, and a '#' that starts a word starts a comment. It exists
+// to check what buildSSHArgs hands ssh.
+func sshSplit(s string) ([]string, error) {
+	var words []string
+	i := 0
+	for i < len(s) {
+		if s[i] == ' ' || s[i] == '\t' {
+			i++
+			continue
+		}
+		if s[i] == '#' {
+			break
+		}
+		var w strings.Builder
+		var quote byte
+		for ; i < len(s); i++ {
+			c := s[i]
+			switch {
+			case c == '\\' && i+1 < len(s) && (s[i+1] == '\'' || s[i+1] == '"' || s[i+1] == '\\' || (quote == 0 && s[i+1] == ' ')):
+				i++
+				w.WriteByte(s[i])
+				continue
+			case quote == 0 && (c == ' ' || c == '\t'):
+			case quote == 0 && (c == '"' || c == '\''):
+				quote = c
+				continue
+			case quote != 0 && c == quote:
+				quote = 0
+				continue
+			default:
+				w.WriteByte(c)
+				continue
+			}
+			break // a blank outside quotes ends the word
+		}
+		if quote != 0 {
+			return nil, errSSHQuotes
+		}
+		words = append(words, w.String())
+	}
+	return words, nil
 }
 
 // sshEscape doubles '%' so ssh's token expansion leaves s alone.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"time"
@@ -115,28 +116,75 @@ func pumpStdio(ctx context.Context, conn *stream.Conn, stdin io.Reader, stdout i
 		outDone <- err
 	}()
 
-	var err error
+	var err, outErr error
 	inOpen, outOpen := true, true
 	select {
 	case err = <-inDone:
 		inOpen = false
 	case err = <-outDone:
-		outOpen = false
+		outErr, outOpen = err, false
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
 	conn.Close() // ends both copies on the stream side
 	if outOpen {
-		<-outDone
+		outErr = <-outDone
 	}
 	if inOpen {
 		interrupt(in)
 		<-inDone
 	}
+	// The far end closed with a status: say so, whichever copy noticed
+	// first (a write only sees the stream gone, the read sees why).
+	var ce *stream.CloseError
+	if ctx.Err() == nil && errors.As(outErr, &ce) {
+		return up, down, &streamClosedError{ce}
+	}
 	if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 		return up, down, nil // interrupted, or a copy saw the stream close under it
 	}
 	return up, down, err
+}
+
+// streamClosedError reports a stream the far end (the device's agent, or
+// the streaming endpoint on its behalf) closed with a status other than a
+// normal closure, so that an ssh user sees why the session ended rather
+// than only ssh's "Broken pipe".
+type streamClosedError struct{ ce *stream.CloseError }
+
+func (e *streamClosedError) Error() string {
+	msg := fmt.Sprintf("stream closed by the far end: status %d", e.ce.Code)
+	if name := closeStatusName(e.ce.Code); name != "" {
+		msg += " (" + name + ")"
+	}
+	if e.ce.Reason != "" {
+		msg += ": " + e.ce.Reason
+	}
+	return msg
+}
+
+func (e *streamClosedError) Unwrap() error { return e.ce }
+
+// closeStatusName names the RFC 6455 §7.4.1 status codes a stream ends
+// with.
+func closeStatusName(code int) string {
+	switch code {
+	case 1001:
+		return "going away"
+	case 1002:
+		return "protocol error"
+	case 1003:
+		return "unsupported data"
+	case 1006:
+		return "connection dropped without a close frame"
+	case 1008:
+		return "policy violation"
+	case 1009:
+		return "message too big"
+	case 1011:
+		return "internal error"
+	}
+	return ""
 }
 
 // interrupt makes a blocked read of r return.
