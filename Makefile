@@ -65,12 +65,13 @@ demo: build
 
 # Benchmarks print text tables and write them to out/: the stream transport
 # micro-benchmarks, the end-to-end stream benchmark (proxy → relay → agent →
-# target, each its own process, against a plain TCP chain), the DPS fleet
-# storm and the 1,000-device hub load.
+# target, each its own process, against a plain TCP chain), multiplexed vs
+# one stream per connection (page load, bulk, RSS: out/bench-mux.txt), the
+# DPS fleet storm and the 1,000-device hub load.
 bench: tools build
 	@mkdir -p out
 	$(GO) test -run '^$$' -bench . -benchmem ./sdk/stream/ | tee out/bench-stream-conn.txt
-	PORTHOLE_BENCH=1 $(GO) test -count=1 -timeout 30m -run 'TestBenchStreams' -v ./agent/internal/e2e/
+	PORTHOLE_BENCH=1 $(GO) test -count=1 -timeout 30m -run 'TestBenchStreams|TestBenchMux' -v ./agent/internal/e2e/
 	PORTHOLE_BENCH=1 PORTHOLE_BENCH_HUBSIM=$(CURDIR)/$(BIN)/hubsim $(GO) test -count=1 -timeout 30m -run 'TestFleetStorm|TestHubLoad' -v ./sdk/internal/fleetbench/
 	@echo; echo "tables written to out/:"; ls out/
 
