@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/porthole-iot/porthole/sdk/stream"
 )
 
 // Counter counts bytes; it is safe for concurrent use.
@@ -104,10 +106,14 @@ func Join(ctx context.Context, a, b net.Conn, aToB, bToA *Counter) (first Ends, 
 
 // Copy buffers: an idle connection blocks in Read on a small buffer of its
 // own, so 100 idle connections cost 2 × 100 × smallBuf; a read that fills
-// it switches to a pooled large buffer until reads come back short.
+// it switches to a pooled large buffer until reads come back short. The
+// large buffer is one WebSocket frame's payload less a yamux header, so a
+// full read becomes one yamux data frame in one WebSocket frame (the
+// joiner puts header and body together) instead of a full frame and a
+// 12-byte one.
 const (
 	smallBuf = 2 << 10
-	largeBuf = 64 << 10
+	largeBuf = stream.MaxFramePayload - yamuxHeaderSize
 )
 
 var largePool = sync.Pool{New: func() any { b := make([]byte, largeBuf); return &b }}
