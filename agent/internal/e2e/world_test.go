@@ -264,6 +264,9 @@ type worldOptions struct {
 	agentYAML string   // appended to the agent's config
 	stateDir  string   // the agent's state_dir ("": dir/agent-state)
 	logYAML   string   // lines added under the agent's log: section
+	// streamsYAML is added under the agent's streams: section (indented
+	// by two spaces).
+	streamsYAML string
 }
 
 // newWorldWith is newWorld shaped by o.
@@ -279,7 +282,7 @@ func newWorldWith(t testing.TB, o worldOptions) *world {
 		host = "127.0.0.1"
 	}
 	w := &world{t: t, dir: dir, user: currentUser(t), sshKey: o.sshKey, agentExec: o.agentExec,
-		extraYAML: o.agentYAML, logYAML: o.logYAML, agentState: o.stateDir}
+		extraYAML: o.agentYAML, logYAML: o.logYAML, agentState: o.stateDir, streamsExtra: o.streamsYAML}
 	w.sim = startSimOn(t, dir, host, 0, 0)
 	w.key = newKey(t)
 	w.sim.enroll(t, w.key)
