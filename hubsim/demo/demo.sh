@@ -42,7 +42,7 @@ stop() { # stop NAME: SIGTERM, wait up to 15 s
 	wait "$p" 2>/dev/null || true
 	unset "pids[$1]"
 }
-mask() { sed -E 's/(SharedAccessKey=|sig=|symmetric_key: )[^;&[:space:]"]+/\1<hidden>/g'; }
+mask() { sed -E 's/(SharedAccessKey=|sig=|symmetric_key: |Bearer )[^;&[:space:]"]+/\1<hidden>/g'; }
 cleanup() {
 	local rc=$?
 	if [ "$rc" -ne 0 ]; then
@@ -62,9 +62,6 @@ trap 'exit 130' INT TERM
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 die() { echo "demo: $*" >&2; exit 1; }
 
-# json_field FILE SECTION KEY: the first "KEY": "value" after "SECTION".
-json_field() { sed -n "/\"$2\"/,\$p" "$1" | sed -n "s/.*\"$3\": *\"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}\$/\1/p" | head -n 1; }
-
 # free_port: a loopback TCP port nobody listens on, below the kernel's
 # ephemeral range so that no outgoing connection holds it either.
 free_port() {
@@ -82,40 +79,25 @@ step "starting hubsim on free loopback ports (state in a temporary directory)"
 pids[hubsim]=$!
 for _ in $(seq 300); do [ -s "$work/status.json" ] && break; kill -0 "${pids[hubsim]}" 2>/dev/null || break; sleep 0.1; done
 [ -s "$work/status.json" ] || die "hubsim did not start"
-https=$(json_field "$work/status.json" ports https)
-mqtt=$(json_field "$work/status.json" ports mqtt)
-ca=$(json_field "$work/status.json" ca_file ca_file)
-scope=$(json_field "$work/status.json" dps id_scope)
-global=$(json_field "$work/status.json" dps global_endpoint)
-dps_cs=$(json_field "$work/status.json" dps service_connection_string)
-hub_cs=$(sed -n '/"hubs"/,$p' "$work/status.json" | sed -n "/\"hostname\": *\"$hub\"/,\$p" |
-	sed -n 's/.*"service_connection_string": *"\([^"]*\)".*/\1/p' | head -n 1)
-dps_host=$(printf '%s' "$dps_cs" | sed -n 's/.*HostName=\([^;]*\).*/\1/p')
-[ -n "$https" ] && [ -n "$mqtt" ] && [ -n "$scope" ] && [ -n "$hub_cs" ] && [ -n "$dps_host" ] ||
-	die "could not read hubsim's status file"
+# hubsim wrote ready client configuration next to its status file: a
+# porthole --config file per hub and the agent's ca_file/resolve/DPS lines.
+opconf="$work/porthole-$hub.yaml"
+[ -s "$opconf" ] && [ -s "$work/agent-snippet.yaml" ] || die "hubsim wrote no client configuration"
 mask <"$work/hubsim.banner"
 
-step "operator config for porthole: hubsim's CA, its service connection strings (0600 file, not shown), host names mapped to 127.0.0.1"
-cat >"$work/porthole.yaml" <<EOF
-connection_string: "$hub_cs"
-dps_connection_string: "$dps_cs"
-ca_file: "$ca"
-resolve:
-  - "$dps_host:443=127.0.0.1:$https"
-  - "$hub:443=127.0.0.1:$https"
-  - "$hub:$https=127.0.0.1:$https"
-EOF
-sed -E 's/(connection_string: ).*/\1<hidden>/' "$work/porthole.yaml"
+step "operator config for porthole, as hubsim wrote it: CA, service connection strings (0600 file, hidden here), host names mapped to 127.0.0.1"
+sed -E 's/(connection_string: ).*/\1<hidden>/' "$opconf"
 
 step "porthole dps enroll $device --hub $hub (DPS generates the key; it goes to a 0600 file)"
-"$bin/porthole" dps enroll "$device" --hub "$hub" --key-file "$work/device.key" --config "$work/porthole.yaml"
+"$bin/porthole" dps enroll "$device" --hub "$hub" --key-file "$work/device.key" --config "$opconf"
 
 sshd_port=$(free_port)
 step "porthole-agent run: the device registers with DPS and connects to its hub (stream 'ssh' -> 127.0.0.1:$sshd_port)"
-cat >"$work/agent.yaml" <<EOF
-provisioning:
-  global_endpoint: $global
-  id_scope: $scope
+# hubsim's agent snippet ends with its provisioning section: the device's
+# own provisioning keys continue it, then the rest of the agent config.
+{
+	cat "$work/agent-snippet.yaml"
+	cat <<EOF
   registration_id: $device
   attestation:
     type: symmetric_key
@@ -124,12 +106,8 @@ streams:
   targets:
     ssh: 127.0.0.1:$sshd_port
 state_dir: $work/agent-state
-ca_file: $ca
-resolve:
-  - $global:443=127.0.0.1:$https
-  - $hub:8883=127.0.0.1:$mqtt
-  - $hub:$https=127.0.0.1:$https
 EOF
+} >"$work/agent.yaml"
 "$bin/porthole-agent" -config "$work/agent.yaml" validate
 "$bin/porthole-agent" -config "$work/agent.yaml" run 2>"$work/porthole-agent.log" &
 pids[porthole-agent]=$!
@@ -169,7 +147,7 @@ echo "sshd is listening"
 
 user=$(id -un)
 step "porthole ssh $user@$device -- <command>: ssh -> porthole stdio -> hub-eu (hubsim) -> streaming endpoint -> porthole-agent -> sshd"
-"$bin/porthole" ssh "$user@$device" --config "$work/porthole.yaml" -- -F /dev/null -i "$work/operator_key" -o IdentitiesOnly=yes -o IdentityAgent=none \
+"$bin/porthole" ssh "$user@$device" --config "$opconf" -- -F /dev/null -i "$work/operator_key" -o IdentitiesOnly=yes -o IdentityAgent=none \
 	-o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR \
 	'echo "hello from $(hostname) as $(id -un), through sshd on port ${SSH_CONNECTION##* } ($(uname -sr))"'
 

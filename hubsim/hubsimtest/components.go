@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"testing"
 
+	"github.com/porthole-iot/porthole/hubsim/internal/admin"
 	"github.com/porthole-iot/porthole/hubsim/internal/dps"
 	"github.com/porthole-iot/porthole/hubsim/internal/hub"
 	"github.com/porthole-iot/porthole/hubsim/internal/relay"
@@ -80,6 +81,16 @@ type (
 // the sim starts.
 func WithDPSConfig(f func(*DPSConfig)) Option {
 	return func(o *options) { o.sim.DPS = chain(o.sim.DPS, f) }
+}
+
+// WithFastDPS makes registrations finish on the register request: no
+// assigning delay and no poll (dps.Config.FastAssign), so a test that
+// provisions devices does not wait the ≥ 1 s poll interval Azure imposes.
+func WithFastDPS() Option {
+	return WithDPSConfig(func(c *DPSConfig) {
+		c.AssignDelay = 0
+		c.FastAssign = true
+	})
 }
 
 // WithHubConfig edits the hub set's configuration before the sim starts.
@@ -220,4 +231,62 @@ func (s *Sim) EnrollGroupSymmetricKey(groupID string, edit func(*EnrollmentGroup
 		s.tb.Fatalf("hubsimtest: enroll group %q: %v", groupID, err)
 	}
 	return key
+}
+
+// Fault injection. A Fault switched on with AddFault (or POST
+// /hubsim/faults) makes the hubs or the streaming endpoint misbehave for
+// the devices it names until ClearFault; the hooks behind them
+// (HubFaults, RelayFaults, set with WithHubConfig / WithRelayConfig) take
+// any Go function instead, replacing the declarative faults.
+type (
+	// Fault is one declarative fault (kind, hub, device, parameters).
+	Fault = admin.Fault
+	// FaultKind names a fault.
+	FaultKind = admin.Kind
+	// FaultDuration is a duration that JSON reads and writes as "2s".
+	FaultDuration = admin.Duration
+	// HubFaults are the hubs' fault hooks (HubConfig.Faults).
+	HubFaults = hub.Faults
+	// RelayFaults are the streaming endpoint's fault hooks (RelayConfig.Faults).
+	RelayFaults = relay.Faults
+)
+
+// Fault kinds (see admin.Kind* and README.md).
+const (
+	FaultRefuseConnect  = admin.KindRefuseConnect
+	FaultDropConnection = admin.KindDropConnection
+	FaultThrottleREST   = admin.KindThrottleREST
+	FaultDelayStream    = admin.KindDelayStream
+	FaultRejectStream   = admin.KindRejectStream
+	FaultCutStream      = admin.KindCutStream
+	FaultStallStream    = admin.KindStallStream
+	FaultDelayAck       = admin.KindDelayAck
+)
+
+// AddFault switches f on and returns it with its id; it fails the test
+// when f is invalid.
+func (s *Sim) AddFault(f Fault) Fault {
+	s.tb.Helper()
+	s.requireParts()
+	f, err := s.parts.Faults.Add(f)
+	if err != nil {
+		s.tb.Fatalf("hubsimtest: %v", err)
+	}
+	return f
+}
+
+// ClearFault switches the fault with this id off.
+func (s *Sim) ClearFault(id string) {
+	s.tb.Helper()
+	s.requireParts()
+	if !s.parts.Faults.Clear(id) {
+		s.tb.Fatalf("hubsimtest: no active fault %q", id)
+	}
+}
+
+// Faults lists the active faults.
+func (s *Sim) Faults() []Fault {
+	s.tb.Helper()
+	s.requireParts()
+	return s.parts.Faults.List()
 }

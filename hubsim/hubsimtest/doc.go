@@ -13,6 +13,15 @@
 // listeners, and refuses every other destination so a test can never reach
 // the real cloud by mistake.
 //
+// Ready SDK client configurations come from package sdkconfig
+// (sdkconfig.Device, Provisioning, Service, ProvisioningService);
+// WithFastDPS lets registrations finish without the poll interval; the
+// package Example goes from enrollment to an open device stream.
+// AddFault / ClearFault switch hub and streaming faults on and off
+// (refused or dropped connections, 429s, delayed or rejected or cut or
+// stalled streams, delayed acks); AdminDo calls the admin API with the
+// sim's admin token.
+//
 // Anything the sim receives and does not handle fails the test at cleanup
 // (see AllowUnhandled).
 package hubsimtest

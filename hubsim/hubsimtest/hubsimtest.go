@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -75,6 +76,9 @@ type Sim struct {
 	PKI *pki.PKI
 	// Server is the running server (Unhandled, RecordUnhandled, ports).
 	Server *server.Server
+	// AdminToken authenticates the admin API (/hubsim/…, /metrics) as
+	// "Authorization: Bearer <AdminToken>"; AdminDo sends it.
+	AdminToken string
 
 	parts          *sim.Sim // nil with a custom Assembler
 	tb             testing.TB
@@ -141,6 +145,7 @@ func New(tb testing.TB, opts ...Option) *Sim {
 		Config:         cfg,
 		PKI:            p.PKI,
 		Server:         p.Server,
+		AdminToken:     p.AdminToken,
 		parts:          parts,
 		tb:             tb,
 		logDone:        logDone,
@@ -185,6 +190,26 @@ func (s *Sim) Close() {
 
 // Unhandled lists what the sim received and did not handle so far.
 func (s *Sim) Unhandled() []string { return s.Server.Unhandled() }
+
+// AdminDo sends an admin API request (path like "/hubsim/hubs" or
+// "/metrics") with the admin token to the sim's first hub host name and
+// returns the response; the caller closes its body. body may be nil.
+func (s *Sim) AdminDo(ctx context.Context, method, path string, body io.Reader) (*http.Response, error) {
+	host := s.DPSHostName
+	if len(s.HubHostNames) > 0 {
+		host = s.HubHostNames[0]
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "https://"+host+path, body)
+	if err != nil {
+		return nil, fmt.Errorf("hubsimtest: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+s.AdminToken)
+	resp, err := s.HTTPClient().Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("hubsimtest: %s %s: %w", method, path, err)
+	}
+	return resp, nil
+}
 
 // TLSConfig returns a new client TLS configuration that trusts only the
 // sim's CA.

@@ -58,6 +58,7 @@ func TestNodeSDKs(t *testing.T) {
 	env.caFile = sim.CAFile
 
 	t.Run("Registry", func(t *testing.T) { testRegistry(t, env, sim) })
+	t.Run("Query", func(t *testing.T) { testQuery(t, env, sim) })
 	t.Run("Methods", func(t *testing.T) { testMethods(t, env, sim) })
 	for _, tr := range []string{"Mqtt", "MqttWs"} {
 		t.Run("Device/"+tr, func(t *testing.T) { testDevice(t, env, sim, tr) })

@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -85,8 +84,7 @@ type Client struct {
 	signer    *auth.KeySigner
 	tlsConf   *tls.Config
 	dial      func(ctx context.Context, network, addr string) (net.Conn, error)
-	httpTr    *http.Transport // HTTPS requests; idle connections are closed after each call
-	httpc     *http.Client
+	https     *httpConns // HTTPS requests; the idle connection is closed after each call
 	log       *slog.Logger
 	clock     retry.Clock
 }
@@ -194,21 +192,7 @@ func New(cfg Config) (*Client, error) {
 		d := &net.Dialer{Timeout: cfg.RequestTimeout, KeepAlive: 30 * time.Second}
 		c.dial = d.DialContext
 	}
-	c.httpTr = &http.Transport{
-		DialContext:         c.dial,
-		TLSClientConfig:     c.tlsConf.Clone(),
-		TLSHandshakeTimeout: cfg.RequestTimeout,
-		IdleConnTimeout:     30 * time.Second,
-		MaxIdleConnsPerHost: 1,
-	}
-	if cfg.ProxyURL != nil {
-		c.httpTr.Proxy = http.ProxyURL(cfg.ProxyURL)
-	}
-	c.httpc = &http.Client{
-		Transport: c.httpTr,
-		// DPS never redirects; following one could send the SAS elsewhere.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+	c.https = &httpConns{c: c}
 	c.log = c.log.With("device", c.cfg.RegistrationID)
 	return c, nil
 }
@@ -279,7 +263,7 @@ func (c *Client) Register(ctx context.Context, payload any) (*Result, error) {
 	sess := c.newSession()
 	defer func() {
 		sess.close()
-		c.httpTr.CloseIdleConnections()
+		c.https.closeIdle()
 	}()
 	sched := c.cfg.Retry.NewSchedule()
 
@@ -366,7 +350,7 @@ func (c *Client) Lookup(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dps: lookup: %w", err)
 	}
-	defer c.httpTr.CloseIdleConnections()
+	defer c.https.closeIdle()
 	s := httpsSession{c}
 	resp, err := c.call(ctx, c.cfg.Retry.NewSchedule(), "lookup", func(ctx context.Context) (response, error) {
 		return s.lookup(ctx, body)
@@ -399,7 +383,7 @@ func (c *Client) call(ctx context.Context, sched *retry.Schedule, what string, r
 		}
 		if cerr := ctx.Err(); cerr != nil {
 			if errors.Is(err, cerr) {
-				return response{}, err
+				return response{}, fmt.Errorf("dps: %s: %w", what, err)
 			}
 			return response{}, fmt.Errorf("dps: %s: %w (last error: %w)", what, cerr, err)
 		}

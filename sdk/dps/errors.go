@@ -22,7 +22,7 @@ var (
 	ErrDisabled = errors.New("dps: enrollment disabled")
 	// ErrBadResponse: DPS answered with something porthole cannot read (not
 	// JSON, a missing operation ID, an unknown status). Permanent.
-	ErrBadResponse = errors.New("dps: unexpected response")
+	ErrBadResponse = errors.New("unexpected response from DPS")
 	// ErrConfig: New was given an invalid Config.
 	ErrConfig = errors.New("dps: invalid config")
 )
@@ -49,7 +49,7 @@ type StatusError struct {
 
 func (e *StatusError) Error() string {
 	var b strings.Builder
-	b.WriteString("dps: status ")
+	b.WriteString("status ")
 	b.WriteString(strconv.Itoa(e.StatusCode))
 	if t := http.StatusText(e.StatusCode); t != "" {
 		b.WriteString(" " + t)

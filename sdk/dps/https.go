@@ -1,11 +1,9 @@
 package dps
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -21,7 +19,7 @@ import (
 //	GET  /{idScope}/registrations/{registrationId}/operations/{operationId}?api-version=…
 //	POST /{idScope}/registrations/{registrationId}?api-version=…
 //
-// It is stateless; the Client's transport pools connections.
+// It is stateless; the Client's httpConns keeps a connection between calls.
 type httpsSession struct{ c *Client }
 
 func (s httpsSession) register(ctx context.Context, body []byte) (response, error) {
@@ -57,11 +55,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte) (resp
 		RawQuery: queryAPIVersion + "=" + url.QueryEscape(c.cfg.APIVersion),
 	}
 	u.Path, _ = url.PathUnescape(path)
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
 	if err != nil {
 		return response{}, fmt.Errorf("dps: %s %s: %w", method, u.Path, err)
 	}
@@ -78,14 +72,12 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte) (resp
 		}
 		h.Set(headerAuthorization, tok)
 	}
-	resp, err := c.httpc.Do(req)
-	if err != nil {
+	resp, b, err, terr := c.https.roundTrip(ctx, req, body, readBody)
+	if terr != nil {
 		// *url.Error keeps the net error chain for retry.Classify; the URL
 		// holds no secret (the SAS is a header).
-		return response{}, fmt.Errorf("dps: %s %s: %w", method, u.Path, err)
+		return response{}, fmt.Errorf("dps: %s %s: %w", method, u.Path, terr)
 	}
-	defer resp.Body.Close()
-	b, err := readBody(resp.Body)
 	if errors.Is(err, ErrBadResponse) {
 		return response{}, fmt.Errorf("dps: %s %s: %w", method, u.Path, err)
 	}

@@ -266,7 +266,7 @@ func TestPermanentErrors(t *testing.T) {
 
 func TestStatusErrorText(t *testing.T) {
 	e := &StatusError{StatusCode: 429, ErrorCode: 429001, TrackingID: "t", Message: "slow down", RetryAfter: 3 * time.Second, HasRetryAfter: true}
-	if got, want := e.Error(), "dps: status 429 Too Many Requests (error 429001, tracking id t) retry after 3s: slow down"; got != want {
+	if got, want := e.Error(), "status 429 Too Many Requests (error 429001, tracking id t) retry after 3s: slow down"; got != want {
 		t.Errorf("got  %q\nwant %q", got, want)
 	}
 	if d := retry.Classify(e); d.Kind != retry.After || d.Wait != 3*time.Second {
@@ -557,5 +557,33 @@ func TestNoRedirects(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "sig=") {
 		t.Error("error shows the token")
+	}
+}
+
+// TestErrorTextNamesEachStepOnce: a failed call says "dps: <operation>:"
+// once, then the status (it used to read "dps: register: dps: status 401",
+// and "retry: gave up after 1 attempts" when one attempt was allowed).
+func TestErrorTextNamesEachStepOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		status      int
+		body        string
+		maxAttempts int
+		want        string
+	}{
+		{"permanent", 401, `{"errorCode":401002,"trackingId":"abc","message":"Unauthorized"}`, 0,
+			"dps: register: status 401 Unauthorized (error 401002, tracking id abc): Unauthorized"},
+		{"transient, one attempt", 503, "", 1, "dps: register: status 503 Service Unavailable"},
+		{"transient, three attempts", 503, "", 3, "dps: register: retry: gave up after 3 attempts in 10s: status 503 Service Unavailable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeDPS(t, func(w http.ResponseWriter, r *http.Request, n int) { reply(w, tc.status, "", tc.body) })
+			cfg := f.config(newInstantClock())
+			cfg.Retry.MaxAttempts = tc.maxAttempts
+			_, err := mustNew(t, cfg).Register(context.Background(), nil)
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("err %q\nwant %q", err, tc.want)
+			}
+		})
 	}
 }

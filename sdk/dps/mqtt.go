@@ -109,7 +109,7 @@ func (s *mqttSession) request(ctx context.Context, topicFor func(rid string) str
 	tok := s.client.Publish(t, 1, false, payload)
 	if err := s.wait(ctx, tok); err != nil {
 		s.drop()
-		return response{}, fmt.Errorf("dps: mqtt publish: %w", err)
+		return response{}, fmt.Errorf("mqtt publish: %w", err)
 	}
 	select {
 	case a := <-slot:
@@ -125,7 +125,7 @@ func (s *mqttSession) request(ctx context.Context, topicFor func(rid string) str
 	case <-ctx.Done():
 		// The connection may be wedged; start afresh on the next attempt.
 		s.drop()
-		return response{}, fmt.Errorf("dps: mqtt: waiting for the answer: %w", ctx.Err())
+		return response{}, fmt.Errorf("mqtt: waiting for the answer: %w", ctx.Err())
 	}
 }
 
@@ -185,7 +185,7 @@ func (s *mqttSession) connect(ctx context.Context) error {
 	if c.signer != nil {
 		tok, _, err := c.signer.Sign(sasTTL)
 		if err != nil {
-			return fmt.Errorf("dps: sign: %w", err)
+			return fmt.Errorf("sign: %w", err)
 		}
 		opts.SetPassword(tok)
 	}
@@ -238,22 +238,22 @@ func (s *mqttSession) connect(ctx context.Context) error {
 	if err := ctok.Error(); err != nil {
 		// A failed Connect leaves nothing running in paho.
 		if cerr := ctx.Err(); cerr != nil {
-			return fmt.Errorf("dps: mqtt connect: %w", cerr)
+			return fmt.Errorf("mqtt connect: %w", cerr)
 		}
-		return fmt.Errorf("dps: mqtt connect: %w", classifyConnect(err))
+		return fmt.Errorf("mqtt connect: %w", classifyConnect(err))
 	}
 	s.client, s.lost = cl, lost
 
 	stok := cl.Subscribe(topic.SubDPSResponses, 1, s.onMessage)
 	if err := s.wait(ctx, stok); err != nil {
 		s.drop()
-		return fmt.Errorf("dps: mqtt subscribe: %w", err)
+		return fmt.Errorf("mqtt subscribe: %w", err)
 	}
 	if st, ok := stok.(*paho.SubscribeToken); ok {
 		for _, code := range st.Result() {
 			if code == 0x80 { // SUBACK failure
 				s.drop()
-				return fmt.Errorf("dps: mqtt subscribe %s: %w", topic.SubDPSResponses,
+				return fmt.Errorf("mqtt subscribe %s: %w", topic.SubDPSResponses,
 					&StatusError{StatusCode: http.StatusForbidden, Message: "subscription refused"})
 			}
 		}

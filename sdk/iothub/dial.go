@@ -37,7 +37,9 @@ func (d dialer) hubAddr() string {
 	return net.JoinHostPort(d.s.HostName, strconv.Itoa(d.s.port))
 }
 
-// open returns a connection ready for the MQTT CONNECT.
+// open returns a connection ready for the MQTT CONNECT. Its errors reach
+// the caller inside "iothub: connect to <hub>: …" (paho adds "network
+// Error : "), so they do not repeat the package or the hub's address.
 func (d dialer) open(ctx context.Context) (net.Conn, error) {
 	if d.s.Transport == TransportMQTTWS {
 		return d.openWebSocket(ctx)
@@ -49,7 +51,7 @@ func (d dialer) open(ctx context.Context) (net.Conn, error) {
 	tc := tls.Client(raw, d.s.tlsConfig(d.s.HostName))
 	if err := tc.HandshakeContext(ctx); err != nil {
 		_ = raw.Close()
-		return nil, fmt.Errorf("iothub: TLS handshake with %s: %w", d.hubAddr(), err)
+		return nil, fmt.Errorf("TLS handshake: %w", err)
 	}
 	return tc, nil
 }
@@ -58,8 +60,12 @@ func (d dialer) open(ctx context.Context) (net.Conn, error) {
 func (d dialer) tcp(ctx context.Context, addr string) (net.Conn, error) {
 	if d.s.ProxyURL == nil {
 		c, err := d.netDial(ctx, "tcp", addr)
-		if err != nil {
-			return nil, fmt.Errorf("iothub: dial %s: %w", addr, err)
+		var op *net.OpError
+		switch {
+		case errors.As(err, &op):
+			return nil, err // "dial tcp <addr>: …" says it all
+		case err != nil:
+			return nil, fmt.Errorf("dial: %w", err)
 		}
 		return c, nil
 	}
@@ -74,7 +80,7 @@ func connectTunnel(ctx context.Context, dial func(context.Context, string, strin
 	}
 	c, err := dial(ctx, "tcp", proxyAddr)
 	if err != nil {
-		return nil, fmt.Errorf("iothub: dial proxy %s: %w", proxyAddr, err)
+		return nil, fmt.Errorf("dial proxy %s: %w", proxyAddr, err)
 	}
 	// The handshake below has no context of its own: close the connection
 	// if ctx ends first.
@@ -94,24 +100,24 @@ func connectTunnel(ctx context.Context, dial func(context.Context, string, strin
 		stop()
 		_ = c.Close()
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("iothub: proxy CONNECT to %s: %w", addr, ctx.Err())
+			return nil, fmt.Errorf("proxy CONNECT to %s: %w", addr, ctx.Err())
 		}
 		return nil, err
 	}
 	if err := req.Write(c); err != nil {
-		return fail(fmt.Errorf("iothub: proxy CONNECT to %s: %w", addr, err))
+		return fail(fmt.Errorf("proxy CONNECT to %s: %w", addr, err))
 	}
 	br := bufio.NewReader(c)
 	resp, err := http.ReadResponse(br, req)
 	if err != nil {
-		return fail(fmt.Errorf("iothub: proxy CONNECT to %s: %w", addr, err))
+		return fail(fmt.Errorf("proxy CONNECT to %s: %w", addr, err))
 	}
 	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fail(fmt.Errorf("iothub: proxy CONNECT to %s: %w", addr, &retry.StatusError{Code: resp.StatusCode}))
+		return fail(fmt.Errorf("proxy CONNECT to %s: %w", addr, &retry.StatusError{Code: resp.StatusCode}))
 	}
 	if !stop() {
-		return fail(fmt.Errorf("iothub: proxy CONNECT to %s: %w", addr, ctx.Err()))
+		return fail(fmt.Errorf("proxy CONNECT to %s: %w", addr, ctx.Err()))
 	}
 	if br.Buffered() > 0 {
 		// The peer spoke first (unusual for TLS); keep what was read.
@@ -146,9 +152,9 @@ func (d dialer) openWebSocket(ctx context.Context) (net.Conn, error) {
 	if err != nil {
 		if resp != nil {
 			_ = resp.Body.Close()
-			return nil, fmt.Errorf("iothub: websocket %s: %w", u.String(), &retry.StatusError{Code: resp.StatusCode})
+			return nil, fmt.Errorf("websocket %s: %w", u.String(), &retry.StatusError{Code: resp.StatusCode})
 		}
-		return nil, fmt.Errorf("iothub: websocket %s: %w", u.String(), err)
+		return nil, fmt.Errorf("websocket %s: %w", u.String(), err)
 	}
 	return newWSConn(ws), nil
 }

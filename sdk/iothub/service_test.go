@@ -60,9 +60,8 @@ func (s *service) do(ctx context.Context, method, path string, header http.Heade
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	if !strings.HasPrefix(path, "/hubsim/") {
-		req.Header.Set("Authorization", s.token)
-	}
+	// The owner token also authenticates hubsim's admin API (/hubsim/…).
+	req.Header.Set("Authorization", s.token)
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

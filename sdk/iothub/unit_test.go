@@ -330,3 +330,38 @@ func TestDialCancelled(t *testing.T) {
 		t.Fatalf("Dial: %v, want context.Canceled", err)
 	}
 }
+
+// TestDialErrorNamesEachStepOnce: a refused connection reads
+// "iothub: connect to <hub>: network Error : dial tcp <address>:
+// connection refused" — the package once (it used to repeat
+// "iothub: dial <hub>:" inside), whatever dialer is used.
+func TestDialErrorNamesEachStepOnce(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	host, port, _ := net.SplitHostPort(addr)
+	p, _ := strconv.Atoi(port)
+	for _, tc := range []struct {
+		name string
+		dial func(ctx context.Context, network, addr string) (net.Conn, error)
+		want string // the part after "network Error : "
+	}{
+		{"net.Dialer", nil, "dial tcp " + addr + ": connect: connection refused"},
+		{"custom dialer", func(context.Context, string, string) (net.Conn, error) { return nil, errors.New("no route") },
+			"network Error : dial: no route"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Dial(context.Background(), Config{HostName: host, Port: p, DeviceID: "d", SharedAccessKey: testKey,
+				DialContext: tc.dial, Retry: retry.Policy{MaxAttempts: 1}})
+			if err == nil {
+				t.Fatal("Dial succeeded")
+			}
+			if got := err.Error(); !strings.HasSuffix(got, tc.want) || strings.Count(got, "iothub:") != 1 {
+				t.Errorf("error %q\nwant \"iothub:\" once, ending in %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -83,6 +83,11 @@ type GiveUpError struct {
 }
 
 func (e *GiveUpError) Error() string {
+	if e.Attempts <= 1 {
+		// Giving up after the only attempt allowed says nothing the
+		// failure does not.
+		return e.Err.Error()
+	}
 	return fmt.Sprintf("retry: gave up after %d attempts in %s: %v", e.Attempts, e.Elapsed, e.Err)
 }
 

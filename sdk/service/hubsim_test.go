@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -252,5 +253,54 @@ func TestNoNetworkEscape(t *testing.T) {
 	defer c.Close()
 	if _, err := c.GetDevice(ctxT(t), "x"); err == nil {
 		t.Fatal("request succeeded without a network")
+	}
+}
+
+// TestQueryAgainstHubsim: twin queries with WHERE, projections, GROUP BY
+// and paging through hubsim's REST API.
+func TestQueryAgainstHubsim(t *testing.T) {
+	// The unsupported query at the end is recorded as unhandled, on purpose.
+	sim := hubsimtest.New(t, hubsimtest.AllowUnhandled())
+	c := hubClient(t, sim)
+	ctx := ctxT(t)
+	for i := range 7 {
+		id := "q-dev-" + string(rune('a'+i))
+		sim.CreateDevice(hubHost, id)
+		site := "lab"
+		if i%3 == 0 {
+			site = "field"
+		}
+		if _, err := c.UpdateTwin(ctx, id, service.TwinPatch{Tags: map[string]any{"site": site, "rank": i}}, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q := c.NewQuery("SELECT * FROM devices WHERE tags.site = 'lab' AND tags.rank >= 2", 2)
+	var ids []string
+	pages := 0
+	for q.HasMore() {
+		p, err := q.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		tw, err := p.Twins()
+		if err != nil || p.ItemType != "twin" {
+			t.Fatal(p.ItemType, err)
+		}
+		for _, x := range tw {
+			ids = append(ids, x.DeviceID)
+		}
+	}
+	if want := []string{"q-dev-c", "q-dev-e", "q-dev-f"}; !slices.Equal(ids, want) || pages != 2 {
+		t.Fatalf("got %v in %d pages, want %v in 2", ids, pages, want)
+	}
+	items, err := c.QueryAll(ctx, "SELECT tags.site AS site, COUNT() AS n FROM devices GROUP BY tags.site", 0, 0)
+	if got, _ := json.Marshal(items); err != nil || string(got) != `[{"site":"field","n":3},{"site":"lab","n":4}]` {
+		t.Fatalf("group by: %s %v", got, err)
+	}
+	_, err = c.NewQuery("SELECT * FROM devices WHERE LOWER(deviceId) = 'x'", 0).Next(ctx)
+	var se *service.Error
+	if !errors.As(err, &se) || se.StatusCode != 400 || se.ErrorCode != "ArgumentInvalid" {
+		t.Fatalf("unsupported function: %v", err)
 	}
 }

@@ -33,8 +33,12 @@ func main() {
 	}
 	err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)
 	var ue *usageError
+	var ee *exitError
 	switch {
 	case err == nil:
+	case errors.As(err, &ee):
+		// The verb printed why.
+		os.Exit(ee.code)
 	case errors.As(err, &ue):
 		fmt.Fprintln(os.Stderr, "porthole-agent:", err)
 		os.Exit(2)

@@ -10,10 +10,12 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/porthole-iot/porthole/agent/internal/config"
 	"github.com/porthole-iot/porthole/agent/internal/daemon"
+	"github.com/porthole-iot/porthole/agent/internal/metrics"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3";
@@ -25,6 +27,15 @@ const configEnv = "PORTHOLE_CONFIG"
 
 // queryTimeout bounds the status verb.
 const queryTimeout = 10 * time.Second
+
+// exitError ends the program with code after the verb printed why (main
+// prints nothing more).
+type exitError struct {
+	code int
+	msg  string // for callers of run (tests); not printed by main
+}
+
+func (e *exitError) Error() string { return e.msg }
 
 type usageError struct{ msg string }
 
@@ -44,11 +55,36 @@ Commands:
                connecting to the cached hub
   validate     check the config file and exit
 ` + doctorUsage + `  status       show what the running agent is doing (-json for JSON)
+  metrics      print the running agent's metrics (Prometheus text format)
   reprovision  make the running agent register with DPS again
 ` + serviceUsage + `  version      print the version
 
 The config file is -config, else $PORTHOLE_CONFIG, else ` + config.DefaultPath + `.
 ` + buildNote
+
+// verbHelp is each verb's -h text (its flags follow). Verbs a build does
+// not have answer -h with the usage error that says so.
+var verbHelp = map[string]string{
+	"run":         "Run the agent in the foreground (what the service runs).",
+	"validate":    "Check the config file: print every problem, one a line, then \"N problems\" or \"OK\".",
+	"doctor":      "Check files, credentials, DNS, TLS, clock, DPS and stream targets; print a checklist with fixes.",
+	"status":      "Show what the running agent is doing (works with a broken config file).",
+	"metrics":     "Print the running agent's metrics in the Prometheus text format (porthole_agent_up 0 when it is not running).",
+	"reprovision": "Make the running agent register with DPS again.",
+	"install":     "Install the agent as a system service.",
+	"uninstall":   "Remove the system service.",
+	"start":       "Start the system service.",
+	"stop":        "Stop the system service.",
+	"version":     "Print the version.",
+}
+
+// printVerbHelp prints verb's -h: what it does and its flags.
+func printVerbHelp(w io.Writer, verb string, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "usage: porthole-agent [-config FILE] %s [flags]\n\n%s\n\nFlags:\n", verb, verbHelp[verb])
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+}
 
 func agentVersion() string {
 	if version != "" {
@@ -93,6 +129,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fs.BoolVar(&lookupFirst, "lookup-first", false, "with a cached assignment, ask DPS (registration status lookup) before connecting")
 	}
 	if err := fs.Parse(rest); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			if _, known := verbHelp[verb]; known {
+				printVerbHelp(stdout, verb, fs)
+				return nil
+			}
+		}
 		return usagef("%s: %v", verb, err)
 	}
 	if fs.NArg() > 0 {
@@ -109,6 +151,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runDoctor(ctx, path, skipLookup, stdout, stderr)
 	case "status":
 		return status(ctx, path, asJSON, stdout)
+	case "metrics":
+		return printMetrics(ctx, path, stdout)
 	case "reprovision":
 		return reprovision(ctx, path, asJSON, stdout)
 	case "install", "uninstall", "start", "stop":
@@ -146,16 +190,41 @@ func runAgent(ctx context.Context, path string, lookupFirst bool, stderr io.Writ
 	return daemon.Run(ctx, opts)
 }
 
+// validate prints every problem of the config file, one a line, and a
+// verdict: "OK" or "N problems" (exit status 1). Besides what Load checks,
+// it refuses the sample's placeholder values and a file other users can
+// write to.
 func validate(path string, stdout, stderr io.Writer) error {
 	cfg, warns, err := config.Load(path)
 	for _, w := range warns {
 		fmt.Fprintln(stderr, "warning:", w.String())
 	}
-	if err != nil {
-		return err
+	var problems []string
+	if fe := config.FileModeProblem(path); fe != nil {
+		problems = append(problems, fe.Error())
 	}
-	fmt.Fprintf(stdout, "%s: OK\n", cfg.File)
-	return nil
+	switch fes := config.FieldErrors(err); {
+	case err != nil && len(fes) == 0:
+		problems = append(problems, err.Error())
+	case err != nil:
+		for _, fe := range fes {
+			problems = append(problems, fe.Error())
+		}
+	default:
+		for _, fe := range cfg.SampleValues() {
+			problems = append(problems, fe.Error())
+		}
+	}
+	if len(problems) == 0 {
+		fmt.Fprintf(stdout, "%s: OK\n", cfg.File)
+		return nil
+	}
+	for _, p := range problems {
+		fmt.Fprintln(stdout, p)
+	}
+	verdict := fmt.Sprintf("%d %s", len(problems), plural(len(problems), "problem", "problems"))
+	fmt.Fprintln(stdout, verdict)
+	return &exitError{code: 1, msg: strings.Join(append(problems, verdict), "\n")}
 }
 
 // socketFor finds the running agent's control socket through the config.
@@ -167,32 +236,115 @@ func socketFor(path string) (string, error) {
 	return daemon.SocketPath(cfg.StateDir), nil
 }
 
+// exitNotRunning is status's exit code when no agent runs (LSB's "program
+// is not running", what init scripts' status verbs return).
+const exitNotRunning = 3
+
+// statusJSON is status -json: the agent's status, plus what the command
+// found out itself.
+type statusJSON struct {
+	Running bool `json:"running"`
+	// ConfigError is why the config file on disk does not load (the
+	// running agent keeps the config it loaded).
+	ConfigError string `json:"configError,omitempty"`
+	*daemon.Status
+}
+
+// status asks the running agent how it is doing. It works with a config
+// file that no longer loads (it then finds the control socket through the
+// state_dir the file names, and shows the config error on its own line),
+// and says how to start the agent when none runs.
 func status(ctx context.Context, path string, asJSON bool, stdout io.Writer) error {
-	sock, err := socketFor(path)
-	if err != nil {
-		return err
-	}
+	sock, cfgErr := agentSocket(path)
 	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
 	defer cancel()
 	r, err := daemon.Query(ctx, sock, daemon.VerbStatus)
+	if errors.Is(err, daemon.ErrNotRunning) {
+		msg := "not running; start it with " + startCommand(path)
+		if asJSON {
+			if err := printJSON(stdout, statusJSON{ConfigError: cfgErr}); err != nil {
+				return err
+			}
+		} else {
+			line(stdout, "agent", msg)
+			if cfgErr != "" {
+				line(stdout, "config error", cfgErr)
+			}
+		}
+		return &exitError{code: exitNotRunning, msg: msg}
+	}
 	if err != nil {
 		return err
 	}
 	if asJSON {
-		return printJSON(stdout, r.Status)
+		return printJSON(stdout, statusJSON{Running: true, ConfigError: cfgErr, Status: r.Status})
 	}
-	printStatus(stdout, r.Status)
+	printStatus(stdout, r.Status, time.Now(), cfgErr)
 	return nil
+}
+
+// agentSocket finds the running agent's control socket through the config
+// file, also when the file no longer loads (then through the state_dir it
+// names); cfgErr is the file's error, if any.
+func agentSocket(path string) (sock, cfgErr string) {
+	cfg, _, err := config.Load(path)
+	if err != nil {
+		return daemon.SocketPath(config.StateDirOf(path)), configErrorLine(err)
+	}
+	return daemon.SocketPath(cfg.StateDir), ""
+}
+
+// printMetrics prints the running agent's metrics in the Prometheus text
+// format; with no agent running, porthole_agent_up 0 (and exit status 3,
+// as status).
+func printMetrics(ctx context.Context, path string, stdout io.Writer) error {
+	sock, _ := agentSocket(path)
+	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	defer cancel()
+	r, err := daemon.Query(ctx, sock, daemon.VerbStatus)
+	if errors.Is(err, daemon.ErrNotRunning) {
+		if err := metrics.Write(stdout, daemon.MetricsSnapshot(nil, agentVersion(), time.Now())); err != nil {
+			return err
+		}
+		return &exitError{code: exitNotRunning, msg: "not running"}
+	}
+	if err != nil {
+		return err
+	}
+	return metrics.Write(stdout, daemon.MetricsSnapshot(r.Status, agentVersion(), time.Now()))
+}
+
+// configErrorLine is the first problem of a config that does not load,
+// with a count of the others.
+func configErrorLine(err error) string {
+	fes := config.FieldErrors(err)
+	if len(fes) == 0 {
+		return err.Error()
+	}
+	s := fes[0].Error()
+	if n := len(fes) - 1; n > 0 {
+		s += fmt.Sprintf(" (and %d more %s; porthole-agent validate lists them)", n, plural(n, "problem", "problems"))
+	}
+	return s
 }
 
 // statusLabelWidth aligns the values of printStatus (the longest label,
 // "registration", plus two spaces).
 const statusLabelWidth = 14
 
-func printStatus(w io.Writer, s *daemon.Status) {
-	line := func(label, value string) { fmt.Fprintf(w, "%-*s%s\n", statusLabelWidth, label, value) }
-	line("agent", s.Version+", running since "+s.Started.Format(time.RFC3339))
+func line(w io.Writer, label, value string) {
+	fmt.Fprintf(w, "%-*s%s\n", statusLabelWidth, label, value)
+}
+
+// printStatus prints s as seen at now (the failure's duration, the time to
+// the next attempt); cfgErr is the config file's error, if any.
+func printStatus(w io.Writer, s *daemon.Status, now time.Time, cfgErr string) {
+	line := func(label, value string) { line(w, label, value) }
+	line("agent", s.Version+", running since "+s.Started.Format(time.RFC3339)+" (up "+since(now, s.Started)+")")
 	line("config", s.ConfigFile)
+	if cfgErr != "" {
+		line("config error", cfgErr+" — the agent runs with the config it loaded before")
+	}
 	line("registration", s.RegistrationID)
 	if s.Provisioned {
 		line("assigned", fmt.Sprintf("device %s on %s (%s)", s.DeviceID, s.AssignedHub, orDash(s.Substatus)))
@@ -211,9 +363,12 @@ func printStatus(w io.Writer, s *daemon.Status) {
 		// "last error" line would repeat it.
 		what := string(s.Failing)
 		if !s.FailingSince.IsZero() {
-			what += " since " + s.FailingSince.Format(time.RFC3339)
-		}
-		if s.Attempts > 0 {
+			what += " for " + since(now, s.FailingSince) + " (since " + s.FailingSince.Format(time.RFC3339)
+			if s.Attempts > 0 {
+				what += fmt.Sprintf(", %d %s", s.Attempts, plural(s.Attempts, "attempt", "attempts"))
+			}
+			what += ")"
+		} else if s.Attempts > 0 {
 			what += fmt.Sprintf(" (%d %s)", s.Attempts, plural(s.Attempts, "attempt", "attempts"))
 		}
 		if s.LastError != "" {
@@ -224,7 +379,11 @@ func printStatus(w io.Writer, s *daemon.Status) {
 		line("last error", s.LastErrorAt.Format(time.RFC3339)+": "+s.LastError)
 	}
 	if !s.NextAttempt.IsZero() {
-		line("next attempt", s.NextAttempt.Format(time.RFC3339))
+		if d := s.NextAttempt.Sub(now); d > 0 {
+			line("next attempt", "in "+roundDuration(d).String()+" ("+s.NextAttempt.Format(time.RFC3339)+")")
+		} else {
+			line("next attempt", "now")
+		}
 	}
 	if s.Hint != "" {
 		line("hint", s.Hint)
@@ -236,6 +395,20 @@ func printStatus(w io.Writer, s *daemon.Status) {
 		}
 		line("last reload", lr.At.Format(time.RFC3339)+": "+what)
 	}
+}
+
+// since is the time from t to now, rounded for people.
+func since(now, t time.Time) string { return roundDuration(now.Sub(t)).String() }
+
+// roundDuration rounds to seconds (to 0.1 s under 10 s).
+func roundDuration(d time.Duration) time.Duration {
+	if d < 0 {
+		return 0
+	}
+	if d < 10*time.Second {
+		return d.Round(100 * time.Millisecond)
+	}
+	return d.Round(time.Second)
 }
 
 func plural(n int, one, many string) string {

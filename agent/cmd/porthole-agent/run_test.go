@@ -24,7 +24,7 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-const testKey = "UkVQTEFDRS1NRS1XSVRILVRIRS1ERVZJQ0UtS0VZISE="
+const testKey = "dGVzdC1kZXZpY2Uta2V5LW5vdC10aGUtc2FtcGxlJ3M="
 
 // TestDeps guards the binary: it must not link test or debug-server
 // packages, nor the simulator, nor packages that only bloat a device binary
@@ -52,7 +52,8 @@ func TestDeps(t *testing.T) {
 				d == "net/http/httptest", d == "net/http/pprof", d == "expvar",
 				d == "text/template", d == "html/template", d == "encoding/xml",
 				d == "os/user", d == "text/tabwriter", strings.HasPrefix(d, "debug/"),
-				strings.HasPrefix(d, "github.com/porthole-iot/porthole/hubsim"):
+				strings.HasPrefix(d, "github.com/porthole-iot/porthole/hubsim"),
+				strings.HasPrefix(d, "github.com/prometheus/"): // metrics are written by hand (agent/internal/metrics)
 				t.Errorf("porthole-agent (tags %q) links %s", tags, d)
 			}
 		}
@@ -98,9 +99,9 @@ func TestCommandLine(t *testing.T) {
 		{name: "validate ok", args: []string{"-config", good, "validate"}, wantOut: good + ": OK"},
 		{name: "validate flag after verb", args: []string{"validate", "-config", good}, wantOut: ": OK"},
 		{name: "validate env", args: []string{"validate"}, env: good, wantOut: ": OK"},
-		{name: "validate bad", args: []string{"-config", bad, "validate"}, wantErr: `bad.yaml:2: provisioning.id_scop: unknown`},
-		{name: "status without agent", args: []string{"-config", good, "status"}, wantErr: "is the agent running"},
-		{name: "reprovision without agent", args: []string{"-config", good, "reprovision"}, wantErr: "is the agent running"},
+		{name: "validate bad", args: []string{"-config", bad, "validate"}, wantErr: `bad.yaml:2: provisioning.id_scop: unknown`, wantOut: "\n4 problems\n"},
+		{name: "status without agent", args: []string{"-config", good, "status"}, wantErr: "not running; start it with", wantOut: "not running; start it with "},
+		{name: "reprovision without agent", args: []string{"-config", good, "reprovision"}, wantErr: "the agent is not running"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv(configEnv, tc.env)
@@ -214,6 +215,38 @@ func TestRunAgainstHubsim(t *testing.T) {
 	if _, err := os.Stat(daemon.SocketPath(stateDir)); err != nil {
 		t.Errorf("socket: %v", err)
 	}
+
+	// The metrics verb asks the running agent.
+	out.Reset()
+	if err := run(ctx, []string{"-config", path, "metrics"}, &out, &bytes.Buffer{}); err != nil {
+		t.Fatalf("metrics: %v", err)
+	}
+	fams := parseProm(t, out.Bytes())
+	for name, want := range map[string]float64{"porthole_agent_up": 1, "porthole_agent_hub_connected": 1, "porthole_agent_streams_open": 0} {
+		if f := fams[name]; f == nil || f.GetMetric()[0].GetGauge().GetValue() != want {
+			t.Errorf("%s = %v, want %v", name, f, want)
+		}
+	}
+	if f := fams["porthole_agent_dps_registrations_total"]; f == nil || f.GetMetric()[0].GetCounter().GetValue() < 1 {
+		t.Errorf("registrations %v", f)
+	}
+
+	// A broken edit of the config on disk: status still finds the running
+	// agent (through the state_dir line) and shows the error on its own
+	// line.
+	good, _ := os.ReadFile(path)
+	broken := bytes.Replace(good, []byte("provisioning:\n"), []byte("provisioning:\n\tid_scope: [\n"), 1)
+	os.WriteFile(path, broken, 0o600)
+	out.Reset()
+	if err := run(ctx, []string{"-config", path, "status"}, &out, &bytes.Buffer{}); err != nil {
+		t.Fatalf("status with a broken config: %v\n%s", err, out.String())
+	}
+	for _, s := range []string{"connected     yes", "config error  " + path + ":2: syntax error"} {
+		if !strings.Contains(out.String(), s) {
+			t.Errorf("status with a broken config lacks %q:\n%s", s, out.String())
+		}
+	}
+	os.WriteFile(path, good, 0o600)
 
 	checkDoctor(ctx, t, path)
 }

@@ -26,14 +26,17 @@ func TestPrintStatus(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		mod     func(*daemon.Status)
+		now     time.Time
+		cfgErr  string
 		want    []string
 		notWant []string
 	}{
 		{
 			name:    "healthy",
 			mod:     func(*daemon.Status) {},
-			want:    []string{"agent         v1.0.0, running since 2025-03-01T12:00:00Z\n", "assigned      not yet\n", "streams       1 open, 2 accepted, 3 rejected\n"},
-			notWant: []string{"failing", "hint", "last error", "next attempt"},
+			now:     started.Add(90 * time.Minute),
+			want:    []string{"agent         v1.0.0, running since 2025-03-01T12:00:00Z (up 1h30m0s)\n", "assigned      not yet\n", "streams       1 open, 2 accepted, 3 rejected\n"},
+			notWant: []string{"failing", "hint", "last error", "next attempt", "config error"},
 		},
 		{
 			name: "last error only",
@@ -49,9 +52,12 @@ func TestPrintStatus(t *testing.T) {
 				s.LastError, s.LastErrorAt = "401 Unauthorized", since.Add(time.Minute)
 				s.Failing, s.FailingSince, s.Attempts = provision.StepDPS, since, 5
 				s.Hint = "check the system clock"
+				s.NextAttempt = since.Add(6 * time.Minute)
 			},
+			now: since.Add(5*time.Minute + 12*time.Second),
 			want: []string{
-				"failing       dps since 2025-03-01T13:02:11Z (5 attempts): 401 Unauthorized\n",
+				"failing       dps for 5m12s (since 2025-03-01T13:02:11Z, 5 attempts): 401 Unauthorized\n",
+				"next attempt  in 48s (2025-03-01T13:08:11Z)\n",
 				"hint          check the system clock\n",
 			},
 			notWant: []string{"last error"},
@@ -61,15 +67,32 @@ func TestPrintStatus(t *testing.T) {
 			mod: func(s *daemon.Status) {
 				s.Failing, s.FailingSince, s.Attempts = provision.StepHub, since, 1
 			},
-			want:    []string{"failing       hub since 2025-03-01T13:02:11Z (1 attempt)\n"},
+			now:     since.Add(3 * time.Second),
+			want:    []string{"failing       hub for 3s (since 2025-03-01T13:02:11Z, 1 attempt)\n"},
 			notWant: []string{"hint", "last error", "attempts"},
+		},
+		{
+			name: "next attempt due",
+			mod: func(s *daemon.Status) {
+				s.Failing, s.FailingSince, s.Attempts, s.NextAttempt = provision.StepHub, since, 2, since.Add(time.Minute)
+			},
+			now:  since.Add(2 * time.Minute),
+			want: []string{"next attempt  now\n"},
+		},
+		{
+			name:    "broken config on disk",
+			mod:     func(*daemon.Status) {},
+			cfgErr:  "/etc/porthole/agent.yaml:3: syntax error: found a tab",
+			want:    []string{"config        /etc/porthole/agent.yaml\nconfig error  /etc/porthole/agent.yaml:3: syntax error: found a tab — the agent runs with the config it loaded before\n"},
+			notWant: []string{"failing"},
 		},
 		{
 			name: "waiting",
 			mod: func(s *daemon.Status) {
 				s.Phase, s.NextAttempt = provision.PhaseWaiting, since.Add(40*time.Second)
 			},
-			want: []string{"next attempt  2025-03-01T13:02:51Z\n"},
+			now:  since,
+			want: []string{"next attempt  in 40s (2025-03-01T13:02:51Z)\n"},
 		},
 		{
 			name:    "hint alone",
@@ -82,7 +105,7 @@ func TestPrintStatus(t *testing.T) {
 			s := base()
 			tc.mod(s)
 			var out bytes.Buffer
-			printStatus(&out, s)
+			printStatus(&out, s, tc.now, tc.cfgErr)
 			for _, w := range tc.want {
 				if !strings.Contains(out.String(), w) {
 					t.Errorf("status lacks %q:\n%s", w, out.String())

@@ -32,6 +32,14 @@ const (
 	buildNote = ""
 )
 
+// startCommand is what status suggests when no agent runs.
+func startCommand(string) string {
+	if onSystemd() {
+		return "systemctl start " + serviceName
+	}
+	return "porthole-agent start (the installed service)"
+}
+
 // serviceName names the installed service (systemd unit, Windows service…).
 const serviceName = "porthole-agent"
 

@@ -25,6 +25,12 @@ uninstall, start or stop; the firmware's init script runs "porthole-agent run".
 `
 )
 
+// startCommand is what status suggests when no agent runs: a minimal
+// build has no service verbs; the firmware's init script runs it.
+func startCommand(path string) string {
+	return "the firmware's init script, or in the foreground: porthole-agent -config " + path + " run"
+}
+
 func notInBuild(verb string) error {
 	return usagef("%s is not in this build (built with -tags porthole_minimal)", verb)
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/porthole-iot/porthole/agent/internal/config"
+	"github.com/porthole-iot/porthole/sdk/health"
 	"github.com/porthole-iot/porthole/sdk/retry"
 	"github.com/porthole-iot/porthole/sdk/stream"
 )
@@ -116,6 +117,12 @@ type Config struct {
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Logger receives one line per stream at its end; nil discards.
 	Logger *slog.Logger
+	// Changed, if non-nil, is called (without locks held, on the
+	// goroutine that made the change) after the counters in Stats changed:
+	// a stream accepted, rejected or closed. It must not block.
+	Changed func()
+	// Now stamps rejections (nil: time.Now).
+	Now func() time.Time
 	// Audit receives one record per stream and per mux connection; nil
 	// keeps the records in the log only.
 	Audit *stream.AuditLog
@@ -134,6 +141,11 @@ type Bridge struct {
 	log     *slog.Logger
 	audit   *stream.AuditLog
 	clock   retry.Clock
+	changed func()
+	now     func() time.Time
+
+	// Bytes copied to and from targets, counted as they move.
+	toTarget, fromTarget atomic.Uint64
 
 	// ctx is the parent of every stream; cancel ends them all (Shutdown
 	// after its grace period).
@@ -145,12 +157,13 @@ type Bridge struct {
 	wg sync.WaitGroup
 
 	mu       sync.Mutex
-	policy   Policy // guarded by mu
-	device   string // guarded by mu
-	open     int    // streams holding a slot; guarded by mu
-	closing  bool   // Shutdown called; guarded by mu
-	accepted uint64 // streams accepted so far; guarded by mu
-	rejected uint64 // streams rejected so far; guarded by mu
+	policy   Policy            // guarded by mu
+	device   string            // guarded by mu
+	open     int               // streams holding a slot; guarded by mu
+	closing  bool              // Shutdown called; guarded by mu
+	accepted uint64            // streams accepted so far; guarded by mu
+	rejected uint64            // streams rejected so far; guarded by mu
+	lastRej  *health.Rejection // the last rejection; guarded by mu
 
 	// The registry: every open stream and, through its mux server, the
 	// connections inside it. The one place that knows what is open.
@@ -163,7 +176,13 @@ type Bridge struct {
 func New(cfg Config) *Bridge {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	b := &Bridge{dial: cfg.Dial, resolve: cfg.Resolve, log: cfg.Logger, audit: cfg.Audit, clock: cfg.Clock,
-		ctx: ctx, cancel: cancel, device: cfg.Device, streams: map[uint64]*entry{}}
+		ctx: ctx, cancel: cancel, device: cfg.Device, streams: map[uint64]*entry{}, changed: cfg.Changed, now: cfg.Now}
+	if b.changed == nil {
+		b.changed = func() {}
+	}
+	if b.now == nil {
+		b.now = time.Now
+	}
 	if b.dial == nil {
 		var d net.Dialer
 		b.dial = d.DialContext
@@ -218,17 +237,31 @@ func (b *Bridge) SetDevice(id string) {
 
 // Stats is a snapshot of the bridge's counters and its open streams.
 type Stats struct {
-	Open     int          `json:"open"`
-	Accepted uint64       `json:"accepted"`
-	Rejected uint64       `json:"rejected"`
-	List     []StreamInfo `json:"list,omitempty"`
+	Open     int    `json:"open"`
+	Accepted uint64 `json:"accepted"`
+	Rejected uint64 `json:"rejected"`
+	// LastRejection is the last refused request (nil: none yet).
+	LastRejection *health.Rejection `json:"lastRejection,omitempty"`
+	// BytesToTarget and BytesFromTarget count the bytes copied so far,
+	// streams still open included.
+	BytesToTarget   uint64 `json:"bytesToTarget"`
+	BytesFromTarget uint64 `json:"bytesFromTarget"`
+	// List is the registry: the open streams, oldest first, with the
+	// connections inside multiplexed ones.
+	List []StreamInfo `json:"list,omitempty"`
 }
 
 // Stats returns the counters and the registry's open streams, oldest
 // first.
 func (b *Bridge) Stats() Stats {
 	b.mu.Lock()
-	st := Stats{Open: b.open, Accepted: b.accepted, Rejected: b.rejected}
+	var lr *health.Rejection
+	if b.lastRej != nil {
+		r := *b.lastRej
+		lr = &r
+	}
+	st := Stats{Open: b.open, Accepted: b.accepted, Rejected: b.rejected, LastRejection: lr,
+		BytesToTarget: b.toTarget.Load(), BytesFromTarget: b.fromTarget.Load()}
 	es := slices.Collect(maps.Values(b.streams))
 	targets := make([]map[uint32]string, len(es))
 	slices.SortFunc(es, func(x, y *entry) int { return cmp.Compare(x.seq, y.seq) })
@@ -245,6 +278,25 @@ func (b *Bridge) Stats() Stats {
 		st.List = append(st.List, e.info(targets[i]))
 	}
 	return st
+}
+
+// rejectedLocked counts a rejection of stream for reason; b.mu is held.
+func (b *Bridge) rejectedLocked(stream, reason string) {
+	b.rejected++
+	b.lastRej = &health.Rejection{Stream: health.Clip(stream), Reason: reason, At: health.At(b.now())}
+}
+
+// reasonOf names why for the health report.
+func reasonOf(why error) string {
+	switch {
+	case errors.Is(why, ErrUnknownStream):
+		return health.ReasonUnknownStream
+	case errors.Is(why, ErrTooMany):
+		return health.ReasonTooMany
+	case errors.Is(why, ErrShuttingDown):
+		return health.ReasonShuttingDown
+	}
+	return why.Error()
 }
 
 // Handle serves one stream request. It answers the request before it
@@ -272,8 +324,9 @@ func (b *Bridge) Handle(ctx context.Context, req Request) {
 		why = ErrTooMany
 	}
 	if why != nil {
-		b.rejected++
+		b.rejectedLocked(name, reasonOf(why))
 		b.mu.Unlock()
+		b.changed()
 		b.reject(ctx, req, p, device, target, why)
 		return
 	}
@@ -284,6 +337,7 @@ func (b *Bridge) Handle(ctx context.Context, req Request) {
 		b.mu.Lock()
 		b.open--
 		b.mu.Unlock()
+		b.changed()
 		b.wg.Done()
 	}
 
@@ -341,8 +395,9 @@ func (b *Bridge) handshake(ctx context.Context, req Request, p Policy, e *entry,
 	tc, err := b.dial(hctx, "tcp", target)
 	if err != nil {
 		b.mu.Lock()
-		b.rejected++
+		b.rejectedLocked(req.Name(), health.ReasonTargetUnreachable)
 		b.mu.Unlock()
+		b.changed()
 		log.Warn("stream rejected: target unreachable", "err", err)
 		b.auditStream(e, "rejected", "target unreachable: "+err.Error(), 0, 0)
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), p.HandshakeTimeout)
@@ -363,6 +418,7 @@ func (b *Bridge) handshake(ctx context.Context, req Request, p Policy, e *entry,
 	b.mu.Lock()
 	b.accepted++
 	b.mu.Unlock()
+	b.changed()
 	return sc, tc, true
 }
 
@@ -380,7 +436,7 @@ func (b *Bridge) startKeepalive(sc net.Conn, p Policy, log *slog.Logger) {
 // pump copies bytes until the stream ends, then logs and audits how.
 func (b *Bridge) pump(sc, tc net.Conn, p Policy, e *entry, log *slog.Logger) {
 	log.Info("stream open")
-	at := newActiveConn(tc)
+	at := newActiveConn(tc, &b.toTarget, &b.fromTarget)
 	ctx, stop := context.WithCancelCause(b.ctx)
 	defer stop(nil)
 	b.register(e, sc, at, stop)
@@ -493,11 +549,13 @@ type activeConn struct {
 	// to and from count bytes written to and read from the target.
 	to, from atomic.Int64
 	sawEOF   atomic.Bool // the target's reads ended with EOF
+	// The bridge's byte counters (Write goes to the target, Read comes
+	// from it).
+	written, read *atomic.Uint64
 }
 
-func newActiveConn(c net.Conn) *activeConn {
-	a := &activeConn{Conn: c, base: time.Now()}
-	return a
+func newActiveConn(c net.Conn, written, read *atomic.Uint64) *activeConn {
+	return &activeConn{Conn: c, base: time.Now(), written: written, read: read}
 }
 
 func (c *activeConn) touch() { c.last.Store(int64(time.Since(c.base))) }
@@ -510,6 +568,9 @@ func (c *activeConn) Read(p []byte) (int, error) {
 	if n > 0 {
 		c.touch()
 		c.from.Add(int64(n))
+		if c.read != nil {
+			c.read.Add(uint64(n))
+		}
 	}
 	if err == io.EOF {
 		c.sawEOF.Store(true)
@@ -522,6 +583,9 @@ func (c *activeConn) Write(p []byte) (int, error) {
 	if n > 0 {
 		c.touch()
 		c.to.Add(int64(n))
+		if c.written != nil {
+			c.written.Add(uint64(n))
+		}
 	}
 	return n, err
 }

@@ -13,12 +13,14 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
 
+	"github.com/porthole-iot/porthole/sdk/health"
 	"github.com/porthole-iot/porthole/sdk/stream"
 )
 
@@ -233,24 +235,30 @@ func TestByteExact8MiB(t *testing.T) {
 			t.Errorf("log lacks %q:\n%s", s, out)
 		}
 	}
-	if st := b.Stats(); st.Accepted != 1 || st.Open != 0 {
+	if st := b.Stats(); st.Accepted != 1 || st.Open != 0 || st.BytesToTarget != size || st.BytesFromTarget != size {
 		t.Errorf("stats %+v", st)
 	}
 }
 
 func TestRejections(t *testing.T) {
 	for _, tc := range []struct {
-		name    string
-		policy  func(t *testing.T) Policy
-		stream  string
-		wantLog string
+		name       string
+		policy     func(t *testing.T) Policy
+		stream     string
+		wantLog    string
+		wantReason string
 	}{
-		{"unknown name", func(t *testing.T) Policy { return Policy{Targets: map[string]string{"ssh": echoServer(t)}} }, "telnet", ErrUnknownStream.Error()},
-		{"target down", func(t *testing.T) Policy { return Policy{Targets: map[string]string{"ssh": deadAddr(t)}} }, "ssh", "target unreachable"},
-		{"no targets", func(t *testing.T) Policy { return Policy{} }, "ssh", ErrUnknownStream.Error()},
+		{"unknown name", func(t *testing.T) Policy { return Policy{Targets: map[string]string{"ssh": echoServer(t)}} }, "telnet", ErrUnknownStream.Error(), health.ReasonUnknownStream},
+		{"target down", func(t *testing.T) Policy { return Policy{Targets: map[string]string{"ssh": deadAddr(t)}} }, "ssh", "target unreachable", health.ReasonTargetUnreachable},
+		{"no targets", func(t *testing.T) Policy { return Policy{} }, "ssh", ErrUnknownStream.Error(), health.ReasonUnknownStream},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b, logs := newBridge(t, tc.policy(t))
+			logs := &logBuf{}
+			now := time.Date(2025, 3, 1, 12, 30, 0, 0, time.UTC)
+			var changes atomic.Int32
+			b := New(Config{Policy: tc.policy(t), Device: "dev1", Logger: slog.New(slog.NewTextHandler(logs, nil)),
+				Now: func() time.Time { return now }, Changed: func() { changes.Add(1) }})
+			t.Cleanup(func() { b.Close() })
 			req := newReq(t, tc.stream)
 			b.Handle(context.Background(), req)
 			if d := req.wait(t); d != "reject" {
@@ -260,8 +268,15 @@ func TestRejections(t *testing.T) {
 			if !strings.Contains(logs.String(), tc.wantLog) {
 				t.Errorf("log lacks %q:\n%s", tc.wantLog, logs.String())
 			}
-			if st := b.Stats(); st.Rejected != 1 || st.Accepted != 0 {
+			st := b.Stats()
+			if st.Rejected != 1 || st.Accepted != 0 {
 				t.Errorf("stats %+v", st)
+			}
+			if lr := st.LastRejection; lr == nil || lr.Stream != tc.stream || lr.Reason != tc.wantReason || !lr.At.Equal(now) {
+				t.Errorf("last rejection %+v, want %s/%s at %v", lr, tc.stream, tc.wantReason, now)
+			}
+			if changes.Load() < 1 {
+				t.Errorf("Changed called %d times, want at least once", changes.Load())
 			}
 		})
 	}

@@ -33,13 +33,16 @@ func (b *Bridge) acceptMux(ctx context.Context, req Request, p Policy, e *entry,
 	b.mu.Lock()
 	b.accepted++
 	b.mu.Unlock()
+	b.changed()
 	return sc, true
 }
 
 // serveMux runs a multiplexed stream until it ends.
 func (b *Bridge) serveMux(sc net.Conn, p Policy, e *entry, log *slog.Logger) {
 	log.Info("stream open", "kind", "mux")
-	counted := newActiveConn(sc)
+	// The stream's own bytes (yamux framing included) for the registry;
+	// the bridge's target counters get each connection's bytes as it ends.
+	counted := newActiveConn(sc, nil, nil)
 	h := &muxHandler{b: b, e: e, log: log}
 	srv, err := mux.NewServer(counted, mux.Config{MaxConns: p.Mux.MaxConnsPerStream, OpenTimeout: p.HandshakeTimeout}, h)
 	if err != nil {
@@ -129,6 +132,7 @@ func (h *muxHandler) Open(ctx context.Context, id uint32, req mux.Request) (net.
 		b.mu.Unlock()
 		return refuse(mux.CodeNotAllowed, why)
 	}
+	b.changed()
 	return conn, nil
 }
 
@@ -140,6 +144,9 @@ func (h *muxHandler) Closed(id uint32, req mux.Request, res mux.Result) {
 	delete(h.e.conns, id)
 	b.muxConns--
 	b.mu.Unlock()
+	b.toTarget.Add(uint64(max(res.ToTarget, 0)))
+	b.fromTarget.Add(uint64(max(res.FromTarget, 0)))
+	b.changed()
 	if ce == nil {
 		ce = &connEntry{kind: req.Kind, dest: req.Name}
 	}

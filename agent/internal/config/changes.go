@@ -113,6 +113,7 @@ func Changes(old, new *Config) Change {
 	diff(&ch.Restart, "log.max_size", old.Log.MaxSize == new.Log.MaxSize)
 	diff(&ch.Restart, "log.max_files", old.Log.MaxFiles == new.Log.MaxFiles)
 
+	healthMetricsChanges(&ch, old, new)
 	for _, l := range [][]string{ch.Live, ch.Reconnect, ch.Reprovision, ch.Restart} {
 		slices.Sort(l)
 	}

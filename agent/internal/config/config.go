@@ -129,6 +129,8 @@ type Config struct {
 	Proxy        Proxy
 	Streams      Streams
 	Log          Log
+	Health       Health
+	Metrics      Metrics
 
 	// StateDir holds state.json (cached assignment).
 	StateDir string
@@ -271,6 +273,8 @@ func Default() *Config {
 			MaxSize:     DefaultLogMaxSize,
 			MaxFiles:    DefaultLogMaxFiles,
 		},
+		Health:   defaultHealth(),
+		Metrics:  defaultMetrics(),
 		StateDir: DefaultStateDir,
 		lines:    map[string]int{},
 	}

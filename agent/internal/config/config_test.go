@@ -319,7 +319,7 @@ func TestLoadWarnsAboutInlineSecrets(t *testing.T) {
 		}
 	}
 	_, _, err = Load(filepath.Join(dir, "missing.yaml"))
-	if err == nil || !errors.Is(err, fs.ErrNotExist) || !strings.HasPrefix(err.Error(), "config: open ") {
+	if err == nil || !errors.Is(err, fs.ErrNotExist) || !strings.HasPrefix(err.Error(), "config: "+filepath.Join(dir, "missing.yaml")+": ") {
 		t.Errorf("missing file: %v", err)
 	}
 }

@@ -39,14 +39,14 @@ func decode(file string, data []byte, cfg *Config) (errs []*FieldError, fatal bo
 		if errors.Is(err, io.EOF) {
 			return nil, false // empty file: defaults only; Validate reports what is missing
 		}
-		return []*FieldError{syntaxError(file, err)}, true
+		return []*FieldError{syntaxError(file, data, err)}, true
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
 		d.errs = append(d.errs, &FieldError{File: file, Line: extra.Line, Problem: "a second YAML document starts here",
 			Hint: "expected one document (remove the extra \"---\")", positional: true})
 	} else if !errors.Is(err, io.EOF) {
-		d.errs = append(d.errs, syntaxError(file, err))
+		d.errs = append(d.errs, syntaxError(file, data, err))
 	}
 	root := &doc
 	if root.Kind == yaml.DocumentNode {
@@ -66,15 +66,19 @@ func decode(file string, data []byte, cfg *Config) (errs []*FieldError, fatal bo
 	return d.errs, false
 }
 
-// syntaxError turns a yaml.v3 error into a FieldError, keeping its line
-// from yaml.v3's "yaml: line N: problem".
-func syntaxError(file string, err error) *FieldError {
+// syntaxError turns a yaml.v3 error into a FieldError. The line is the
+// one syntaxLine finds in data; yaml.v3's own "yaml: line N: problem"
+// (often the line before the mistake) only when that finds none.
+func syntaxError(file string, data []byte, err error) *FieldError {
 	msg := err.Error()
 	fe := &FieldError{File: file, Hint: "expected valid YAML (check indentation and quoting)"}
 	if line, rest, ok := yamlLine(msg); ok {
 		fe.Line, msg = line, rest
 	} else {
 		msg = strings.TrimPrefix(msg, "yaml: ")
+	}
+	if line := syntaxLine(data); line > 0 {
+		fe.Line = line
 	}
 	fe.Problem = "syntax error: " + msg
 	return fe
@@ -222,6 +226,8 @@ var allFields = []string{
 	"log.level", "log.format", "log.destination", "log.file", "log.max_size", "log.max_files",
 }
 
+func init() { allFields = append(allFields, healthFields...) }
+
 func unknownHint(prefix, name string, known []string) string {
 	if s := suggest(name, known); s != "" {
 		return fmt.Sprintf("did you mean %q?", s)
@@ -348,7 +354,7 @@ func (d *decoder) setSize(dst *int64, example string) fieldFunc {
 
 func (d *decoder) root(n *yaml.Node) {
 	c := d.cfg
-	known := []string{"provisioning", "hub", "proxy", "streams", "state_dir", "ca_file", "resolve", "log"}
+	known := []string{"provisioning", "hub", "proxy", "streams", "state_dir", "ca_file", "resolve", "log", "health", "metrics"}
 	d.mapping(n, "", known, map[string]fieldFunc{
 		"provisioning": d.provisioning,
 		"hub":          d.hub,
@@ -358,6 +364,8 @@ func (d *decoder) root(n *yaml.Node) {
 		"ca_file":      d.setStr(&c.CAFile),
 		"resolve":      d.resolve,
 		"log":          d.log,
+		"health":       d.health,
+		"metrics":      d.metrics,
 	})
 }
 
@@ -560,7 +568,10 @@ func (d *decoder) targets(field string, n *yaml.Node) {
 			continue
 		}
 		d.mark(sub, v)
-		a, _ := d.str(sub, v) // "" after a reported error: Validate skips it
+		a, ok := d.str(sub, v) // "" after a reported error: Validate skips it
+		if ok && a == "" {
+			d.fail(v, sub, "has no address", "expected host:port, like 127.0.0.1:22")
+		}
 		t[k.Value] = a
 	}
 	d.cfg.Streams.Targets = t

@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 const (
@@ -36,9 +37,9 @@ func TestErrors(t *testing.T) {
 		want []string
 	}{
 		// --- syntax and structure ---
-		// yaml.v3 reports the line before the "[" here (its context mark is 0-based).
+		// yaml.v3 itself reports the line before the "[" here (its context mark is 0-based).
 		{"syntax error", "provisioning:\n  id_scope: [0ne\n", []string{
-			f + ":1: syntax error: did not find expected ',' or ']'; expected valid YAML (check indentation and quoting)"}},
+			f + ":2: syntax error: did not find expected ',' or ']'; expected valid YAML (check indentation and quoting)"}},
 		{"tab indentation", "provisioning:\n\tid_scope: x\n", []string{
 			f + ":2: syntax error: found character that cannot start any token; expected valid YAML (check indentation and quoting)"}},
 		{"root is a list", "- provisioning\n", []string{
@@ -65,7 +66,7 @@ func TestErrors(t *testing.T) {
 		{"duplicate key", valid + "hub:\n  keepalive: 30s\n  keepalive: 60s\n", []string{
 			f + ":8: hub.keepalive: duplicate key (first set on line 7); expected each key once"}},
 		{"merge key", valid + "base: &b {keepalive: 30s}\n", []string{
-			f + `:6: base: unknown key; expected one of provisioning, hub, proxy, streams, state_dir, ca_file, resolve, log`}},
+			f + `:6: base: unknown key; expected one of provisioning, hub, proxy, streams, state_dir, ca_file, resolve, log, health, metrics`}},
 		{"merge key used", valid + "hub:\n  <<: {keepalive: 30s}\n", []string{
 			f + ":7: hub: YAML merge keys (<<) are not supported; expected each key written out"}},
 		{"section is a scalar", valid + "hub: fast\n", []string{
@@ -184,6 +185,11 @@ func TestErrors(t *testing.T) {
 			f + `:8: streams.targets.ssh: "a b:22" is not a host name; expected host:port, like 127.0.0.1:22`}},
 		{"target empty", valid + "streams:\n  targets:\n    ssh:\n", []string{
 			f + ":8: streams.targets.ssh: has no address; expected host:port, like 127.0.0.1:22"}},
+		// issue 11 finding 8: an empty string passed validate.
+		{"target empty string", valid + "streams:\n  targets:\n    x: \"\"\n", []string{
+			f + ":8: streams.targets.x: has no address; expected host:port, like 127.0.0.1:22"}},
+		{"target empty string in flow mapping", valid + "streams:\n  targets: {x: ''}\n", []string{
+			f + ":7: streams.targets.x: has no address; expected host:port, like 127.0.0.1:22"}},
 		{"target a list", valid + "streams:\n  targets:\n    ssh: [a]\n", []string{
 			f + ":8: streams.targets.ssh: got a list; expected a single value"}},
 		{"target bad name", valid + "streams:\n  targets:\n    my ssh: 127.0.0.1:22\n", []string{
@@ -338,5 +344,38 @@ func TestFieldErrorFormat(t *testing.T) {
 	w := Warning{File: "a.yaml", Line: 2, Field: "f", Message: "careful"}
 	if got := w.String(); got != "a.yaml:2: f: careful" {
 		t.Errorf("warning: %q", got)
+	}
+}
+
+// TestHealthMetricsSections: the health and metrics sections decode,
+// default and refuse too short intervals with file:line.
+func TestHealthMetricsSections(t *testing.T) {
+	const f = "/etc/porthole/agent.yaml"
+	valid := "provisioning:\n  id_scope: 0ne0000AAAA\n  registration_id: dev1\n  attestation:\n    symmetric_key: " + testKey + "\n"
+	c, _, err := Parse(f, []byte(valid+"health:\n  twin_interval: 2m\nmetrics:\n  textfile: /var/lib/node_exporter\n  interval: 1m\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Health.TwinInterval != 2*time.Minute || c.Metrics.Textfile != "/var/lib/node_exporter" || c.Metrics.Interval != time.Minute {
+		t.Errorf("decoded %+v %+v", c.Health, c.Metrics)
+	}
+	d := Default()
+	if d.Health.TwinInterval != DefaultTwinInterval || d.Metrics.Interval != DefaultMetricsInterval || d.Metrics.Textfile != "" {
+		t.Errorf("defaults %+v %+v", d.Health, d.Metrics)
+	}
+	_, _, err = Parse(f, []byte(valid+"health:\n  twin_interval: 100ms\nmetrics:\n  interval: 0s\n"))
+	want := []string{
+		f + ":7: health.twin_interval: 100ms is too short; expected at least 1s (default 30s)",
+		f + ":9: metrics.interval: 0s is too short; expected at least 1s (default 15s)",
+	}
+	var got []string
+	for _, fe := range FieldErrors(err) {
+		got = append(got, fe.Error())
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("errors:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if ch := Changes(d, c); strings.Join(ch.Restart, ",") != "health.twin_interval,metrics.interval,metrics.textfile" {
+		t.Errorf("changes %+v", ch)
 	}
 }

@@ -22,6 +22,9 @@ const maxFileSize = 1 << 20
 // *FieldError found (see FieldErrors); warnings are returned either way.
 func Load(path string) (*Config, []Warning, error) {
 	data, mode, err := readLimited(path)
+	if fileMissing(err) {
+		return nil, nil, missingError(path, err)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("config: %w", err)
 	}
@@ -88,7 +91,7 @@ func (c *Config) absPaths() {
 	for _, p := range []*string{
 		&c.Provisioning.Attestation.SymmetricKeyFile, &c.Provisioning.Attestation.GroupKeyFile,
 		&c.Provisioning.Attestation.CertFile, &c.Provisioning.Attestation.KeyFile,
-		&c.CAFile, &c.StateDir, &c.Log.File,
+		&c.CAFile, &c.StateDir, &c.Log.File, &c.Metrics.Textfile,
 	} {
 		if *p != "" && !filepath.IsAbs(*p) && c.dir != "" {
 			*p = filepath.Join(c.dir, *p)

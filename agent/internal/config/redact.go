@@ -78,6 +78,7 @@ func (c *Config) Redacted() string {
 	w.str(1, "file", c.Log.File)
 	w.str(1, "max_size", FormatSize(c.Log.MaxSize))
 	w.raw(1, "max_files", strconv.Itoa(c.Log.MaxFiles))
+	w.healthMetrics(c)
 	return w.b.String()
 }
 

@@ -93,6 +93,7 @@ func (c *Config) validate() []*FieldError {
 	k.streamsMux()
 	k.top()
 	k.log()
+	k.healthMetrics()
 	return k.errs
 }
 

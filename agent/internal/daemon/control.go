@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/porthole-iot/porthole/agent/internal/bridge"
@@ -62,7 +63,10 @@ type Status struct {
 	Substatus      string          `json:"substatus,omitempty"`
 	Connected      bool            `json:"connected"`
 	Registrations  int             `json:"registrations"`
-	Streams        bridge.Stats    `json:"streams"`
+	// HubReconnects counts hub connections lost (the client reconnects
+	// by itself) since the agent started.
+	HubReconnects uint64       `json:"hubReconnects"`
+	Streams       bridge.Stats `json:"streams"`
 	// LastError is the latest failure on the way to (or back to) the hub;
 	// cleared once connected.
 	LastError   string    `json:"lastError,omitempty"`
@@ -87,11 +91,18 @@ type ReloadOutcome struct {
 	Error   string    `json:"error,omitempty"`
 }
 
+// ErrNotRunning is wrapped by Query's error when no agent listens on the
+// socket (it does not exist, or nobody accepts on it).
+var ErrNotRunning = errors.New("daemon: the agent is not running")
+
 // Query sends one request to the agent listening at socketPath and returns
 // its reply. A reply carrying an error is returned as an error too.
 func Query(ctx context.Context, socketPath, verb string) (*Reply, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", socketPath)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
+		return nil, fmt.Errorf("%w (no agent answers on %s): %w", ErrNotRunning, socketPath, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("daemon: is the agent running? %w", err)
 	}

@@ -65,6 +65,8 @@ type daemon struct {
 	log     *slog.Logger
 	sink    *logsink.Sink // the log destination; its level changes on reload
 	bridge  *bridge.Bridge
+	health  *healthReporter
+	store   *state.Store
 	backend backend
 	started time.Time
 
@@ -79,6 +81,19 @@ type daemon struct {
 	hubErrAt   time.Time              // when; guarded by mu
 	hubNextAt  time.Time              // the hub client's next reconnect attempt; guarded by mu
 	lastReload *ReloadOutcome         // guarded by mu
+	// While the hub client reconnects by itself: since when, how many
+	// waits it announced, and the pacing of the log's reminders. Guarded
+	// by mu.
+	hubDownSince time.Time
+	hubWaits     int
+	hubRemind    provision.Reminder
+	hubSince     time.Time // when the hub connection was (re)established; guarded by mu
+	// The latest failure on the way to (or of) a hub connection, kept
+	// after the status clears it on recovery: the twin health reports it
+	// once the device is connected again. Guarded by mu.
+	lastFailure   string
+	lastFailureAt time.Time
+	hubLosses     uint64 // hub connections lost; guarded by mu
 }
 
 // Run loads the config and runs the agent until ctx ends or a stop signal
@@ -116,6 +131,10 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	if note := store.DirNote(); note != "" {
+		d.log.Warn(note)
+	}
+	d.store = store
 	ln, err := listenControl(SocketPath(cfg.StateDir))
 	if err != nil {
 		return err
@@ -147,7 +166,9 @@ func Run(ctx context.Context, opts Options) error {
 		defer w.Close()
 		audit = stream.NewAuditLog(w)
 	}
-	d.bridge = bridge.New(bridge.Config{Policy: bridge.PolicyFrom(cfg.Streams), Logger: d.log, Audit: audit, Clock: opts.Clock})
+	d.health = newHealthReporter(opts.Clock, cfg.Health.TwinInterval, d.log, d.healthReport, d.sendHealth)
+	d.bridge = bridge.New(bridge.Config{Policy: bridge.PolicyFrom(cfg.Streams), Logger: d.log, Changed: d.health.Kick, Now: d.now,
+		Audit: audit, Clock: opts.Clock})
 	defer d.bridge.Close()
 
 	prov, regID, err := d.newProvisioner(cfg, store, false)
@@ -159,6 +180,21 @@ func Run(ctx context.Context, opts Options) error {
 	d.mu.Unlock()
 	ctl = newControlServer(ln, d.log, d.handleControl)
 	defer ctl.close()
+	hctx, stopHealth := context.WithCancel(context.Background())
+	go d.health.run(hctx) // owned by Run: stopped and waited for below
+	defer func() {
+		stopHealth()
+		<-d.health.done
+	}()
+	if dir := cfg.Metrics.Textfile; dir != "" {
+		tw := d.newTextfileWriter(dir, cfg.Metrics.Interval)
+		mctx, stopMetrics := context.WithCancel(context.Background())
+		go tw.run(mctx) // owned by Run: stopped (final write) and waited for below
+		defer func() {
+			stopMetrics()
+			<-tw.done
+		}()
+	}
 	d.log.Info("porthole agent starting", "version", opts.Version, "config", cfg.File, "rid", regID)
 	if opts.Ready != nil {
 		opts.Ready()
@@ -277,8 +313,15 @@ func (d *daemon) dialer(cfg *config.Config) dialFunc {
 // report the assignment.
 func (d *daemon) connect(ctx context.Context, cfg *config.Config, dial dialFunc, a provision.Assignment) (provision.Session, error) {
 	d.mu.Lock()
-	method := d.method
+	method, prov := d.method, d.prov
 	d.mu.Unlock()
+	if prov != nil {
+		// What failed before this attempt (DPS, an earlier hub attempt);
+		// the flow clears it once connected.
+		if ps := prov.Status(); ps.LastError != "" {
+			d.noteFailure(ps.LastError, ps.LastErrorAt)
+		}
+	}
 	hooks := hubHooks{
 		Methods:  map[string]methodHandler{},
 		Stream:   d.bridge.Handle,
@@ -296,17 +339,15 @@ func (d *daemon) connect(ctx context.Context, cfg *config.Config, dial dialFunc,
 	d.mu.Lock()
 	d.hub, d.hubUp = hc, true
 	d.hubErr, d.hubErrAt, d.hubNextAt = "", time.Time{}, time.Time{} // a new connection
+	d.hubDownSince, d.hubWaits = time.Time{}, 0
+	d.hubSince = d.now()
 	now := d.method
 	d.mu.Unlock()
 	if now != method && now != "" {
 		// A reload renamed the method while we were dialling.
 		hc.OnMethod(now, d.methodFor(now))
 	}
-	rctx, cancel := context.WithTimeout(ctx, reportTimeout)
-	defer cancel()
-	if err := hc.UpdateReported(rctx, reported(a, d.opts.Version)); err != nil {
-		d.log.Warn("could not report the assignment in the twin", "err", err)
-	}
+	d.health.Kick() // the assignment and the new connection
 	return session{hc}, nil
 }
 
@@ -326,30 +367,83 @@ func (d *daemon) methodFor(name string) methodHandler {
 }
 
 func (d *daemon) hubState(up bool, err error) {
+	now := d.now()
 	d.mu.Lock()
 	d.hubUp = up
 	switch {
 	case up: // reconnected: the loss is history
 		d.hubErr, d.hubErrAt, d.hubNextAt = "", time.Time{}, time.Time{}
+		d.hubDownSince, d.hubWaits = time.Time{}, 0
+		d.hubSince = now
 	case err != nil:
-		d.hubErr, d.hubErrAt = err.Error(), d.now()
+		d.hubErr, d.hubErrAt = err.Error(), now
+	}
+	if !up {
+		d.hubLosses++
+	}
+	if !up && d.hubDownSince.IsZero() {
+		// (The client's first wait may have been announced already: the
+		// state handler runs on another goroutine.)
+		d.markHubDown(now)
 	}
 	d.mu.Unlock()
+	if !up && err != nil {
+		d.noteFailure(err.Error(), now)
+	}
 	if up {
+		d.health.Kick()
 		d.log.Info("hub connection restored")
 	} else {
 		d.log.Warn("hub connection lost; reconnecting", "err", err)
 	}
 }
 
-// hubRetrying records when the hub client tries to reconnect next.
+// hubRetrying is told by the hub client before each reconnect wait, with
+// the failure and the wait: the status shows when it tries next. The first
+// wait of an outage is logged with the time of the next attempt; later
+// ones only as paced reminders (provision.Reminder), so a long outage
+// neither goes silent nor writes a line per attempt (flash wear).
 func (d *daemon) hubRetrying(err error, wait time.Duration) {
+	now := d.now()
 	d.mu.Lock()
-	d.hubNextAt = d.now().Add(wait)
+	if d.hubDownSince.IsZero() {
+		d.markHubDown(now)
+	}
+	d.hubWaits++
+	d.hubNextAt = now.Add(wait)
 	if err != nil {
-		d.hubErr, d.hubErrAt = err.Error(), d.now()
+		d.hubErr, d.hubErrAt = err.Error(), now
+	}
+	first, remind := d.hubWaits == 1, d.hubRemind.Due(now)
+	downFor := now.Sub(d.hubDownSince).Round(time.Second)
+	failed := d.hubWaits - 1
+	d.mu.Unlock()
+	if err != nil {
+		d.noteFailure(err.Error(), now)
+	}
+	next := now.Add(wait).UTC().Format(time.RFC3339)
+	switch {
+	case first:
+		d.log.Info("retrying the hub connection", "retry_in", wait, "next_attempt", next)
+	case remind:
+		d.log.Info("hub still unreachable; retrying", "failing_for", downFor, "failed_attempts", failed, "retry_in", wait, "next_attempt", next)
+	}
+}
+
+// noteFailure remembers msg as the latest failure if it is newer than
+// the one remembered.
+func (d *daemon) noteFailure(msg string, at time.Time) {
+	d.mu.Lock()
+	if !at.Before(d.lastFailureAt) {
+		d.lastFailure, d.lastFailureAt = msg, at
 	}
 	d.mu.Unlock()
+}
+
+// markHubDown starts the bookkeeping of a hub outage; d.mu is held.
+func (d *daemon) markHubDown(now time.Time) {
+	d.hubDownSince, d.hubWaits = now, 0
+	d.hubRemind.Start(now)
 }
 
 // reload loads the config again and applies it all or nothing: a file
@@ -405,6 +499,7 @@ func (d *daemon) reload(store *state.Store) (next *config.Config, np *provision.
 	d.mu.Lock()
 	d.lastReload = &ReloadOutcome{At: time.Now(), Applied: ch.String()}
 	d.mu.Unlock()
+	d.health.Kick()
 	d.log.Info("config reloaded", "changes", ch.String())
 	return nc, np, regID, np != nil
 }
@@ -414,6 +509,7 @@ func (d *daemon) refuse(err error) {
 	d.mu.Lock()
 	d.lastReload = &ReloadOutcome{At: time.Now(), Error: err.Error()}
 	d.mu.Unlock()
+	d.health.Kick()
 }
 
 // now is the clock the status is stamped with.
@@ -429,6 +525,7 @@ func (d *daemon) status() Status {
 	d.mu.Lock()
 	prov, cfg, regID, hubUp, lr := d.prov, d.cfg, d.regID, d.hubUp, d.lastReload
 	hubErr, hubErrAt, hubNextAt := d.hubErr, d.hubErrAt, d.hubNextAt
+	hubDown, hubWaits, losses := d.hubDownSince, d.hubWaits, d.hubLosses
 	d.mu.Unlock()
 	// A status query can arrive before the provisioner exists (the control
 	// socket opens first): report the agent as starting.
@@ -444,6 +541,11 @@ func (d *daemon) status() Status {
 	if hubErr != "" && hubErrAt.After(ps.LastErrorAt) {
 		ps.LastError, ps.LastErrorAt = hubErr, hubErrAt
 	}
+	if phase == provision.PhaseReconnecting && ps.Failing == "" && !hubDown.IsZero() {
+		// The hub client reconnects by itself: its outage is the failure
+		// (the first wait follows the loss, each later one a failed attempt).
+		ps.Failing, ps.FailingSince, ps.Attempts = provision.StepHub, hubDown, max(hubWaits-1, 0)
+	}
 	return Status{
 		Version:        d.opts.Version,
 		ConfigFile:     cfg.File,
@@ -456,6 +558,7 @@ func (d *daemon) status() Status {
 		Substatus:      ps.Assignment.Substatus,
 		Connected:      ps.Connected && hubUp,
 		Registrations:  ps.Registrations,
+		HubReconnects:  losses,
 		Streams:        d.bridge.Stats(),
 		LastError:      ps.LastError,
 		LastErrorAt:    ps.LastErrorAt,

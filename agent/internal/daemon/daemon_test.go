@@ -23,8 +23,10 @@ import (
 	"github.com/porthole-iot/porthole/agent/internal/bridge"
 	"github.com/porthole-iot/porthole/agent/internal/config"
 	"github.com/porthole-iot/porthole/agent/internal/provision"
+	"github.com/porthole-iot/porthole/sdk/health"
 	"github.com/porthole-iot/porthole/sdk/retry"
 	"github.com/porthole-iot/porthole/sdk/retry/retrytest"
+	"github.com/porthole-iot/porthole/sdk/testwait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -292,12 +294,20 @@ func TestRunStatusStop(t *testing.T) {
 	if perm := fi.Mode().Perm(); perm != 0o600 {
 		t.Errorf("socket mode %04o, want 0600", perm)
 	}
-	h.mu.Lock()
-	patches := fmt.Sprint(h.patches)
-	h.mu.Unlock()
-	if !strings.Contains(patches, "assignedHub:hub-a.local") || !strings.Contains(patches, "substatus:initialAssignment") {
-		t.Errorf("reported %s", patches)
-	}
+	// The health report follows the connection (sdk/health's shape).
+	testwait.For(t, 20*time.Second, "the health report in the twin", func() (bool, string) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if len(h.patches) == 0 {
+			return false, "no patch"
+		}
+		b, _ := json.Marshal(h.patches[len(h.patches)-1])
+		var rep map[string]any
+		json.Unmarshal(b, &rep)
+		r, ok, err := health.FromTwin(rep)
+		return ok && err == nil && r.Provisioning.Hub == "hub-a.local" && r.Provisioning.Substatus == "initialAssignment" &&
+			r.Version == "test" && r.Hub.Connected, string(b)
+	})
 	if r, err := Query(context.Background(), a.sock, "dance"); err == nil || r.Error == "" {
 		t.Errorf("unknown verb accepted: %+v", r)
 	}

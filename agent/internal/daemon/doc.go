@@ -27,8 +27,10 @@
 // attempt each so that the flow's backoff, log and status see every
 // failure.
 //
-// After every connection the agent reports, as twin reported properties,
-// {"porthole":{"substatus":…,"assignedHub":…,"deviceId":…,"version":…}}.
+// The agent reports its health as twin reported properties under
+// "porthole" (the shape is sdk/health's): after every connection and
+// whenever it changes, coalesced and at most once per
+// health.twin_interval (healthReporter).
 //
 // Logging goes where the config's log section says (stderr, syslog or a
 // rotated file, through package logsink); its level follows reloads.

@@ -55,14 +55,3 @@ type backend interface {
 type session struct{ hubConn }
 
 func (s session) Close() { s.hubConn.Close() }
-
-// reported is the twin reported-properties patch the agent sends after
-// each connection.
-func reported(a provision.Assignment, version string) map[string]any {
-	return map[string]any{"porthole": map[string]any{
-		"substatus":   a.Substatus,
-		"assignedHub": a.AssignedHub,
-		"deviceId":    a.DeviceID,
-		"version":     version,
-	}}
-}

@@ -446,8 +446,19 @@ func TestOutageAtBoot(t *testing.T) {
 				}
 			}
 			lines := parseLog(t, a.logs.String())
-			if extra := atLeastInfo(lines)[quietFrom:]; len(extra) != 0 {
-				t.Errorf("%d more rounds logged at info level or above:\n%s", rounds-1, msgs(extra))
+			// Quiet, but for one paced reminder once the outage is a
+			// minute old (the jittered waits may add up to that).
+			var extra []jsonLine
+			reminders := 0
+			for _, l := range atLeastInfo(lines)[quietFrom:] {
+				if l.Msg == "still failing; retrying" {
+					reminders++
+					continue
+				}
+				extra = append(extra, l)
+			}
+			if len(extra) != 0 || reminders > 1 {
+				t.Errorf("%d more rounds logged at info level or above:\n%s", rounds-1, msgs(atLeastInfo(lines)[quietFrom:]))
 			}
 			// The last round's Advance may already have led to one more.
 			if n := countMsg(lines, "still failing; retrying"); n < rounds-1 {
@@ -572,6 +583,11 @@ func TestOutageHubLost(t *testing.T) {
 			if st.Phase != provision.PhaseReconnecting || st.Connected || st.LastError == "" || st.AssignedHub != hub {
 				t.Fatalf("round %d: status %+v", i, st)
 			}
+			// The status shows the outage as a failing hub, with the
+			// time of the client's next attempt.
+			if st.Failing != provision.StepHub || st.FailingSince.IsZero() || st.NextAttempt.IsZero() || st.Attempts < i-1 {
+				t.Fatalf("round %d: failing %q since %v, %d attempts, next %v", i, st.Failing, st.FailingSince, st.Attempts, st.NextAttempt)
+			}
 		})
 		if i == 1 {
 			quietFrom = len(atLeastInfo(parseLog(t, a.logs.String())))
@@ -586,11 +602,23 @@ func TestOutageHubLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := parseLog(t, a.logs.String())
-	if extra := atLeastInfo(lines)[quietFrom:]; len(extra) != 0 {
-		t.Errorf("reconnect rounds logged at info level or above:\n%s", msgs(extra))
+	// Rounds are quiet, but for a paced reminder once the outage is a
+	// minute old (the jittered waits may add up to that).
+	var extra []jsonLine
+	for _, l := range atLeastInfo(lines)[quietFrom:] {
+		if l.Msg != "hub still unreachable; retrying" {
+			extra = append(extra, l)
+		}
+	}
+	if len(extra) != 0 || countMsg(lines, "hub still unreachable; retrying") > 1 {
+		t.Errorf("reconnect rounds logged at info level or above:\n%s", msgs(atLeastInfo(lines)[quietFrom:]))
 	}
 	if k := countMsg(lines, "reconnect failed"); k < rounds {
 		t.Errorf("%d debug lines for failed reconnects, want at least %d", k, rounds)
+	}
+	// One line right after the loss says the agent retries, and when.
+	if k := countMsg(atLeastInfo(lines), "retrying the hub connection"); k != 1 {
+		t.Errorf("%d lines saying the agent retries the hub, want 1:\n%s", k, msgs(atLeastInfo(lines)))
 	}
 
 	n.set(netUp)

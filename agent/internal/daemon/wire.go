@@ -70,16 +70,26 @@ func (a dpsAdapter) Lookup(ctx context.Context) (provision.Assignment, error) {
 	return assignment(r), oneAttempt(err)
 }
 
-// oneAttempt unwraps the give-up error of a call limited to one attempt:
-// "gave up after 1 attempts" says nothing; the failure (which sdk/dps
-// already prefixes with "dps: <request>") does.
+// oneAttempt takes the give-up error of a call limited to one attempt out
+// of the chain, so that the flow classifies the failure itself (a 503 is
+// retried, a 401 re-registers). The text stays sdk/dps's ("dps: register:
+// status 503 …", where giving up after the only attempt adds nothing).
 func oneAttempt(err error) error {
 	var g *retry.GiveUpError
 	if errors.As(err, &g) && g.Attempts <= 1 {
-		return g.Err
+		return &relabeled{text: err.Error(), err: g.Err}
 	}
 	return err
 }
+
+// relabeled is err with another text.
+type relabeled struct {
+	text string
+	err  error
+}
+
+func (r *relabeled) Error() string { return r.text }
+func (r *relabeled) Unwrap() error { return r.err }
 
 func assignment(r *dps.Result) provision.Assignment {
 	if r == nil {

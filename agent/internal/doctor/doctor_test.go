@@ -55,6 +55,7 @@ type device struct {
 	stateDir   string // "" = a fresh directory
 	configMode os.FileMode
 	noResolve  bool
+	idScope    string // "" = the sim's
 }
 
 // config writes agent.yaml for dev and loads it like the agent does.
@@ -77,9 +78,12 @@ func (e *env) config(t *testing.T, dev device) *config.Config {
 	if dev.configMode == 0 {
 		dev.configMode = 0o600
 	}
+	if dev.idScope == "" {
+		dev.idScope = e.sim.IDScope
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "provisioning:\n  global_endpoint: %s\n  id_scope: %s\n  registration_id: %s\n  transport: https\n  attestation:\n    type: symmetric_key\n",
-		e.sim.GlobalEndpoint, e.sim.IDScope, dev.regID)
+		e.sim.GlobalEndpoint, dev.idScope, dev.regID)
 	if dev.keyFile != "" {
 		fmt.Fprintf(&b, "    symmetric_key_file: %s\n", dev.keyFile)
 	} else {
@@ -274,7 +278,9 @@ func TestNotRegisteredYet(t *testing.T) {
 	cfg := e.config(t, device{regID: "dev-new", key: key, targets: map[string]string{"ssh": sshTarget(t, "SSH-2.0-x\r\n")}})
 	r := run(t, cfg, Options{})
 	want(t, r, nameState, StatusOK, "no cached assignment")
-	want(t, r, nameDPSLookup, StatusWarn, "no registration for registration ID dev-new", "before the first start")
+	// DPS checked the credential before saying there is no registration:
+	// an OK with a note, not a warning.
+	want(t, r, nameDPSLookup, StatusOK, "DPS accepts the credential", "registration ID dev-new has not registered yet", "before the first start")
 	want(t, r, nameHubDNS, StatusSkip, "not registered")
 	if !r.OK() {
 		t.Error("a device that has not registered yet is not a failure")
@@ -316,7 +322,18 @@ func TestFailures(t *testing.T) {
 			DialContext: e.sim.DialContext,
 		}, func(t *testing.T, r Report) {
 			want(t, r, nameDPSDNS, StatusFail, "cannot find "+e.sim.GlobalEndpoint, "resolv.conf")
+			// Not a second failure for the same cause.
+			want(t, r, nameDPSTLS, StatusSkip, "does not resolve")
+			want(t, r, nameDPSLookup, StatusSkip)
+			for _, c := range failures(r) {
+				if c.Name != nameDPSDNS && !strings.HasPrefix(c.Name, nameTarget) { // (this test's dialer reaches no target)
+					t.Errorf("a second failure: %s: %s", c.Name, c.Detail)
+				}
+			}
+		}},
+		{"unknown ID scope", device{regID: "dev-1", key: key, idScope: "0ne0000BAD0"}, Options{}, func(t *testing.T, r Report) {
 			want(t, r, nameDPSTLS, StatusOK)
+			want(t, r, nameDPSLookup, StatusFail, "DPS does not know the ID scope 0ne0000BAD0", "overview page")
 		}},
 		{"DPS unreachable", device{regID: "dev-1", key: key, noResolve: true}, Options{
 			LookupHost: func(context.Context, string) ([]string, error) { return []string{"127.0.0.1"}, nil },
@@ -476,4 +493,47 @@ func TestRefusedWithWrongClock(t *testing.T) {
 	d.clockKnown, d.clockSkew = true, -10*time.Minute
 	d.lookup(e.sim.GlobalEndpoint, portHTTPS)
 	want(t, Report{Checks: d.checks}, nameDPSLookup, StatusFail, "does not match", "fix the clock first")
+}
+
+// failures lists the failed checks of r.
+func failures(r Report) []Check {
+	var out []Check
+	for _, c := range r.Checks {
+		if c.Status == StatusFail {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// TestStateDirMode: a state directory other users can reach into is a
+// warning with the fix (issue 11 finding 8: it used to be OK).
+func TestStateDirMode(t *testing.T) {
+	if !unixModes() {
+		t.Skip("no file modes on this system")
+	}
+	e := newEnv(t)
+	key := e.sim.EnrollSymmetricKey("dev-mode", nil)
+	for _, tc := range []struct {
+		mode   os.FileMode
+		status Status
+	}{
+		{0o700, StatusOK},
+		{0o755, StatusWarn},
+		{0o750, StatusWarn},
+	} {
+		dir := filepath.Join(t.TempDir(), "state")
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(dir, tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		r := run(t, e.config(t, device{regID: "dev-mode", key: key, stateDir: dir}), Options{SkipLookup: true})
+		if tc.status == StatusWarn {
+			want(t, r, nameState, StatusWarn, fmt.Sprintf("mode %04o", tc.mode), "chmod 700 "+dir)
+		} else {
+			want(t, r, nameState, StatusOK)
+		}
+	}
 }

@@ -120,6 +120,12 @@ func (d *doctor) stateDir() {
 	case !st.IsDir():
 		d.fail(nameState, dir+" is not a directory", "point state_dir at a directory, e.g. "+config.DefaultStateDir)
 		return
+	case unixModes() && st.Mode().Perm()&0o077 != 0:
+		// The control socket and the cached assignment live here. The
+		// agent sets its own directory to 0700 at start (package state).
+		d.warn(nameState, fmt.Sprintf("other users can reach into %s (mode %04o): the control socket and the cached assignment are there", dir, st.Mode().Perm()),
+			"chmod 700 "+dir+" (the agent does it at start when the directory is its own)")
+		return
 	}
 	f, err := os.CreateTemp(dir, ".porthole-doctor-*")
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -27,18 +28,15 @@ type network struct {
 	proxy   *url.URL
 	now     func() time.Time
 	timeout time.Duration
-	clients []*http.Client // closed by close
 }
 
 func newNetwork(cfg *config.Config, o Options) *network {
 	return &network{cfg: cfg, dial: o.DialContext, proxy: cfg.Proxy.URL, now: o.Now, timeout: o.Timeout}
 }
 
-func (n *network) close() {
-	for _, c := range n.clients {
-		c.CloseIdleConnections()
-	}
-}
+// close releases what the checks opened; every request closes its own
+// connection, so there is nothing left today.
+func (n *network) close() {}
 
 // via describes the path for messages: "" or " via proxy host:port".
 func (n *network) via() string {
@@ -164,22 +162,89 @@ func (n *network) timeFreeTLSConfig(host string) *tls.Config {
 }
 
 // httpClient returns a client that dials like the agent, speaks HTTP/1.1
-// and keeps no connections.
-func (n *network) httpClient(tc *tls.Config) *http.Client {
-	c := &http.Client{
-		Transport: &http.Transport{
-			DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-				return n.dialTCP(ctx, addr)
-			},
-			TLSClientConfig:       tc,
-			DisableKeepAlives:     true,
-			TLSHandshakeTimeout:   n.timeout,
-			ResponseHeaderTimeout: n.timeout,
-		},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+// over one connection per request and follows no redirect. It writes the
+// request with http.Request.Write and reads the answer with
+// http.ReadResponse instead of using net/http's Transport, which the agent
+// binary then does not link (agent/cmd/porthole-agent/SIZE.md).
+func (n *network) httpClient(tc *tls.Config) *oneShotClient {
+	return &oneShotClient{n: n, tc: tc}
+}
+
+type oneShotClient struct {
+	n  *network
+	tc *tls.Config
+}
+
+// Do sends req on a new connection. Errors are *url.Error, as from
+// http.Client.Do, wrapping the dial, TLS or HTTP error. The response body
+// closes the connection.
+func (c *oneShotClient) Do(req *http.Request) (*http.Response, error) {
+	resp, err := c.do(req)
+	if err != nil {
+		op := req.Method[:1] + strings.ToLower(req.Method[1:])
+		return nil, &url.Error{Op: op, URL: req.URL.String(), Err: err}
 	}
-	n.clients = append(n.clients, c)
-	return c
+	return resp, nil
+}
+
+func (c *oneShotClient) do(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	addr := req.URL.Host
+	if req.URL.Port() == "" {
+		addr = net.JoinHostPort(req.URL.Hostname(), "443")
+	}
+	raw, err := c.n.dialTCP(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	tc := c.tc.Clone()
+	if tc.ServerName == "" {
+		tc.ServerName = req.URL.Hostname()
+	}
+	conn := tls.Client(raw, tc)
+	hctx, cancel := ctx, context.CancelFunc(func() {})
+	if c.n.timeout > 0 {
+		hctx, cancel = context.WithTimeout(ctx, c.n.timeout)
+		// The request and the answer's header get the same time again.
+		_ = conn.SetDeadline(time.Now().Add(2 * c.n.timeout))
+	}
+	err = conn.HandshakeContext(hctx)
+	cancel()
+	if err != nil {
+		raw.Close()
+		return nil, err
+	}
+	// ctx ending interrupts the exchange.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	req.Close = true // Connection: close
+	if err := req.Write(conn); err != nil {
+		stop()
+		conn.Close()
+		return nil, err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
+	if err != nil {
+		stop()
+		conn.Close()
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, cerr
+		}
+		return nil, err
+	}
+	resp.Body = &connBody{ReadCloser: resp.Body, close: func() { stop(); conn.Close() }}
+	return resp, nil
+}
+
+// connBody closes the connection with the body.
+type connBody struct {
+	io.ReadCloser
+	close func()
+}
+
+func (b *connBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.close()
+	return err
 }
 
 // explainDial turns a connect error into words and a fix.

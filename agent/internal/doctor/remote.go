@@ -85,8 +85,12 @@ func splitEndpoint(ep, def string) (host, port string) {
 func (d *doctor) dps() {
 	p := d.cfg.Provisioning
 	host, port := splitEndpoint(p.GlobalEndpoint, transportPort(p.Transport))
-	d.dns(nameDPSDNS, host, port)
-	tlsOK := d.tlsHandshake(nameDPSTLS, host, port)
+	tlsOK := false
+	if d.dns(nameDPSDNS, host, port) {
+		tlsOK = d.tlsHandshake(nameDPSTLS, host, port)
+	} else {
+		d.skip(nameDPSTLS, "the host name does not resolve (see "+nameDPSDNS+")")
+	}
 
 	// The clock and the lookup talk HTTPS to the same host.
 	_, httpsPort := splitEndpoint(p.GlobalEndpoint, portHTTPS)
@@ -113,24 +117,29 @@ func (d *doctor) hub() {
 		return
 	}
 	port := transportPort(d.cfg.Hub.Transport)
-	d.dns(nameHubDNS+" ("+from+")", host, port)
+	if !d.dns(nameHubDNS+" ("+from+")", host, port) {
+		d.skip(nameHubTLS+" ("+from+")", "the host name does not resolve (see "+nameHubDNS+")")
+		return
+	}
 	d.tlsHandshake(nameHubTLS+" ("+from+")", host, port)
 }
 
-// dns resolves host unless resolve pins host:port or a proxy resolves it.
-func (d *doctor) dns(name, host, port string) {
+// dns resolves host unless resolve pins host:port or a proxy resolves it;
+// it reports whether the name resolved (a TLS check after a failed DNS
+// check would only fail again for the same reason: it is skipped).
+func (d *doctor) dns(name, host, port string) bool {
 	hp := net.JoinHostPort(host, port)
 	if to := d.cfg.DialAddr(hp); to != hp {
 		d.ok(name, fmt.Sprintf("%s is pinned to %s by resolve (DNS not asked)", hp, to))
-		return
+		return true
 	}
 	if d.net.proxy != nil {
 		d.ok(name, fmt.Sprintf("%s is looked up by the proxy %s", host, d.net.proxy.Host))
-		return
+		return true
 	}
 	if net.ParseIP(host) != nil {
 		d.ok(name, host+" is an IP address")
-		return
+		return true
 	}
 	ctx, cancel := d.stepCtx()
 	defer cancel()
@@ -138,9 +147,10 @@ func (d *doctor) dns(name, host, port string) {
 	if err != nil {
 		d.fail(name, fmt.Sprintf("cannot find %s: %v", host, err),
 			"check the host name in the config, the device's DNS servers (/etc/resolv.conf) and its network connection")
-		return
+		return false
 	}
 	d.ok(name, fmt.Sprintf("%s is %s", host, strings.Join(addrs, ", ")))
+	return true
 }
 
 // tlsHandshake connects and completes a TLS handshake with host; it
@@ -338,9 +348,12 @@ func (d *doctor) lookup(host, port string) {
 		default:
 			d.ok(nameDPSLookup, fmt.Sprintf("DPS accepts the credential; %s is %s", who, r.Status))
 		}
+	case code == http.StatusNotFound && unknownScope(derr.Message):
+		d.fail(nameDPSLookup, fmt.Sprintf("DPS does not know the ID scope %s (%s)", p.IDScope, strings.TrimSpace(derr.Message)),
+			"copy id_scope again from the DPS overview page (it is the DPS's, not the hub's)")
 	case code == http.StatusNotFound:
-		d.warn(nameDPSLookup, fmt.Sprintf("DPS has no registration for %s (%s)", who, strings.TrimSpace(derr.Message)),
-			"normal before the first start; otherwise check id_scope against the DPS overview page")
+		// DPS checked the credential before looking for the registration.
+		d.ok(nameDPSLookup, fmt.Sprintf("DPS accepts the credential; %s has not registered yet (normal before the first start: the agent registers when it starts)", who))
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
 		detail := "DPS refused the credential: the key does not match the enrollment, or there is no enrollment for " + who
 		fix := "copy the key again from the DPS enrollment (for a group: the group key) and check registration_id and id_scope"
@@ -361,6 +374,12 @@ func (d *doctor) lookup(host, port string) {
 		}
 		d.fail(nameDPSLookup, fmt.Sprintf("DPS answered %s: %s", resp.Status, msg), "check id_scope and registration_id")
 	}
+}
+
+// unknownScope reports whether a DPS 404 message is about the ID scope
+// (hubsim: "unknown ID scope") rather than a registration not made yet.
+func unknownScope(msg string) bool {
+	return strings.Contains(strings.ToLower(msg), "scope")
 }
 
 // isTLSError reports whether a request failed in the TLS handshake (as

@@ -73,6 +73,11 @@ func binaries(t testing.TB) bins {
 			porthole: filepath.Join(binDir, "porthole"),
 			tcpfwd:   filepath.Join(binDir, "tcpfwd"),
 		}
+		// make bench measures the agent as firmware ships it (make cross's
+		// flags): PORTHOLE_BENCH_AGENT names that binary.
+		if p := os.Getenv("PORTHOLE_BENCH_AGENT"); p != "" {
+			built.agent = p
+		}
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)

@@ -58,6 +58,9 @@ type Stats struct {
 	Written uint64
 	// Dropped is the number of records lost to write errors.
 	Dropped uint64
+	// Diverted is the number of records written to stderr because the
+	// syslog socket was not there (they are not lost).
+	Diverted uint64
 	// LastError describes the latest write failure ("" if none).
 	LastError string
 }
@@ -130,6 +133,7 @@ func New(cfg config.Log, opts Options) (*Sink, error) {
 	case config.LogText, "":
 		h = slog.NewTextHandler(out, hopts)
 	case config.LogJSON:
+		hopts.ReplaceAttr = chain(hopts.ReplaceAttr, durationText)
 		h = slog.NewJSONHandler(out, hopts)
 	default:
 		_ = out.Close()
@@ -163,6 +167,29 @@ func (s *Sink) Close() error {
 	return s.closeErr
 }
 
+// durationText writes durations as Go duration text ("2s", "1m30s"):
+// slog's JSON handler writes them as integer nanoseconds, which nobody
+// reading a device's log can use.
+func durationText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
+}
+
+// chain applies f, then g (f may be nil).
+func chain(f, g func([]string, slog.Attr) slog.Attr) func([]string, slog.Attr) slog.Attr {
+	if f == nil {
+		return g
+	}
+	return func(groups []string, a slog.Attr) slog.Attr {
+		if a = f(groups, a); a.Key == "" {
+			return a // dropped
+		}
+		return g(groups, a)
+	}
+}
+
 func dropTime(groups []string, a slog.Attr) slog.Attr {
 	if len(groups) == 0 && a.Key == slog.TimeKey {
 		return slog.Attr{}
@@ -172,16 +199,17 @@ func dropTime(groups []string, a slog.Attr) slog.Attr {
 
 // counters are shared by a sink and its destination.
 type counters struct {
-	written atomic.Uint64
-	dropped atomic.Uint64
-	mu      sync.Mutex
-	lastErr string // guarded by mu
+	written  atomic.Uint64
+	dropped  atomic.Uint64
+	diverted atomic.Uint64
+	mu       sync.Mutex
+	lastErr  string // guarded by mu
 }
 
 func (c *counters) snapshot() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return Stats{Written: c.written.Load(), Dropped: c.dropped.Load(), LastError: c.lastErr}
+	return Stats{Written: c.written.Load(), Dropped: c.dropped.Load(), Diverted: c.diverted.Load(), LastError: c.lastErr}
 }
 
 // reporter counts outcomes and tells stderr once per failure streak.
@@ -190,9 +218,10 @@ type reporter struct {
 	what string
 	cnt  *counters
 
-	mu      sync.Mutex
-	failing bool   // guarded by mu: inside a failure streak
-	lost    uint64 // guarded by mu: records dropped in this streak
+	mu       sync.Mutex
+	failing  bool   // guarded by mu: inside a failure streak
+	lost     uint64 // guarded by mu: records dropped in this streak
+	diverted uint64 // guarded by mu: records written to w instead in this streak
 }
 
 func (r *reporter) ok() {
@@ -201,9 +230,35 @@ func (r *reporter) ok() {
 	defer r.mu.Unlock()
 	if r.failing {
 		r.failing = false
-		fmt.Fprintf(r.w, "%s: log %s works again; %d record(s) were lost\n", DefaultTag, r.what, r.lost)
-		r.lost = 0
+		if r.diverted > 0 {
+			fmt.Fprintf(r.w, "%s: log %s works again; %d record(s) went to stderr meanwhile, %d were lost\n", DefaultTag, r.what, r.diverted, r.lost)
+		} else {
+			fmt.Fprintf(r.w, "%s: log %s works again; %d record(s) were lost\n", DefaultTag, r.what, r.lost)
+		}
+		r.lost, r.diverted = 0, 0
 	}
+}
+
+// divert writes record p to stderr because the destination failed with
+// err; the first record of a failure streak says so, once.
+func (r *reporter) divert(p []byte, err error) {
+	msg := redactString(err.Error())
+	r.cnt.mu.Lock()
+	r.cnt.lastErr = msg
+	r.cnt.mu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.failing {
+		r.failing = true
+		fmt.Fprintf(r.w, "%s: log %s unavailable: %s; writing the log to stderr until it is back\n", DefaultTag, r.what, msg)
+	}
+	if _, werr := r.w.Write(p); werr != nil {
+		r.cnt.dropped.Add(1)
+		r.lost++
+		return
+	}
+	r.cnt.diverted.Add(1)
+	r.diverted++
 }
 
 // fail counts a dropped record and remembers why.

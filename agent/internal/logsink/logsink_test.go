@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -161,5 +164,49 @@ func TestRedactThroughSink(t *testing.T) {
 	}
 	if !strings.Contains(out, `"token":"[redacted]"`) || !strings.Contains(out, "sig=…") || !strings.Contains(out, `"device":"dev1"`) {
 		t.Errorf("unexpected redaction: %s", out)
+	}
+}
+
+// TestJSONDurationsAsText: JSON logs carry durations as Go duration text,
+// at the top level, in groups and in WithAttrs, on every destination that
+// writes JSON.
+func TestJSONDurationsAsText(t *testing.T) {
+	tests := []struct {
+		name string
+		log  func(l *slog.Logger)
+		want map[string]any // expected keys (nested groups as maps)
+	}{
+		{"attr", func(l *slog.Logger) { l.Info("m", "retry_in", 2*time.Second) }, map[string]any{"retry_in": "2s"}},
+		{"group", func(l *slog.Logger) { l.Info("m", slog.Group("g", "wait", 90*time.Second)) },
+			map[string]any{"g": map[string]any{"wait": "1m30s"}}},
+		{"with", func(l *slog.Logger) { l.With("grace", 10*time.Second).Info("m") }, map[string]any{"grace": "10s"}},
+		{"not a duration", func(l *slog.Logger) { l.Info("m", "n", 5) }, map[string]any{"n": float64(5)}},
+	}
+	for _, dest := range []config.LogDestination{config.LogStderr, config.LogSyslog} {
+		for _, tt := range tests {
+			t.Run(string(dest)+"/"+tt.name, func(t *testing.T) {
+				var buf syncBuffer
+				// A syslog destination with no socket writes to stderr.
+				s, err := New(logCfg(dest, config.LogJSON, config.LevelInfo), Options{Stderr: &buf, SyslogAddr: filepath.Join(t.TempDir(), "none")})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer s.Close()
+				tt.log(s.Logger())
+				line := buf.String()
+				if i := strings.LastIndexByte(strings.TrimSuffix(line, "\n"), '\n'); i >= 0 {
+					line = line[i+1:] // after the syslog fallback notice
+				}
+				var m map[string]any
+				if err := json.Unmarshal([]byte(line), &m); err != nil {
+					t.Fatalf("not JSON: %q: %v", line, err)
+				}
+				for k, v := range tt.want {
+					if !reflect.DeepEqual(m[k], v) {
+						t.Errorf("%s = %#v, want %#v (%s)", k, m[k], v, line)
+					}
+				}
+			})
+		}
 	}
 }

@@ -104,7 +104,9 @@ func (w *syslogWriter) Write(p []byte) (int, error) {
 	}
 	msg := w.format1(p)
 	if err := w.send(msg); err != nil {
-		w.rep.drop(err)
+		// No syslog daemon (a container, a board whose syslogd has not
+		// started or died): the record goes to stderr rather than nowhere.
+		w.rep.divert(p, err)
 	} else {
 		w.rep.ok()
 	}

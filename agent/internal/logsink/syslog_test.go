@@ -150,6 +150,9 @@ func TestSyslogStreamFallback(t *testing.T) {
 	wg.Wait()
 }
 
+// TestSyslogMissingSocketRecovers: with no syslog socket the records go
+// to stderr, and stderr says so once; when syslogd appears they go there
+// again.
 func TestSyslogMissingSocketRecovers(t *testing.T) {
 	path := sockPath(t)
 	clock := &fakeClock{t: time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)}
@@ -160,27 +163,32 @@ func TestSyslogMissingSocketRecovers(t *testing.T) {
 	}
 	defer s.Close()
 	for i := 0; i < 5; i++ {
-		s.Logger().Info("lost")
+		s.Logger().Info("diverted", "n", i)
 	}
 	st := s.Stats()
-	if st.Dropped != 5 || st.Written != 0 || st.LastError == "" {
+	if st.Diverted != 5 || st.Dropped != 0 || st.Written != 0 || st.LastError == "" {
 		t.Fatalf("stats = %+v", st)
 	}
-	if n := strings.Count(stderr.String(), "failed"); n != 1 {
+	if n := strings.Count(stderr.String(), "writing the log to stderr until it is back"); n != 1 {
 		t.Fatalf("stderr notices = %d, want 1: %q", n, stderr.String())
+	}
+	for i := 0; i < 5; i++ {
+		if want := "msg=diverted n=" + strconv.Itoa(i) + "\n"; !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr lacks %q: %q", want, stderr.String())
+		}
 	}
 
 	srv := listenDgram(t, path)
-	s.Logger().Info("still waiting") // within the redial pause: dropped
+	s.Logger().Info("still waiting") // within the redial pause: to stderr
 	clock.Add(2 * syslogRedial)
 	s.Logger().Info("back")
 	if got := readDgram(t, srv); !strings.HasSuffix(got, "msg=back") {
 		t.Fatalf("got %q", got)
 	}
-	if st := s.Stats(); st.Dropped != 6 || st.Written != 1 {
+	if st := s.Stats(); st.Diverted != 6 || st.Dropped != 0 || st.Written != 1 {
 		t.Errorf("stats = %+v", st)
 	}
-	if !strings.Contains(stderr.String(), "works again; 6 record(s) were lost") {
+	if !strings.Contains(stderr.String(), "works again; 6 record(s) went to stderr meanwhile, 0 were lost") {
 		t.Errorf("stderr = %q", stderr.String())
 	}
 }

@@ -40,6 +40,44 @@ type outage struct {
 	cause    string
 	since    time.Time
 	attempts int
+	remind   Reminder // paces the "still failing" lines
+}
+
+// Reminder paces the lines a long outage logs between its first line and
+// its recovery: the first ReminderFirst after the outage started, then at
+// doubling intervals up to ReminderMax, so that a look at the log shows
+// the agent is still trying (and when it tries next) without a line per
+// attempt filling the flash. The zero value starts at the first Due.
+type Reminder struct {
+	next  time.Time
+	every time.Duration
+}
+
+// Reminder intervals.
+const (
+	ReminderFirst = time.Minute
+	ReminderMax   = time.Hour
+)
+
+// Start restarts the pacing at now (an outage starts or changes cause).
+func (r *Reminder) Start(now time.Time) {
+	r.every = ReminderFirst
+	r.next = now.Add(r.every)
+}
+
+// Due reports whether a reminder line is due at now, and if so schedules
+// the next one.
+func (r *Reminder) Due(now time.Time) bool {
+	if r.next.IsZero() {
+		r.Start(now)
+		return false
+	}
+	if now.Before(r.next) {
+		return false
+	}
+	r.every = min(2*r.every, ReminderMax)
+	r.next = now.Add(r.every)
+	return true
 }
 
 // failed records a failure of step. msg is the line logged when the
@@ -63,9 +101,15 @@ func (p *Provisioner) failed(o *outage, step Step, msg string, err error, attrs 
 
 	args := append([]any{"err", err}, attrs...)
 	if o.step == step && o.cause == cause {
-		p.log.Debug("still failing; retrying", append(args, "step", string(step), "attempt", o.attempts)...)
+		args = append(args, "step", string(step), "attempt", o.attempts)
+		if o.remind.Due(now) {
+			p.log.Info("still failing; retrying", append(args, "failing_for", now.Sub(o.since).Round(time.Second))...)
+			return
+		}
+		p.log.Debug("still failing; retrying", args...)
 		return
 	}
+	o.remind.Start(now)
 	if o.step == step {
 		msg += " (the cause changed)"
 	}

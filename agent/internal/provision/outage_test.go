@@ -111,6 +111,9 @@ func TestOutageLogsOncePerStateChange(t *testing.T) {
 					!strings.Contains(st.LastError, want.Error()) || st.FailingSince.IsZero() {
 					t.Fatalf("wait %d: status %+v, want failing %q attempt %d with %q", i, st, step, attempt, want)
 				}
+				if next := e.clock.Now().Add(d); !st.NextAttempt.Equal(next) {
+					t.Fatalf("wait %d: next attempt %v, want %v (the wait's end)", i, st.NextAttempt, next)
+				}
 				if isClock := want == causes[2] && step == StepDPS; (st.Hint != "") != isClock {
 					t.Fatalf("wait %d: hint %q", i, st.Hint)
 				}
@@ -123,7 +126,7 @@ func TestOutageLogsOncePerStateChange(t *testing.T) {
 				t.Fatalf("connected to %q", s.hub)
 			}
 			waitLogged(t, rec, "connected to the hub")
-			if st := waitConnected(t, p); st.Failing != "" || st.Attempts != 0 || st.Hint != "" {
+			if st := waitConnected(t, p); st.Failing != "" || st.Attempts != 0 || st.Hint != "" || !st.NextAttempt.IsZero() {
 				t.Fatalf("status after recovery %+v", st)
 			}
 
@@ -264,5 +267,61 @@ func TestCauseOf(t *testing.T) {
 	}
 	if IsClockProblem(nil) || IsClockProblem(x509.CertificateInvalidError{Reason: x509.NotAuthorizedToSign}) || !IsClockProblem(clockErr()) {
 		t.Error("IsClockProblem")
+	}
+}
+
+// TestOutageReminders: a DPS outage that lasts hours logs its first line
+// at once (with the wait before the next try), a reminder about a minute
+// later, then reminders at doubling intervals up to one an hour, each
+// saying when the next attempt is; every other retry is at debug level.
+func TestOutageReminders(t *testing.T) {
+	e := newEnv(t)
+	refused := fmt.Errorf("dial tcp 127.0.0.1:9: %w", syscall.ECONNREFUSED)
+	e.dps.register = func(int) (Assignment, error) { return Assignment{}, refused }
+	rec := newRecorder()
+	cfg := e.config()
+	cfg.Logger = slog.New(rec)
+	cfg.Retry.Rand = func() float64 { return 1 } // the longest waits: fewest attempts
+	p, _ := New(cfg)
+	e.start(p)
+
+	start := e.clock.Now()
+	var at []time.Duration // when each reminder was logged, since the start
+	seen, attempts := 0, 0
+	for e.clock.Now().Sub(start) < 6*time.Hour {
+		d, err := e.clock.WaitTimer(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		attempts++
+		<-e.dps.called // one register per wait (the fake's record is bounded)
+		for _, r := range rec.all()[seen:] {
+			if r.msg == "still failing; retrying" && r.level == slog.LevelInfo {
+				at = append(at, e.clock.Now().Sub(start))
+				if r.attrs["retry_in"] != d.String() || r.attrs["failing_for"] == "" {
+					t.Errorf("reminder %+v, want retry_in %s and failing_for", r, d)
+				}
+			}
+			seen++
+		}
+		e.clock.Advance(d)
+	}
+	if len(at) == 0 {
+		t.Fatal("no reminder in 6 hours")
+	}
+	if at[0] < ReminderFirst || at[0] > ReminderFirst+retry.DefaultMaxBackoff {
+		t.Errorf("first reminder after %s, want about %s", at[0], ReminderFirst)
+	}
+	for i := 1; i < len(at); i++ {
+		gap := at[i] - at[i-1]
+		want := min(ReminderFirst<<i, ReminderMax)
+		if gap < want || gap > want+retry.DefaultMaxBackoff {
+			t.Errorf("reminder %d came %s after the previous one, want about %s (all: %v)", i, gap, want, at)
+		}
+	}
+	// 1, 2, 4, 8, 16, 32 min, then hourly: 6 in the first two hours, then
+	// about 4 more.
+	if len(at) < 8 || len(at) > 12 {
+		t.Errorf("%d reminders in 6 h over %d attempts, want 8 to 12: %v", len(at), attempts, at)
 	}
 }

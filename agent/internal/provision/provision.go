@@ -440,7 +440,7 @@ func (p *Provisioner) register(ctx context.Context, retrying bool) (Assignment, 
 		err = fmt.Errorf("%w: status %q", ErrNotAssigned, a.Status)
 	}
 	if err != nil {
-		err = fmt.Errorf("provision: register: %w", err)
+		// Not wrapped again: DPS's errors already say "dps: register: …".
 		p.setError(err)
 	} else {
 		p.mu.Lock()

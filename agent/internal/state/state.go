@@ -98,6 +98,8 @@ type Store struct {
 	path string
 	now  func() time.Time
 
+	dirNote string // what Open did about the directory's mode
+
 	mu sync.Mutex // serialises Load/Save/Clear
 	// last is the encoding of the state known to be on disk (guarded by
 	// mu); known says whether last is valid (false = not looked yet).
@@ -130,6 +132,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state: create %s: %w", dir, err)
 	}
+	s.dirNote = fixDirMode(dir)
 	leftovers, err := filepath.Glob(filepath.Join(dir, FileName+".tmp-*"))
 	if err != nil {
 		return nil, fmt.Errorf("state: %w", err)
@@ -277,8 +280,16 @@ func (s *Store) Clear() error {
 	return syncDir(s.dir)
 }
 
-func (s *Store) writeAtomic(data []byte) (err error) {
-	f, err := os.CreateTemp(s.dir, FileName+".tmp-*")
+func (s *Store) writeAtomic(data []byte) error {
+	s.writes++
+	return writeAtomic(s.path, data, 0o600, s.beforeRename)
+}
+
+// writeAtomic is WriteFile with a test seam: beforeRename (if non-nil)
+// runs after the temporary file is written and synced.
+func writeAtomic(path string, data []byte, perm fs.FileMode, beforeRename func(tmp string) error) (err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return err
 	}
@@ -289,7 +300,7 @@ func (s *Store) writeAtomic(data []byte) (err error) {
 			os.Remove(tmp)
 		}
 	}()
-	if err = f.Chmod(0o600); err != nil {
+	if err = f.Chmod(perm); err != nil {
 		return err
 	}
 	if _, err = f.Write(data); err != nil {
@@ -301,16 +312,15 @@ func (s *Store) writeAtomic(data []byte) (err error) {
 	if err = f.Close(); err != nil {
 		return err
 	}
-	s.writes++
-	if s.beforeRename != nil {
-		if err = s.beforeRename(tmp); err != nil {
+	if beforeRename != nil {
+		if err = beforeRename(tmp); err != nil {
 			return err
 		}
 	}
-	if err = os.Rename(tmp, s.path); err != nil {
+	if err = os.Rename(tmp, path); err != nil {
 		return err
 	}
-	return syncDir(s.dir)
+	return syncDir(dir)
 }
 
 // syncDir makes a rename in dir durable. Filesystems that cannot fsync a

@@ -430,3 +430,22 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestKnown: Known returns what the Store last read or wrote, without
+// reading the disk.
+func TestKnown(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	if _, ok := s.Known(); ok {
+		t.Fatal("known before any Load or Save")
+	}
+	want := sample()
+	if err := s.Save(want); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(s.Path()) // Known must not look
+	got, ok := s.Known()
+	if !ok || got.AssignedHub != want.AssignedHub || !got.LastRegistered.Equal(want.LastRegistered) {
+		t.Errorf("Known = %+v, %v; want %+v", got, ok, want)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -35,6 +36,9 @@ var errUsage = errors.New("usage error")
 
 // run is hubsim: it serves until ctx is done or a listener fails.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "fleet" {
+		return runFleet(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("hubsim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "YAML configuration file (default: built-in defaults)")
@@ -99,6 +103,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	st := p.Status()
 	if *statusFile != "" {
+		// The client files first: the status file says hubsim is ready.
+		st.ClientFiles, err = p.WriteClientFiles(filepath.Dir(*statusFile))
+		if err != nil {
+			return errors.Join(err, p.Server.Close())
+		}
 		if err := server.WriteStatusFile(*statusFile, st); err != nil {
 			return errors.Join(err, p.Server.Close())
 		}
@@ -117,8 +126,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	closeErr := p.Server.Close()
 	if *statusFile != "" {
 		// A stale file would describe a process that is gone.
-		if err := os.Remove(*statusFile); err != nil && !errors.Is(err, os.ErrNotExist) {
-			logger.Warn("removing status file failed", "err", err)
+		for _, f := range append(st.ClientFiles, *statusFile) {
+			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+				logger.Warn("removing status file failed", "file", f, "err", err)
+			}
 		}
 	}
 	return errors.Join(serveErr, closeErr)

@@ -5,13 +5,16 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,8 +22,11 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"gopkg.in/yaml.v3"
 
 	"github.com/porthole-iot/porthole/hubsim/internal/server"
+	"github.com/porthole-iot/porthole/hubsim/internal/store"
+	"github.com/porthole-iot/porthole/sdk/service"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -116,6 +122,8 @@ func TestRun(t *testing.T) {
 		t.Fatalf("healthz %d %q", resp.StatusCode, body)
 	}
 	tr.CloseIdleConnections()
+	checkClientFiles(t, dir, st)
+	checkAdminAuth(t, pool, st)
 
 	cancel()
 	select {
@@ -126,8 +134,10 @@ func TestRun(t *testing.T) {
 	case <-time.After(waitTimeout):
 		t.Fatal("run did not return after cancel")
 	}
-	if _, err := os.Stat(statusPath); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("status file left behind: %v", err)
+	for _, f := range append(st.ClientFiles, statusPath) {
+		if _, err := os.Stat(f); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s left behind: %v", f, err)
+		}
 	}
 	if _, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(st.Ports.MQTT)), time.Second); err == nil {
 		t.Error("MQTT port still open after run returned")
@@ -140,6 +150,19 @@ func TestRunErrors(t *testing.T) {
 	if err := os.WriteFile(badConfig, []byte("ports:\n  https: 0\n  mqtt: 0\nhubs:\n  - hostname: \"\"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A state database written by a newer hubsim is refused, not misread.
+	futureState := filepath.Join(dir, "future-state")
+	if err := os.MkdirAll(futureState, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", filepath.Join(futureState, store.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(fmt.Sprintf("PRAGMA user_version = %d", store.SchemaVersion+1)); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
 	unknownField := filepath.Join(dir, "unknown.yaml")
 	if err := os.WriteFile(unknownField, []byte("listen: [127.0.0.1]\nport: 1\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -155,6 +178,8 @@ func TestRunErrors(t *testing.T) {
 		{"invalid config", []string{"-config", badConfig, "-state-dir", dir}, "bad.yaml:5: hubs[0].hostname: must not be empty"},
 		{"unknown field", []string{"-config", unknownField}, "unknown.yaml:2: field port not found"},
 		{"bad listen flag", []string{"-listen", "nohost", "-state-dir", dir}, "listen[0]"},
+		{"future state database", []string{"-https-port", "0", "-mqtt-port", "0", "-listen", "127.0.0.1", "-state-dir", futureState},
+			fmt.Sprintf("database schema is newer than this hubsim: the database has schema version %d", store.SchemaVersion+1)},
 		{"bad log level", []string{"-log-level", "loud", "-https-port", "0", "-mqtt-port", "0", "-state-dir", dir}, "log.level"},
 	}
 	for _, tt := range tests {
@@ -223,5 +248,167 @@ func TestRelativeStateDirGivesAbsoluteCAPath(t *testing.T) {
 	}
 	if want := filepath.Join(dir, "rel-state"); !strings.HasPrefix(st.CAFile, want) {
 		t.Errorf("ca_file %q is not under %s", st.CAFile, want)
+	}
+}
+
+// decodeStrict reads a YAML file into v, refusing unknown keys, and checks
+// its mode.
+func decodeStrict(t *testing.T, path string, v any) {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("%s: mode %v, want 0600", path, fi.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil {
+		t.Fatalf("%s: %v\n%s", path, err, b)
+	}
+}
+
+// resolver dials "host:port" as the resolve lines say, and nothing else.
+func resolver(t *testing.T, lines []string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	t.Helper()
+	m := map[string]string{}
+	for _, l := range lines {
+		from, to, ok := strings.Cut(l, "=")
+		if !ok {
+			t.Fatalf("resolve line %q", l)
+		}
+		m[from] = to
+	}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		to, ok := m[addr]
+		if !ok {
+			return nil, errors.New("no resolve line for " + addr)
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, to)
+	}
+}
+
+// The files next to the status file are ready to use: the operator config
+// has exactly the keys `porthole --config` reads, and its connection
+// string, CA and resolve lines reach the hub; every resolve line of both
+// files leads to a TLS endpoint that proves the host name with the CA.
+func checkClientFiles(t *testing.T, dir string, st server.Status) {
+	t.Helper()
+	want := []string{server.AgentSnippetName, server.OperatorConfigName}
+	for _, h := range st.Hubs {
+		want = append(want, server.OperatorConfigNameFor(h.HostName))
+	}
+	for _, n := range want {
+		if !slices.Contains(st.ClientFiles, filepath.Join(dir, n)) {
+			t.Errorf("status client_files %v lacks %s", st.ClientFiles, n)
+		}
+	}
+	var op struct {
+		ConnectionString    string   `yaml:"connection_string"`
+		DPSConnectionString string   `yaml:"dps_connection_string"`
+		CAFile              string   `yaml:"ca_file"`
+		Resolve             []string `yaml:"resolve"`
+	}
+	decodeStrict(t, filepath.Join(dir, server.OperatorConfigName), &op)
+	if op.ConnectionString != st.Hubs[0].ServiceConnectionString || op.DPSConnectionString != st.DPS.ServiceConnectionString || op.CAFile != st.CAFile {
+		t.Errorf("operator config %+v", op)
+	}
+	var ag struct {
+		CAFile       string   `yaml:"ca_file"`
+		Resolve      []string `yaml:"resolve"`
+		Provisioning struct {
+			GlobalEndpoint string `yaml:"global_endpoint"`
+			IDScope        string `yaml:"id_scope"`
+		} `yaml:"provisioning"`
+	}
+	snippet := filepath.Join(dir, server.AgentSnippetName)
+	decodeStrict(t, snippet, &ag)
+	if ag.CAFile != st.CAFile || ag.Provisioning.GlobalEndpoint != st.DPS.GlobalEndpoint || ag.Provisioning.IDScope != st.DPS.IDScope {
+		t.Errorf("agent snippet %+v", ag)
+	}
+	if b, _ := os.ReadFile(snippet); !strings.HasSuffix(string(b), "  id_scope: \""+st.DPS.IDScope+"\"\n") {
+		t.Errorf("agent snippet does not end with the provisioning section:\n%s", b)
+	}
+	https, mqtt := "127.0.0.1:"+strconv.Itoa(st.Ports.HTTPS), "127.0.0.1:"+strconv.Itoa(st.Ports.MQTT)
+	for _, h := range st.Hubs {
+		for _, line := range []string{h.HostName + ":8883=" + mqtt, h.HostName + ":443=" + https,
+			h.HostName + ":" + strconv.Itoa(st.Ports.HTTPS) + "=" + https} {
+			if !slices.Contains(ag.Resolve, line) {
+				t.Errorf("agent resolve lacks %s: %v", line, ag.Resolve)
+			}
+		}
+	}
+	if !slices.Contains(ag.Resolve, st.DPS.GlobalEndpoint+":443="+https) {
+		t.Errorf("agent resolve lacks the DPS global endpoint: %v", ag.Resolve)
+	}
+
+	caPEM, err := os.ReadFile(op.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	for _, lines := range [][]string{op.Resolve, ag.Resolve} {
+		dial := resolver(t, lines)
+		for _, l := range lines {
+			from, _, _ := strings.Cut(l, "=")
+			host, _, _ := net.SplitHostPort(from)
+			ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+			raw, err := dial(ctx, "tcp", from)
+			if err != nil {
+				cancel()
+				t.Fatalf("%s: %v", l, err)
+			}
+			c := tls.Client(raw, &tls.Config{ServerName: host, RootCAs: pool})
+			if err := c.HandshakeContext(ctx); err != nil {
+				t.Errorf("%s: TLS: %v", l, err)
+			}
+			c.Close()
+			cancel()
+		}
+	}
+
+	// The operator config drives the service SDK as it is.
+	svc, err := service.New(service.Config{ConnectionString: op.ConnectionString, RootCAs: pool, DialContext: resolver(t, op.Resolve)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	defer func() { _ = svc.Close() }()
+	if _, err := svc.CreateDevice(ctx, "config-check"); err != nil {
+		t.Errorf("creating a device with the operator config: %v", err)
+	}
+}
+
+// The admin API needs the token from the status file.
+func checkAdminAuth(t *testing.T, pool *x509.CertPool, st server.Status) {
+	t.Helper()
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: waitTimeout}
+	url := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(st.Ports.HTTPS)) + "/hubsim/hubs"
+	for _, tt := range []struct {
+		authz string
+		want  int
+	}{{"", 401}, {"Bearer wrong", 401}, {"Bearer " + st.AdminToken, 200}} {
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		if tt.authz != "" {
+			req.Header.Set("Authorization", tt.authz)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tt.want {
+			t.Errorf("GET /hubsim/hubs with %q: %d, want %d", tt.authz, resp.StatusCode, tt.want)
+		}
 	}
 }

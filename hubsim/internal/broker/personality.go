@@ -3,6 +3,7 @@ package broker
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 )
 
 // A Personality serves the MQTT connections whose CONNECT username it claims.
@@ -91,3 +92,16 @@ var (
 	// ErrClosed is returned by Outbound.Publish after the client disconnected.
 	ErrClosed = errors.New("broker: client closed")
 )
+
+// RefusedError refuses a CONNECT with a chosen CONNACK return code (MQTT
+// 3.1.1 §3.2.2.3: 1 unacceptable protocol version, 2 identifier rejected,
+// 3 server unavailable, 4 bad user name or password, 5 not authorized);
+// fault injection uses it. Other codes answer 3.
+type RefusedError struct {
+	Code   byte
+	Reason string
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("broker: connection refused with CONNACK %d: %s", e.Code, e.Reason)
+}

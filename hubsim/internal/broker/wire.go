@@ -35,9 +35,15 @@ const (
 // Errors that wrap none of the sentinels are server-side failures and map to
 // "server unavailable".
 func connackCode(err error) byte {
+	var refused *RefusedError
 	switch {
 	case err == nil:
 		return connackAccepted
+	case errors.As(err, &refused):
+		if refused.Code >= connackBadProtocol && refused.Code <= connackNotAuthorized {
+			return refused.Code
+		}
+		return connackUnavailable
 	case errors.Is(err, ErrBadCredentials):
 		return connackBadCredentials
 	case errors.Is(err, ErrNotAuthorized):

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"testing"
 
@@ -61,6 +62,11 @@ func TestConnackCode(t *testing.T) {
 		{ErrServerUnavailable, 3},
 		{errors.Join(errors.New("x"), ErrNotAuthorized), 5},
 		{errors.New("other"), 3},
+		{&RefusedError{Code: 2}, 2},
+		{fmt.Errorf("fault: %w", &RefusedError{Code: 1}), 1},
+		{&RefusedError{Code: 5}, 5},
+		{&RefusedError{Code: 0}, 3},
+		{&RefusedError{Code: 9}, 3},
 	}
 	for _, tt := range tests {
 		if got := connackCode(tt.err); got != tt.want {

@@ -144,15 +144,19 @@ func (s *Service) handleDevice(ctx context.Context, req deviceRequest) reply {
 	m, err := s.authenticate(req.scope, req.regID, req.creds, now)
 	if err != nil {
 		log.Info("dps: device not authorized")
+		s.countOutcome(req.kind, OutcomeUnauthorized)
 		return errReply(http.StatusUnauthorized, codeUnauthorized, "Unauthorized", now)
 	}
 
-	counts := req.kind == kindRegister || (req.kind == kindLookup && !s.cfg.Quota.ExemptLookups)
-	if counts && s.cfg.Quota.Limit > 0 {
+	s.mu.Lock()
+	quota := s.cfg.Quota // SetQuota may change it
+	s.mu.Unlock()
+	counts := req.kind == kindRegister || (req.kind == kindLookup && !quota.ExemptLookups)
+	if counts && quota.Limit > 0 {
 		s.mu.Lock()
 		l := s.limiters[keyOf(req.scope)]
 		if l == nil {
-			l = newLimiter(s.cfg.Quota)
+			l = newLimiter(quota)
 			s.limiters[keyOf(req.scope)] = l
 		}
 		ok, retryAt, _ := l.admit(regKey, now)
@@ -245,6 +249,10 @@ func (s *Service) retryAfterFor(op *operation, now time.Time) int {
 
 const opRetention = time.Hour
 
+// opSweepEvery is how often (on the service clock) expired operations are
+// dropped; an operation lives at most opRetention + opSweepEvery.
+const opSweepEvery = time.Minute
+
 func (s *Service) register(ctx context.Context, req deviceRequest, m *match, now time.Time) reply {
 	dr, err := parseDeviceBody(req.body)
 	if err != nil {
@@ -274,13 +282,25 @@ func (s *Service) register(ctx context.Context, req deviceRequest, m *match, now
 		Result:  res,
 	}
 	s.mu.Lock()
-	for id, o := range s.ops {
-		if now.Sub(o.Created) > opRetention {
-			delete(s.ops, id)
-			delete(s.pollTold, id)
+	// Sweep expired operations at most once per opSweepEvery: a sweep on
+	// every registration made a storm of n registrations cost O(n²).
+	if now.Sub(s.lastOpSweep) >= opSweepEvery || now.Before(s.lastOpSweep) {
+		s.lastOpSweep = now
+		for id, o := range s.ops {
+			if now.Sub(o.Created) > opRetention {
+				delete(s.ops, id)
+				delete(s.pollTold, id)
+			}
 		}
 	}
 	s.ops[op.ID] = op
+	if s.cfg.FastAssign && delay <= 0 {
+		// The register answer carries the result: no poll, no retry-after
+		// wait. Clients handle a finished operation status on the register
+		// response as on a poll.
+		s.mu.Unlock()
+		return reply{status: http.StatusOK, body: RegistrationOperationStatus{OperationID: op.ID, Status: op.Status, RegistrationState: op.Result}}
+	}
 	ra := s.retryAfterFor(op, now)
 	s.pollTold[op.ID] = now.Add(time.Duration(ra) * time.Second)
 	s.mu.Unlock()
@@ -369,6 +389,7 @@ func (s *Service) decide(ctx context.Context, req deviceRequest, m *match, paylo
 		s.regs[key] = reg
 		res := reg.result()
 		s.mu.Unlock()
+		s.countOutcome(kindRegister, status)
 		return res, status
 	}
 	fail := func(code int, msg string) (*DeviceRegistrationResult, string) {

@@ -2,6 +2,7 @@ package dps
 
 import (
 	"fmt"
+	"maps"
 	"sort"
 	"time"
 )
@@ -147,6 +148,27 @@ type Stats struct {
 	// PerSecond lists every second with device traffic within the last
 	// Config.StatsRetention, oldest first.
 	PerSecond []SecondStat
+	// RegistrationOutcomes counts finished registrations by status
+	// (StatusAssigned, StatusFailed, StatusDisabled) and register requests
+	// refused as OutcomeUnauthorized. Throttled register requests are in
+	// Throttled and FaultThrottle.
+	RegistrationOutcomes map[string]int
+}
+
+// OutcomeUnauthorized counts register requests whose credentials failed.
+const OutcomeUnauthorized = "unauthorized"
+
+// countOutcome counts a register request's outcome.
+func (s *Service) countOutcome(k opKind, outcome string) {
+	if k != kindRegister {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stats.RegistrationOutcomes == nil {
+		s.stats.RegistrationOutcomes = map[string]int{}
+	}
+	s.stats.RegistrationOutcomes[outcome]++
 }
 
 // DefaultStatsRetention is the default of Config.StatsRetention.
@@ -234,6 +256,7 @@ func (s *Service) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := s.stats.Stats
+	out.RegistrationOutcomes = maps.Clone(out.RegistrationOutcomes)
 	out.PerSecond = s.stats.sorted()
 	out.PeakPerWindow = max(s.stats.prunedPeak, peakPerWindow(out.PerSecond, s.stats.window))
 	return out

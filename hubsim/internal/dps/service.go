@@ -59,6 +59,13 @@ type Config struct {
 	// MQTT transport clamps retry-after to ≥ 2 s,
 	// Azure/azure-iot-sdk-csharp provisioning/transport/mqtt/src/ProvisioningErrorDetailsMqtt.cs).
 	RetryAfter time.Duration
+	// FastAssign, when set and the assignment has no delay (AssignDelay and
+	// Faults.SlowAssign), answers the register request with the finished
+	// operation (200, status "assigned" and the registration state) instead
+	// of 202 "assigning" and a poll after RetryAfter. Azure always makes
+	// clients poll; tests that provision many devices use this to skip the
+	// ≥ 1 s wait (hubsimtest.WithFastDPS).
+	FastAssign bool
 	// Quota limits registrations per ID scope; the zero value means no limit.
 	Quota Quota
 	// StatsRetention is how far back Stats.PerSecond reaches; default
@@ -125,6 +132,7 @@ type Service struct {
 	told        map[string]time.Time             // guarded by mu; scope/regID → when its last 429 said to come back
 	pollTold    map[string]time.Time             // guarded by mu; operation ID → when its last 202 said to poll again
 	stats       statsState                       // guarded by mu
+	lastOpSweep time.Time                        // guarded by mu; when ops were last swept
 	unhandled   []string                         // guarded by mu
 }
 

@@ -27,6 +27,9 @@ type c2dMessage struct {
 // until delivered. A full queue (C2DQueueLimit) answers ErrQueueFull, as the
 // hub's 403004 DeviceMaximumQueueDepthExceeded.
 func (h *Hub) SendC2D(ctx context.Context, deviceID string, m C2DMessage) error {
+	if len(m.Body) > MaxC2DMessageBytes {
+		return fmt.Errorf("%w: cloud-to-device body of %d bytes is over Azure's limit of %d", ErrTooLarge, len(m.Body), MaxC2DMessageBytes)
+	}
 	mid := m.MessageID
 	if mid == "" {
 		var b [16]byte
@@ -78,6 +81,7 @@ func (h *Hub) SendC2D(ctx context.Context, deviceID string, m C2DMessage) error 
 		id.c2d = id.c2d[:len(id.c2d)-1]
 		return err
 	}
+	h.counters.c2dSent.Add(1)
 	if id.sess != nil {
 		id.sess.wakeLocked()
 	}
@@ -139,6 +143,7 @@ func (s *session) deliverC2D(m *c2dMessage) bool {
 		}
 	}
 	if err == nil {
+		h.counters.messagesOut.Add(1)
 		return true
 	}
 	h.c2dSettled(s, m, false)
@@ -162,6 +167,7 @@ func (h *Hub) c2dSettled(s *session, m *c2dMessage, acked bool) {
 		}
 		if acked {
 			s.id.c2d = append(s.id.c2d[:i], s.id.c2d[i+1:]...)
+			h.counters.c2dDone.Add(1)
 			if err := h.persistWith(func(tx *store.Tx) error {
 				if err := tx.DeleteC2D(m.rowID); err != nil {
 					return err

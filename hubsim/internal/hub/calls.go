@@ -102,6 +102,7 @@ func (h *Hub) waitOnlineLocked(ctx context.Context, deviceID, moduleID, filter s
 // ConnectTimeoutInSeconds); no answer within ResponseTimeoutInSeconds gives
 // ErrTimeout (REST 504101).
 func (h *Hub) InvokeMethod(ctx context.Context, deviceID, moduleID string, req MethodRequest) (MethodResult, error) {
+	h.counters.methodCalls.Add(1)
 	if !validName(req.MethodName) {
 		return MethodResult{}, fmt.Errorf("%w: %s", ErrInvalid, nameError("method", req.MethodName))
 	}
@@ -116,6 +117,9 @@ func (h *Hub) InvokeMethod(ctx context.Context, deviceID, moduleID string, req M
 		return MethodResult{}, fmt.Errorf("%w: connectTimeoutInSeconds must be 0 to %d", ErrInvalid, methodMaxTimeoutSeconds)
 	}
 	payload := req.Payload
+	if len(payload) > MaxMethodPayloadBytes {
+		return MethodResult{}, fmt.Errorf("%w: method payload of %d bytes is over Azure's limit of %d", ErrTooLarge, len(payload), MaxMethodPayloadBytes)
+	}
 	if len(strings.TrimSpace(string(payload))) == 0 {
 		// A method without payload is sent as JSON null (PROTOCOL.md §12:
 		// the Node device SDK JSON.parses the request body).
@@ -192,6 +196,17 @@ func (h *Hub) RequestStream(ctx context.Context, req StreamRequest) (StreamResul
 		respTimeout = defaultStreamResponseTimeout
 	}
 	emit("requested", 0, "")
+	if f := h.set.cfg.Faults; f != nil && f.StreamRequest != nil {
+		delay, reject := f.StreamRequest(h.host, req.DeviceID, req.Name)
+		if !h.sleep(ctx, nil, delay) {
+			emit("failed", 0, "service request cancelled")
+			return StreamResult{}, ctx.Err()
+		}
+		if reject {
+			emit("rejected", 0, "rejected by fault injection")
+			return StreamResult{Accepted: false}, nil
+		}
+	}
 
 	h.mu.Lock()
 	_, s, err := h.waitOnlineLocked(ctx, req.DeviceID, req.ModuleID, topicStreamPost+"#", 0)

@@ -9,10 +9,12 @@
 //     username is "<host>/<deviceId>[/<moduleId>]/?api-version=…"; each
 //     accepted connection becomes a session that serves the device-side topics
 //     ($iothub/twin, $iothub/methods, $iothub/streams, devices/<id>/messages).
-//   - http.Handler (ServeHTTP): the hub service REST API (/devices, /twins,
-//     /statistics) authenticated with shared access policies.
-//   - AdminHandler: hubsim's own API under /hubsim/ (event tap, C2D send,
-//     force-disconnect, unhandled requests).
+//   - RegisterRoutes (and ServeHTTP on its own mux): the hub service REST
+//     API (/devices, /twins, /statistics) as Go 1.22 method+path patterns,
+//     authenticated with shared access policies.
+//   - what hubsim's admin API (package admin) reads and drives: Stats,
+//     Counters, ServeEvents (the telemetry tap), SendC2D, Disconnect.
+//   - Faults: func-field hooks that make a hub misbehave on purpose.
 //   - ident.Hubs: what hubsim's DPS uses to create devices and move twins.
 //
 // Wire constants live in wire.go with the upstream source each was checked

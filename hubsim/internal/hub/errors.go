@@ -47,6 +47,8 @@ func restCode(err error) errorCode {
 		return errQueueDepth
 	case errors.Is(err, ErrThrottled):
 		return errThrottling
+	case errors.Is(err, ErrTooLarge):
+		return errMessageTooLarge
 	case errors.Is(err, ErrInvalid):
 		return errArgumentInvalid
 	case errors.Is(err, ErrHubNotFound):

@@ -45,6 +45,11 @@ type Hub struct {
 	// changed is closed and replaced whenever a connection or subscription
 	// changes, waking callers that wait for a device to come online.
 	changed chan struct{} // guarded by mu
+	// connTokens and connLast are the device-connections throttle's bucket.
+	connTokens float64   // guarded by mu
+	connLast   time.Time // guarded by mu
+
+	counters counters // atomics; no lock
 }
 
 // identity is a device or module identity with its twin and runtime state.
@@ -60,6 +65,10 @@ type identity struct {
 	auth               ident.Auth
 	edge               bool
 	connUpdated        time.Time
+	// Flapping detection (see noteTakeoverLocked).
+	flapLast   time.Time
+	flapCount  int
+	flapWarned bool
 	// lastActivity is stored without Hub.mu: telemetry updates it on every
 	// message and must not serialize devices on the hub lock.
 	lastActivity activityTime
@@ -588,6 +597,7 @@ func (h *Hub) identityLocked(deviceID, moduleID string) (*identity, error) {
 
 // GetTwin returns the twin of a device (moduleID empty) or module.
 func (h *Hub) GetTwin(ctx context.Context, deviceID, moduleID string) (Twin, error) {
+	h.counters.twinGets.Add(1)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	id, err := h.identityLocked(deviceID, moduleID)
@@ -609,6 +619,7 @@ func (h *Hub) ReplaceTwin(ctx context.Context, deviceID, moduleID string, p Twin
 }
 
 func (h *Hub) changeTwin(deviceID, moduleID string, p TwinPatch, ifMatch string, replace bool) (Twin, error) {
+	h.counters.twinPatches.Add(1)
 	tags, err := cleanPatch(p.Tags)
 	if err != nil {
 		return Twin{}, err
@@ -625,6 +636,24 @@ func (h *Hub) changeTwin(deviceID, moduleID string, p TwinPatch, ifMatch string,
 	}
 	if !etagMatches(ifMatch, id.twin.etag()) {
 		return Twin{}, fmt.Errorf("%w: twin %s", ErrPreconditionFailed, id.key())
+	}
+	if p.Tags != nil {
+		after := tags
+		if !replace {
+			after = merged(id.twin.tags, tags)
+		}
+		if err := checkTwinSize("tags", id.twin.tags, after, MaxTagsBytes); err != nil {
+			return Twin{}, err
+		}
+	}
+	if p.Desired != nil {
+		after := desired
+		if !replace {
+			after = merged(id.twin.desired.vals, desired)
+		}
+		if err := checkTwinSize("desired properties", id.twin.desired.vals, after, MaxDesiredBytes); err != nil {
+			return Twin{}, err
+		}
 	}
 	now := h.now()
 	changed := false

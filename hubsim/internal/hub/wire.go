@@ -83,6 +83,9 @@ const (
 	// hdrErrorCode carries the error name on every error response.
 	// [Azure/azure-iot-sdk-csharp iothub/service/src/Common/Exceptions/ExceptionHandlingHelper.cs (HttpErrorCodeName)]
 	hdrErrorCode = "iothub-errorcode"
+	// hdrRetryAfter tells a throttled client when to retry, in seconds
+	// [RFC 9110 §10.2.3; doc: IoT Hub quotas and throttling].
+	hdrRetryAfter = "Retry-After"
 	// Stream request and response headers.
 	// [Azure/azure-iot-sdk-csharp iothub/service/src/AmqpServiceClient.cs@preview_2020-10-14],
 	// [Azure/azure-iot-sdk-node service/src/stream_initiation_result.ts@streams-preview]
@@ -138,6 +141,7 @@ var (
 	errDeviceAlreadyExists = errorCode{409, "DeviceAlreadyExists", 409001}
 	errModuleAlreadyExists = errorCode{409, "ModuleAlreadyExistsOnDevice", 409301}
 	errPreconditionFailed  = errorCode{412, "PreconditionFailed", 412001}
+	errMessageTooLarge     = errorCode{413, "MessageTooLarge", 413001}
 	errThrottling          = errorCode{429, "ThrottlingException", 429001}
 	errServer              = errorCode{500, "ServerError", 500001}
 	errGatewayTimeout      = errorCode{504, "GatewayTimeout", 504101}

@@ -44,13 +44,38 @@ type Config struct {
 	// expiry; nil means time.Now. The timer that ends an unanswered stream
 	// runs on real time.
 	Now func() time.Time
+	// Faults are test seams that make streams misbehave; nil means none.
+	Faults *Faults
 }
+
+// Faults are hooks that make the streaming endpoint misbehave on purpose,
+// in the style of dps.Faults. Each hook is consulted, if non-nil, when a
+// stream's side starts forwarding (both sides connected); nil means normal
+// behaviour. Hooks are called concurrently and must return quickly.
+type Faults struct {
+	// Cut, if non-nil and returning cut, ends the stream with close code
+	// 1011 once it has forwarded at least after bytes (both directions
+	// together; 0: at the first frame), as a path that breaks mid-transfer.
+	Cut func(spec StreamSpec) (after int64, cut bool)
+	// Stall, if non-nil and returning stall, makes the relay stop reading
+	// from side ("device" or "service") of the stream: what that side sends
+	// is never forwarded and backs up in its TCP connection, while the
+	// other direction still flows (a half-dead path). It lasts until the
+	// other side or the relay ends the stream.
+	Stall func(spec StreamSpec) (side string, stall bool)
+}
+
+// closeCut is the close code of a stream cut by Faults.Cut (1011: the
+// server hit an unexpected condition, RFC 6455 §7.4.1).
+const closeCut = 1011
 
 // Stats is a snapshot of the relay's counters.
 type Stats struct {
 	Pending int   // streams waiting for one or both sides
 	Active  int   // streams with both sides connected
 	Total   int64 // streams created since New
+	// Throttled counts streams refused by a limit (HubStats only).
+	Throttled int64
 	// Bytes forwarded, summed over all streams, live and ended.
 	BytesDeviceToService int64
 	BytesServiceToDevice int64
@@ -90,9 +115,13 @@ type stopper interface{ Stop() bool }
 
 // hubState holds a hub's limits.
 type hubState struct {
-	active int       // streams not ended
-	tokens float64   // token bucket for MaxNewPerSecond
-	last   time.Time // last refill
+	active    int       // streams not ended
+	tokens    float64   // token bucket for MaxNewPerSecond
+	last      time.Time // last refill
+	total     int64     // streams created
+	throttled int64     // streams refused by MaxConcurrent or MaxNewPerSecond
+
+	bytes [2]atomic.Int64 // forwarded bytes by sending side; no lock
 }
 
 const (
@@ -124,6 +153,7 @@ type session struct {
 	done   chan struct{} // closed when the stream ends
 
 	bytes [2]atomic.Int64 // bytes received from each side and forwarded
+	hub   *hubState       // its hub's counters; set by Create
 }
 
 // New returns a Relay. cfg.BaseURL is required.
@@ -203,16 +233,20 @@ func (r *Relay) Create(spec StreamSpec) (Ticket, error) {
 		r.hubs[spec.Hub] = h
 	}
 	if r.cfg.MaxConcurrent > 0 && h.active >= r.cfg.MaxConcurrent {
+		h.throttled++
 		r.mu.Unlock()
 		r.log.Warn("stream refused: concurrent limit", "hub", spec.Hub, "device", spec.DeviceID)
 		return Ticket{}, fmt.Errorf("%w: %d concurrent streams on %s", ErrThrottled, r.cfg.MaxConcurrent, spec.Hub)
 	}
 	if r.cfg.MaxNewPerSecond > 0 && !h.take(now, float64(r.cfg.MaxNewPerSecond)) {
+		h.throttled++
 		r.mu.Unlock()
 		r.log.Warn("stream refused: rate limit", "hub", spec.Hub, "device", spec.DeviceID)
 		return Ticket{}, fmt.Errorf("%w: %d new streams per second on %s", ErrThrottled, r.cfg.MaxNewPerSecond, spec.Hub)
 	}
 	h.active++
+	h.total++
+	st.hub = h
 	r.total++
 	st.created = now
 	st.deadline = now.Add(timeout)
@@ -284,6 +318,28 @@ func (r *Relay) Endpoints(hub string) []string {
 		base = "https://" + rest
 	}
 	return []string{base}
+}
+
+// HubStats returns a snapshot of the counters of every hub that asked for a
+// stream, keyed by hub host name; Throttled counts refused streams.
+func (r *Relay) HubStats() map[string]Stats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]Stats, len(r.hubs))
+	for name, h := range r.hubs {
+		out[name] = Stats{Total: h.total, Throttled: h.throttled,
+			BytesDeviceToService: h.bytes[deviceSide].Load(), BytesServiceToDevice: h.bytes[serviceSide].Load()}
+	}
+	for _, st := range r.streams {
+		s := out[st.spec.Hub]
+		if st.connected.IsZero() {
+			s.Pending++
+		} else {
+			s.Active++
+		}
+		out[st.spec.Hub] = s
+	}
+	return out
 }
 
 // Stats returns a snapshot of the counters.

@@ -173,6 +173,19 @@ func (s *srcReader) Read(p []byte) (int, error) {
 // write buffer holds one byte more than a maximal frame, so a 64 KiB frame
 // is forwarded as one frame.
 func (r *Relay) pump(st *session, side int, own, peer *websocket.Conn) (code int, reason, result string) {
+	cutAfter, cut := int64(0), false
+	if f := r.cfg.Faults; f != nil {
+		if f.Stall != nil {
+			if s, stall := f.Stall(st.spec); stall && s == sideNames[side] {
+				r.log.Info("stream side stalled by fault", "stream", st.id, "side", sideNames[side])
+				<-st.done // end has set a read deadline; the handler closes own
+				return closeGoingAway, sideNames[side] + " stalled", "dropped"
+			}
+		}
+		if f.Cut != nil {
+			cutAfter, cut = f.Cut(st.spec)
+		}
+	}
 	src := &srcReader{}
 	fl := newFrameFlusher(peer)
 	peerOK := true
@@ -223,6 +236,12 @@ func (r *Relay) pump(st *session, side int, own, peer *websocket.Conn) (code int
 		if n > 0 {
 			st.bytes[side].Add(n)
 			r.bytes[side].Add(n)
+			st.hub.bytes[side].Add(n)
+		}
+		if cut && st.bytes[deviceSide].Load()+st.bytes[serviceSide].Load() >= cutAfter {
+			r.log.Info("stream cut by fault", "stream", st.id, "after", cutAfter)
+			r.end(st, closeCut, "cut by fault injection", "dropped")
+			return closeCut, "cut by fault injection", "dropped"
 		}
 		if src.err != nil {
 			return closeGoingAway, sideNames[side] + " disconnected", "dropped"

@@ -13,7 +13,13 @@
 //	err = p.Server.Start(comps)
 //	defer p.Server.Close()
 //
-// Routing (first path segment unless noted), PROTOCOL.md §14:
+// Routing is one http.ServeMux with Go 1.22 method+path patterns.
+// Components that implement RouteRegistrar (hub.Set, admin.API) put their
+// own patterns on it; plain handlers are mounted under their prefixes.
+// Paths ServeMux would redirect (empty, "." or ".." segments) and paths no
+// pattern names (DPS device paths, collection names in another case) go
+// through Classify; the hub and admin APIs ignore trailing slashes. By
+// first path segment unless noted (PROTOCOL.md §14):
 //
 //	/healthz                                   server: 200 {"status":"ok"}
 //	/$iothub/websocket                         Broker (MQTT over WebSocket)
@@ -21,7 +27,7 @@
 //	/enrollments… /enrollmentGroups… /registrations…   DPSService
 //	/<idScope>/registrations/…  (second segment)       DPSDevice
 //	/devices… /twins… /messages… /statistics… /configurations… /jobs…   Hub
-//	/hubsim/…                                  Admin (the simulator's own API)
+//	/hubsim/… /metrics                         Admin (the simulator's own API)
 //	anything else                              404 in the hub's error shape, recorded
 //
 // A route whose component is nil answers 503 in Azure's error shape.

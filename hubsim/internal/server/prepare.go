@@ -1,6 +1,8 @@
 package server
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +20,9 @@ type Prepared struct {
 	Config *simconfig.Config
 	PKI    *pki.PKI
 	Server *Server
+	// AdminToken is this run's credential for the admin API (/hubsim/…,
+	// /metrics), fresh on every start; the status file (0600) carries it.
+	AdminToken string
 }
 
 // Prepare applies derived defaults to cfg (ApplyDefaults), validates it,
@@ -74,10 +79,26 @@ func Prepare(cfg *simconfig.Config, logger *slog.Logger) (*Prepared, error) {
 		}
 		return nil, err
 	}
-	return &Prepared{Config: cfg, PKI: ca, Server: srv}, nil
+	token, err := newAdminToken()
+	if err != nil {
+		_ = srv.Close()
+		return nil, err
+	}
+	return &Prepared{Config: cfg, PKI: ca, Server: srv, AdminToken: token}, nil
 }
 
 // Status is the status of the prepared sim (ports as bound).
 func (p *Prepared) Status() Status {
-	return NewStatus(p.Config, p.PKI.CAFile(), p.Server.HTTPSPort(), p.Server.MQTTPort())
+	st := NewStatus(p.Config, p.PKI.CAFile(), p.Server.HTTPSPort(), p.Server.MQTTPort())
+	st.AdminToken = p.AdminToken
+	return st
+}
+
+// newAdminToken returns 256 random bits, URL-safe base64.
+func newAdminToken() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("hubsim: admin token: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
 }

@@ -144,33 +144,114 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	_, _ = w.Write(body)
 }
 
-// router dispatches requests to the components.
+// RouteRegistrar is a component that puts its own Go 1.22 method+path
+// patterns on hubsim's one http.ServeMux (hub.Set, admin.API). A component
+// that is a plain http.Handler is mounted under its path prefixes instead.
+type RouteRegistrar interface {
+	RegisterRoutes(mux *http.ServeMux)
+}
+
+// router dispatches requests to the components through one http.ServeMux.
+// Paths the mux cannot take as they are (not clean: it would redirect) and
+// the ones no pattern names (DPS device paths /{idScope}/registrations/…,
+// collection names in another case) go through Classify, as before the mux.
 type router struct {
 	c        Components
 	now      func() time.Time
 	record   func(method, path string)
 	inflight *sync.WaitGroup // counts handler calls; Server.Close waits for it
+	mux      *http.ServeMux
 }
 
+func newRouterFor(c Components, now func() time.Time, record func(method, path string), inflight *sync.WaitGroup) *router {
+	rt := &router{c: c, now: now, record: record, inflight: inflight}
+	rt.mux = rt.buildMux()
+	return rt
+}
+
+// buildMux registers every route. DPS's device and service APIs stay on
+// their own dispatchers under prefixes: their paths cannot be Go patterns
+// without conflicts (POST /{idScope}/registrations/{id} overlaps
+// POST /enrollments/{id}/attestationmechanism and
+// POST /registrations/{id}/query, neither more specific), and collection
+// names match case-insensitively (the Node service client asks for
+// /enrollmentgroups/…).
+func (rt *router) buildMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc(pathHealth, rt.serveHealth)
+	mux.Handle(pathWebSocket, rt.handlerFor(RouteBroker))
+	for _, p := range []string{"/" + segBridges, "/" + segBridges + "/"} {
+		mux.Handle(p, rt.handlerFor(RouteRelay))
+	}
+	mount := func(route Route, h http.Handler, prefixes []string) {
+		if reg, ok := h.(RouteRegistrar); ok {
+			reg.RegisterRoutes(mux)
+			return
+		}
+		for _, p := range prefixes {
+			mux.Handle("/"+p, rt.handlerFor(route))
+			mux.Handle("/"+p+"/", rt.handlerFor(route))
+		}
+	}
+	mount(RouteAdmin, rt.c.Admin, []string{segAdmin})
+	mount(RouteHub, rt.c.Hub, hubSegs)
+	for _, p := range dpsServiceSegs {
+		mux.Handle("/"+p, rt.handlerFor(RouteDPSService))
+		mux.Handle("/"+p+"/", rt.handlerFor(RouteDPSService))
+	}
+	mux.HandleFunc("/", rt.serveClassified)
+	return mux
+}
+
+func (rt *router) serveHealth(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, []byte(`{"status":"ok"}`))
+}
+
+// handlerFor is the component serving route, or a 503 in the route's
+// error shape when that component is not running.
 func (rt *router) handlerFor(route Route) http.Handler {
+	var h http.Handler
 	switch route {
 	case RouteBroker:
-		if rt.c.Broker == nil {
-			return nil
+		if rt.c.Broker != nil {
+			h = rt.c.Broker
 		}
-		return rt.c.Broker
 	case RouteRelay:
-		return rt.c.Relay
+		h = rt.c.Relay
 	case RouteDPSService:
-		return rt.c.DPSService
+		h = rt.c.DPSService
 	case RouteDPSDevice:
-		return rt.c.DPSDevice
+		h = rt.c.DPSDevice
 	case RouteHub:
-		return rt.c.Hub
+		h = rt.c.Hub
 	case RouteAdmin:
-		return rt.c.Admin
+		h = rt.c.Admin
 	}
-	return nil
+	if h != nil {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		msg := fmt.Sprintf("hubsim has no %s component running", route)
+		if route == RouteDPSDevice || route == RouteDPSService {
+			writeDPSError(w, http.StatusServiceUnavailable, dpsCodeServiceUnavailable, msg, rt.now())
+		} else {
+			writeHubError(w, http.StatusServiceUnavailable, hubCodeServiceUnavailable, msg, rt.now())
+		}
+	})
+}
+
+// serveClassified routes what the mux's patterns do not name.
+func (rt *router) serveClassified(w http.ResponseWriter, r *http.Request) {
+	switch route := Classify(r.URL.Path); route {
+	case RouteHealth:
+		rt.serveHealth(w, r)
+	case RouteUnhandled:
+		rt.record(r.Method, r.URL.Path)
+		writeHubError(w, http.StatusNotFound, hubCodeNotFound,
+			fmt.Sprintf("hubsim does not serve %s %s", r.Method, r.URL.Path), rt.now())
+	default:
+		rt.handlerFor(route).ServeHTTP(w, r)
+	}
 }
 
 func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -179,28 +260,43 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer rt.inflight.Done()
 	}
 	jw := &jsonWriter{ResponseWriter: w}
-	route := Classify(r.URL.Path)
-	switch route {
-	case RouteHealth:
-		writeJSON(jw, http.StatusOK, []byte(`{"status":"ok"}`))
-		return
-	case RouteUnhandled:
-		rt.record(r.Method, r.URL.Path)
-		writeHubError(jw, http.StatusNotFound, hubCodeNotFound,
-			fmt.Sprintf("hubsim does not serve %s %s", r.Method, r.URL.Path), rt.now())
+	if route := Classify(r.URL.Path); route == RouteHub || route == RouteAdmin {
+		// These APIs ignore trailing slashes, as they did before the mux:
+		// the Node registry client lists devices with GET /devices/.
+		r = trimTrailingSlash(r)
+	}
+	if !muxServes(r) {
+		rt.serveClassified(jw, r)
 		return
 	}
-	h := rt.handlerFor(route)
-	if h == nil {
-		msg := fmt.Sprintf("hubsim has no %s component running", route)
-		if route == RouteDPSDevice || route == RouteDPSService {
-			writeDPSError(jw, http.StatusServiceUnavailable, dpsCodeServiceUnavailable, msg, rt.now())
-		} else {
-			writeHubError(jw, http.StatusServiceUnavailable, hubCodeServiceUnavailable, msg, rt.now())
+	rt.mux.ServeHTTP(jw, r)
+}
+
+// trimTrailingSlash returns r with its path's trailing slashes removed.
+func trimTrailingSlash(r *http.Request) *http.Request {
+	p := r.URL.EscapedPath()
+	if !strings.HasSuffix(p, "/") || strings.Trim(p, "/") == "" {
+		return r
+	}
+	r2 := r.Clone(r.Context())
+	r2.URL.Path, r2.URL.RawPath = strings.TrimRight(r.URL.Path, "/"), strings.TrimRight(r.URL.RawPath, "/")
+	return r2
+}
+
+// muxServes reports whether ServeMux takes r's path as it is: it redirects
+// paths with empty, "." or ".." segments to their cleaned form, which
+// Azure never does.
+func muxServes(r *http.Request) bool {
+	p := r.URL.EscapedPath()
+	if !strings.HasPrefix(p, "/") || strings.Contains(p, "//") {
+		return false
+	}
+	for seg := range strings.SplitSeq(p[1:], "/") {
+		if seg == "." || seg == ".." {
+			return false
 		}
-		return
 	}
-	h.ServeHTTP(jw, r)
+	return true
 }
 
 // jsonWriter sets Content-Type: application/json on every response that

@@ -229,7 +229,7 @@ func (s *Server) Handler() http.Handler {
 }
 
 func (s *Server) routerLocked() *router {
-	return &router{c: s.comps, now: s.now, record: s.recordRequest, inflight: &s.inflight}
+	return newRouterFor(s.comps, s.now, s.recordRequest, &s.inflight)
 }
 
 // Start serves the listeners with the given components. It may be called

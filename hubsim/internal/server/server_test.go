@@ -390,7 +390,7 @@ func TestStatusFile(t *testing.T) {
 		}
 		return strings.Join(slices.Sorted(slices.Values(ks)), ",")
 	}
-	if got := keys(raw); got != "ca_file,dps,hubs,ports" {
+	if got := keys(raw); got != "admin_token,ca_file,dps,hubs,ports" {
 		t.Errorf("top keys %s", got)
 	}
 	if got := keys(raw["ports"].(map[string]any)); got != "https,mqtt" {

@@ -15,10 +15,16 @@ import (
 // startup banner. It holds service connection strings, which contain keys:
 // it goes to stdout and a 0600 file by design, never to logs.
 type Status struct {
-	CAFile string      `json:"ca_file"`
-	Ports  StatusPorts `json:"ports"`
-	DPS    StatusDPS   `json:"dps"`
-	Hubs   []StatusHub `json:"hubs"`
+	CAFile string `json:"ca_file"`
+	// AdminToken authenticates the admin API (/hubsim/…) and /metrics:
+	// "Authorization: Bearer <admin_token>".
+	AdminToken string `json:"admin_token"`
+	// ClientFiles are the ready client configurations written next to the
+	// status file (OperatorConfigName, AgentSnippetName, one per hub).
+	ClientFiles []string    `json:"client_files,omitempty"`
+	Ports       StatusPorts `json:"ports"`
+	DPS         StatusDPS   `json:"dps"`
+	Hubs        []StatusHub `json:"hubs"`
 }
 
 // StatusPorts are the bound ports.
@@ -90,6 +96,16 @@ func (st Status) WriteBanner(w io.Writer) error {
 	for _, h := range st.Hubs {
 		fmt.Fprintf(&b, "\nIoT hub %s (%s)\n", h.Name, h.HostName)
 		fmt.Fprintf(&b, "  service:           %s\n", h.ServiceConnectionString)
+	}
+	if len(st.ClientFiles) > 0 {
+		fmt.Fprintf(&b, "\nready client configuration (porthole --config, agent settings)\n")
+		for _, f := range st.ClientFiles {
+			fmt.Fprintf(&b, "  %s\n", f)
+		}
+	}
+	if st.AdminToken != "" {
+		fmt.Fprintf(&b, "\nadmin API (/hubsim/…, /metrics)\n")
+		fmt.Fprintf(&b, "  Authorization:     Bearer %s\n", st.AdminToken)
 	}
 	fmt.Fprintf(&b, "\nHost names must resolve to hubsim's listen address (e.g. /etc/hosts).\n")
 	_, err := io.WriteString(w, b.String())

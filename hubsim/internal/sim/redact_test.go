@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/porthole-iot/porthole/hubsim/hubsimtest"
+	"github.com/porthole-iot/porthole/hubsim/internal/simconfig"
 	"github.com/porthole-iot/porthole/sdk/auth"
 	"github.com/porthole-iot/porthole/sdk/iothub"
 	"github.com/porthole-iot/porthole/sdk/service"
@@ -141,5 +142,26 @@ func TestDebugLogsHoldNoCredentials(t *testing.T) {
 		if m := re.FindString(out); m != "" {
 			t.Errorf("logs hold credential material %q", m)
 		}
+	}
+}
+
+// The configured device-connections throttle reaches the hubs: at one
+// connection per 100 s the second device is refused.
+func TestDeviceConnectionThrottleConfigured(t *testing.T) {
+	sim := hubsimtest.New(t, hubsimtest.WithConfig(func(c *simconfig.Config) { c.Limits.DeviceConnectionsPerSecond = 0.01 }))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	hubHost := sim.HubHostNames[0]
+	var errs []error
+	for _, id := range []string{"d1", "d2"} {
+		key := sim.CreateDevice(hubHost, id)
+		c, err := iothub.Dial(ctx, iothub.Config{HostName: hubHost, DeviceID: id, SharedAccessKey: key, RootCAs: sim.CAPool, DialContext: sim.DialContext})
+		if err == nil {
+			defer c.Close()
+		}
+		errs = append(errs, err)
+	}
+	if errs[0] != nil || errs[1] == nil {
+		t.Fatalf("connects at 0.01/s: %v", errs)
 	}
 }

@@ -8,7 +8,6 @@ package sim
 import (
 	"context"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,11 +17,14 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/porthole-iot/porthole/hubsim/internal/admin"
 	"github.com/porthole-iot/porthole/hubsim/internal/broker"
 	"github.com/porthole-iot/porthole/hubsim/internal/dps"
 	"github.com/porthole-iot/porthole/hubsim/internal/hub"
+	"github.com/porthole-iot/porthole/hubsim/internal/metrics"
 	"github.com/porthole-iot/porthole/hubsim/internal/relay"
 	"github.com/porthole-iot/porthole/hubsim/internal/sas"
 	"github.com/porthole-iot/porthole/hubsim/internal/server"
@@ -54,6 +56,9 @@ type Sim struct {
 	DPS    *dps.Service
 	Relay  *relay.Relay
 	Broker *broker.Broker
+	// Faults are the declarative faults (admin API, hubsimtest) the hub
+	// and relay fault hooks consult.
+	Faults *admin.Faults
 	// Store holds the hubs' and DPS's state (<state_dir>/hubsim.db, or in
 	// memory with storage.mode "memory"); closed after them.
 	Store *store.Store
@@ -69,7 +74,7 @@ func Assemble(p *server.Prepared, logger *slog.Logger, opts Options) (*Sim, serv
 		logger = slog.New(slog.DiscardHandler)
 	}
 	cfg := p.Config
-	s := &Sim{}
+	s := &Sim{Faults: admin.NewFaults()}
 
 	events := opts.StreamLog
 	if events == nil {
@@ -102,6 +107,7 @@ func Assemble(p *server.Prepared, logger *slog.Logger, opts Options) (*Sim, serv
 		MaxConcurrent:    cfg.Streams.ConcurrentPerHub,
 		Logger:           logger.With("component", "relay"),
 		EventLog:         events,
+		Faults:           relayFaults(s.Faults),
 	}
 	if opts.Relay != nil {
 		opts.Relay(&rcfg)
@@ -109,9 +115,11 @@ func Assemble(p *server.Prepared, logger *slog.Logger, opts Options) (*Sim, serv
 	s.Relay = relay.New(rcfg)
 
 	hcfg := hub.Config{
-		Store:  s.Store,
-		Relay:  s.Relay,
-		Logger: logger.With("component", "hub"),
+		Store:             s.Store,
+		Relay:             s.Relay,
+		Faults:            hubFaults(s.Faults),
+		Logger:            logger.With("component", "hub"),
+		ConnectsPerSecond: cfg.Limits.DeviceConnectionsPerSecond,
 	}
 	for _, h := range cfg.Hubs {
 		hcfg.Hubs = append(hcfg.Hubs, hub.HubConfig{
@@ -160,36 +168,190 @@ func Assemble(p *server.Prepared, logger *slog.Logger, opts Options) (*Sim, serv
 		Hub:        s.Hubs,
 		DPSDevice:  s.DPS.DeviceHandler(),
 		DPSService: s.DPS.ServiceHandler(),
-		Admin:      s.admin(),
 		Close:      s.closeComponents,
 	}
+	s.Faults.OnAdd = s.dropNow
+	api, err := s.admin(p, logger)
+	if err != nil {
+		return nil, server.Components{}, s.fail(err)
+	}
+	comps.Admin = api
 	return s, comps, nil
 }
 
-// admin is hubsim's own API: the hubs' admin routes plus the streaming
-// endpoint lookup (the equivalent of `az iot hub devicestream show`).
-func (s *Sim) admin() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /hubsim/hubs/{host}/devicestream", func(w http.ResponseWriter, r *http.Request) {
-		host := r.PathValue("host")
-		if _, ok := s.Hubs.Hub(host); !ok {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusNotFound)
-			fmt.Fprintf(w, `{"Message":"ErrorCode:IotHubNotFound;no hub %s in this simulator"}`, strconv.Quote(host))
-			return
-		}
-		endpoints := s.Relay.Endpoints(host)
-		if endpoints == nil {
-			endpoints = []string{}
-		}
-		writeJSON(w, map[string]any{"streamingEndpoints": endpoints})
+// admin builds hubsim's own API (/hubsim/…, /metrics) over the components.
+func (s *Sim) admin(p *server.Prepared, logger *slog.Logger) (*admin.API, error) {
+	auth := &admin.Authorizer{Token: p.AdminToken}
+	for _, h := range p.Config.Hubs {
+		auth.Owners = append(auth.Owners, admin.Owner{Resource: h.HostName, Policies: policies(h.Policies),
+			Rights: []string{sas.RightRegistryRead, sas.RightRegistryWrite, sas.RightServiceConnect, sas.RightDeviceConnect}})
+	}
+	auth.Owners = append(auth.Owners, admin.Owner{Resource: p.Config.DPS.HostName, Policies: policies(p.Config.DPS.Policies),
+		Rights: []string{sas.RightServiceConfig, sas.RightEnrollmentRead, sas.RightEnrollmentWrite,
+			sas.RightRegistrationStatusRead, sas.RightRegistrationStatusWrite}})
+	return admin.New(admin.Config{
+		Hubs:    adminHubs{s.Hubs},
+		DPS:     adminDPS{s.DPS},
+		Relay:   s.Relay,
+		Faults:  s.Faults,
+		Metrics: metrics.Handler(s.metricSources()),
+		Unhandled: func() any {
+			return unhandledReport{Requests: nonNil(p.Server.Unhandled()), Hubs: nonNil(s.Hubs.Unhandled()), DPS: nonNil(s.DPS.Unhandled())}
+		},
+		Auth:   auth,
+		Logger: logger.With("component", "admin"),
 	})
-	mux.HandleFunc("GET /hubsim/dps/stats", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, s.DPS.Stats())
-	})
-	mux.Handle("/hubsim/", s.Hubs.AdminHandler())
-	return mux
 }
+
+// hubFaults points the hubs' fault hooks at the declarative faults.
+func hubFaults(fs *admin.Faults) *hub.Faults {
+	return &hub.Faults{
+		RefuseConnect: func(h, dev string) (byte, bool) {
+			f, ok := fs.Match(admin.KindRefuseConnect, h, dev)
+			return byte(f.ConnackCode), ok
+		},
+		DropConnection: func(h, dev string) (time.Duration, bool) {
+			f, ok := fs.Match(admin.KindDropConnection, h, dev)
+			return time.Duration(f.After), ok
+		},
+		ThrottleREST: func(h string, r *http.Request) (time.Duration, bool) {
+			f, ok := fs.Match(admin.KindThrottleREST, h, r.PathValue("id"))
+			return time.Duration(f.RetryAfter), ok
+		},
+		StreamRequest: func(h, dev, name string) (time.Duration, bool) {
+			var delay time.Duration
+			if f, ok := fs.Match(admin.KindDelayStream, h, dev); ok {
+				delay = time.Duration(f.Delay)
+			}
+			_, reject := fs.Match(admin.KindRejectStream, h, dev)
+			return delay, reject
+		},
+		AckDelay: func(h, dev string) time.Duration {
+			f, _ := fs.Match(admin.KindDelayAck, h, dev)
+			return time.Duration(f.Delay)
+		},
+	}
+}
+
+// relayFaults points the relay's fault hooks at the declarative faults.
+func relayFaults(fs *admin.Faults) *relay.Faults {
+	return &relay.Faults{
+		Cut: func(spec relay.StreamSpec) (int64, bool) {
+			f, ok := fs.Match(admin.KindCutStream, spec.Hub, spec.DeviceID)
+			return f.AfterBytes, ok
+		},
+		Stall: func(spec relay.StreamSpec) (string, bool) {
+			f, ok := fs.Match(admin.KindStallStream, spec.Hub, spec.DeviceID)
+			return f.Side, ok
+		},
+	}
+}
+
+// dropNow applies a new drop-connection fault to the connections that
+// exist already; the hub hook takes care of later ones.
+func (s *Sim) dropNow(f admin.Fault) {
+	if f.Kind != admin.KindDropConnection {
+		return
+	}
+	for _, h := range s.Hubs.Hubs() {
+		if f.Hub != "" && !strings.EqualFold(f.Hub, h.HostName()) {
+			continue
+		}
+		if f.Device != "" {
+			h.Disconnect(f.Device, "")
+			continue
+		}
+		for _, d := range h.ListDevices(context.Background()) {
+			h.Disconnect(d.DeviceID, "")
+		}
+	}
+}
+
+// metricSources reads the components' counters for /metrics.
+func (s *Sim) metricSources() metrics.Sources {
+	return metrics.Sources{
+		Hubs: func() []metrics.HubSample {
+			var out []metrics.HubSample
+			for _, h := range s.Hubs.Hubs() {
+				st, c := h.Stats(), h.Counters()
+				out = append(out, metrics.HubSample{Hub: st.HostName, Devices: st.Devices, Connected: st.Connected,
+					Connects: c.Connects, Disconnects: c.Disconnects, MessagesIn: c.MessagesIn, MessagesOut: c.MessagesOut,
+					TwinGets: c.TwinGets, TwinPatches: c.TwinPatches, MethodCalls: c.MethodCalls,
+					C2DQueued: c.C2DSent, C2DDelivered: c.C2DDone, Throttled: c.Throttled})
+			}
+			return out
+		},
+		Streams: func() []metrics.StreamSample {
+			byHub := s.Relay.HubStats()
+			var out []metrics.StreamSample
+			for _, h := range s.Hubs.Hubs() {
+				st := byHub[h.HostName()]
+				out = append(out, metrics.StreamSample{Hub: h.HostName(), Open: int64(st.Pending + st.Active), Total: st.Total,
+					BytesDeviceToService: st.BytesDeviceToService, BytesServiceToDevice: st.BytesServiceToDevice})
+			}
+			return out
+		},
+		DPS: func() metrics.DPSSample {
+			st := s.DPS.Stats()
+			return metrics.DPSSample{Registrations: st.Registrations, Lookups: st.Lookups, Polls: st.Polls,
+				Outcomes: st.RegistrationOutcomes, ThrottledQuota: st.Throttled, ThrottledFault: st.FaultThrottle}
+		},
+	}
+}
+
+// adminHubs feeds the admin API from the hub set.
+type adminHubs struct{ set *hub.Set }
+
+func (a adminHubs) Stats() any {
+	out := []hub.HubStats{}
+	for _, h := range a.set.Hubs() {
+		out = append(out, h.Stats())
+	}
+	return out
+}
+
+func (a adminHubs) Has(host string) bool { _, ok := a.set.Hub(host); return ok }
+
+func (a adminHubs) ServeEvents(host string, w http.ResponseWriter, r *http.Request) {
+	if h, ok := a.set.Hub(host); ok {
+		h.ServeEvents(w, r)
+	}
+}
+
+func (a adminHubs) SendC2D(ctx context.Context, host, id string, m admin.C2D) error {
+	h, ok := a.set.Hub(host)
+	if !ok {
+		return hub.ErrHubNotFound
+	}
+	return h.SendC2D(ctx, id, hub.C2DMessage{Body: m.Body, Properties: m.Properties, ContentType: m.ContentType})
+}
+
+func (a adminHubs) Disconnect(host, id string) bool {
+	h, ok := a.set.Hub(host)
+	return ok && h.Disconnect(id, "")
+}
+
+func (a adminHubs) WriteError(w http.ResponseWriter, err error) { a.set.WriteError(w, err) }
+
+// unhandledReport is GET /hubsim/unhandled: what hubsim received and did
+// not serve, by who noticed it, oldest first.
+type unhandledReport struct {
+	Requests []string        `json:"requests"` // HTTP requests no route takes, MQTT without a broker
+	Hubs     []hub.Unhandled `json:"hubs"`     // hub REST paths, topics and queries
+	DPS      []string        `json:"dps"`      // DPS device and service API requests
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// adminDPS feeds the admin API from the DPS.
+type adminDPS struct{ dps *dps.Service }
+
+func (a adminDPS) Stats() any { return a.dps.Stats() }
 
 // closeComponents stops the relay, the DPS and the hubs (the server closes
 // the broker itself) and the event log, joining their errors.
@@ -243,11 +405,4 @@ func policies(in []simconfig.Policy) []sas.Policy {
 		out = append(out, sas.Policy{Name: p.Name, PrimaryKey: p.PrimaryKey, SecondaryKey: p.SecondaryKey, Rights: p.Rights})
 	}
 	return out
-}
-
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v) // the client went away: nothing to tell it
 }

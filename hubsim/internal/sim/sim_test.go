@@ -21,7 +21,12 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func get(t *testing.T, sim *hubsimtest.Sim, url string, out any) int {
 	t.Helper()
-	resp, err := sim.HTTPClient().Get(url)
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+sim.AdminToken)
+	resp, err := sim.HTTPClient().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

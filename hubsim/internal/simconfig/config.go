@@ -45,6 +45,10 @@ const (
 	DefaultBodyTimeout              = 30 * time.Second
 	DefaultIdleTimeout              = 2 * time.Minute
 	DefaultMaxBodyBytes             = 1 << 20
+	// DefaultDeviceConnectionsPerSecond is IoT Hub's device-connections
+	// throttle for S1 ("higher of 100/sec or 12/sec/unit")
+	// [MicrosoftDocs/azure-docs articles/iot-hub/iot-hub-devguide-quotas-throttling.md].
+	DefaultDeviceConnectionsPerSecond = 100
 )
 
 // Shared access policy names and rights as Azure names them.
@@ -192,6 +196,9 @@ type Limits struct {
 	BodyTimeout              time.Duration `yaml:"body_timeout"`
 	IdleTimeout              time.Duration `yaml:"idle_timeout"`
 	MaxBodyBytes             int64         `yaml:"max_body_bytes"`
+	// DeviceConnectionsPerSecond throttles new MQTT device connections per
+	// hub, as IoT Hub does; 0 means unlimited.
+	DeviceConnectionsPerSecond float64 `yaml:"device_connections_per_second"`
 }
 
 // Default returns the configuration used when there is no file.
@@ -217,12 +224,13 @@ func Default() *Config {
 		},
 		Storage: Storage{Mode: StorageSQLite},
 		Limits: Limits{
-			MaxConnections:           DefaultMaxConnections,
-			MaxConnectionsPerAddress: DefaultMaxConnectionsPerAddress,
-			ReadHeaderTimeout:        DefaultReadHeaderTimeout,
-			BodyTimeout:              DefaultBodyTimeout,
-			IdleTimeout:              DefaultIdleTimeout,
-			MaxBodyBytes:             DefaultMaxBodyBytes,
+			MaxConnections:             DefaultMaxConnections,
+			MaxConnectionsPerAddress:   DefaultMaxConnectionsPerAddress,
+			ReadHeaderTimeout:          DefaultReadHeaderTimeout,
+			BodyTimeout:                DefaultBodyTimeout,
+			IdleTimeout:                DefaultIdleTimeout,
+			MaxBodyBytes:               DefaultMaxBodyBytes,
+			DeviceConnectionsPerSecond: DefaultDeviceConnectionsPerSecond,
 		},
 	}
 	c.fill()

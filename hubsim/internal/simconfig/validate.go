@@ -149,6 +149,9 @@ func (c *Config) Validate() error {
 			bad(l.field, "must be positive")
 		}
 	}
+	if c.Limits.DeviceConnectionsPerSecond < 0 {
+		bad("limits.device_connections_per_second", "must not be negative (0 = unlimited)")
+	}
 	return errors.Join(errs...)
 }
 

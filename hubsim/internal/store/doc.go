@@ -47,8 +47,9 @@
 //
 // # Contract for the query language (twin_docs)
 //
-// DB returns the *sql.DB for read-only queries. Table twin_docs has one row
-// per device and module twin:
+// DB returns the *sql.DB for read-only queries (with a file database its
+// connections are PRAGMA query_only; writes go through Update). Table
+// twin_docs has one row per device and module twin:
 //
 //	hub       TEXT NOT NULL            -- the hub's host name as configured
 //	device_id TEXT NOT NULL

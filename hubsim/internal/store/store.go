@@ -19,7 +19,7 @@ const FileName = "hubsim.db"
 
 // ErrFutureSchema is returned by Open for a database written by a newer
 // hubsim (its schema version is above SchemaVersion).
-var ErrFutureSchema = errors.New("store: database schema is newer than this hubsim")
+var ErrFutureSchema = errors.New("database schema is newer than this hubsim")
 
 // ErrClosed is returned by Update after Close.
 var ErrClosed = errors.New("store: closed")
@@ -39,6 +39,9 @@ type Store struct {
 	wdb    *sql.DB    // the one writer connection
 	wmu    sync.Mutex // serialises Update; guards closed
 	closed bool       // guarded by wmu
+	// stmts are the write statements (writeQueries), prepared by Open;
+	// read-only afterwards.
+	stmts map[string]*sql.Stmt
 }
 
 var memSeq atomic.Uint64
@@ -80,14 +83,19 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	wdb.SetMaxIdleConns(1)
 	wdb.SetConnMaxLifetime(0)
 	wdb.SetConnMaxIdleTime(0)
-	rdb, err := sql.Open("sqlite", dsn)
+	// Readers cannot write by mistake: DB is for queries.
+	rdb, err := sql.Open("sqlite", dsn+"&_pragma=query_only(1)")
 	if err != nil {
 		_ = wdb.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	rdb.SetMaxOpenConns(4)
 	s := &Store{path: path, rdb: rdb, wdb: wdb}
-	if err := s.migrate(ctx); err != nil {
+	err = s.migrate(ctx)
+	if err == nil {
+		err = s.prepare(ctx)
+	}
+	if err != nil {
 		return nil, errors.Join(fmt.Errorf("store: %s: %w", path, err), s.Close())
 	}
 	return s, nil
@@ -108,7 +116,11 @@ func OpenMemory(ctx context.Context) (*Store, error) {
 	db.SetConnMaxLifetime(0)
 	db.SetConnMaxIdleTime(0)
 	s := &Store{rdb: db, wdb: db}
-	if err := s.migrate(ctx); err != nil {
+	err = s.migrate(ctx)
+	if err == nil {
+		err = s.prepare(ctx)
+	}
+	if err != nil {
 		return nil, errors.Join(fmt.Errorf("store: memory database: %w", err), s.Close())
 	}
 	return s, nil
@@ -169,11 +181,28 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
-	err := s.rdb.Close()
+	var err error
+	for _, st := range s.stmts {
+		err = errors.Join(err, st.Close())
+	}
+	err = errors.Join(err, s.rdb.Close())
 	if s.wdb != s.rdb {
 		err = errors.Join(err, s.wdb.Close())
 	}
 	return err
+}
+
+// prepare prepares the write statements on the writer connection.
+func (s *Store) prepare(ctx context.Context) error {
+	s.stmts = map[string]*sql.Stmt{}
+	for _, q := range writeQueries() {
+		st, err := s.wdb.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("preparing %q: %w", q, err)
+		}
+		s.stmts[q] = st
+	}
+	return nil
 }
 
 // Update runs fn in one write transaction and commits it; when Update returns
@@ -190,7 +219,7 @@ func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)
 	}
-	if err := fn(&Tx{ctx: ctx, tx: sqlTx}); err != nil {
+	if err := fn(&Tx{ctx: ctx, tx: sqlTx, s: s}); err != nil {
 		return errors.Join(err, sqlTx.Rollback())
 	}
 	if err := sqlTx.Commit(); err != nil {

@@ -57,6 +57,9 @@ func TestOpenFreshFile(t *testing.T) {
 			t.Errorf("synchronous = %q, want 1 (NORMAL)", got)
 		}
 	}
+	if _, err := s.DB().Exec(`DELETE FROM twin_docs`); err == nil {
+		t.Error("DB() accepted a write; it is for queries only")
+	}
 	for _, table := range []string{"twin_docs", "identities", "c2d", "hub_meta", "dps_enrollments", "dps_groups", "dps_registrations"} {
 		var n int
 		if err := s.DB().QueryRow(`SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?`, table).Scan(&n); err != nil || n != 1 {

@@ -9,7 +9,12 @@
 //     that forces 429s. It checks that every device is assigned, that no
 //     device came back before the Retry-After it was given (as hubsim
 //     counts it and as the client's own connection timing shows), and that
-//     the admissions in any quota window stay within 1.2× the quota.
+//     the admissions in any quota window stay within 1.2× the quota. In the
+//     same run the fleet planner (hubsim/fleetplan: the agent's provisioning
+//     code against hubsim's DPS on a virtual clock, no sockets) plans the
+//     same storm; its time to converge and peak admissions per window must
+//     be within 10% of the socket-level figures, and the table prints both.
+//     (A test-only import of hubsim: the import rules bind non-test code.)
 //   - TestHubLoad: 1,000 real sdk/iothub clients connect over MQTT/TLS to
 //     the hubsim binary running as its own process, then send QoS 1
 //     telemetry for a fixed period. It reports connect latency, acknowledged

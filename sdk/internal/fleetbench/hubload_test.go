@@ -402,8 +402,9 @@ type hubsimProc struct {
 // hubsimStatus is the part of hubsim's -status-file JSON this test reads
 // (documented in hubsim/cmd/hubsim).
 type hubsimStatus struct {
-	CAFile string `json:"ca_file"`
-	Ports  struct {
+	CAFile     string `json:"ca_file"`
+	AdminToken string `json:"admin_token"` // Bearer credential of /hubsim/…
+	Ports      struct {
 		HTTPS int `json:"https"`
 		MQTT  int `json:"mqtt"`
 	} `json:"ports"`
@@ -418,6 +419,12 @@ type hubsimStatus struct {
 // ports, waiting for its status file.
 func startHubsim(t *testing.T, ctx context.Context) *hubsimProc {
 	t.Helper()
+	return startHubsimArgs(t, ctx)
+}
+
+// startHubsimArgs is startHubsim with more command-line arguments.
+func startHubsimArgs(t *testing.T, ctx context.Context, extra ...string) *hubsimProc {
+	t.Helper()
 	dir := t.TempDir()
 	bin := os.Getenv(envHubsimBin)
 	if bin == "" {
@@ -431,8 +438,9 @@ func startHubsim(t *testing.T, ctx context.Context) *hubsimProc {
 	}
 	statusFile := filepath.Join(dir, "status.json")
 	p := &hubsimProc{stderr: &tailBuffer{max: 16 << 10}, exited: make(chan struct{})}
-	p.cmd = exec.Command(bin, "-listen", "127.0.0.1", "-https-port", "0", "-mqtt-port", "0",
-		"-state-dir", filepath.Join(dir, "state"), "-status-file", statusFile, "-log-level", "warn")
+	args := append([]string{"-listen", "127.0.0.1", "-https-port", "0", "-mqtt-port", "0",
+		"-state-dir", filepath.Join(dir, "state"), "-status-file", statusFile, "-log-level", "warn"}, extra...)
+	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout = io.Discard // the banner holds connection strings; the status file has them too
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
@@ -516,7 +524,7 @@ func (p *hubsimProc) hubConnectionString(t *testing.T, host string) string {
 }
 
 // hubsimHub is the part of GET /hubsim/hubs this test reads
-// (hubsim/internal/hub admin.go).
+// (hubsim/internal/admin).
 type hubsimHub struct {
 	HostName      string `json:"hostName"`
 	Connected     int    `json:"connected"`
@@ -529,6 +537,7 @@ func (p *hubsimProc) hubInfo(ctx context.Context, hub string) (hubsimHub, error)
 	if err != nil {
 		return hubsimHub{}, err
 	}
+	req.Header.Set("Authorization", "Bearer "+p.status.AdminToken)
 	resp, err := p.http.Do(req)
 	if err != nil {
 		return hubsimHub{}, err
@@ -637,6 +646,7 @@ func (p *hubsimProc) tapEvents(t *testing.T, ctx context.Context, hub string, n 
 		cancel()
 		t.Fatal(err)
 	}
+	req.Header.Set("Authorization", "Bearer "+p.status.AdminToken)
 	resp, err := p.http.Do(req)
 	if err != nil {
 		cancel()
@@ -650,7 +660,7 @@ func (p *hubsimProc) tapEvents(t *testing.T, ctx context.Context, hub string, n 
 	// The hub subscribed before it answered: from here on nothing is missed
 	// unless the tap falls behind.
 	tap := newEventTap(cancel, n)
-	tap.buffer = resp.Header.Get("Hubsim-Tap-Buffer") // hubsim/internal/hub admin.go
+	tap.buffer = resp.Header.Get("Hubsim-Tap-Buffer") // hubsim/internal/hub tap.go
 	go func() {
 		defer close(tap.done)
 		defer resp.Body.Close()

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/porthole-iot/porthole/hubsim/fleetplan"
 	"github.com/porthole-iot/porthole/hubsim/hubsimtest"
 	"github.com/porthole-iot/porthole/sdk/auth"
 	"github.com/porthole-iot/porthole/sdk/dps"
@@ -130,6 +131,21 @@ func TestFleetStorm(t *testing.T) {
 		registered += len(sim.Hub(h).ListDevices(context.Background()))
 	}
 
+	// The planner on the same storm, in the same run: the agent's real
+	// provisioning code against hubsim's real DPS on a virtual clock, no
+	// sockets (hubsim/fleetplan).
+	var cmp fleetplan.Comparison
+	var cmpErr error
+	var planWall time.Duration
+	if jitter {
+		pr, err := fleetplan.Run(ctx, fleetplan.StormScenario(n, quota, mqttPercent, 1))
+		if err != nil {
+			t.Fatalf("fleet planner: %v", err)
+		}
+		planWall = pr.Wall
+		cmp, cmpErr = fleetplan.Compare(pr.StormFigures(), fleetplan.Figures{Converge: converge, PeakPerWindow: st.PeakPerWindow}, fleetplan.Tolerance)
+	}
+
 	// The report.
 	tb := &table{title: "porthole fleet storm: DPS registration under quota (issue \"Provisioning\")"}
 	tb.addf("devices", "", "%d (%d%% MQTT/TLS, the rest HTTPS; one symmetric-key enrollment group, derived keys)", n, mqttPercent)
@@ -151,12 +167,21 @@ func TestFleetStorm(t *testing.T) {
 	tb.addf("margin past Retry-After", "client timing", "min %s, p50 %s, p99 %s, max %s", ms(r.margins.Min), ms(r.margins.P50), ms(r.margins.P99), ms(r.margins.Max))
 	tb.addf("test process peak RSS", "sim + clients", "%s", peakRSS())
 	tb.addf("machine", "", "%s/%s, %d CPUs, %s", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
+	if jitter {
+		tb.addf("fleet planner: time to converge", "within 10%", "%s planner vs %s socket-level (%+.1f%%)", cmp.Planner.Converge.Round(100*time.Millisecond), cmp.Socket.Converge.Round(100*time.Millisecond), 100*cmp.ConvergeDiff)
+		tb.addf("fleet planner: peak per window", "within 10%", "%d planner vs %d socket-level (%+.1f%%); planner ran in %s", cmp.Planner.PeakPerWindow, cmp.Socket.PeakPerWindow, 100*cmp.PeakDiff, planWall.Round(10*time.Millisecond))
+	} else {
+		tb.addf("fleet planner", "", "not compared: the planner has no jitter-off mode")
+	}
 	if len(r.errs) > 0 {
 		tb.addf("failures", "", "%d devices: %s", len(r.errs), strings.Join(r.errs, "; "))
 	}
 	writeReport(t, "bench-fleet-storm.txt", tb.String())
 
 	// The targets.
+	if cmpErr != nil {
+		t.Errorf("fleet planner vs the socket-level storm: %v", cmpErr)
+	}
 	if r.assigned != n {
 		t.Errorf("%d of %d devices assigned", r.assigned, n)
 	}

@@ -72,27 +72,36 @@ func Join(ctx context.Context, a, b net.Conn, aToB, bToA *Counter) (first Ends, 
 		firstErr error
 		ends     Ends
 	)
-	finish := func(who Ends, e error) {
-		mu.Lock()
-		defer mu.Unlock()
-		if e != nil {
-			if firstErr == nil {
-				firstErr = e
+	// eof notes which side sent its end first; it runs before the other
+	// side is closed for writing, so the answer cannot be overtaken by the
+	// reaction it causes.
+	eof := func(who Ends) func() {
+		return func() {
+			mu.Lock()
+			if ends == EndNone {
+				ends = who
 			}
-			abort()
+			mu.Unlock()
+		}
+	}
+	finish := func(e error) {
+		if e == nil {
 			return
 		}
-		if ends == EndNone {
-			ends = who
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = e
 		}
+		mu.Unlock()
+		abort()
 	}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { // owned by Join: it waits below
 		defer wg.Done()
-		finish(EndSecond, halfCopy(a, b, bToA))
+		finish(halfCopy(a, b, bToA, eof(EndSecond)))
 	}()
-	finish(EndFirst, halfCopy(b, a, aToB))
+	finish(halfCopy(b, a, aToB, eof(EndFirst)))
 	wg.Wait()
 	closeBoth()
 	if ctx.Err() != nil {
@@ -118,8 +127,9 @@ const (
 
 var largePool = sync.Pool{New: func() any { b := make([]byte, largeBuf); return &b }}
 
-// halfCopy copies src to dst; at src's EOF it closes dst for writing.
-func halfCopy(dst, src net.Conn, n *Counter) error {
+// halfCopy copies src to dst; at src's EOF it calls onEOF, then closes dst
+// for writing.
+func halfCopy(dst, src net.Conn, n *Counter, onEOF func()) error {
 	small := make([]byte, smallBuf)
 	var large *[]byte
 	defer func() {
@@ -148,6 +158,7 @@ func halfCopy(dst, src net.Conn, n *Counter) error {
 			large = nil
 		}
 		if rerr == io.EOF {
+			onEOF()
 			return closeWrite(dst)
 		}
 		if rerr != nil {

@@ -314,9 +314,9 @@ func TestCloseReasons(t *testing.T) {
 	if string(got) != "hello" {
 		t.Fatalf("echo after half-close: %q", got)
 	}
-	testwait.True(t, 5*time.Second, "closed by operator", func() bool {
+	testwait.For(t, 10*time.Second, "closed by operator", func() (bool, string) {
 		r, ok := h.result(c.ID)
-		return ok && r.Reason == "closed by operator" && r.ToTarget == 5 && r.FromTarget == 5
+		return ok && r.Reason == "closed by operator" && r.ToTarget == 5 && r.FromTarget == 5, fmt.Sprintf("%v %+v", ok, r)
 	})
 }
 

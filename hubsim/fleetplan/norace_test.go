@@ -1,0 +1,5 @@
+//go:build !race
+
+package fleetplan
+
+const raceEnabled = false
