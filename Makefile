@@ -65,7 +65,8 @@ demo: build
 
 # Benchmarks print text tables and write them to out/: the stream transport
 # micro-benchmarks, the end-to-end stream benchmark (proxy → relay → agent →
-# target, each its own process, against a plain TCP chain), the DPS fleet
+# target, each its own process, against a plain TCP chain), multiplexed vs
+# one stream per connection (page load, bulk, RSS: out/bench-mux.txt), the DPS fleet
 # storm (with the fleet planner on the same storm, within 10%), the
 # 1,000-device hub load, twin-update latency with the state in a file vs in
 # memory, and the fleet planner's 100,000-device plan (all at once vs staged;
@@ -76,7 +77,7 @@ bench: tools build dist/porthole-agent_linux_amd64
 	@mkdir -p out
 	$(GO) test -run '^$$' -bench . -benchmem ./sdk/stream/ | tee out/bench-stream-conn.txt
 	$(GO) test -run '^$$' -bench 'BenchmarkTwinQuery|BenchmarkExecute' -benchtime 20x ./hubsim/internal/hub/ ./hubsim/internal/query/ | tee out/bench-twin-query.txt
-	PORTHOLE_BENCH=1 PORTHOLE_BENCH_AGENT=$(CURDIR)/dist/porthole-agent_linux_amd64 $(GO) test -count=1 -timeout 30m -run 'TestBenchStreams' -v ./agent/internal/e2e/
+	PORTHOLE_BENCH=1 PORTHOLE_BENCH_AGENT=$(CURDIR)/dist/porthole-agent_linux_amd64 $(GO) test -count=1 -timeout 30m -run 'TestBenchStreams|TestBenchMux' -v ./agent/internal/e2e/
 	PORTHOLE_BENCH=1 PORTHOLE_BENCH_HUBSIM=$(CURDIR)/$(BIN)/hubsim $(GO) test -count=1 -timeout 30m -run 'TestFleetStorm|TestHubLoad|TestTwinLatency' -v ./sdk/internal/fleetbench/
 	$(BIN)/hubsim fleet plan -out out
 	@echo; echo "tables written to out/:"; ls out/

@@ -35,6 +35,7 @@ spdx_of() {
 	github.com/cenkalti/backoff/*) echo "LICENSE:MIT" ;;
 	github.com/eclipse/paho.mqtt.golang) echo "edl-v10:BSD-3-Clause epl-v20:EPL-2.0" ;;
 	github.com/gorilla/websocket) echo "LICENSE:BSD-2-Clause" ;;
+	github.com/hashicorp/yamux) echo "LICENSE:MPL-2.0" ;;
 	github.com/kardianos/service) echo "LICENSE:Zlib" ;;
 	golang.org/x/*) echo "LICENSE:BSD-3-Clause" ;;
 	gopkg.in/yaml.v3) echo "LICENSE:MIT NOTICE:Apache-2.0" ;;

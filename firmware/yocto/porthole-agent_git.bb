@@ -8,7 +8,7 @@ SECTION = "net"
 
 # porthole itself, then the Go modules linked into the binary
 # (porthole-agent-licenses.inc names each module's license file).
-LICENSE = "Apache-2.0 & BSD-2-Clause & BSD-3-Clause & MIT & Zlib & (BSD-3-Clause | EPL-2.0)"
+LICENSE = "Apache-2.0 & BSD-2-Clause & BSD-3-Clause & MIT & MPL-2.0 & Zlib & (BSD-3-Clause | EPL-2.0)"
 LIC_FILES_CHKSUM = "file://src/${GO_IMPORT}/LICENSE;md5=3b83ef96387f14655fc854ddc3c6bd57"
 
 # Written for Yocto 5.1 (styhead) and later: bitbake's gomod:// fetcher

@@ -153,18 +153,27 @@ func (c *Client) OpenStream(ctx context.Context, deviceID, streamName string, op
 	if err != nil {
 		return nil, err
 	}
+	conn, err := c.DialStream(ctx, g, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("service: stream %q to %s: %w", streamName, deviceID, err)
+	}
+	c.rest.log.Debug("stream open", "device", deviceID, "stream", streamName)
+	return conn, nil
+}
+
+// DialStream connects to the streaming endpoint of a grant from
+// RequestStream, with the client's TLS settings, proxy and dialer; the
+// connect timeout (WithConnectTimeout) bounds the handshake. OpenStream is
+// RequestStream then DialStream; callers that want the grant's URL (its
+// last segment is the hub's stream id) call the two themselves.
+func (c *Client) DialStream(ctx context.Context, g StreamGrant, opts ...StreamOption) (*stream.Conn, error) {
 	o := streamOptions{connectTimeout: DefaultStreamTimeout}
 	for _, f := range opts {
 		f(&o)
 	}
 	dopt := c.rest.dialOpt
 	dopt.HandshakeTimeout = o.connectTimeout
-	conn, err := stream.Dial(ctx, g.URL, g.Token, dopt)
-	if err != nil {
-		return nil, fmt.Errorf("service: stream %q to %s: %w", streamName, deviceID, err)
-	}
-	c.rest.log.Debug("stream open", "device", deviceID, "stream", streamName)
-	return conn, nil
+	return stream.Dial(ctx, g.URL, g.Token, dopt)
 }
 
 // methodRequest is the direct-method body.

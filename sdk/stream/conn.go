@@ -76,12 +76,17 @@ type Conn struct {
 
 	closed    atomic.Bool
 	closeOnce sync.Once
+
+	ka    atomic.Pointer[keepalive] // set once by StartKeepalive
+	kaErr atomic.Pointer[error]     // set when the keepalive found the path dead
 }
 
 // NewConn wraps an established WebSocket. The Conn takes ownership of ws:
 // do not use ws afterwards except through the Conn.
 func NewConn(ws *websocket.Conn) *Conn {
-	return &Conn{ws: ws}
+	c := &Conn{ws: ws}
+	c.installHandlers()
+	return c
 }
 
 // Subprotocol returns the subprotocol the server selected, usually "".
@@ -127,6 +132,7 @@ func (c *Conn) read(p []byte, fill bool) (int, error) {
 				return 0, c.rerr
 			}
 			c.msg = r
+			c.touch()
 		}
 		k, err := c.msg.Read(p[n:])
 		n += k
@@ -149,6 +155,9 @@ func (c *Conn) read(p []byte, fill bool) (int, error) {
 
 // readErr turns a gorilla read error into what a net.Conn user expects.
 func (c *Conn) readErr(err error) error {
+	if kerr := c.keepaliveErr(); kerr != nil {
+		return kerr
+	}
 	if c.closed.Load() {
 		return net.ErrClosed
 	}
@@ -168,6 +177,9 @@ func (c *Conn) readErr(err error) error {
 }
 
 func (c *Conn) writeErr(err error) error {
+	if kerr := c.keepaliveErr(); kerr != nil {
+		return kerr
+	}
 	if c.closed.Load() || errors.Is(err, websocket.ErrCloseSent) {
 		return net.ErrClosed
 	}
@@ -382,6 +394,7 @@ func (c *Conn) CloseWith(code int, reason string) error {
 		// TLS close_notify could not be sent to a peer that is gone, which
 		// the caller cannot act on.
 		_ = c.ws.Close()
+		c.stopKeepalive()
 	})
 	return nil
 }

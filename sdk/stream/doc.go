@@ -32,6 +32,24 @@
 // half-close would therefore be a lie; callers that need an end-of-data
 // signal without closing must put it in their own protocol.
 //
+// # Keepalive and close reasons
+//
+// StartKeepalive pings the peer and closes a Conn from which nothing (data,
+// ping or pong) arrived for the timeout; Read and Write then fail with an
+// error wrapping ErrKeepalive. Azure does not document what its streaming
+// endpoint does with WebSocket control frames; hubsim's relay forwards
+// pings and pongs end to end, so a ping measures the whole path, and every
+// WebSocket client involved (Microsoft's C device client, gorilla, Node's
+// ws, .NET) answers pings. CloseWith closes with a status and a reason the
+// peer reads as a *CloseError; hubsim passes application statuses
+// (4000-4999) through to the other side.
+//
+// # Audit
+//
+// AuditRecord is the one shape of an audit line, written by the agent for
+// each stream and mux connection and by porthole --audit; AuditLog writes
+// them as JSON lines.
+//
 // # Deadlines
 //
 // Deadlines map to the WebSocket connection. An expired deadline returns an

@@ -357,6 +357,7 @@ func printStatus(w io.Writer, s *daemon.Status, now time.Time, cfgErr string) {
 	}
 	line("connected", conn+" ("+string(s.Phase)+")")
 	line("streams", fmt.Sprintf("%d open, %d accepted, %d rejected", s.Streams.Open, s.Streams.Accepted, s.Streams.Rejected))
+	printStreams(w, s.Streams.List, time.Now())
 	if s.Failing != "" {
 		// The failing line carries the last error, so the separate
 		// "last error" line would repeat it.

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,12 +9,15 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/porthole-iot/porthole/agent/internal/config"
 	"github.com/porthole-iot/porthole/sdk/health"
+	"github.com/porthole-iot/porthole/sdk/retry"
 	"github.com/porthole-iot/porthole/sdk/stream"
 )
 
@@ -23,11 +27,39 @@ var (
 	ErrTooMany       = errors.New("bridge: too many open streams")
 	ErrShuttingDown  = errors.New("bridge: shutting down")
 	ErrIdle          = errors.New("bridge: idle timeout")
+	ErrMuxDisabled   = errors.New("bridge: multiplexed streams are disabled")
 )
 
 // shutdownClose ends the streams Shutdown cuts: the operator's side reads
 // status 1001 and this reason instead of a bare end of stream.
 var shutdownClose = &stream.CloseError{Code: stream.CloseGoingAway, Reason: "agent shutting down"}
+
+// Close statuses the bridge sends to the operator when it ends a stream
+// on its own (RFC 6455 §7.4.2 leaves 4000-4999 to applications; the hubsim
+// relay passes them on). The reason text says more.
+const (
+	CloseRevoked = 4001 // a config reload no longer allows the stream
+	CloseIdle    = 4002 // no bytes either way for the idle timeout
+)
+
+// requestInfo is what a Request may tell about itself for the audit trail
+// and the registry (the daemon's adapter does).
+type requestInfo interface {
+	// RequestID is the hub's $rid.
+	RequestID() string
+	// StreamID is the hub's stream id (the streaming URL's last segment).
+	StreamID() string
+}
+
+// keepaliver is a stream connection with a WebSocket keepalive.
+type keepaliver interface {
+	StartKeepalive(stream.Keepalive) error
+}
+
+// statusCloser is a stream connection that can close with a status.
+type statusCloser interface {
+	CloseWith(code int, reason string) error
+}
 
 // Request is an incoming stream request (the daemon adapts sdk/iothub's
 // StreamRequest).
@@ -52,6 +84,14 @@ type Policy struct {
 	// HandshakeTimeout bounds dialling the target plus accepting the
 	// stream (<= 0: config.DefaultHandshakeTimeout).
 	HandshakeTimeout time.Duration
+	// Mux allows multiplexed streams (stream name config.MuxStreamName)
+	// and bounds their connections (zero limits: the config defaults).
+	Mux config.Mux
+	// SocksAllow lists what a SOCKS dial inside a mux stream may reach;
+	// empty denies every dial.
+	SocksAllow []config.SocksRule
+	// Keepalive pings every stream (Interval 0: off).
+	Keepalive config.Keepalive
 }
 
 // PolicyFrom takes the stream policy from the agent config.
@@ -61,6 +101,9 @@ func PolicyFrom(s config.Streams) Policy {
 		MaxConcurrent:    s.MaxConcurrent,
 		IdleTimeout:      s.IdleTimeout,
 		HandshakeTimeout: s.HandshakeTimeout,
+		Mux:              s.Mux,
+		SocksAllow:       slices.Clone(s.SocksAllow),
+		Keepalive:        s.Keepalive,
 	}
 }
 
@@ -80,13 +123,24 @@ type Config struct {
 	Changed func()
 	// Now stamps rejections (nil: time.Now).
 	Now func() time.Time
+	// Audit receives one record per stream and per mux connection; nil
+	// keeps the records in the log only.
+	Audit *stream.AuditLog
+	// Clock drives the stream keepalive; nil is the real clock.
+	Clock retry.Clock
+	// Resolve looks up a SOCKS destination's addresses; nil uses
+	// net.DefaultResolver.
+	Resolve func(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
 // Bridge serves stream requests: it checks the policy, dials the local
 // target, accepts the stream and copies bytes both ways.
 type Bridge struct {
 	dial    func(ctx context.Context, network, addr string) (net.Conn, error)
+	resolve func(ctx context.Context, host string) ([]netip.Addr, error)
 	log     *slog.Logger
+	audit   *stream.AuditLog
+	clock   retry.Clock
 	changed func()
 	now     func() time.Time
 
@@ -110,12 +164,19 @@ type Bridge struct {
 	accepted uint64            // streams accepted so far; guarded by mu
 	rejected uint64            // streams rejected so far; guarded by mu
 	lastRej  *health.Rejection // the last rejection; guarded by mu
+
+	// The registry: every open stream and, through its mux server, the
+	// connections inside it. The one place that knows what is open.
+	streams  map[uint64]*entry // guarded by mu
+	nextSeq  uint64            // guarded by mu
+	muxConns int               // connections open in all mux streams; guarded by mu
 }
 
 // New returns a Bridge; it starts nothing until Handle is called.
 func New(cfg Config) *Bridge {
 	ctx, cancel := context.WithCancelCause(context.Background())
-	b := &Bridge{dial: cfg.Dial, log: cfg.Logger, ctx: ctx, cancel: cancel, device: cfg.Device, changed: cfg.Changed, now: cfg.Now}
+	b := &Bridge{dial: cfg.Dial, resolve: cfg.Resolve, log: cfg.Logger, audit: cfg.Audit, clock: cfg.Clock,
+		ctx: ctx, cancel: cancel, device: cfg.Device, streams: map[uint64]*entry{}, changed: cfg.Changed, now: cfg.Now}
 	if b.changed == nil {
 		b.changed = func() {}
 	}
@@ -126,6 +187,14 @@ func New(cfg Config) *Bridge {
 		var d net.Dialer
 		b.dial = d.DialContext
 	}
+	if b.resolve == nil {
+		b.resolve = func(ctx context.Context, host string) ([]netip.Addr, error) {
+			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		}
+	}
+	if b.clock == nil {
+		b.clock = retry.RealClock()
+	}
 	if b.log == nil {
 		b.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -133,19 +202,30 @@ func New(cfg Config) *Bridge {
 	return b
 }
 
-// SetPolicy replaces the policy (config reload). Open streams keep going;
-// new requests see the new policy.
+// SetPolicy replaces the policy (config reload). New requests see the new
+// policy at once; open streams and mux connections that it no longer
+// allows (their target removed or changed, their SOCKS destination no
+// longer listed, multiplexing turned off) are closed with a reason the
+// operator sees; the rest keep going.
 func (b *Bridge) SetPolicy(p Policy) {
 	p.Targets = maps.Clone(p.Targets)
+	p.SocksAllow = slices.Clone(p.SocksAllow)
 	if p.MaxConcurrent <= 0 {
 		p.MaxConcurrent = config.DefaultMaxConcurrent
 	}
 	if p.HandshakeTimeout <= 0 {
 		p.HandshakeTimeout = config.DefaultHandshakeTimeout
 	}
+	if p.Mux.MaxConnsPerStream <= 0 {
+		p.Mux.MaxConnsPerStream = config.DefaultMuxMaxConnsPerStream
+	}
+	if p.Mux.MaxConns <= 0 {
+		p.Mux.MaxConns = config.DefaultMuxMaxConns
+	}
 	b.mu.Lock()
 	b.policy = p
 	b.mu.Unlock()
+	b.revoke(p)
 }
 
 // SetDevice changes the device ID used in log lines (after a reprovision).
@@ -155,7 +235,7 @@ func (b *Bridge) SetDevice(id string) {
 	b.mu.Unlock()
 }
 
-// Stats is a snapshot of the bridge's counters.
+// Stats is a snapshot of the bridge's counters and its open streams.
 type Stats struct {
 	Open     int    `json:"open"`
 	Accepted uint64 `json:"accepted"`
@@ -166,19 +246,38 @@ type Stats struct {
 	// streams still open included.
 	BytesToTarget   uint64 `json:"bytesToTarget"`
 	BytesFromTarget uint64 `json:"bytesFromTarget"`
+	// List is the registry: the open streams, oldest first, with the
+	// connections inside multiplexed ones.
+	List []StreamInfo `json:"list,omitempty"`
 }
 
-// Stats returns the counters.
+// Stats returns the counters and the registry's open streams, oldest
+// first.
 func (b *Bridge) Stats() Stats {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	var lr *health.Rejection
 	if b.lastRej != nil {
 		r := *b.lastRej
 		lr = &r
 	}
-	return Stats{Open: b.open, Accepted: b.accepted, Rejected: b.rejected, LastRejection: lr,
+	st := Stats{Open: b.open, Accepted: b.accepted, Rejected: b.rejected, LastRejection: lr,
 		BytesToTarget: b.toTarget.Load(), BytesFromTarget: b.fromTarget.Load()}
+	es := slices.Collect(maps.Values(b.streams))
+	targets := make([]map[uint32]string, len(es))
+	slices.SortFunc(es, func(x, y *entry) int { return cmp.Compare(x.seq, y.seq) })
+	for i, e := range es {
+		if e.conns != nil {
+			targets[i] = make(map[uint32]string, len(e.conns))
+			for id, c := range e.conns {
+				targets[i][id] = c.target
+			}
+		}
+	}
+	b.mu.Unlock()
+	for i, e := range es {
+		st.List = append(st.List, e.info(targets[i]))
+	}
+	return st
 }
 
 // rejectedLocked counts a rejection of stream for reason; b.mu is held.
@@ -212,11 +311,14 @@ func (b *Bridge) Handle(ctx context.Context, req Request) {
 	b.mu.Lock()
 	p, device := b.policy, b.device
 	target, known := p.Targets[name]
+	isMux := name == config.MuxStreamName
 	var why error
 	switch {
 	case b.closing:
 		why = ErrShuttingDown
-	case !known:
+	case isMux && !p.Mux.Enabled:
+		why = ErrMuxDisabled
+	case !known && !isMux:
 		why = ErrUnknownStream
 	case b.open >= p.MaxConcurrent:
 		why = ErrTooMany
@@ -239,15 +341,29 @@ func (b *Bridge) Handle(ctx context.Context, req Request) {
 		b.wg.Done()
 	}
 
-	log := b.log.With("stream", name, "device", device, "target", target)
-	sc, tc, ok := b.handshake(ctx, req, p, target, log)
+	e := newEntry(req, name, target)
+	if isMux {
+		log := b.log.With("stream", name, "device", device, "rid", e.rid)
+		sc, ok := b.acceptMux(ctx, req, p, e, log)
+		if !ok {
+			release()
+			return
+		}
+		go func() { // owned by b: Shutdown waits on b.wg
+			defer release()
+			b.serveMux(sc, p, e, log)
+		}()
+		return
+	}
+	log := b.log.With("stream", name, "device", device, "target", target, "rid", e.rid)
+	sc, tc, ok := b.handshake(ctx, req, p, e, log)
 	if !ok {
 		release()
 		return
 	}
 	go func() { // owned by b: Shutdown waits on b.wg
 		defer release()
-		b.pump(sc, tc, p, log)
+		b.pump(sc, tc, p, e, log)
 	}()
 }
 
@@ -257,6 +373,8 @@ func (b *Bridge) reject(ctx context.Context, req Request, p Policy, device, targ
 		log = log.With("target", target)
 	}
 	log.Warn("stream rejected", "err", why)
+	e := newEntry(req, req.Name(), target)
+	b.auditStream(e, "rejected", why.Error(), 0, 0)
 	ctx, cancel := context.WithTimeout(ctx, p.HandshakeTimeout)
 	defer cancel()
 	if err := req.Reject(ctx); err != nil {
@@ -265,7 +383,8 @@ func (b *Bridge) reject(ctx context.Context, req Request, p Policy, device, targ
 }
 
 // handshake dials the target and accepts the stream.
-func (b *Bridge) handshake(ctx context.Context, req Request, p Policy, target string, log *slog.Logger) (sc, tc net.Conn, ok bool) {
+func (b *Bridge) handshake(ctx context.Context, req Request, p Policy, e *entry, log *slog.Logger) (sc, tc net.Conn, ok bool) {
+	target := e.target
 	hctx, cancel := context.WithTimeout(ctx, p.HandshakeTimeout)
 	defer cancel()
 	stop := context.AfterFunc(b.ctx, cancel) // Shutdown's deadline cuts it too
@@ -280,6 +399,7 @@ func (b *Bridge) handshake(ctx context.Context, req Request, p Policy, target st
 		b.mu.Unlock()
 		b.changed()
 		log.Warn("stream rejected: target unreachable", "err", err)
+		b.auditStream(e, "rejected", "target unreachable: "+err.Error(), 0, 0)
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), p.HandshakeTimeout)
 		defer rcancel()
 		if rerr := req.Reject(rctx); rerr != nil {
@@ -291,8 +411,10 @@ func (b *Bridge) handshake(ctx context.Context, req Request, p Policy, target st
 	if err != nil {
 		tc.Close()
 		log.Warn("stream accept failed", "err", err)
+		b.auditStream(e, "rejected", "accept failed: "+err.Error(), 0, 0)
 		return nil, nil, false
 	}
+	b.startKeepalive(sc, p, log)
 	b.mu.Lock()
 	b.accepted++
 	b.mu.Unlock()
@@ -300,32 +422,88 @@ func (b *Bridge) handshake(ctx context.Context, req Request, p Policy, target st
 	return sc, tc, true
 }
 
-// pump copies bytes until the stream ends and logs the outcome.
-func (b *Bridge) pump(sc, tc net.Conn, p Policy, log *slog.Logger) {
-	start := time.Now()
+// startKeepalive pings the stream when the policy says so.
+func (b *Bridge) startKeepalive(sc net.Conn, p Policy, log *slog.Logger) {
+	k, ok := sc.(keepaliver)
+	if !ok || p.Keepalive.Interval <= 0 {
+		return
+	}
+	if err := k.StartKeepalive(stream.Keepalive{Interval: p.Keepalive.Interval, Timeout: p.Keepalive.Timeout, Clock: b.clock}); err != nil {
+		log.Warn("stream keepalive not started", "err", err)
+	}
+}
+
+// pump copies bytes until the stream ends, then logs and audits how.
+func (b *Bridge) pump(sc, tc net.Conn, p Policy, e *entry, log *slog.Logger) {
 	log.Info("stream open")
 	at := newActiveConn(tc, &b.toTarget, &b.fromTarget)
 	ctx, stop := context.WithCancelCause(b.ctx)
 	defer stop(nil)
+	b.register(e, sc, at, stop)
+	defer b.unregister(e)
 	if p.IdleTimeout > 0 {
-		watch := newIdleWatch(at, p.IdleTimeout, func() { stop(ErrIdle) })
+		watch := newIdleWatch(at, p.IdleTimeout, func() { stop(idleClose) })
 		defer watch.stop()
 	}
 	toTarget, fromTarget, err := stream.Bridge(ctx, sc, at)
 	if cause := context.Cause(ctx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
 		err = cause
 	}
-	attrs := []any{"to_target", toTarget, "from_target", fromTarget, "duration", time.Since(start).Round(time.Millisecond)}
+	reason := closeReason(err, at.sawEOF.Load())
+	b.logClosed(log, err, reason, toTarget, fromTarget, time.Since(e.start))
+	b.auditStream(e, "accepted", reason, toTarget, fromTarget)
+}
+
+// idleClose is the cause of a stream the idle timeout ends: stream.Bridge
+// (and serveMux) close the stream with its status, so the operator reads
+// why.
+var idleClose = &stream.CloseError{Code: CloseIdle, Reason: "idle timeout"}
+
+// revoked is the cause of a stream a reload no longer allows.
+func revoked(reason string) *stream.CloseError {
+	return &stream.CloseError{Code: CloseRevoked, Reason: reason}
+}
+
+// closeReason says in words how a stream ended; targetEOF is whether the
+// target's reads ended first.
+func closeReason(err error, targetEOF bool) string {
+	var ce *stream.CloseError
+	switch {
+	case err == nil && targetEOF:
+		return "closed by target"
+	case err == nil:
+		return "closed by operator"
+	case errors.As(err, &ce) && ce.Code == CloseRevoked:
+		return ce.Reason
+	case errors.Is(err, ErrIdle), errors.Is(err, idleClose):
+		return "idle timeout"
+	case errors.Is(err, context.Canceled), errors.Is(err, shutdownClose):
+		return "shutdown"
+	default:
+		return err.Error()
+	}
+}
+
+func (b *Bridge) logClosed(log *slog.Logger, err error, reason string, toTarget, fromTarget int64, d time.Duration) {
+	attrs := []any{"to_target", toTarget, "from_target", fromTarget, "duration", d.Round(time.Millisecond)}
+	var ce *stream.CloseError
 	switch {
 	case err == nil:
-		log.Info("stream closed", attrs...)
-	case errors.Is(err, ErrIdle):
-		log.Info("stream closed", append(attrs, "reason", "idle timeout")...)
-	case errors.Is(err, context.Canceled), errors.Is(err, shutdownClose):
-		log.Info("stream closed", append(attrs, "reason", "shutdown")...)
+		log.Info("stream closed", append(attrs, "reason", reason)...)
+	case errors.Is(err, ErrIdle), errors.Is(err, context.Canceled), errors.As(err, &ce) && ce.Code != 1006:
+		log.Info("stream closed", append(attrs, "reason", reason)...)
 	default:
 		log.Info("stream closed", append(attrs, "err", err)...)
 	}
+}
+
+// closeWith closes c with a status if it can, else plainly.
+func closeWith(c net.Conn, code int, reason string) {
+	if sc, ok := c.(statusCloser); ok {
+		_ = sc.CloseWith(code, reason)
+		return
+	}
+	_ = c.Close()
 }
 
 // Shutdown stops accepting streams (new requests are rejected) and waits
@@ -368,6 +546,9 @@ type activeConn struct {
 	// that booted in 1970) never look like idleness.
 	base time.Time
 	last atomic.Int64 // time.Since(base) at the last Read or Write that moved bytes
+	// to and from count bytes written to and read from the target.
+	to, from atomic.Int64
+	sawEOF   atomic.Bool // the target's reads ended with EOF
 	// The bridge's byte counters (Write goes to the target, Read comes
 	// from it).
 	written, read *atomic.Uint64
@@ -386,7 +567,13 @@ func (c *activeConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
 		c.touch()
-		c.read.Add(uint64(n))
+		c.from.Add(int64(n))
+		if c.read != nil {
+			c.read.Add(uint64(n))
+		}
+	}
+	if err == io.EOF {
+		c.sawEOF.Store(true)
 	}
 	return n, err
 }
@@ -395,7 +582,10 @@ func (c *activeConn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
 	if n > 0 {
 		c.touch()
-		c.written.Add(uint64(n))
+		c.to.Add(int64(n))
+		if c.written != nil {
+			c.written.Add(uint64(n))
+		}
 	}
 	return n, err
 }

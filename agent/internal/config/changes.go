@@ -100,6 +100,7 @@ func Changes(old, new *Config) Change {
 	diff(&ch.Live, "streams.max_concurrent", ost.MaxConcurrent == nst.MaxConcurrent)
 	diff(&ch.Live, "streams.idle_timeout", ost.IdleTimeout == nst.IdleTimeout)
 	diff(&ch.Live, "streams.handshake_timeout", ost.HandshakeTimeout == nst.HandshakeTimeout)
+	streamsMuxChanges(diff, &ch, ost, nst)
 	diff(&ch.Live, "log.level", old.Log.Level == new.Log.Level)
 	diff(&ch.Live, "hub.retry_cached_hub_for", oh.RetryCachedHubFor == nh.RetryCachedHubFor)
 	diff(&ch.Live, "hub.reprovision_method", oh.ReprovisionMethod == nh.ReprovisionMethod)

@@ -219,6 +219,11 @@ type Streams struct {
 	MaxConcurrent    int
 	IdleTimeout      time.Duration // 0 = none
 	HandshakeTimeout time.Duration
+	// Multiplexing, SOCKS, keepalive and audit (streams_mux.go).
+	Mux        Mux
+	SocksAllow []SocksRule // default deny: empty allows no SOCKS destination
+	Keepalive  Keepalive
+	Audit      Audit
 }
 
 // Log configures the agent's logging.
@@ -242,7 +247,7 @@ type Resolve struct {
 
 // Default returns a config with every default filled in and no identity.
 func Default() *Config {
-	return &Config{
+	c := &Config{
 		Provisioning: Provisioning{
 			GlobalEndpoint: DefaultGlobalEndpoint,
 			Transport:      TransportHTTPS,
@@ -273,6 +278,8 @@ func Default() *Config {
 		StateDir: DefaultStateDir,
 		lines:    map[string]int{},
 	}
+	defaultStreamsMux(&c.Streams)
+	return c
 }
 
 // DialAddr applies the resolve overrides: it returns the address to dial

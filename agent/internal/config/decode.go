@@ -219,6 +219,9 @@ var allFields = []string{
 	"hub.transport", "hub.keepalive", "hub.retry_cached_hub_for", "hub.token_ttl", "hub.reprovision_method",
 	"proxy.url",
 	"streams.targets", "streams.max_concurrent", "streams.idle_timeout", "streams.handshake_timeout",
+	"streams.mux.enabled", "streams.mux.max_conns_per_stream", "streams.mux.max_conns", "streams.socks.allow",
+	"streams.keepalive.interval", "streams.keepalive.timeout",
+	"streams.audit.file", "streams.audit.max_size", "streams.audit.max_files",
 	"state_dir", "ca_file", "resolve",
 	"log.level", "log.format", "log.destination", "log.file", "log.max_size", "log.max_files",
 }
@@ -522,8 +525,12 @@ func (d *decoder) proxy(field string, n *yaml.Node) {
 
 func (d *decoder) streams(field string, n *yaml.Node) {
 	s := &d.cfg.Streams
-	known := []string{"targets", "max_concurrent", "idle_timeout", "handshake_timeout"}
+	known := []string{"targets", "max_concurrent", "idle_timeout", "handshake_timeout", "mux", "socks", "keepalive", "audit"}
 	d.mapping(n, field, known, map[string]fieldFunc{
+		"mux":               d.streamsMux,
+		"socks":             d.streamsSocks,
+		"keepalive":         d.streamsKeepalive,
+		"audit":             d.streamsAudit,
 		"targets":           d.targets,
 		"max_concurrent":    d.setInt(&s.MaxConcurrent, "8"),
 		"idle_timeout":      d.setDuration(&s.IdleTimeout, "30m"),

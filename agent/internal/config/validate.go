@@ -90,6 +90,7 @@ func (c *Config) validate() []*FieldError {
 	k.hub()
 	k.proxy()
 	k.streams()
+	k.streamsMux()
 	k.top()
 	k.log()
 	k.healthMetrics()

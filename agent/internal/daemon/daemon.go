@@ -19,6 +19,7 @@ import (
 	"github.com/porthole-iot/porthole/agent/internal/provision"
 	"github.com/porthole-iot/porthole/agent/internal/state"
 	"github.com/porthole-iot/porthole/sdk/retry"
+	"github.com/porthole-iot/porthole/sdk/stream"
 )
 
 // DefaultGracePeriod is how long SIGTERM lets open streams finish.
@@ -156,8 +157,18 @@ func Run(ctx context.Context, opts Options) error {
 		sigs = ch
 	}
 
+	var audit *stream.AuditLog
+	if f := cfg.Streams.Audit.File; f != "" {
+		w, err := logsink.OpenFile(f, cfg.Streams.Audit.MaxSize, cfg.Streams.Audit.MaxFiles, opts.Log)
+		if err != nil {
+			return fmt.Errorf("daemon: audit file: %w", err)
+		}
+		defer w.Close()
+		audit = stream.NewAuditLog(w)
+	}
 	d.health = newHealthReporter(opts.Clock, cfg.Health.TwinInterval, d.log, d.healthReport, d.sendHealth)
-	d.bridge = bridge.New(bridge.Config{Policy: bridge.PolicyFrom(cfg.Streams), Logger: d.log, Changed: d.health.Kick, Now: d.now})
+	d.bridge = bridge.New(bridge.Config{Policy: bridge.PolicyFrom(cfg.Streams), Logger: d.log, Changed: d.health.Kick, Now: d.now,
+		Audit: audit, Clock: opts.Clock})
 	defer d.bridge.Close()
 
 	prov, regID, err := d.newProvisioner(cfg, store, false)

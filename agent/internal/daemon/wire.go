@@ -191,4 +191,9 @@ func (s streamRequest) Accept(ctx context.Context) (net.Conn, error) {
 
 func (s streamRequest) Reject(ctx context.Context) error { return s.r.Reject(ctx) }
 
+// RequestID and StreamID feed the bridge's registry and audit trail.
+func (s streamRequest) RequestID() string { return s.r.RequestID }
+
+func (s streamRequest) StreamID() string { return bridge.StreamIDFromURL(s.r.URL) }
+
 var _ bridge.Request = streamRequest{}

@@ -233,6 +233,9 @@ type world struct {
 	agentExec []string
 	extraYAML string // appended to the agent's config
 	logYAML   string // lines under the agent config's log: section
+	// streamsExtra is YAML added under the agent config's streams key
+	// (indented by two spaces), e.g. socks or audit settings.
+	streamsExtra string
 }
 
 // newWorld starts hubsim, enrolls the device, writes the operator's
@@ -261,6 +264,9 @@ type worldOptions struct {
 	agentYAML string   // appended to the agent's config
 	stateDir  string   // the agent's state_dir ("": dir/agent-state)
 	logYAML   string   // lines added under the agent's log: section
+	// streamsYAML is added under the agent's streams: section (indented
+	// by two spaces).
+	streamsYAML string
 }
 
 // newWorldWith is newWorld shaped by o.
@@ -276,7 +282,7 @@ func newWorldWith(t testing.TB, o worldOptions) *world {
 		host = "127.0.0.1"
 	}
 	w := &world{t: t, dir: dir, user: currentUser(t), sshKey: o.sshKey, agentExec: o.agentExec,
-		extraYAML: o.agentYAML, logYAML: o.logYAML, agentState: o.stateDir}
+		extraYAML: o.agentYAML, logYAML: o.logYAML, agentState: o.stateDir, streamsExtra: o.streamsYAML}
 	w.sim = startSimOn(t, dir, host, 0, 0)
 	w.key = newKey(t)
 	w.sim.enroll(t, w.key)
@@ -325,6 +331,7 @@ func (w *world) writeAgentConfig(targets map[string]string) {
 	for _, n := range names {
 		fmt.Fprintf(&b, "    %s: %s\n", n, targets[n])
 	}
+	b.WriteString(w.streamsExtra)
 	fmt.Fprintf(&b, "state_dir: %s\nca_file: %s\nresolve:\n", w.agentState, w.sim.status.CAFile)
 	for _, r := range w.sim.agentResolve() {
 		fmt.Fprintf(&b, "  - %s\n", r)

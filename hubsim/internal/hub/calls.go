@@ -216,7 +216,7 @@ func (h *Hub) RequestStream(ctx context.Context, req StreamRequest) (StreamResul
 		return StreamResult{}, err
 	}
 	ticket, err := rl.Create(relay.StreamSpec{Hub: h.host, HubName: h.name, DeviceID: req.DeviceID, ModuleID: req.ModuleID,
-		Name: req.Name, HandshakeTimeout: req.ConnectTimeout})
+		Name: req.Name, Policy: req.Policy, HandshakeTimeout: req.ConnectTimeout})
 	if err != nil {
 		emit("failed", 0, err.Error())
 		if errors.Is(err, relay.ErrThrottled) {

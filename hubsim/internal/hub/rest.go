@@ -584,7 +584,10 @@ func (h *Hub) restStream(w http.ResponseWriter, r *http.Request, id, mid, name s
 		h.writeErr(w, err)
 		return
 	}
-	res, err := h.RequestStream(r.Context(), StreamRequest{DeviceID: id, ModuleID: mid, Name: name, ConnectTimeout: ct, ResponseTimeout: rt})
+	// The request was authorized, so its token parses; skn names the policy.
+	tok, _ := sas.Parse(r.Header.Get("Authorization"))
+	res, err := h.RequestStream(r.Context(), StreamRequest{DeviceID: id, ModuleID: mid, Name: name, Policy: tok.KeyName,
+		ConnectTimeout: ct, ResponseTimeout: rt})
 	if errors.Is(err, ErrNoRelay) {
 		writeRESTError(w, errorCode{503, "ServiceUnavailable", 503001}, err.Error(), h.now())
 		return

@@ -328,7 +328,8 @@ func TestRESTStreams(t *testing.T) {
 		r.header.Get("iothub-streaming-auth-token") != "stok-s1" {
 		t.Fatalf("accepted: %d %v", r.status, r.header)
 	}
-	if spec := e.relay.created[0]; spec.HandshakeTimeout != 20*time.Second || spec.Name != "ssh" || spec.Hub != "hub1.example.net" || spec.HubName != "lab-hub" {
+	if spec := e.relay.created[0]; spec.HandshakeTimeout != 20*time.Second || spec.Name != "ssh" || spec.Hub != "hub1.example.net" ||
+		spec.HubName != "lab-hub" || spec.Policy != "service" {
 		t.Errorf("relay spec %+v", spec)
 	}
 	// The hub tells the relay directly that the device accepted.

@@ -141,6 +141,8 @@ type StreamRequest struct {
 	DeviceID string
 	ModuleID string
 	Name     string
+	// Policy is the requesting shared access policy (skn), for the records.
+	Policy string
 	// ConnectTimeout bounds the relay handshake; zero means the relay default.
 	ConnectTimeout time.Duration
 	// ResponseTimeout bounds the wait for the device's answer; zero means 30 s.

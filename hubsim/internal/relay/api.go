@@ -14,6 +14,10 @@ type StreamSpec struct {
 	DeviceID string
 	ModuleID string // empty for a device stream
 	Name     string // stream name from the service request
+	// Policy is the shared access policy (the token's skn) of the service
+	// request, written into every DeviceStreams record of the stream so
+	// that the service side can say which credential opened which stream.
+	Policy string
 	// HandshakeTimeout bounds how long the relay waits for both sides to
 	// connect; zero means the relay's configured default (60 s).
 	HandshakeTimeout time.Duration

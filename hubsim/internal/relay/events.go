@@ -34,6 +34,7 @@ type recordProps struct {
 	RequestName    string `json:"requestName"`
 	Direction      string `json:"direction"`
 	StreamID       string `json:"streamId"`
+	Policy         string `json:"skn,omitempty"`
 	Status         string `json:"status"`
 	Reason         string `json:"reason,omitempty"`
 	BytesToDevice  *int64 `json:"bytesToDevice,omitempty"`
@@ -88,6 +89,7 @@ func (r *Relay) writeEvent(st *session, op, status, reason string, dur time.Dura
 		RequestName:    st.spec.Name,
 		Direction:      "c2d",
 		StreamID:       st.id,
+		Policy:         st.spec.Policy,
 		Status:         status,
 		Reason:         reason,
 		BytesToDevice:  toDevice,

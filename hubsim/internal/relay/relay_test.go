@@ -437,7 +437,7 @@ func TestEventResourceIDUsesHubName(t *testing.T) {
 
 func TestEventShape(t *testing.T) {
 	e := newEnv(t, Config{})
-	e.create(t, StreamSpec{Hub: "myhub.azure-devices.net", DeviceID: "dev1", ModuleID: "m", Name: "ssh"})
+	e.create(t, StreamSpec{Hub: "myhub.azure-devices.net", DeviceID: "dev1", ModuleID: "m", Name: "ssh", Policy: "iothubowner"})
 	recs := e.events.records(t)
 	if len(recs) != 1 {
 		t.Fatalf("%d records", len(recs))
@@ -454,7 +454,7 @@ func TestEventShape(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.Properties), &p); err != nil {
 		t.Fatalf("properties %q: %v", r.Properties, err)
 	}
-	if p.DeviceID != "dev1" || p.ModuleID != "m" || p.RequestName != "ssh" || p.Direction != "c2d" || p.StreamID == "" {
+	if p.DeviceID != "dev1" || p.ModuleID != "m" || p.RequestName != "ssh" || p.Direction != "c2d" || p.StreamID == "" || p.Policy != "iothubowner" {
 		t.Fatalf("properties %+v", p)
 	}
 	if strings.Contains(r.Properties, "token") {

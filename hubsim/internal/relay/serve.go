@@ -189,12 +189,18 @@ func (r *Relay) pump(st *session, side int, own, peer *websocket.Conn) (code int
 	src := &srcReader{}
 	fl := newFrameFlusher(peer)
 	peerOK := true
+	forwardControl(own, peer)
 	for {
 		mt, fr, err := own.NextReader()
 		if err != nil {
 			var ce *websocket.CloseError
 			if errors.As(err, &ce) && (ce.Code == websocket.CloseNormalClosure || ce.Code == websocket.CloseNoStatusReceived) {
 				return closeNormal, "", "closed"
+			}
+			if errors.As(err, &ce) && ce.Code >= closeAppMin && ce.Code <= closeAppMax {
+				// An application's own status (porthole's agent says why
+				// it closed a stream): pass it on unchanged.
+				return ce.Code, ce.Text, "closed"
 			}
 			return closeGoingAway, sideNames[side] + " disconnected", "dropped"
 		}
@@ -247,6 +253,24 @@ func (r *Relay) pump(st *session, side int, own, peer *websocket.Conn) (code int
 			r.end(st, closeGoingAway, sideNames[1-side]+" disconnected", "dropped")
 		}
 	}
+}
+
+// forwardControl makes own's pings and pongs go to peer as they are, so a
+// ping measures the whole path from one end to the other. Azure does not
+// document what its streaming endpoint does with control frames; hubsim
+// forwards them (RFC 6455 leaves intermediaries free to), because answering
+// them itself would hide a peer that vanished behind a dead NAT mapping.
+// The handlers run on own's reader (pump); WriteControl is safe alongside
+// the other pump's writes to peer.
+func forwardControl(own, peer *websocket.Conn) {
+	own.SetPingHandler(func(data string) error {
+		_ = peer.WriteControl(websocket.PingMessage, []byte(data), time.Now().Add(closeGrace))
+		return nil
+	})
+	own.SetPongHandler(func(data string) error {
+		_ = peer.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(closeGrace))
+		return nil
+	})
 }
 
 // closeAndDrain sends a close frame and waits briefly for the answer.

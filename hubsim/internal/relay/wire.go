@@ -45,6 +45,10 @@ const (
 	closeGoingAway   = 1001 // the other side dropped, or the relay shuts down
 	closeUnsupported = 1003 // a text frame on a byte stream
 	closeError       = 1011 // handshake timeout or cancelled stream
+	// closeAppMin..closeAppMax are the statuses reserved for applications
+	// (RFC 6455 §7.4.2); the relay forwards them to the other side.
+	closeAppMin = 4000
+	closeAppMax = 4999
 )
 
 // closeGrace bounds how long the relay waits for a close frame to be written

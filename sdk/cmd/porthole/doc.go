@@ -3,7 +3,8 @@
 //
 //	porthole ssh [user@]<device> [--stream ssh] [-- ssh args…]
 //	porthole stdio <device> [--stream ssh]
-//	porthole proxy <device> -L [addr:]<port> [--stream ssh]
+//	porthole proxy <device> -L [addr:]<port>[:target] [-L …] [--stream ssh] [--mux auto|on|off]
+//	porthole socks <device> -D [addr:]<port>
 //	porthole invoke <device> <method> [--payload JSON] [--timeout 30s]
 //	porthole dps enroll <registrationId> [--symmetric-key K] [--group] [--hub host]…
 //	porthole dps get|delete <id> [--group]
@@ -17,8 +18,19 @@
 // values for either replace them. stdio bridges one stream to standard
 // input and output (what ProxyCommand needs); when the far end closes the
 // stream with a status (1001 when the device's agent shuts down), it says
-// so on stderr, which ssh shows. proxy listens locally and opens one
-// stream per accepted connection until interrupted.
+// so on stderr, which ssh shows; SIGHUP (which ssh sends its ProxyCommand
+// when it exits), SIGINT and SIGTERM end the stream with a normal close.
+//
+// proxy listens on every -L and carries all their connections inside one
+// multiplexed stream (sdk/stream/mux), reopened with backoff when it drops;
+// against a device without multiplexing it opens one stream per
+// connection, paced at --stream-rate (4/s; IoT Hub allows 5 new streams per
+// second per hub) and waiting out a 429's Retry-After, so connections are
+// delayed, never dropped. socks is a SOCKS5 server (CONNECT, no
+// authentication) whose destinations the device's allow-list decides; its
+// refusals reach the client as SOCKS reply codes. proxy, socks and stdio
+// ping their stream (--keepalive 20s, --keepalive-timeout 60s) and append
+// one JSON audit line per stream and connection to --audit FILE.
 //
 // # Connection settings
 //

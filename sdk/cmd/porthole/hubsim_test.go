@@ -19,6 +19,7 @@ import (
 	"github.com/porthole-iot/porthole/hubsim/hubsimtest"
 	"github.com/porthole-iot/porthole/sdk/service/servicetest"
 	"github.com/porthole-iot/porthole/sdk/stream"
+	"github.com/porthole-iot/porthole/sdk/stream/mux"
 )
 
 const hubHost = "hub-eu.local"
@@ -206,7 +207,9 @@ func TestStdioRejectedAndOffline(t *testing.T) {
 // (Ctrl-C) stops the proxy and every bridge.
 func TestProxy(t *testing.T) {
 	sim := hubsimtest.New(t)
-	dev := startDevice(t, sim, "dev1", nil)
+	// A device without multiplexing: the proxy falls back to one stream
+	// per connection.
+	dev := startDevice(t, sim, "dev1", func(c *servicetest.DeviceConfig) { c.Accept = func(n string) bool { return n != mux.StreamName } })
 	ctx, cancel := timeoutCtx(t)
 	defer cancel()
 	e := testEnv(t, nil)

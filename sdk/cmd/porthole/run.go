@@ -51,7 +51,8 @@ func defaultEnv() *env {
 const usage = `usage:
   porthole ssh [user@]<device> [--stream ssh] [--user U] [-- ssh args...]
   porthole stdio <device> [--stream ssh]
-  porthole proxy <device> -L [addr:]<port> [--stream ssh]
+  porthole proxy <device> -L [addr:]<port>[:target] [-L ...] [--stream ssh] [--mux auto|on|off]
+  porthole socks <device> -D [addr:]<port>
   porthole invoke <device> <method> [--payload JSON] [--timeout 30s]
   porthole dps enroll <registrationId> [--symmetric-key K] [--group] [--hub host]...
   porthole dps get|delete <id> [--group]
@@ -78,6 +79,8 @@ func runEnv(ctx context.Context, e *env, args []string, stdin io.Reader, stdout,
 		return cmdStdio(ctx, e, rest, stdin, stdout, stderr)
 	case "proxy":
 		return cmdProxy(ctx, e, rest, stderr)
+	case "socks":
+		return cmdSocks(ctx, e, rest, stderr)
 	case "invoke":
 		return cmdInvoke(ctx, e, rest, stdout, stderr)
 	case "dps":

@@ -18,7 +18,19 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain runs porthole's real main when the test binary is started as
+// porthole by a test (runMainEnv), else the tests.
+func TestMain(m *testing.M) {
+	if os.Getenv(runMainEnv) == "1" {
+		os.Args = append([]string{"porthole"}, os.Args[1:]...)
+		main()
+		return
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// runMainEnv makes the test binary run porthole's main.
+const runMainEnv = "PORTHOLE_TEST_RUN_MAIN"
 
 const testKey = "c2VjcmV0LWtleS1zZWNyZXQta2V5LXNlY3JldC1rZXk=" // base64, 32 bytes
 

@@ -8,6 +8,8 @@ import (
 	"net"
 	"time"
 
+	"github.com/porthole-iot/porthole/sdk/retry"
+
 	"github.com/porthole-iot/porthole/sdk/service"
 	"github.com/porthole-iot/porthole/sdk/stream"
 )
@@ -34,12 +36,17 @@ func cmdStdio(ctx context.Context, e *env, args []string, stdin io.Reader, stdou
 	var sf streamFlags
 	fs.StringVar(&sf.stream, "stream", "ssh", "stream name (the device's target)")
 	fs.StringVar(&sf.module, "module", "", "module id, for a stream to a module")
+	var of streamOptsFlags
+	of.register(fs, false)
 	pos, extra, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 || len(extra) != 0 {
 		return usagef("usage: porthole stdio <device> [--stream ssh]")
+	}
+	if err := of.check(); err != nil {
+		return err
 	}
 	s, err := loadSettings(e, &cf, stderr)
 	if err != nil {
@@ -50,12 +57,36 @@ func cmdStdio(ctx context.Context, e *env, args []string, stdin io.Reader, stdou
 		return err
 	}
 	defer c.Close()
-	conn, err := c.OpenStream(ctx, pos[0], sf.stream, sf.options()...)
+	audit, closeAudit, err := of.openAudit()
 	if err != nil {
 		return err
 	}
+	defer closeAudit()
+	start := time.Now()
+	rec := stream.AuditRecord{Side: "operator", Event: "stream", Device: pos[0], Stream: sf.stream, Kind: "plain", Destination: sf.stream, Start: start}
+	o := &opener{c: c, device: pos[0], sf: sf, of: of, log: s.log, clock: retry.RealClock()}
+	op, err := o.open(ctx, sf.stream)
+	if err != nil {
+		rec.Time, rec.Result, rec.Reason = time.Now(), "rejected", err.Error()
+		audit.Write(rec)
+		return err
+	}
 	s.log.Debug("stream open", "device", pos[0], "stream", sf.stream)
-	return pumpStdio(ctx, conn, stdin, stdout)
+	up, down, err := pumpStdio(ctx, op.conn, stdin, stdout)
+	reason := "closed"
+	var ce *stream.CloseError
+	switch {
+	case errors.As(err, &ce):
+		reason = "closed by device: " + ce.Reason
+	case ctx.Err() != nil:
+		reason = "interrupted"
+	case err != nil:
+		reason = err.Error()
+	}
+	rec.StreamID, rec.Time, rec.Result, rec.Reason = op.streamID, time.Now(), "accepted", reason
+	rec.BytesToTarget, rec.BytesFromTarget, rec.DurationMs = up, down, time.Since(start).Milliseconds()
+	audit.Write(rec)
+	return err
 }
 
 // pumpStdio copies stdin to the stream and the stream to stdout until either
@@ -68,18 +99,20 @@ func cmdStdio(ctx context.Context, e *env, args []string, stdin io.Reader, stdou
 // pumpStdio makes it pollable (see pollable) and interrupts the read with a
 // deadline; when stdin is an io.Closer it is closed; any other reader must
 // end by itself.
-func pumpStdio(ctx context.Context, conn *stream.Conn, stdin io.Reader, stdout io.Writer) error {
+func pumpStdio(ctx context.Context, conn *stream.Conn, stdin io.Reader, stdout io.Writer) (up, down int64, _ error) {
 	in, restore := pollable(stdin)
 	defer restore()
 
 	inDone := make(chan error, 1)
 	go func() { // owned by pumpStdio: waited for below
-		_, err := conn.ReadFrom(in)
+		n, err := conn.ReadFrom(in)
+		up = n
 		inDone <- err
 	}()
 	outDone := make(chan error, 1)
 	go func() { // owned by pumpStdio: waited for below
-		_, err := conn.WriteTo(stdout)
+		n, err := conn.WriteTo(stdout)
+		down = n
 		outDone <- err
 	}()
 
@@ -105,12 +138,12 @@ func pumpStdio(ctx context.Context, conn *stream.Conn, stdin io.Reader, stdout i
 	// first (a write only sees the stream gone, the read sees why).
 	var ce *stream.CloseError
 	if ctx.Err() == nil && errors.As(outErr, &ce) {
-		return &streamClosedError{ce}
+		return up, down, &streamClosedError{ce}
 	}
 	if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-		return nil // interrupted, or a copy saw the stream close under it
+		return up, down, nil // interrupted, or a copy saw the stream close under it
 	}
-	return err
+	return up, down, err
 }
 
 // streamClosedError reports a stream the far end (the device's agent, or

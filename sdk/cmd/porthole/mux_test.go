@@ -1,0 +1,387 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/porthole-iot/porthole/hubsim/hubsimtest"
+	"github.com/porthole-iot/porthole/sdk/service/servicetest"
+	"github.com/porthole-iot/porthole/sdk/stream"
+	"github.com/porthole-iot/porthole/sdk/stream/mux"
+)
+
+// echoListener is a TCP echo service that half-closes at EOF.
+func echoListener(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				io.Copy(c, c)
+				c.(*net.TCPConn).CloseWrite()
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// muxDevice is a fake device that serves multiplexed streams with named
+// targets and an allow function for dials, like the agent does.
+type muxDevice struct {
+	targets map[string]string
+	allow   func(dest string) bool
+}
+
+func (d muxDevice) Open(ctx context.Context, id uint32, req mux.Request) (net.Conn, error) {
+	addr := d.targets[req.Name]
+	if req.Kind == mux.KindDial {
+		if d.allow == nil || !d.allow(req.Name) {
+			return nil, &mux.Refusal{Code: mux.CodeNotAllowed, Reason: req.Name + " not allowed"}
+		}
+		addr = req.Name
+		if h, p, _ := net.SplitHostPort(addr); h == "localhost" {
+			addr = "127.0.0.1:" + p
+		}
+	}
+	if addr == "" {
+		return nil, &mux.Refusal{Code: mux.CodeNotAllowed, Reason: "no target " + req.Name}
+	}
+	var dd net.Dialer
+	return dd.DialContext(ctx, "tcp", addr)
+}
+
+func (muxDevice) Closed(uint32, mux.Request, mux.Result) {}
+
+func (d muxDevice) serve(ctx context.Context, name string, c net.Conn) {
+	if name != mux.StreamName {
+		io.Copy(c, c)
+		return
+	}
+	srv, err := mux.NewServer(c, mux.Config{MaxConns: 200}, d)
+	if err != nil {
+		return
+	}
+	srv.Serve(ctx)
+}
+
+// startProxy runs porthole proxy with args and returns the listening
+// addresses, in -L order, and a stop function returning its error.
+func startProxy(t *testing.T, sim *hubsimtest.Sim, n int, args ...string) ([]string, *syncBuffer, func() error) {
+	t.Helper()
+	e := testEnv(t, nil)
+	addrc := make(chan net.Addr, n)
+	e.onListen = func(a net.Addr) { addrc <- a }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	stderr := &syncBuffer{}
+	go func() {
+		done <- runEnv(ctx, e, append(append([]string{"proxy", "dev1"}, args...), simFlags(sim)...), nil, io.Discard, stderr)
+	}()
+	var addrs []string
+	for range n {
+		select {
+		case a := <-addrc:
+			addrs = append(addrs, a.String())
+		case err := <-done:
+			cancel()
+			t.Fatalf("proxy ended: %v\n%s", err, stderr.String())
+		case <-time.After(60 * time.Second):
+			cancel()
+			t.Fatalf("proxy not listening\n%s", stderr.String())
+		}
+	}
+	stopped := false
+	stop := func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		cancel()
+		return <-done
+	}
+	t.Cleanup(func() { stop() })
+	return addrs, stderr, stop
+}
+
+// sendExact sends size random bytes through addr to an echo target and
+// checks what comes back. With halfClose it ends its sending side and reads
+// to EOF; without (a plain stream has no half-close) it reads size bytes.
+func sendExact(addr string, size int, halfClose bool) error {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	data := make([]byte, size)
+	rand.Read(data)
+	want := sha256.Sum256(data)
+	go func() {
+		c.Write(data)
+		if halfClose {
+			c.(*net.TCPConn).CloseWrite()
+		}
+	}()
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	h := sha256.New()
+	var r io.Reader = c
+	if !halfClose {
+		r = io.LimitReader(c, int64(size))
+	}
+	n, err := io.Copy(h, r)
+	if err != nil {
+		return err
+	}
+	if n != int64(size) || !bytes.Equal(h.Sum(nil), want[:]) {
+		return fmt.Errorf("%s: %d bytes back of %d, sha256 differs", addr, n, size)
+	}
+	return nil
+}
+
+func auditLines(t *testing.T, path string) []stream.AuditRecord {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []stream.AuditRecord
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		var r stream.AuditRecord
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("audit line %q: %v", sc.Text(), err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// TestProxyMuxForwards: two forwards share one multiplexed stream; 100
+// concurrent connections arrive byte-exact; the operator's audit file has
+// one line per connection.
+func TestProxyMuxForwards(t *testing.T) {
+	sim := hubsimtest.New(t)
+	dev := startDevice(t, sim, "dev1", func(c *servicetest.DeviceConfig) {
+		c.Serve = muxDevice{targets: map[string]string{"web": echoListener(t), "ssh": echoListener(t)}}.serve
+	})
+	audit := filepath.Join(t.TempDir(), "audit.jsonl")
+	addrs, logs, stop := startProxy(t, sim, 2, "-L", "127.0.0.1:0:web", "-L", "127.0.0.1:0:ssh", "--audit", audit)
+	const n = 100
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- sendExact(addrs[i%2], 32<<10+i*101, true)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	if got := dev.Requests(); len(got) != 1 || got[0] != mux.StreamName {
+		t.Errorf("stream requests %v, want one %s", got, mux.StreamName)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	recs := auditLines(t, audit)
+	conns := 0
+	for _, r := range recs {
+		if r.Event == "connection" {
+			conns++
+			if r.Side != "operator" || r.Result != "accepted" || r.Conn == 0 || r.BytesToTarget != r.BytesFromTarget || r.Kind != "target" {
+				t.Errorf("record %+v", r)
+			}
+		}
+	}
+	if conns != n {
+		t.Errorf("%d connection records, want %d\n%s", conns, n, logs.String())
+	}
+	if st, _ := os.Stat(audit); st.Mode().Perm() != 0o600 {
+		t.Errorf("audit file mode %v", st.Mode())
+	}
+}
+
+// TestProxyPacedWithoutMux: against a device without multiplexing, 15
+// connections at once each get a stream of their own; the hub's 5 new
+// streams per second answer some requests with 429, and the proxy waits
+// and retries instead of dropping any connection.
+func TestProxyPacedWithoutMux(t *testing.T) {
+	sim := hubsimtest.New(t)
+	startDevice(t, sim, "dev1", func(c *servicetest.DeviceConfig) { c.Accept = func(n string) bool { return n != mux.StreamName } })
+	// --stream-rate 100: no pacing of our own, so the hub throttles.
+	addrs, logs, stop := startProxy(t, sim, 1, "-L", "127.0.0.1:0:ssh", "--stream-rate", "100")
+	const n = 15
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- sendExact(addrs[0], 1000+i, false)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	stop()
+	out := logs.String()
+	if !strings.Contains(out, "one stream per connection") {
+		t.Errorf("no fallback message:\n%s", out)
+	}
+	if !strings.Contains(out, "stream request delayed") || !strings.Contains(out, "429") {
+		t.Errorf("the hub never throttled (or the proxy did not say so); the test proves nothing:\n%s", out)
+	}
+}
+
+// TestSocksCurl: curl --socks5-hostname through porthole socks reaches an
+// HTTP server the device allows; a destination it does not allow gets
+// SOCKS reply 2 (not allowed) and an audit line.
+func TestSocksCurl(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("curl is needed for this test and is missing")
+		}
+		t.Skip("curl not installed")
+	}
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello from the device side, host %s\n", r.Host)
+	}))
+	defer web.Close()
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(web.URL, "http://"))
+	allowed := "localhost:" + port
+	sim := hubsimtest.New(t)
+	startDevice(t, sim, "dev1", func(c *servicetest.DeviceConfig) {
+		c.Serve = muxDevice{allow: func(d string) bool { return d == allowed }}.serve
+	})
+	e := testEnv(t, nil)
+	addrc := make(chan net.Addr, 1)
+	e.onListen = func(a net.Addr) { addrc <- a }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	audit := filepath.Join(t.TempDir(), "audit.jsonl")
+	done := make(chan error, 1)
+	var stderr syncBuffer
+	go func() {
+		done <- runEnv(ctx, e, append([]string{"socks", "dev1", "-D", "127.0.0.1:0", "--audit", audit}, simFlags(sim)...), nil, io.Discard, &stderr)
+	}()
+	var addr net.Addr
+	select {
+	case addr = <-addrc:
+	case err := <-done:
+		t.Fatalf("socks ended: %v\n%s", err, stderr.String())
+	}
+	run := func(url string) (string, int) {
+		cctx, ccancel := context.WithTimeout(ctx, 60*time.Second)
+		defer ccancel()
+		out, err := exec.CommandContext(cctx, curl, "-sS", "--max-time", "30", "--socks5-hostname", addr.String(), url).CombinedOutput()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return string(out), ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(out), 0
+	}
+	out, code := run("http://" + allowed + "/")
+	if code != 0 || out != "hello from the device side, host "+allowed+"\n" {
+		t.Fatalf("allowed: exit %d, output %q\n%s", code, out, stderr.String())
+	}
+	out, code = run("http://localhost:1/")
+	// curl 97: the proxy handshake failed; it names the SOCKS reply.
+	if code == 0 || !strings.Contains(out, "SOCKS") {
+		t.Fatalf("disallowed: exit %d, output %q", code, out)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var rejected, accepted int
+	for _, r := range auditLines(t, audit) {
+		switch {
+		case r.Event == "connection" && r.Result == "rejected" && r.Destination == "localhost:1" && strings.Contains(r.Reason, "not allowed"):
+			rejected++
+		case r.Event == "connection" && r.Result == "accepted" && r.Destination == allowed && r.BytesFromTarget > 0:
+			accepted++
+		}
+	}
+	if rejected != 1 || accepted != 1 {
+		t.Errorf("audit: %d rejected, %d accepted\n%+v", rejected, accepted, auditLines(t, audit))
+	}
+}
+
+// TestSocksNeedsMux: against a device without multiplexing porthole socks
+// says so and sends nothing on a stream.
+func TestSocksNeedsMux(t *testing.T) {
+	sim := hubsimtest.New(t)
+	startDevice(t, sim, "dev1", func(c *servicetest.DeviceConfig) { c.Accept = func(n string) bool { return n != mux.StreamName } })
+	ctx, cancel := timeoutCtx(t)
+	defer cancel()
+	err := runEnv(ctx, testEnv(t, nil), append([]string{"socks", "dev1", "-D", "127.0.0.1:0"}, simFlags(sim)...), nil, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "needs multiplexed streams") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestParseForward(t *testing.T) {
+	tests := []struct {
+		in, listen, target string
+		bad                bool
+	}{
+		{"2222", "127.0.0.1:2222", "ssh", false},
+		{"0.0.0.0:2222", "0.0.0.0:2222", "ssh", false},
+		{"8080:web", "127.0.0.1:8080", "web", false},
+		{"127.0.0.2:8080:web", "127.0.0.2:8080", "web", false},
+		{"[::1]:8080:web", "[::1]:8080", "web", false},
+		{"web", "", "", true},
+		{"8080:", "", "", true},
+		{"host:web", "", "", true},
+	}
+	for _, tc := range tests {
+		f, err := parseForward(tc.in, "ssh")
+		if tc.bad != (err != nil) || f.listen != tc.listen || f.target != tc.target {
+			t.Errorf("%q: %+v, %v", tc.in, f, err)
+		}
+	}
+}
