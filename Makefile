@@ -26,7 +26,7 @@ TEST_TOOLS := ssh=openssh-client scp=openssh-client sshd=openssh-server \
 	qemu-mipsel-static=qemu-user-static dpkg-deb=dpkg make=make lintian=lintian \
 	systemd-analyze=systemd unshare=util-linux nsenter=util-linux \
 	systemd-nspawn=systemd-container mmdebstrap=mmdebstrap zstd=zstd git=git \
-	ip=iproute2 nft=nftables
+	ip=iproute2 nft=nftables /usr/share/bash-completion/bash_completion=bash-completion
 
 .PHONY: all build test lint vet fmt-check demo bench soak fuzz chaos clean tools help
 

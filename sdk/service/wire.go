@@ -21,6 +21,9 @@ const (
 	// queryAPIVersion is the query parameter carrying the api-version.
 	// [Azure/azure-iot-sdk-node common/core/src/endpoint.ts (versionQueryString)]
 	queryAPIVersion = "api-version"
+	// pathQuery is the twin query endpoint (POST, body {"query": …}).
+	// [Azure/azure-iot-sdk-node service/src/service.json (Query_GetTwins: /devices/query, QuerySpecification)]
+	pathQuery = "/devices/query"
 )
 
 // Request and response headers.
@@ -46,6 +49,15 @@ const (
 	// [Azure/azure-rest-api-specs specification/deviceprovisioningservices/data-plane/Microsoft.Devices/stable/2021-10-01/service.json]
 	hdrDPSErrorCode = "x-ms-error-code"
 	hdrRetryAfter   = "Retry-After"
+	// hdrContinuation carries the query continuation token, both ways: the
+	// hub sets it when more pages remain; the client sends it back for the
+	// next page. hdrMaxItemCount asks for a page size; hdrItemType names
+	// what a page holds ("twin" for SELECT *, "raw" for projections).
+	// [Azure/azure-iot-sdk-node service/src/registry.ts (createQuery) and service/src/query.ts (next)],
+	// [Azure/azure-iot-sdk-java service/iot-service-client/src/main/java/com/microsoft/azure/sdk/iot/service/devicetwin/Query.java]
+	hdrContinuation = "x-ms-continuation"
+	hdrMaxItemCount = "x-ms-max-item-count"
+	hdrItemType     = "x-ms-item-type"
 	hdrIfMatch      = "If-Match"
 	// contentTypeJSON is the request body type the Node service clients send.
 	// [Azure/azure-iot-sdk-node service/src/device_method.ts]

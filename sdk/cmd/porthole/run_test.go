@@ -36,6 +36,7 @@ func testEnv(t *testing.T, vars map[string]string) *env {
 		executable:    func() (string, error) { return "/opt/porthole/bin/porthole", nil },
 		command:       exec.CommandContext,
 		userConfigDir: func() (string, error) { return dir, nil },
+		userCacheDir:  func() (string, error) { return filepath.Join(dir, "cache"), nil },
 	}
 }
 
@@ -76,7 +77,7 @@ func TestSettingsPrecedence(t *testing.T) {
 			wantHost: "env", wantDPS: "dpsenv", wantCA: "/file/ca.pem", wantResolve: map[string]string{"a.example:443": "127.0.0.1:1"}},
 		{name: "flags over env", config: file, vars: map[string]string{envConnectionString: cs("env")},
 			flags:    []string{"--connection-string", cs("flag"), "--ca", "/flag/ca.pem", "--resolve", "B.example:8443=127.0.0.2:2", "--dps-connection-string", cs("dpsflag")},
-			wantHost: "flag", wantDPS: "dpsflag", wantCA: "/flag/ca.pem", wantResolve: map[string]string{"b.example:8443": "127.0.0.2:2"}, wantFromFlag: true},
+			wantHost: "flag", wantDPS: "dpsflag", wantCA: "/flag/ca.pem", wantResolve: map[string]string{"a.example:443": "127.0.0.1:1", "b.example:8443": "127.0.0.2:2"}, wantFromFlag: true},
 		{name: "nothing", wantResolve: map[string]string{}},
 		{name: "unknown key", config: "connection_strings: x\n", wantErr: true},
 		{name: "bad resolve", config: "resolve: [\"nope\"]\n", wantErr: true},

@@ -34,6 +34,7 @@ func cmdStdio(ctx context.Context, e *env, args []string, stdin io.Reader, stdou
 	var sf streamFlags
 	fs.StringVar(&sf.stream, "stream", "ssh", "stream name (the device's target)")
 	fs.StringVar(&sf.module, "module", "", "module id, for a stream to a module")
+	fs.StringVar(&cf.attach, "attach", "", "internal: the loopback address \"porthole ssh\" serves its stream on")
 	pos, extra, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -41,20 +42,19 @@ func cmdStdio(ctx context.Context, e *env, args []string, stdin io.Reader, stdou
 	if len(pos) != 1 || len(extra) != 0 {
 		return usagef("usage: porthole stdio <device> [--stream ssh]")
 	}
+	if cf.attach != "" {
+		return attachStdio(ctx, e, cf.attach, stdin, stdout)
+	}
 	s, err := loadSettings(e, &cf, stderr)
 	if err != nil {
 		return err
 	}
-	c, err := s.hubClient()
+	device := s.stripSuffix(pos[0])
+	conn, _, err := s.openStream(ctx, e, device, sf, nil)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	conn, err := c.OpenStream(ctx, pos[0], sf.stream, sf.options()...)
-	if err != nil {
-		return err
-	}
-	s.log.Debug("stream open", "device", pos[0], "stream", sf.stream)
+	s.log.Debug("stream open", "device", device, "stream", sf.stream)
 	return pumpStdio(ctx, conn, stdin, stdout)
 }
 
