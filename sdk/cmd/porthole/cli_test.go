@@ -179,13 +179,10 @@ func TestCompletionScripts(t *testing.T) {
 	}
 
 	// A porthole binary for the script to call.
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "porthole")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	bin := buildPorthole(t)
+	dir := filepath.Dir(bin)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if b, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, b)
-	}
 	home := t.TempDir()
 	cacheHome := filepath.Join(home, ".cache")
 	if err := writeFileAtomic(filepath.Join(cacheHome, "porthole", "default", "devices.json"),

@@ -51,6 +51,11 @@ func checkServiceString(cs, what string) error {
 		return nil
 	}
 	if dc, err := auth.ParseDeviceConnectionString(cs); err == nil && dc.DeviceID != "" {
+		if what == "DPS" {
+			return usagef("DPS: this is a device connection string (it has DeviceId=); porthole needs the Device Provisioning Service's "+
+				"service connection string, HostName=<dps>.azure-devices-provisioning.net;SharedAccessKeyName=…;SharedAccessKey=…, "+
+				"of a policy with enrollment write (Azure portal: DPS → Settings → Shared access policies → provisioningserviceowner)")
+		}
 		return usagef("%s: this is a device connection string (it has DeviceId=); porthole needs a hub's service connection string, "+
 			"HostName=…;SharedAccessKeyName=…;SharedAccessKey=…, of a shared access policy with ServiceConnect and RegistryRead "+
 			"(Azure portal: IoT hub → Security settings → Shared access policies → service; or: az iot hub connection-string show --policy-name service)", what)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,12 +75,19 @@ func (f *fleet) run(t *testing.T, args ...string) (stdout, stderr string, err er
 // the refusal in its twin the way the agent does), and reports health.
 type fleetDevice struct {
 	id, hub string
+	// serve, if set, serves stream "ssh" instead of the echo.
+	serve func(ctx context.Context, conn net.Conn)
 	c       *iothub.Client
 	mu      sync.Mutex
 	report  map[string]any
 }
 
 func (f *fleet) device(t *testing.T, id, hub string) *fleetDevice {
+	t.Helper()
+	return f.deviceServing(t, id, hub, nil)
+}
+
+func (f *fleet) deviceServing(t *testing.T, id, hub string, serve func(ctx context.Context, conn net.Conn)) *fleetDevice {
 	t.Helper()
 	key := f.sim.EnrollSymmetricKey(id, func(en *hubsimtest.IndividualEnrollment) {
 		en.IoTHubs = []string{hub}
@@ -101,7 +109,7 @@ func (f *fleet) device(t *testing.T, id, hub string) *fleetDevice {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
-	d := &fleetDevice{id: id, hub: hub, c: c}
+	d := &fleetDevice{id: id, hub: hub, c: c, serve: serve}
 	started := time.Now().Add(-time.Hour).UTC().Truncate(time.Second)
 	d.report = map[string]any{"version": "1.2.3-test", "started": started.Format(time.RFC3339),
 		"hub":          map[string]any{"transport": "mqtt", "connected": true, "since": started.Format(time.RFC3339)},
@@ -122,6 +130,10 @@ func (f *fleet) device(t *testing.T, id, hub string) *fleetDevice {
 			return
 		}
 		defer conn.Close()
+		if d.serve != nil {
+			d.serve(ctx, conn)
+			return
+		}
 		_, _ = io.Copy(conn, conn)
 	})
 	if err := c.WaitSubscribed(ctx); err != nil {
