@@ -52,8 +52,8 @@ func checkServiceString(cs, what string) error {
 	}
 	if dc, err := auth.ParseDeviceConnectionString(cs); err == nil && dc.DeviceID != "" {
 		if what == "DPS" {
-			return usagef("DPS: this is a device connection string (it has DeviceId=); porthole needs the Device Provisioning Service's "+
-				"service connection string, HostName=<dps>.azure-devices-provisioning.net;SharedAccessKeyName=…;SharedAccessKey=…, "+
+			return usagef("DPS: this is a device connection string (it has DeviceId=); porthole needs the Device Provisioning Service's " +
+				"service connection string, HostName=<dps>.azure-devices-provisioning.net;SharedAccessKeyName=…;SharedAccessKey=…, " +
 				"of a policy with enrollment write (Azure portal: DPS → Settings → Shared access policies → provisioningserviceowner)")
 		}
 		return usagef("%s: this is a device connection string (it has DeviceId=); porthole needs a hub's service connection string, "+

@@ -76,10 +76,10 @@ func (f *fleet) run(t *testing.T, args ...string) (stdout, stderr string, err er
 type fleetDevice struct {
 	id, hub string
 	// serve, if set, serves stream "ssh" instead of the echo.
-	serve func(ctx context.Context, conn net.Conn)
-	c       *iothub.Client
-	mu      sync.Mutex
-	report  map[string]any
+	serve  func(ctx context.Context, conn net.Conn)
+	c      *iothub.Client
+	mu     sync.Mutex
+	report map[string]any
 }
 
 func (f *fleet) device(t *testing.T, id, hub string) *fleetDevice {
