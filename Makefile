@@ -4,6 +4,8 @@
 #   make test    the whole test suite (what CI runs)
 #   make fuzz    the fuzz campaign (FUZZTIME=1000000x for the release run)
 #   make chaos   the chaos suite's long form (network partitions, kills, full disk)
+#   make release porthole + hubsim archives (linux, darwin, windows × amd64, arm64), the
+#                device agents, SHA256SUMS and CycloneDX SBOMs into dist/release/
 #
 # Targets that need system tools install the missing Debian packages when run
 # as root (one line per install) and otherwise stop with a message naming the
@@ -33,7 +35,7 @@ TEST_TOOLS := ssh=openssh-client scp=openssh-client sshd=openssh-server \
 all: build
 
 help:
-	@sed -n 's/^#   //p' Makefile packaging/cross.mk
+	@sed -n 's/^#   //p' Makefile packaging/cross.mk packaging/release.mk
 
 build:
 	@mkdir -p $(BIN)
@@ -107,3 +109,4 @@ clean:
 
 # cross, size, test-cross, package, image-overlay, test-packaging
 include packaging/cross.mk
+include packaging/release.mk

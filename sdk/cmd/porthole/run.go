@@ -66,11 +66,15 @@ const usage = `usage:
   porthole stdio <device> [--stream ssh]
   porthole proxy <device> -L [addr:]<port> [--stream ssh]
   porthole invoke <device> <method> [--payload JSON] [--timeout 30s]
+  porthole devices [--hub H] [--query Q] [-o table|json]
+  porthole status <device> [-o table|json]
+  porthole ssh-config [--write]
   porthole dps enroll <registrationId> [--symmetric-key K] [--group] [--hub host]...
   porthole dps get|delete <id> [--group]
   porthole dps derive-key --group-key-file <file|-> (--out-dir <dir> | --stdout) <registrationId>...
 connection flags (every command): --connection-string, --dps-connection-string,
-  --ca <file>, --resolve host:port=ip:port (repeatable), --config <file>, -v
+  --ca <file>, --resolve host:port=ip:port (repeatable), --config <file>, --profile P,
+  --hub NAME, -v
 `
 
 // run is porthole's main, callable from tests.

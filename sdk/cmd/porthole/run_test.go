@@ -239,3 +239,38 @@ func TestUsageErrors(t *testing.T) {
 		t.Errorf("help: %v %q", err, out.String())
 	}
 }
+
+// TestProfiles: --profile reads profiles/<name>.yaml and keeps a lookup
+// cache of its own; a profile that does not exist is an error.
+func TestProfiles(t *testing.T) {
+	e := testEnv(t, nil)
+	dir, _ := e.userConfigDir()
+	lab := filepath.Join(dir, "porthole", "profiles", "lab.yaml")
+	if err := os.MkdirAll(filepath.Dir(lab), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(lab, []byte("hubs:\n  lab-hub:\n    connection_string: "+cs("lab.example")+"\nssh:\n  host_suffix: .lab\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	writeConfig(t, e, "connection_string: "+cs("prod.example")+"\n", 0o600)
+	s, err := loadSettings(e, &connFlags{profile: "lab"}, io.Discard)
+	if err != nil || len(s.hubs) != 1 || s.hubs[0].name != "lab-hub" || s.hubs[0].host != "lab.example" || s.hostSuffix != ".lab" || s.configPath != lab {
+		t.Fatalf("lab: %+v %v", s, err)
+	}
+	if got := s.stripSuffix("dev1.lab"); got != "dev1" {
+		t.Errorf("stripSuffix %q", got)
+	}
+	s, err = loadSettings(e, &connFlags{}, io.Discard)
+	if err != nil || len(s.hubs) != 1 || s.hubs[0].host != "prod.example" || s.hostSuffix != ".porthole" {
+		t.Fatalf("default: %+v %v", s, err)
+	}
+	if _, err := loadSettings(e, &connFlags{profile: "nope"}, io.Discard); err == nil {
+		t.Error("a missing profile was accepted")
+	}
+	if _, err := loadSettings(e, &connFlags{profile: "../x"}, io.Discard); err == nil {
+		t.Error("a profile name with a path was accepted")
+	}
+	if openCache(e, "lab").path == openCache(e, "").path {
+		t.Error("profiles share a cache")
+	}
+}
