@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
+	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/porthole-iot/porthole/hubsim/hubsimtest"
 	"github.com/porthole-iot/porthole/sdk/service/servicetest"
@@ -73,5 +76,32 @@ func TestErrorsNameTheNextStep(t *testing.T) {
 				t.Errorf("error shows a key: %v", err)
 			}
 		})
+	}
+}
+
+// TestSSHTimeout: a device that does not answer the stream request is
+// reported by porthole after --timeout, and ssh never starts.
+func TestSSHTimeout(t *testing.T) {
+	sim := hubsimtest.New(t)
+	release := make(chan struct{})
+	startDevice(t, sim, "dev1", func(c *servicetest.DeviceConfig) {
+		c.Accept = func(string) bool { <-release; return false }
+	})
+	defer close(release) // before the device's cleanup closes it
+	e := testEnv(t, nil)
+	ran := false
+	e.command = func(ctx context.Context, name string, args ...string) *exec.Cmd {
+		ran = true
+		return exec.CommandContext(ctx, "false")
+	}
+	ctx, cancel := timeoutCtx(t)
+	defer cancel()
+	start := time.Now()
+	err := runEnv(ctx, e, append([]string{"ssh", "dev1", "--timeout", "2s"}, simFlags(sim)...), strings.NewReader(""), io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), `device dev1 did not accept stream "ssh" within 2s (--timeout)`) || ran {
+		t.Fatalf("err %v, ssh ran %v", err, ran)
+	}
+	if took := time.Since(start); took > 20*time.Second {
+		t.Errorf("took %v", took)
 	}
 }
