@@ -61,14 +61,16 @@ func cmdSSH(ctx context.Context, e *env, args []string, stdin io.Reader, stdout,
 	progress := !*quiet && e.isTerminal != nil && e.isTerminal(stderr)
 	openCtx, cancelOpen := context.WithTimeout(ctx, *timeout)
 	started := time.Now()
+	printed := false
 	conn, _, err := s.openStream(openCtx, e, device, sf, func(t target) {
-		if progress {
+		if progress && !printed { // once, also when a stale cache entry is retried
+			printed = true
 			fmt.Fprintf(stderr, "connecting to %s via %s…", device, t.hub.name)
 		}
 	}, service.WithResponseTimeout(*timeout), service.WithConnectTimeout(*timeout))
 	cancelOpen()
 	if err != nil {
-		if progress {
+		if printed {
 			fmt.Fprintln(stderr, " failed")
 		}
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
@@ -76,7 +78,7 @@ func cmdSSH(ctx context.Context, e *env, args []string, stdin io.Reader, stdout,
 		}
 		return err
 	}
-	if progress {
+	if printed {
 		fmt.Fprintf(stderr, " accepted in %d ms\n", time.Since(started).Milliseconds())
 	}
 	att, err := newAttachment(ctx, conn, s.log)
