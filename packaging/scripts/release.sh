@@ -3,6 +3,7 @@
 # Builds porthole and hubsim for each OS/ARCH into an archive (.tar.gz, or
 # .zip for windows) with the README and LICENSE, copies the device agent
 # binaries next to them (xz-compressed), writes a CycloneDX SBOM per program
+# (cyclonedx-gomod bin)
 # and SHA256SUMS over everything. Archives are reproducible: sorted entries,
 # the commit's time as mtime, owner 0.
 # Environment: GO, VERSION, RELEASE_DIR, CYCLONEDX, GOFLAGS_RELEASE, LDFLAGS_RELEASE.
@@ -49,12 +50,20 @@ for a in "${agents[@]}"; do
 	xz -9e -T1 -c "$a" >"$RELEASE_DIR/${base/porthole-agent_/porthole-agent_${VERSION}_}.xz"
 done
 
-# One SBOM per program (what it links), from the module graph.
-for prog in sdk/cmd/porthole hubsim/cmd/hubsim agent/cmd/porthole-agent; do
-	bin=$(basename "$prog")
-	echo "sbom $bin"
-	"$CYCLONEDX" app -json -licenses=false -main "$prog" -output "$RELEASE_DIR/${bin}_${VERSION}.cdx.json" .
-done
+# One SBOM per program, from what the binary links (its embedded build
+# info: no git needed, so a git worktree works too), taken from the first
+# platform's build and the first agent binary.
+first=${platforms[0]}
+fdir="$stage/porthole_${VERSION}_${first%/*}_${first#*/}"
+fext=
+[ "${first%/*}" = windows ] && fext=.exe
+sbom() {
+	echo "sbom $1"
+	"$CYCLONEDX" bin -json -version "$VERSION" -output "$RELEASE_DIR/${1}_${VERSION}.cdx.json" "$2"
+}
+sbom porthole "$fdir/porthole$fext"
+sbom hubsim "$fdir/hubsim$fext"
+[ ${#agents[@]} -gt 0 ] && sbom porthole-agent "${agents[0]}"
 
 (cd "$RELEASE_DIR" && find . -maxdepth 1 -type f ! -name SHA256SUMS -printf '%f\n' | LC_ALL=C sort | xargs sha256sum >SHA256SUMS)
 echo "release $VERSION: $(find "$RELEASE_DIR" -maxdepth 1 -type f | wc -l) files in $RELEASE_DIR"
