@@ -67,6 +67,7 @@ func cmdDevices(ctx context.Context, e *env, args []string, stdout, stderr io.Wr
 	var cf connFlags
 	cf.register(fs)
 	query := fs.String("query", "SELECT * FROM devices", "IoT Hub query selecting the devices (twins)")
+	pageSize := fs.Int("page-size", service.MaxQueryPageSize, "twins per query page (the hub pages with continuation tokens)")
 	var out outputFlag
 	out.register(fs.StringVar)
 	pos, extra, err := parse(fs, args)
@@ -78,6 +79,9 @@ func cmdDevices(ctx context.Context, e *env, args []string, stdout, stderr io.Wr
 	}
 	if err := out.check(); err != nil {
 		return err
+	}
+	if *pageSize < 1 || *pageSize > service.MaxQueryPageSize {
+		return usagef("--page-size %d: want 1 to %d", *pageSize, service.MaxQueryPageSize)
 	}
 	s, err := loadSettings(e, &cf, stderr)
 	if err != nil {
@@ -101,7 +105,7 @@ func cmdDevices(ctx context.Context, e *env, args []string, stdout, stderr io.Wr
 		if err != nil {
 			return err
 		}
-		items, err := c.QueryAll(ctx, *query, service.MaxQueryPageSize, 0)
+		items, err := c.QueryAll(ctx, *query, *pageSize, 0)
 		c.Close()
 		if err != nil {
 			return fmt.Errorf("hub %s: %w%s", h.name, err, s.hint(err))

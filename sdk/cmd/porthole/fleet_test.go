@@ -252,7 +252,8 @@ func TestFleetDevicesAndStatus(t *testing.T) {
 		t.Errorf("plain %+v", r)
 	}
 
-	out, _, err = f.run(t, "devices", "--hub", "hub-us", "--query", "SELECT * FROM devices")
+	// One twin per page: the continuation tokens are followed to the end.
+	out, _, err = f.run(t, "devices", "--hub", "hub-us", "--query", "SELECT * FROM devices", "--page-size", "1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,5 +335,35 @@ func TestFleetSSHProgressAndRefusal(t *testing.T) {
 	_, stderr, err = f.run(t, "ssh", "dev-us")
 	if !errors.As(err, &ee) || !ran || !strings.HasPrefix(stderr, "connecting to dev-us via hub-us… accepted in ") {
 		t.Errorf("ssh: %v ran %v stderr %q", err, ran, stderr)
+	}
+}
+
+func TestHealthSummary(t *testing.T) {
+	at := func(s string) *time.Time { v, _ := time.Parse(time.RFC3339, s); return &v }
+	rep := func(since, errAt string) *agentHealth {
+		h := &agentHealth{}
+		h.Hub.Since = at(since)
+		if errAt != "" {
+			h.LastError = &struct {
+				Message string     `json:"message"`
+				At      *time.Time `json:"at"`
+			}{"dps: 401", at(errAt)}
+		}
+		return h
+	}
+	for _, tc := range []struct {
+		name, state string
+		h           *agentHealth
+		want        string
+	}{
+		{"no report", "Connected", nil, "no report"},
+		{"offline", "Disconnected", rep("2026-01-01T00:00:00Z", ""), "stale"},
+		{"healthy", "Connected", rep("2026-01-01T00:00:00Z", ""), "ok"},
+		{"error before the connection", "Connected", rep("2026-01-01T00:00:00Z", "2025-12-31T23:00:00Z"), "ok"},
+		{"error since", "Connected", rep("2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z"), "error: dps: 401"},
+	} {
+		if got := healthSummary(tc.state, tc.h); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
 	}
 }
