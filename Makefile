@@ -4,6 +4,8 @@
 #   make test    the whole test suite (what CI runs)
 #   make fuzz    the fuzz campaign (FUZZTIME=1000000x for the release run)
 #   make chaos   the chaos suite's long form (network partitions, kills, full disk)
+#   make release porthole + hubsim archives (linux, darwin, windows × amd64, arm64), the
+#                device agents, SHA256SUMS and CycloneDX SBOMs into dist/release/
 #
 # Targets that need system tools install the missing Debian packages when run
 # as root (one line per install) and otherwise stop with a message naming the
@@ -26,14 +28,14 @@ TEST_TOOLS := ssh=openssh-client scp=openssh-client sshd=openssh-server \
 	qemu-mipsel-static=qemu-user-static dpkg-deb=dpkg make=make lintian=lintian \
 	systemd-analyze=systemd unshare=util-linux nsenter=util-linux \
 	systemd-nspawn=systemd-container mmdebstrap=mmdebstrap zstd=zstd git=git \
-	ip=iproute2 nft=nftables
+	ip=iproute2 nft=nftables /usr/share/bash-completion/bash_completion=bash-completion
 
 .PHONY: all build test lint vet fmt-check demo bench soak fuzz chaos clean tools help
 
 all: build
 
 help:
-	@sed -n 's/^#   //p' Makefile packaging/cross.mk
+	@sed -n 's/^#   //p' Makefile packaging/cross.mk packaging/release.mk
 
 build:
 	@mkdir -p $(BIN)
@@ -115,3 +117,4 @@ clean:
 
 # cross, size, test-cross, package, image-overlay, test-packaging
 include packaging/cross.mk
+include packaging/release.mk

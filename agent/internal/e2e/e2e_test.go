@@ -91,15 +91,17 @@ func TestSSH(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 		defer cancel()
 		r := w.stdio(ctx, "telnet")
-		if r.err == nil || !strings.Contains(r.stderr, "rejected") {
+		if r.err == nil || !strings.Contains(r.stderr, `device `+deviceID+` refused stream "telnet"`) {
 			t.Errorf("porthole stdio --stream telnet: %v, stderr %q; want a rejection", r.err, r.stderr)
 		}
 		if r.took > errorWithin {
 			t.Errorf("rejection took %v", r.took)
 		}
+		// porthole ssh opens the stream before ssh starts: the refusal is
+		// porthole's own error (exit 1), ssh never runs.
 		r = w.ssh(ctx, "telnet", sshd.user, "true", nil, nil)
-		if code := exitCode(r.err); code != 255 || !strings.Contains(r.stderr, "rejected") {
-			t.Errorf("porthole ssh --stream telnet: exit %d, stderr %q; want ssh's 255 and the rejection", code, r.stderr)
+		if code := exitCode(r.err); code != 1 || !strings.Contains(r.stderr, `device `+deviceID+` refused stream "telnet"`) {
+			t.Errorf("porthole ssh --stream telnet: exit %d, stderr %q; want porthole's 1 and the refusal", code, r.stderr)
 		}
 		checkNoSecrets(t, r.stderr)
 		after := w.waitAgent("counting the rejections", 10*time.Second, func(s *daemon.Status) bool {
@@ -118,14 +120,14 @@ func TestSSH(t *testing.T) {
 		}
 		spare.stop(t, false)
 		r := w.stdio(ctx, "spare")
-		if r.err == nil || !strings.Contains(r.stderr, "rejected") {
+		if r.err == nil || !strings.Contains(r.stderr, `device `+deviceID+` refused stream "spare"`) {
 			t.Errorf("porthole stdio to a stopped sshd: %v, stderr %q; want a rejection", r.err, r.stderr)
 		}
 		if r.took > errorWithin {
 			t.Errorf("operator waited %v for the error", r.took)
 		}
 		r = w.ssh(ctx, "spare", spare.user, "true", nil, nil)
-		if code := exitCode(r.err); code != 255 || r.took > errorWithin {
+		if code := exitCode(r.err); code != 1 || r.took > errorWithin || !strings.Contains(r.stderr, `refused stream "spare"`) {
 			t.Errorf("porthole ssh to a stopped sshd: exit %d after %v, stderr %q", code, r.took, r.stderr)
 		}
 		t.Logf("target down reported in %v: %s", r.took, strings.TrimSpace(r.stderr))

@@ -12,7 +12,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -24,14 +26,47 @@ const (
 	envConnectionString    = "PORTHOLE_CONNECTION_STRING"
 	envDPSConnectionString = "PORTHOLE_DPS_CONNECTION_STRING"
 	envConfig              = "PORTHOLE_CONFIG"
+	envProfile             = "PORTHOLE_PROFILE"
 )
 
-// fileConfig is the config file.
+// Defaults.
+const (
+	defaultHostSuffix = ".porthole"
+	defaultCacheTTL   = 10 * time.Minute
+)
+
+// fileConfig is the config file. The single connection_string (one hub)
+// of earlier versions still works, alone or next to hubs.
 type fileConfig struct {
-	ConnectionString    string   `yaml:"connection_string"`
-	DPSConnectionString string   `yaml:"dps_connection_string"`
-	CAFile              string   `yaml:"ca_file"`
-	Resolve             []string `yaml:"resolve"`
+	ConnectionString    string                `yaml:"connection_string"`
+	DPSConnectionString string                `yaml:"dps_connection_string"`
+	Hubs                map[string]credential `yaml:"hubs"`
+	DPS                 credential            `yaml:"dps"`
+	CAFile              string                `yaml:"ca_file"`
+	Resolve             []string              `yaml:"resolve"`
+	CacheTTL            string                `yaml:"cache_ttl"`
+	SSH                 sshConfig             `yaml:"ssh"`
+}
+
+// credential is a service connection string, given inline or as a file
+// holding it (a path relative to the config file's directory, or ~/…).
+type credential struct {
+	ConnectionString     string `yaml:"connection_string"`
+	ConnectionStringFile string `yaml:"connection_string_file"`
+}
+
+// sshConfig is the ssh section.
+type sshConfig struct {
+	// HostSuffix ends the host names of ssh-config's Host blocks
+	// (default ".porthole"); stdio strips it.
+	HostSuffix string `yaml:"host_suffix"`
+	// User is the remote user written into the Host blocks.
+	User string `yaml:"user"`
+}
+
+// hubCred is one configured hub.
+type hubCred struct {
+	name, host, connectionString string
 }
 
 // settings are the effective connection settings of one command.
@@ -43,24 +78,44 @@ type settings struct {
 	resolve             map[string]string // "host:port" (host lower-case) → "ip:port"
 	resolveArgs         []string          // as given, for passing on
 	configPath          string            // explicit config path (flag or env), "" for the default
+	profile             string
 	verbose             bool
 	log                 *slog.Logger
+
+	// hubs are the configured hubs (a connection string from the flag or
+	// the environment is the only one then; explicitHub is set).
+	hubs        []hubCred
+	explicitHub bool
+	hubFlag     string // --hub
+	hostSuffix  string
+	sshUser     string
+	cacheTTL    time.Duration
 }
 
 // loadSettings merges flags over the environment over the config file.
 func loadSettings(e *env, f *connFlags, stderr io.Writer) (*settings, error) {
-	s := &settings{verbose: f.verbose, log: newLogger(stderr, f.verbose)}
+	s := &settings{verbose: f.verbose, log: newLogger(stderr, f.verbose), hubFlag: f.hub}
+	s.profile = first(f.profile, e.getenv(envProfile))
+	if s.profile != "" && !validProfile(s.profile) {
+		return nil, usagef("--profile %q: use letters, digits, '-', '_' and '.'", s.profile)
+	}
 	path := f.configPath
 	if path == "" {
 		path = e.getenv(envConfig)
 	}
-	s.configPath = path
 	explicit := path != ""
 	if !explicit {
 		dir, err := e.userConfigDir()
 		if err == nil {
 			path = filepath.Join(dir, "porthole", "config.yaml")
+			if s.profile != "" {
+				path = filepath.Join(dir, "porthole", "profiles", s.profile+".yaml")
+				explicit = true // a profile that does not exist is a mistake
+			}
 		}
+	}
+	if f.configPath != "" || e.getenv(envConfig) != "" || s.profile != "" {
+		s.configPath = path
 	}
 	var fc fileConfig
 	if path != "" {
@@ -70,7 +125,10 @@ func loadSettings(e *env, f *connFlags, stderr io.Writer) (*settings, error) {
 			return nil, err
 		}
 	}
-
+	dpsFile, err := fc.DPS.value(path, "dps", stderr)
+	if err != nil {
+		return nil, err
+	}
 	switch {
 	case f.connectionString != "":
 		s.connectionString, s.connectionFromFlag = f.connectionString, true
@@ -79,18 +137,130 @@ func loadSettings(e *env, f *connFlags, stderr io.Writer) (*settings, error) {
 	default:
 		s.connectionString = fc.ConnectionString
 	}
-	s.dpsConnectionString = first(f.dpsConnectionString, e.getenv(envDPSConnectionString), fc.DPSConnectionString)
+	if s.connectionString != "" && s.connectionString != fc.ConnectionString {
+		s.explicitHub = true
+		s.hubs = []hubCred{newHubCred("", s.connectionString)}
+	} else if s.hubs, err = fc.hubList(path, stderr); err != nil {
+		return nil, err
+	}
+	s.dpsConnectionString = first(f.dpsConnectionString, e.getenv(envDPSConnectionString), fc.DPSConnectionString, dpsFile)
 	s.caFile = first(f.caFile, fc.CAFile)
 	s.resolveArgs = fc.Resolve
 	if len(f.resolve) > 0 {
-		s.resolveArgs = f.resolve
+		// --resolve adds to the config's list; a flag for the same
+		// host:port wins (parseResolve keeps the last).
+		s.resolveArgs = append(slices.Clone(fc.Resolve), f.resolve...)
 	}
 	m, err := parseResolve(s.resolveArgs)
 	if err != nil {
 		return nil, err
 	}
 	s.resolve = m
+	s.hostSuffix = first(fc.SSH.HostSuffix, defaultHostSuffix)
+	s.sshUser = fc.SSH.User
+	s.cacheTTL = defaultCacheTTL
+	if fc.CacheTTL != "" {
+		d, err := time.ParseDuration(fc.CacheTTL)
+		if err != nil || d < 0 {
+			return nil, fmt.Errorf("config %s: cache_ttl %q: want a duration like 10m (0 turns the cache off)", path, fc.CacheTTL)
+		}
+		s.cacheTTL = d
+	}
 	return s, nil
+}
+
+// stripSuffix removes the ssh host suffix (".porthole") from a device
+// name, so ssh-config's host names reach the device.
+func (s *settings) stripSuffix(device string) string {
+	if s.hostSuffix != "" && len(device) > len(s.hostSuffix) && strings.HasSuffix(strings.ToLower(device), strings.ToLower(s.hostSuffix)) {
+		return device[:len(device)-len(s.hostSuffix)]
+	}
+	return device
+}
+
+// validProfile: a profile name is a file name.
+func validProfile(p string) bool {
+	if p == "" || p[0] == '.' || len(p) > 64 {
+		return false
+	}
+	for _, r := range p {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// newHubCred names a hub without a configured name by its host's first
+// label ("hub-eu" for hub-eu.azure-devices.net).
+func newHubCred(name, cs string) hubCred {
+	host := ""
+	for _, kv := range strings.Split(cs, ";") {
+		if v, ok := strings.CutPrefix(kv, "HostName="); ok {
+			host = strings.ToLower(strings.TrimSpace(v))
+		}
+	}
+	if name == "" {
+		name, _, _ = strings.Cut(host, ".")
+	}
+	return hubCred{name: name, host: host, connectionString: cs}
+}
+
+// hubList returns the config's hubs sorted by name, the single
+// connection_string (if any) first.
+func (fc *fileConfig) hubList(path string, stderr io.Writer) ([]hubCred, error) {
+	var hubs []hubCred
+	if fc.ConnectionString != "" {
+		hubs = append(hubs, newHubCred("", fc.ConnectionString))
+	}
+	names := make([]string, 0, len(fc.Hubs))
+	for n := range fc.Hubs {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		c := fc.Hubs[n]
+		v, err := c.value(path, "hubs."+n, stderr)
+		if err != nil {
+			return nil, err
+		}
+		if v == "" {
+			return nil, fmt.Errorf("config %s: hubs.%s: give connection_string or connection_string_file", path, n)
+		}
+		h := newHubCred(n, v)
+		if slices.ContainsFunc(hubs, func(o hubCred) bool { return o.host == h.host }) {
+			continue // the single connection_string names it already
+		}
+		hubs = append(hubs, h)
+	}
+	return hubs, nil
+}
+
+// value returns the credential's connection string, reading the file it
+// names.
+func (c credential) value(configPath, field string, stderr io.Writer) (string, error) {
+	if c.ConnectionString != "" && c.ConnectionStringFile != "" {
+		return "", fmt.Errorf("config %s: %s: give connection_string or connection_string_file, not both", configPath, field)
+	}
+	if c.ConnectionStringFile == "" {
+		return c.ConnectionString, nil
+	}
+	p := c.ConnectionStringFile
+	if rest, ok := strings.CutPrefix(p, "~/"); ok {
+		if home, err := os.UserHomeDir(); err == nil {
+			p = filepath.Join(home, rest)
+		}
+	} else if !filepath.IsAbs(p) {
+		p = filepath.Join(filepath.Dir(configPath), p)
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return "", fmt.Errorf("config %s: %s.connection_string_file: %w", configPath, field, err)
+	}
+	if st, err := os.Stat(p); err == nil && st.Mode().Perm()&0o077 != 0 {
+		fmt.Fprintf(stderr, "porthole: warning: %s holds a connection string but is readable by others (mode %v); chmod 600 it\n", p, st.Mode().Perm())
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 func first(vals ...string) string {
@@ -113,13 +283,19 @@ func readConfig(path string, explicit bool, stderr io.Writer) (fileConfig, error
 	if err != nil {
 		return fc, fmt.Errorf("config: %w", err)
 	}
+	if err := checkConfigKeys(path, b); err != nil {
+		return fc, err
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
 	if err := dec.Decode(&fc); err != nil && !errors.Is(err, io.EOF) {
 		// yaml errors quote lines, not values of other keys; keep the path.
 		return fc, fmt.Errorf("config %s: %w", path, err)
 	}
-	if fc.ConnectionString != "" || fc.DPSConnectionString != "" {
+	inline := fc.ConnectionString != "" || fc.DPSConnectionString != "" || fc.DPS.ConnectionString != ""
+	for _, h := range fc.Hubs {
+		inline = inline || h.ConnectionString != ""
+	}
+	if inline {
 		if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
 			fmt.Fprintf(stderr, "porthole: warning: %s holds connection strings but is readable by others (mode %v); chmod 600 it\n", path, st.Mode().Perm())
 		}
@@ -183,22 +359,13 @@ func (s *settings) serviceConfig(connectionString string) (service.Config, error
 	return cfg, nil
 }
 
-// hubClient returns a client for the hub connection string.
-func (s *settings) hubClient() (*service.Client, error) {
-	if s.connectionString == "" {
-		return nil, usagef("no hub connection string: use --connection-string, $%s or connection_string in the config file", envConnectionString)
-	}
-	cfg, err := s.serviceConfig(s.connectionString)
-	if err != nil {
-		return nil, err
-	}
-	return service.New(cfg)
-}
-
 // dpsClient returns a client for the DPS connection string.
 func (s *settings) dpsClient() (*service.DPSClient, error) {
 	if s.dpsConnectionString == "" {
 		return nil, usagef("no DPS connection string: use --dps-connection-string, $%s or dps_connection_string in the config file", envDPSConnectionString)
+	}
+	if err := checkServiceString(s.dpsConnectionString, "DPS"); err != nil {
+		return nil, err
 	}
 	cfg, err := s.serviceConfig(s.dpsConnectionString)
 	if err != nil {

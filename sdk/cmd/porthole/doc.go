@@ -1,14 +1,16 @@
 // Command porthole reaches Linux devices behind NAT through Azure IoT Hub
-// device streams, against Azure or hubsim alike.
+// device streams, against Azure or hubsim alike, across a fleet of hubs.
 //
-//	porthole ssh [user@]<device> [--stream ssh] [-- ssh args…]
+//	porthole ssh [user@]<device> [--stream ssh] [--hub H] [-q] [--timeout 30s] [-- ssh args…]
 //	porthole stdio <device> [--stream ssh]
 //	porthole proxy <device> -L [addr:]<port>[:target] [-L …] [--stream ssh] [--mux auto|on|off]
 //	porthole socks <device> -D [addr:]<port>
 //	porthole invoke <device> <method> [--payload JSON] [--timeout 30s]
-//	porthole dps enroll <registrationId> [--symmetric-key K] [--group] [--hub host]…
-//	porthole dps get|delete <id> [--group]
-//	porthole dps derive-key --group-key-file <file|-> (--out-dir <dir> | --stdout) <registrationId>…
+//	porthole devices [--hub H] [--query Q] [-o table|json]
+//	porthole status <device> [-o table|json]
+//	porthole ssh-config [--write]
+//	porthole dps enroll|get|delete|derive-key …
+//	porthole completion bash|zsh|fish, porthole help <cmd>, porthole version
 //
 // ssh runs the system ssh with "-o ProxyCommand=<porthole> stdio <device>"
 // and "-o HostKeyAlias=<device>", so known_hosts entries follow the device
@@ -31,31 +33,68 @@
 // refusals reach the client as SOCKS reply codes. proxy, socks and stdio
 // ping their stream (--keepalive 20s, --keepalive-timeout 60s) and append
 // one JSON audit line per stream and connection to --audit FILE.
+// The command tree is spf13/cobra's (cli.go): help with examples,
+// completion of commands, flags, hub names and the device names of the
+// lookup cache. Each command's body parses its own flags with the standard
+// flag package; cobra learns them by running the body with a marker
+// argument that parse answers before anything else happens (flagsOf).
+//
+// # Finding the device
+//
+// The config names several hubs (inline or connection_string_file) and the
+// DPS service credential. A device's hub is, in order: --hub; the only hub
+// (a connection string by flag or environment, or a config with one hub and
+// no DPS); the lookup cache (<user cache dir>/porthole/<profile>/devices.json,
+// 0600, cache_ttl, default 10 minutes); DPS's registration record
+// (assignedHub); the first hub whose registry knows the device. An
+// operation that gets DeviceNotFound from a cached hub looks the device up
+// again, once (hubs.go).
+//
+// # ssh
+//
+// "porthole ssh" opens the stream itself before ssh starts, so a refusal
+// or a timeout is porthole's to report, with the reason the device's agent
+// wrote into its twin (reported property "porthole", lastRejection). It
+// then runs the system ssh with "-o ProxyCommand=<porthole> stdio <device>
+// --attach 127.0.0.1:<port>": a plain pipe to a loopback listener that
+// hands the open stream to the first client presenting a one-time token,
+// which travels in the environment only (attach.go). No credential reaches
+// ssh. It also sets HostKeyAlias=<device> (quoted for ssh's option parser:
+// Azure allows ' # % and more in device ids) and "-o ServerAliveInterval=15
+// -o ServerAliveCountMax=3", so a session whose path died ends within
+// about 45 s; the user's own -o values replace them.
+//
+// "porthole ssh-config" writes a "Host *.porthole" block whose ProxyCommand
+// is "porthole stdio %h" (stdio strips the suffix), quoted for /bin/sh on
+// Linux and macOS and for Windows' OpenSSH, which has no POSIX shell.
 //
 // # Connection settings
 //
-// Every command takes, in this order of precedence: flags
-// (--connection-string, --dps-connection-string, --ca <file>, --resolve
-// host:port=ip:port, repeatable like curl's --resolve, --config <file>);
-// the environment (PORTHOLE_CONNECTION_STRING,
-// PORTHOLE_DPS_CONNECTION_STRING, PORTHOLE_CONFIG); and the config file, by
-// default $XDG_CONFIG_HOME/porthole/config.yaml
-// (~/.config/porthole/config.yaml):
+// Flags beat the environment (PORTHOLE_CONNECTION_STRING,
+// PORTHOLE_DPS_CONNECTION_STRING, PORTHOLE_CONFIG, PORTHOLE_PROFILE), which
+// beats the config file, by default $XDG_CONFIG_HOME/porthole/config.yaml
+// (profiles: …/porthole/profiles/<name>.yaml):
 //
-//	connection_string: HostName=…;SharedAccessKeyName=…;SharedAccessKey=…
-//	dps_connection_string: HostName=…;SharedAccessKeyName=provisioningserviceowner;SharedAccessKey=…
+//	hubs:
+//	  hub-eu: {connection_string: "HostName=…;SharedAccessKeyName=…;SharedAccessKey=…"}
+//	  hub-us: {connection_string_file: hub-us.cs}
+//	dps: {connection_string_file: dps.cs}
 //	ca_file: /path/to/hubsim-ca.pem
 //	resolve: ["hub-eu.local:443=127.0.0.1:8443"]
+//	ssh: {host_suffix: .porthole, user: root}
+//	cache_ttl: 10m
 //
-// --ca adds a CA (hubsim's) to the system roots; --resolve sends
-// connections for host:port to ip:port, for lab or hubsim host names that do
-// not resolve.
+// The single connection_string and dps_connection_string of earlier
+// versions still work. Unknown keys and values of the wrong kind are
+// reported all at once as file:line: field: problem, with a did-you-mean
+// (configkeys.go). --ca adds a CA (hubsim's) to the system roots; --resolve
+// (adding to the config's list) sends connections for host:port to
+// ip:port. Errors name the next step: --ca for an untrusted certificate,
+// the kind of connection string needed, the resolve entry in use.
 //
-// porthole never prints keys or tokens. "porthole ssh" passes a connection
-// string given by flag to its ProxyCommand through the environment, not the
-// command line. "dps derive-key" (per-device keys from an enrollment group
-// key, for manufacturing) reads the group key from a file or stdin and
-// writes each device key to a 0600 file; it prints keys only when --stdout
-// asks for them. "dps enroll --key-file" writes the enrollment's key to a
-// file with mode 0600 instead of printing it.
+// porthole never prints keys or tokens. "dps derive-key" reads the group
+// key from a file or stdin and writes each device key to a 0600 file; it
+// prints keys only when --stdout asks for them. "dps enroll --key-file"
+// writes the enrollment's key to a file with mode 0600 instead of printing
+// it.
 package main

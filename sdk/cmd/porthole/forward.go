@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
+
 	"github.com/porthole-iot/porthole/sdk/retry"
 	"github.com/porthole-iot/porthole/sdk/service"
 	"github.com/porthole-iot/porthole/sdk/stream"
@@ -79,6 +81,10 @@ type opener struct {
 	of     streamOptsFlags
 	log    *slog.Logger
 	clock  retry.Clock
+	// throttleOnly waits out only the hub's 429s: any other failure is
+	// returned at once (stdio, whose caller is ssh, must fail fast and
+	// say why; proxy and socks retry transport errors too).
+	throttleOnly bool
 
 	mu   sync.Mutex
 	next time.Time // guarded by mu: earliest start of the next request
@@ -107,8 +113,12 @@ func (o *opener) open(ctx context.Context, name string) (opened, error) {
 		g, err := o.c.RequestStream(ctx, o.device, name, o.sf.options()...)
 		if err != nil {
 			var se *service.Error
-			if errors.As(err, &se) && se.StatusCode == 429 {
+			throttled := errors.As(err, &se) && se.StatusCode == 429
+			if throttled {
 				o.hold(se.RetryAfter)
+			}
+			if o.throttleOnly && !throttled {
+				return backoff.Permanent(err)
 			}
 			return err
 		}

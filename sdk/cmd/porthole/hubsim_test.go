@@ -192,7 +192,7 @@ func TestStdioRejectedAndOffline(t *testing.T) {
 	sim.CreateDevice(hubHost, "dev2")
 	ctx, cancel := timeoutCtx(t)
 	defer cancel()
-	for dev, want := range map[string]string{"dev1": "rejected", "dev2": "DeviceNotOnline"} {
+	for dev, want := range map[string]string{"dev1": `device dev1 refused stream "ssh"`, "dev2": "DeviceNotOnline"} {
 		err := runEnv(ctx, testEnv(t, nil), append([]string{"stdio", dev}, simFlags(sim)...), strings.NewReader(""), io.Discard, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", dev, err, want)

@@ -11,8 +11,8 @@ import (
 )
 
 // cmdInvoke: porthole invoke <device> <method> [--payload JSON] [--timeout 30s].
-// It prints {"status":…,"payload":…} and fails when the call fails; the
-// device's status, whatever it is, is reported, not judged.
+// It prints {"status":…,"payload":…} and fails when the call fails or the
+// device's status is 400 or more (the answer is printed first).
 func cmdInvoke(ctx context.Context, e *env, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("invoke", stderr)
 	var cf connFlags
@@ -40,12 +40,16 @@ func cmdInvoke(ctx context.Context, e *env, args []string, stdout, stderr io.Wri
 	if err != nil {
 		return err
 	}
-	c, err := s.hubClient()
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	status, resp, err := c.InvokeMethod(ctx, pos[0], pos[1], p, *timeout)
+	var status int
+	var resp json.RawMessage
+	err = s.withDevice(ctx, e, pos[0], func(c *service.Client, _ target) error {
+		var err error
+		status, resp, err = c.InvokeMethod(ctx, pos[0], pos[1], p, *timeout)
+		if err != nil {
+			return fmt.Errorf("%w%s", err, s.hint(err))
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
@@ -56,6 +60,22 @@ func cmdInvoke(ctx context.Context, e *env, args []string, stdout, stderr io.Wri
 	if err != nil {
 		return fmt.Errorf("device answered with invalid JSON: %w", err)
 	}
-	_, err = fmt.Fprintf(stdout, "%s\n", out)
-	return err
+	if _, err = fmt.Fprintf(stdout, "%s\n", out); err != nil {
+		return err
+	}
+	if status >= 400 {
+		return &methodStatusError{method: pos[1], status: status}
+	}
+	return nil
+}
+
+// methodStatusError: the device answered the method with a failure status
+// (its payload is printed all the same); porthole exits 1.
+type methodStatusError struct {
+	method string
+	status int
+}
+
+func (e *methodStatusError) Error() string {
+	return fmt.Sprintf("method %q answered with status %d", e.method, e.status)
 }

@@ -54,7 +54,11 @@ func cmdProxy(ctx context.Context, e *env, args []string, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	c, err := s.hubClient()
+	t, err := s.findHub(ctx, e, device, false)
+	if err != nil {
+		return err
+	}
+	c, err := s.clientFor(t.hub)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"time"
 )
 
 // usageError is a bad command line (exit status 2).
@@ -37,6 +38,16 @@ type env struct {
 	onListen func(net.Addr)
 	// userConfigDir returns the base of the default config path.
 	userConfigDir func() (string, error)
+	// userCacheDir returns the base of the lookup cache's directory.
+	userCacheDir func() (string, error)
+	// now is the clock of the lookup cache; nil means time.Now.
+	now func() time.Time
+	// goos overrides runtime.GOOS for ssh-config (tests); "" is the real one.
+	goos string
+	// homeDir returns the home directory (~/.ssh); nil means os.UserHomeDir.
+	homeDir func() (string, error)
+	// isTerminal tells whether w is a terminal (for progress lines).
+	isTerminal func(w io.Writer) bool
 }
 
 func defaultEnv() *env {
@@ -45,6 +56,8 @@ func defaultEnv() *env {
 		executable:    os.Executable,
 		command:       exec.CommandContext,
 		userConfigDir: os.UserConfigDir,
+		userCacheDir:  os.UserCacheDir,
+		isTerminal:    isTerminal,
 	}
 }
 
@@ -54,11 +67,15 @@ const usage = `usage:
   porthole proxy <device> -L [addr:]<port>[:target] [-L ...] [--stream ssh] [--mux auto|on|off]
   porthole socks <device> -D [addr:]<port>
   porthole invoke <device> <method> [--payload JSON] [--timeout 30s]
+  porthole devices [--hub H] [--query Q] [-o table|json]
+  porthole status <device> [-o table|json]
+  porthole ssh-config [--write]
   porthole dps enroll <registrationId> [--symmetric-key K] [--group] [--hub host]...
   porthole dps get|delete <id> [--group]
   porthole dps derive-key --group-key-file <file|-> (--out-dir <dir> | --stdout) <registrationId>...
 connection flags (every command): --connection-string, --dps-connection-string,
-  --ca <file>, --resolve host:port=ip:port (repeatable), --config <file>, -v
+  --ca <file>, --resolve host:port=ip:port (repeatable), --config <file>, --profile P,
+  --hub NAME, -v
 `
 
 // run is porthole's main, callable from tests.
@@ -71,27 +88,29 @@ func runEnv(ctx context.Context, e *env, args []string, stdin io.Reader, stdout,
 		fmt.Fprint(stderr, usage)
 		return usagef("no command")
 	}
-	cmd, rest := args[0], args[1:]
-	switch cmd {
-	case "ssh":
-		return cmdSSH(ctx, e, rest, stdin, stdout, stderr)
-	case "stdio":
-		return cmdStdio(ctx, e, rest, stdin, stdout, stderr)
-	case "proxy":
-		return cmdProxy(ctx, e, rest, stderr)
-	case "socks":
-		return cmdSocks(ctx, e, rest, stderr)
-	case "invoke":
-		return cmdInvoke(ctx, e, rest, stdout, stderr)
-	case "dps":
-		return cmdDPS(ctx, e, rest, stdin, stdout, stderr)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return nil
-	default:
+	root := newRoot(ctx, e, stdin, stdout, stderr)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err != nil && strings.HasPrefix(err.Error(), "unknown command") {
 		fmt.Fprint(stderr, usage)
-		return usagef("unknown command %q", cmd)
+		return &usageError{msg: err.Error()}
 	}
+	if err != nil && isCobraUsage(err) {
+		return &usageError{msg: err.Error()}
+	}
+	return err
+}
+
+// isCobraUsage tells cobra's own argument errors (of commands whose
+// arguments cobra checks) from the commands' errors.
+func isCobraUsage(err error) bool {
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return false
+	}
+	msg := err.Error()
+	return strings.HasPrefix(msg, "unknown flag") || strings.HasPrefix(msg, "unknown shorthand flag") ||
+		strings.Contains(msg, "arg(s), received") || strings.HasPrefix(msg, "invalid argument")
 }
 
 // multiFlag collects a repeatable string flag.
@@ -107,7 +126,10 @@ type connFlags struct {
 	caFile              string
 	resolve             multiFlag
 	configPath          string
+	profile             string
+	hub                 string
 	verbose             bool
+	attach              string // internal: "porthole ssh"'s ProxyCommand (see attach.go)
 }
 
 func (c *connFlags) register(fs *flag.FlagSet) {
@@ -116,7 +138,11 @@ func (c *connFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.caFile, "ca", "", "PEM file of an extra CA to trust (hubsim's)")
 	fs.Var(&c.resolve, "resolve", "host:port=ip:port: connect there instead (repeatable)")
 	fs.StringVar(&c.configPath, "config", "", "config file (default $XDG_CONFIG_HOME/porthole/config.yaml)")
+	fs.StringVar(&c.profile, "profile", "", "configuration profile: <config dir>/porthole/profiles/<name>.yaml (else $PORTHOLE_PROFILE)")
 	fs.BoolVar(&c.verbose, "v", false, "debug logging")
+	if !strings.HasPrefix(fs.Name(), "porthole dps") { // dps enroll has a --hub of its own
+		fs.StringVar(&c.hub, "hub", "", "hub to use, by its name in the config or its host name (default: ask DPS where the device is)")
+	}
 }
 
 // newFlagSet returns a flag set that reports to stderr and never exits.
@@ -129,6 +155,10 @@ func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 // parse parses args with flags and positional arguments in any order.
 // Arguments after "--" are returned separately and not parsed.
 func parse(fs *flag.FlagSet, args []string) (pos, afterDash []string, err error) {
+	if len(args) == 1 && args[0] == describeMarker {
+		described = fs
+		return nil, nil, errDescribe
+	}
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {

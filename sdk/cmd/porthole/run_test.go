@@ -48,6 +48,7 @@ func testEnv(t *testing.T, vars map[string]string) *env {
 		executable:    func() (string, error) { return "/opt/porthole/bin/porthole", nil },
 		command:       exec.CommandContext,
 		userConfigDir: func() (string, error) { return dir, nil },
+		userCacheDir:  func() (string, error) { return filepath.Join(dir, "cache"), nil },
 	}
 }
 
@@ -88,7 +89,7 @@ func TestSettingsPrecedence(t *testing.T) {
 			wantHost: "env", wantDPS: "dpsenv", wantCA: "/file/ca.pem", wantResolve: map[string]string{"a.example:443": "127.0.0.1:1"}},
 		{name: "flags over env", config: file, vars: map[string]string{envConnectionString: cs("env")},
 			flags:    []string{"--connection-string", cs("flag"), "--ca", "/flag/ca.pem", "--resolve", "B.example:8443=127.0.0.2:2", "--dps-connection-string", cs("dpsflag")},
-			wantHost: "flag", wantDPS: "dpsflag", wantCA: "/flag/ca.pem", wantResolve: map[string]string{"b.example:8443": "127.0.0.2:2"}, wantFromFlag: true},
+			wantHost: "flag", wantDPS: "dpsflag", wantCA: "/flag/ca.pem", wantResolve: map[string]string{"a.example:443": "127.0.0.1:1", "b.example:8443": "127.0.0.2:2"}, wantFromFlag: true},
 		{name: "nothing", wantResolve: map[string]string{}},
 		{name: "unknown key", config: "connection_strings: x\n", wantErr: true},
 		{name: "bad resolve", config: "resolve: [\"nope\"]\n", wantErr: true},
@@ -248,5 +249,40 @@ func TestUsageErrors(t *testing.T) {
 	var out bytes.Buffer
 	if err := runEnv(ctx, e, []string{"help"}, nil, &out, io.Discard); err != nil || !strings.Contains(out.String(), "porthole ssh") {
 		t.Errorf("help: %v %q", err, out.String())
+	}
+}
+
+// TestProfiles: --profile reads profiles/<name>.yaml and keeps a lookup
+// cache of its own; a profile that does not exist is an error.
+func TestProfiles(t *testing.T) {
+	e := testEnv(t, nil)
+	dir, _ := e.userConfigDir()
+	lab := filepath.Join(dir, "porthole", "profiles", "lab.yaml")
+	if err := os.MkdirAll(filepath.Dir(lab), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(lab, []byte("hubs:\n  lab-hub:\n    connection_string: "+cs("lab.example")+"\nssh:\n  host_suffix: .lab\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	writeConfig(t, e, "connection_string: "+cs("prod.example")+"\n", 0o600)
+	s, err := loadSettings(e, &connFlags{profile: "lab"}, io.Discard)
+	if err != nil || len(s.hubs) != 1 || s.hubs[0].name != "lab-hub" || s.hubs[0].host != "lab.example" || s.hostSuffix != ".lab" || s.configPath != lab {
+		t.Fatalf("lab: %+v %v", s, err)
+	}
+	if got := s.stripSuffix("dev1.lab"); got != "dev1" {
+		t.Errorf("stripSuffix %q", got)
+	}
+	s, err = loadSettings(e, &connFlags{}, io.Discard)
+	if err != nil || len(s.hubs) != 1 || s.hubs[0].host != "prod.example" || s.hostSuffix != ".porthole" {
+		t.Fatalf("default: %+v %v", s, err)
+	}
+	if _, err := loadSettings(e, &connFlags{profile: "nope"}, io.Discard); err == nil {
+		t.Error("a missing profile was accepted")
+	}
+	if _, err := loadSettings(e, &connFlags{profile: "../x"}, io.Discard); err == nil {
+		t.Error("a profile name with a path was accepted")
+	}
+	if openCache(e, "lab").path == openCache(e, "").path {
+		t.Error("profiles share a cache")
 	}
 }

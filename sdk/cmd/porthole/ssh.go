@@ -8,10 +8,14 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
+	"time"
+
+	"github.com/porthole-iot/porthole/sdk/service"
 )
 
 // cmdSSH: porthole ssh [user@]<device> [--stream ssh] [-- ssh args…]. It
-// runs the system ssh with porthole itself as the ProxyCommand.
+// opens the stream, then runs the system ssh with porthole itself as the
+// ProxyCommand, attached to that stream (attach.go).
 func cmdSSH(ctx context.Context, e *env, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlagSet("ssh", stderr)
 	var cf connFlags
@@ -22,6 +26,8 @@ func cmdSSH(ctx context.Context, e *env, args []string, stdin io.Reader, stdout,
 	var user, sshBin string
 	fs.StringVar(&user, "user", "", "remote user (instead of user@device; for device ids that contain '@')")
 	fs.StringVar(&sshBin, "ssh", "ssh", "ssh program to run")
+	quiet := fs.Bool("q", false, "no progress line while waiting for the device")
+	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the device to accept the stream")
 	pos, extra, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -38,34 +44,70 @@ func cmdSSH(ctx context.Context, e *env, args []string, stdin io.Reader, stdout,
 	if device == "" {
 		return usagef("empty device id")
 	}
+	if *timeout < time.Second {
+		return usagef("--timeout %v is too short", *timeout)
+	}
 	s, err := loadSettings(e, &cf, stderr)
 	if err != nil {
 		return err
 	}
-	if s.connectionString == "" {
-		// Fail here rather than inside ssh's ProxyCommand.
-		_, err := s.hubClient()
-		return err
-	}
+	device = s.stripSuffix(device)
 	self, err := e.executable()
 	if err != nil {
 		return err
 	}
-	sshArgs, err := buildSSHArgs(self, device, user, sf, s, extra)
+
+	// Open the stream first: a refusal or timeout is porthole's to report.
+	progress := !*quiet && e.isTerminal != nil && e.isTerminal(stderr)
+	openCtx, cancelOpen := context.WithTimeout(ctx, *timeout)
+	started := time.Now()
+	printed := false
+	conn, _, err := s.openStream(openCtx, e, device, sf, func(t target) {
+		if progress && !printed { // once, also when a stale cache entry is retried
+			printed = true
+			fmt.Fprintf(stderr, "connecting to %s via %s…", device, t.hub.name)
+		}
+	}, service.WithResponseTimeout(*timeout), service.WithConnectTimeout(*timeout))
+	cancelOpen()
 	if err != nil {
+		if printed {
+			fmt.Fprintln(stderr, " failed")
+		}
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return fmt.Errorf("device %s did not accept stream %q within %v (--timeout): %w", device, sf.stream, *timeout, err)
+		}
+		return err
+	}
+	if printed {
+		fmt.Fprintf(stderr, " accepted in %d ms\n", time.Since(started).Milliseconds())
+	}
+	att, err := newAttachment(ctx, conn, s.log)
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	proxy := []string{self, "stdio", device, "--attach", att.addr()}
+	if s.verbose {
+		proxy = append(proxy, "-v")
+	}
+	sshArgs, err := sshArgsFor(proxy, device, user, extra)
+	if err != nil {
+		att.Close()
 		return err
 	}
 	cmd := e.command(ctx, sshBin, sshArgs...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
-	// A connection string from the command line reaches the ProxyCommand
-	// through the environment: never on a command line others can read.
-	if s.connectionFromFlag {
-		cmd.Env = append(cmd.Environ(), envConnectionString+"="+s.connectionString)
-	}
+	// The ProxyCommand's token reaches it through the environment: never
+	// on a command line others can read. No credential is passed on.
+	cmd.Env = append(cmd.Environ(), envAttachToken+"="+att.token)
 	s.log.Debug("running ssh", "device", device, "stream", sf.stream)
 	err = cmd.Run()
+	closeErr := att.Close()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) && ee.ExitCode() >= 0 {
+		if ee.ExitCode() != 0 && closeErr != nil {
+			fmt.Fprintln(stderr, "porthole:", closeErr)
+		}
 		return &exitError{code: ee.ExitCode()}
 	}
 	return err
@@ -104,6 +146,11 @@ func buildSSHArgs(self, device, user string, sf streamFlags, s *settings, extra 
 	if s.verbose {
 		proxy = append(proxy, "-v")
 	}
+	return sshArgsFor(proxy, device, user, extra)
+}
+
+// sshArgsFor returns ssh's arguments for a ProxyCommand of argv.
+func sshArgsFor(proxy []string, device, user string, extra []string) ([]string, error) {
 	pc := proxyCommand(proxy)
 	if _, err := sshSplit(pc); err != nil {
 		return nil, fmt.Errorf("cannot hand ssh a ProxyCommand for these arguments (%v); avoid backslashes in paths", err)

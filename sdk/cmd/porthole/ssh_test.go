@@ -11,6 +11,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/porthole-iot/porthole/hubsim/hubsimtest"
 )
 
 // TestProxyCommandQuoting runs the rendered ProxyCommand through a real
@@ -181,27 +183,26 @@ func FuzzSSHQuote(f *testing.F) {
 	})
 }
 
-// TestSSHRunsSSH: "porthole ssh" runs ssh with the built arguments, passes a
-// flag-given connection string through the environment only, and returns
-// ssh's exit status.
+// TestSSHRunsSSH: "porthole ssh" opens the stream first, then runs ssh
+// with the built arguments and the attach token in the environment only
+// (no credential reaches ssh or its command line), and returns ssh's exit
+// status.
 func TestSSHRunsSSH(t *testing.T) {
-	sh, err := exec.LookPath("sh")
-	if err != nil {
-		t.Skip("no sh")
-	}
+	sh := lookTool(t, "sh", "dash")
+	sim := hubsimtest.New(t)
+	dev := startDevice(t, sim, "dev1", nil)
 	e := testEnv(t, nil)
 	var gotName string
-	var gotArgs []string
-	var cmd *exec.Cmd
+	var gotArgs, gotEnv []string
 	e.command = func(ctx context.Context, name string, args ...string) *exec.Cmd {
 		gotName, gotArgs = name, args
-		// Stand-in for ssh: report whether the connection string arrived
-		// in the environment, then exit 3.
-		cmd = exec.CommandContext(ctx, sh, "-c", `test -n "$PORTHOLE_CONNECTION_STRING" && echo env-ok; exit 3`)
+		// Stand-in for ssh: report whether the token arrived in the
+		// environment, then exit 3.
+		cmd := exec.CommandContext(ctx, sh, "-c", `test -n "$PORTHOLE_ATTACH_TOKEN" && echo env-ok; exit 3`)
 		return cmd
 	}
 	var stdout bytes.Buffer
-	err = runEnv(context.Background(), e, []string{"ssh", "admin@dev1", "--connection-string", cs("hub.example"), "--stream", "ssh", "--", "-v"},
+	err := runEnv(context.Background(), e, append([]string{"ssh", "admin@dev1", "--stream", "ssh"}, append(simFlags(sim), "--", "-v")...),
 		strings.NewReader(""), &stdout, io.Discard)
 	var ee *exitError
 	if !errors.As(err, &ee) || ee.code != 3 {
@@ -210,10 +211,16 @@ func TestSSHRunsSSH(t *testing.T) {
 	if gotName != "ssh" || !reflect.DeepEqual(gotArgs[len(gotArgs)-4:], []string{"-l", "admin", "dev1", "-v"}) {
 		t.Errorf("ran %s %q", gotName, gotArgs)
 	}
-	if strings.Contains(strings.Join(gotArgs, " "), testKey) {
-		t.Error("the key is on ssh's command line")
+	if !strings.Contains(gotArgs[1], "'stdio' 'dev1' '--attach' '127.0.0.1:") {
+		t.Errorf("ProxyCommand %q", gotArgs[1])
+	}
+	if line := strings.Join(append(gotArgs, gotEnv...), " "); strings.Contains(line, "SharedAccessKey") {
+		t.Error("a credential is on ssh's command line")
 	}
 	if strings.TrimSpace(stdout.String()) != "env-ok" {
-		t.Errorf("connection string not passed in the environment: %q", stdout.String())
+		t.Errorf("token not passed in the environment: %q", stdout.String())
+	}
+	if dev.Accepted() != 1 {
+		t.Errorf("device accepted %d streams before ssh ran", dev.Accepted())
 	}
 }

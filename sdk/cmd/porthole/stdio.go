@@ -38,6 +38,7 @@ func cmdStdio(ctx context.Context, e *env, args []string, stdin io.Reader, stdou
 	fs.StringVar(&sf.module, "module", "", "module id, for a stream to a module")
 	var of streamOptsFlags
 	of.register(fs, false)
+	fs.StringVar(&cf.attach, "attach", "", "internal: the loopback address \"porthole ssh\" serves its stream on")
 	pos, extra, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -48,30 +49,45 @@ func cmdStdio(ctx context.Context, e *env, args []string, stdin io.Reader, stdou
 	if err := of.check(); err != nil {
 		return err
 	}
+	if cf.attach != "" {
+		return attachStdio(ctx, e, cf.attach, stdin, stdout)
+	}
 	s, err := loadSettings(e, &cf, stderr)
 	if err != nil {
 		return err
 	}
-	c, err := s.hubClient()
-	if err != nil {
-		return err
-	}
-	defer c.Close()
+	device := s.stripSuffix(pos[0])
 	audit, closeAudit, err := of.openAudit()
 	if err != nil {
 		return err
 	}
 	defer closeAudit()
 	start := time.Now()
-	rec := stream.AuditRecord{Side: "operator", Event: "stream", Device: pos[0], Stream: sf.stream, Kind: "plain", Destination: sf.stream, Start: start}
-	o := &opener{c: c, device: pos[0], sf: sf, of: of, log: s.log, clock: retry.RealClock()}
-	op, err := o.open(ctx, sf.stream)
+	rec := stream.AuditRecord{Side: "operator", Event: "stream", Device: device, Stream: sf.stream, Kind: "plain", Destination: sf.stream, Start: start}
+	// The device's hub is looked up (and a stale lookup refreshed once);
+	// the request is paced and a 429 waited out; a refusal carries the
+	// device's reported reason.
+	var op opened
+	err = s.withDevice(ctx, e, device, func(c *service.Client, _ target) error {
+		o := &opener{c: c, device: device, sf: sf, of: of, log: s.log, clock: retry.RealClock(), throttleOnly: true}
+		asked := time.Now()
+		var err error
+		op, err = o.open(ctx, sf.stream)
+		if errors.Is(err, service.ErrStreamRejected) {
+			return &refusedError{device: device, stream: sf.stream, err: err,
+				reason: rejectionReason(ctx, c, device, sf.stream, asked, 3*time.Second)}
+		}
+		if err != nil {
+			return fmt.Errorf("%w%s", err, s.hint(err))
+		}
+		return nil
+	})
 	if err != nil {
 		rec.Time, rec.Result, rec.Reason = time.Now(), "rejected", err.Error()
 		audit.Write(rec)
 		return err
 	}
-	s.log.Debug("stream open", "device", pos[0], "stream", sf.stream)
+	s.log.Debug("stream open", "device", device, "stream", sf.stream)
 	up, down, err := pumpStdio(ctx, op.conn, stdin, stdout)
 	reason := "closed"
 	var ce *stream.CloseError

@@ -1,0 +1,225 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// checkConfigKeys walks the config file's YAML against fileConfig and
+// reports, all at once, every unknown key (with the closest known key as a
+// "did you mean") and every value of the wrong kind, as file:line: field:
+// problem — never a Go type name. (The agent's config does the same for
+// its file; sdk must not import agent, so this is the operator side's
+// own.)
+func checkConfigKeys(path string, data []byte) error {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
+		return nil // empty file
+	}
+	k := &keyChecker{path: path, all: leafPaths(reflect.TypeFor[fileConfig](), "")}
+	k.walk(doc.Content[0], reflect.TypeFor[fileConfig](), "")
+	return errors.Join(k.errs...)
+}
+
+type keyChecker struct {
+	path string
+	all  []string // every field path, for "belongs under"
+	errs []error
+}
+
+func (k *keyChecker) fail(n *yaml.Node, field, format string, args ...any) {
+	where := field
+	if where == "" {
+		where = "top level"
+	}
+	k.errs = append(k.errs, fmt.Errorf("%s:%d: %s: %s", k.path, n.Line, where, fmt.Sprintf(format, args...)))
+}
+
+func (k *keyChecker) walk(n *yaml.Node, t reflect.Type, field string) {
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return // an empty value: the default
+	}
+	switch t.Kind() {
+	case reflect.String:
+		if n.Kind != yaml.ScalarNode {
+			k.fail(n, field, "expected text, got %s", kindName(n))
+		}
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			k.fail(n, field, "expected a list, like [\"a\", \"b\"], got %s", kindName(n))
+			return
+		}
+		for i, c := range n.Content {
+			k.walk(c, t.Elem(), fmt.Sprintf("%s[%d]", field, i))
+		}
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			k.fail(n, field, "expected a mapping of names, got %s", kindName(n))
+			return
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k.walk(n.Content[i+1], t.Elem(), join(field, n.Content[i].Value))
+		}
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			k.fail(n, field, "expected a mapping of keys, got %s", kindName(n))
+			return
+		}
+		known := yamlFields(t)
+		seen := map[string]bool{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key := n.Content[i].Value
+			ft, ok := known[key]
+			if !ok {
+				k.unknown(n.Content[i], field, key, known)
+				continue
+			}
+			if seen[key] {
+				k.fail(n.Content[i], join(field, key), "given twice")
+			}
+			seen[key] = true
+			k.walk(n.Content[i+1], ft, join(field, key))
+		}
+	}
+}
+
+// unknown reports an unknown key with the closest known key of its level,
+// or the section a key of that name belongs to.
+func (k *keyChecker) unknown(n *yaml.Node, field, key string, known map[string]reflect.Type) {
+	names := make([]string, 0, len(known))
+	for name := range known {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	msg := fmt.Sprintf("unknown key %q", key)
+	if s := suggest(key, names); s != "" {
+		msg += fmt.Sprintf(" (did you mean %q?)", s)
+	} else if where := belongs(key, k.all); where != "" {
+		msg += fmt.Sprintf(" (%q belongs under %s)", key, where)
+	} else {
+		msg += " (known: " + strings.Join(names, ", ") + ")"
+	}
+	k.fail(n, join(field, key), "%s", msg)
+}
+
+// belongs returns the section of the first field path ending in key.
+func belongs(key string, all []string) string {
+	for _, p := range all {
+		if i := strings.LastIndexByte(p, '.'); i > 0 && p[i+1:] == key {
+			return p[:i]
+		}
+	}
+	return ""
+}
+
+func join(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "." + b
+}
+
+// yamlFields maps a struct's yaml keys to their types.
+func yamlFields(t reflect.Type) map[string]reflect.Type {
+	m := map[string]reflect.Type{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name != "" && name != "-" {
+			m[name] = f.Type
+		}
+	}
+	return m
+}
+
+// leafPaths lists every field path of t ("hubs.<name>.connection_string"
+// as "hubs.*.connection_string").
+func leafPaths(t reflect.Type, prefix string) []string {
+	var out []string
+	switch t.Kind() {
+	case reflect.Struct:
+		names := make([]string, 0)
+		fields := yamlFields(t)
+		for n := range fields {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		for _, n := range names {
+			out = append(out, join(prefix, n))
+			out = append(out, leafPaths(fields[n], join(prefix, n))...)
+		}
+	case reflect.Map:
+		out = append(out, leafPaths(t.Elem(), join(prefix, "<name>"))...)
+	}
+	return out
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		return fmt.Sprintf("%q", n.Value)
+	}
+	return "something else"
+}
+
+// suggest returns the known key closest to got, or "" when none is close
+// enough to be a likely typo (at most 1 edit for short keys, 2 from 4
+// characters, 3 from 8).
+func suggest(got string, known []string) string {
+	best, bestD := "", 1<<30
+	for _, k := range known {
+		if d := editDistance(strings.ToLower(got), k); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	limit := 1
+	switch {
+	case len(got) >= 8:
+		limit = 3
+	case len(got) >= 4:
+		limit = 2
+	}
+	if bestD <= limit {
+		return best
+	}
+	return ""
+}
+
+// editDistance is the Levenshtein distance between a and b (bytes).
+func editDistance(a, b string) int {
+	if len(a) > 64 || len(b) > 64 {
+		return 1 << 20 // keys are short; a huge key is nobody's typo
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/porthole-iot/porthole/sdk/service"
+	"github.com/porthole-iot/porthole/sdk/stream"
+)
+
+// healthProperty is the twin reported property the agent writes its health
+// under. agentHealth mirrors, read-only, the shape the agent writes (the
+// agent-health work defines it as sdk/health.Report); only the fields the
+// CLI shows are read, and unknown ones are ignored, so a newer agent's
+// report still reads.
+const healthProperty = "porthole"
+
+type agentHealth struct {
+	Version string     `json:"version"`
+	Started *time.Time `json:"started"`
+	Hub     struct {
+		Transport string     `json:"transport"`
+		Connected bool       `json:"connected"`
+		Since     *time.Time `json:"since"`
+	} `json:"hub"`
+	Provisioning struct {
+		Hub       string `json:"hub"`
+		DeviceID  string `json:"deviceId"`
+		Substatus string `json:"substatus"`
+	} `json:"provisioning"`
+	Streams struct {
+		Open     int    `json:"open"`
+		Accepted uint64 `json:"accepted"`
+		Rejected uint64 `json:"rejected"`
+	} `json:"streams"`
+	LastRejection *struct {
+		Stream string     `json:"stream"`
+		Reason string     `json:"reason"`
+		At     *time.Time `json:"at"`
+	} `json:"lastRejection"`
+	LastError *struct {
+		Message string     `json:"message"`
+		At      *time.Time `json:"at"`
+	} `json:"lastError"`
+}
+
+// healthOf reads the agent's report from a twin; nil when there is none
+// (not a porthole agent, or an agent too old to report).
+func healthOf(t *service.Twin) *agentHealth {
+	if t == nil || t.Properties.Reported == nil {
+		return nil
+	}
+	raw, ok := t.Properties.Reported[healthProperty]
+	if !ok {
+		return nil
+	}
+	b, err := json.Marshal(raw)
+	if err != nil {
+		return nil
+	}
+	var h agentHealth
+	if json.Unmarshal(b, &h) != nil {
+		return nil
+	}
+	return &h
+}
+
+// refusedError is a stream the device refused, with its reason when the
+// agent reported one.
+type refusedError struct {
+	device, stream, reason string
+	err                    error
+}
+
+func (e *refusedError) Error() string {
+	if e.reason == "" {
+		return fmt.Sprintf("device %s refused stream %q (it reported no reason: an agent without health reports, or the report is not in yet)", e.device, e.stream)
+	}
+	return fmt.Sprintf("device %s refused stream %q: %s", e.device, e.stream, e.reason)
+}
+
+func (e *refusedError) Unwrap() error { return e.err }
+
+// rejectionReason reads the device's last reported rejection of stream
+// name, if it is recent (not older than since minus a margin for clock
+// skew). The agent reports it shortly after refusing; the reading waits up
+// to wait for it.
+func rejectionReason(ctx context.Context, c *service.Client, device, name string, since time.Time, wait time.Duration) string {
+	deadline := time.Now().Add(wait)
+	for {
+		tw, err := c.GetTwin(ctx, device)
+		if err != nil {
+			return ""
+		}
+		h := healthOf(tw)
+		if h == nil {
+			return "" // no health report: nothing to wait for
+		}
+		if h.LastRejection != nil && h.LastRejection.Stream == name &&
+			(h.LastRejection.At == nil || h.LastRejection.At.After(since.Add(-2*time.Minute))) {
+			return h.LastRejection.Reason
+		}
+		if time.Now().After(deadline) {
+			return ""
+		}
+		t := time.NewTimer(250 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ""
+		case <-t.C:
+		}
+	}
+}
+
+// openStream finds device's hub, opens the stream and, when the device
+// refuses, says why.
+// before, if not nil, is told the hub before the stream is asked for.
+func (s *settings) openStream(ctx context.Context, e *env, device string, sf streamFlags, before func(target), opts ...service.StreamOption) (*stream.Conn, target, error) {
+	var conn *stream.Conn
+	var found target
+	err := s.withDevice(ctx, e, device, func(c *service.Client, t target) error {
+		found = t
+		if before != nil {
+			before(t)
+		}
+		asked := time.Now()
+		var err error
+		conn, err = c.OpenStream(ctx, device, sf.stream, append(sf.options(), opts...)...)
+		if errors.Is(err, service.ErrStreamRejected) {
+			return &refusedError{device: device, stream: sf.stream, err: err,
+				reason: rejectionReason(ctx, c, device, sf.stream, asked, 3*time.Second)}
+		}
+		if err != nil {
+			return fmt.Errorf("%w%s", err, s.hint(err))
+		}
+		return nil
+	})
+	return conn, found, err
+}
