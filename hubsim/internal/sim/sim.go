@@ -26,6 +26,7 @@ import (
 	"github.com/porthole-iot/porthole/hubsim/internal/dps"
 	"github.com/porthole-iot/porthole/hubsim/internal/hub"
 	"github.com/porthole-iot/porthole/hubsim/internal/metrics"
+	"github.com/porthole-iot/porthole/hubsim/internal/query"
 	"github.com/porthole-iot/porthole/hubsim/internal/relay"
 	"github.com/porthole-iot/porthole/hubsim/internal/sas"
 	"github.com/porthole-iot/porthole/hubsim/internal/server"
@@ -503,6 +504,27 @@ func (d uiDevices) SetEnabled(ctx context.Context, host, id string, enabled bool
 		st = hub.StatusEnabled
 	}
 	return h.SetStatus(ctx, id, st)
+}
+
+func (d uiDevices) Query(ctx context.Context, host, text string, limit int) ([]json.RawMessage, error) {
+	res, err := d.set.QueryTwins(ctx, host, text, query.Page{MaxItems: limit})
+	if err != nil {
+		return nil, err
+	}
+	return res.Items, nil
+}
+
+func (d uiDevices) InvokeMethod(ctx context.Context, host, id, method string, payload json.RawMessage, timeout time.Duration) (int, json.RawMessage, error) {
+	h, err := d.hub(host)
+	if err != nil {
+		return 0, nil, err
+	}
+	res, err := h.InvokeMethod(ctx, id, "", hub.MethodRequest{MethodName: method, Payload: payload,
+		ResponseTimeoutInSeconds: int(timeout / time.Second)})
+	if err != nil {
+		return 0, nil, err
+	}
+	return res.Status, res.Payload, nil
 }
 
 // uiStreams feeds the dashboard's stream counters from the relay.

@@ -2,6 +2,7 @@ package ui_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -190,6 +191,11 @@ func TestBrowser(t *testing.T) {
 			mu.Unlock()
 		}
 	})
+	dev.OnMethod("ping", func(_ context.Context, p json.RawMessage) (int, any) {
+		var in struct{ N int }
+		_ = json.Unmarshal(p, &in)
+		return 200, map[string]int{"pong": in.N}
+	})
 	release := make(chan struct{})
 	dev.OnStreamRequest(func(ctx context.Context, req *iothub.StreamRequest) {
 		conn, err := req.Accept(ctx)
@@ -262,6 +268,12 @@ func TestBrowser(t *testing.T) {
 	if twin := c.text("#twin"); !strings.Contains(twin, `"mode": "eco"`) {
 		t.Errorf("twin view after the update lacks the property:\n%s", twin)
 	}
+	c.run("method", chromedp.SendKeys(chromedp.ID("#mname"), "ping"), chromedp.SendKeys(chromedp.ID("#mpayload"), `{"n":1}`),
+		chromedp.Click(chromedp.ID("#invoke")))
+	testwait.For(t, 10*time.Second, "the page shows the method's answer", func() (bool, string) {
+		got := c.text(".flash")
+		return got == `method ping answered 200: {"pong":1}`, got
+	})
 	c.checkPage("device")
 	c.screenshot("device")
 

@@ -39,6 +39,7 @@ type view struct {
 	Twin     string
 	Enabled  bool
 	Online   bool
+	Raw      []string // query results without a device id (projections)
 	Faults   []admin.Fault
 	Kinds    []admin.Kind
 	Missing  string
@@ -332,9 +333,13 @@ func (u *UI) devices(w http.ResponseWriter, r *http.Request, s *session) {
 	if v.Hub == "" && len(v.Hubs) > 0 {
 		v.Hub = v.Hubs[0].HostName
 	}
-	if u.cfg.Devices == nil {
+	switch {
+	case u.cfg.Devices == nil:
 		v.Missing = "device registry"
-	} else if v.Hub != "" {
+	case v.Hub == "":
+	case isQuery(v.Query):
+		u.queryDevices(r, v)
+	default:
 		devs, n, err := u.cfg.Devices.List(r.Context(), v.Hub, v.Query, deviceListLimit)
 		if err != nil {
 			v.Error = err.Error()
@@ -342,6 +347,80 @@ func (u *UI) devices(w http.ResponseWriter, r *http.Request, s *session) {
 		v.Devices, v.Matched, v.Shown = devs, n, len(devs)
 	}
 	u.render(w, "devices", v)
+}
+
+// isQuery tells an IoT Hub query from a device id fragment.
+func isQuery(s string) bool {
+	f := strings.Fields(s)
+	return len(f) > 1 && strings.EqualFold(f[0], "select")
+}
+
+// queryDevices runs the search box as an IoT Hub query: result twins
+// become device rows; projections without a device id are listed as JSON.
+func (u *UI) queryDevices(r *http.Request, v *view) {
+	items, err := u.cfg.Devices.Query(r.Context(), v.Hub, v.Query, deviceListLimit)
+	if err != nil {
+		v.Error = "query: " + err.Error()
+		return
+	}
+	all, _, err := u.cfg.Devices.List(r.Context(), v.Hub, "", 1<<30)
+	if err != nil {
+		v.Error = err.Error()
+		return
+	}
+	byID := make(map[string]Device, len(all))
+	for _, d := range all {
+		byID[d.ID] = d
+	}
+	seen := map[string]bool{}
+	for _, it := range items {
+		var doc struct {
+			DeviceID string `json:"deviceId"`
+		}
+		d, ok := Device{}, false
+		if json.Unmarshal(it, &doc) == nil && doc.DeviceID != "" {
+			d, ok = byID[doc.DeviceID]
+		}
+		switch {
+		case ok && !seen[d.ID]:
+			seen[d.ID] = true
+			v.Devices = append(v.Devices, d)
+		case !ok:
+			v.Raw = append(v.Raw, string(it))
+		}
+	}
+	v.Matched, v.Shown = len(items), len(items)
+}
+
+func (u *UI) method(w http.ResponseWriter, r *http.Request, s *session) {
+	if u.cfg.Devices == nil {
+		u.actionError(w, http.StatusServiceUnavailable, "no device registry")
+		return
+	}
+	name := strings.TrimSpace(r.PostForm.Get("method"))
+	payload := json.RawMessage(strings.TrimSpace(r.PostForm.Get("payload")))
+	if len(payload) == 0 {
+		payload = json.RawMessage("null")
+	}
+	if name == "" || !json.Valid(payload) {
+		u.actionError(w, http.StatusBadRequest, "a method needs a name and a JSON payload (or none)")
+		return
+	}
+	timeout := 10 * time.Second
+	if t := strings.TrimSpace(r.PostForm.Get("timeout")); t != "" {
+		n, err := strconv.Atoi(t)
+		if err != nil || n < 5 || n > 300 {
+			u.actionError(w, http.StatusBadRequest, "timeout: whole seconds from 5 to 300")
+			return
+		}
+		timeout = time.Duration(n) * time.Second
+	}
+	status, out, err := u.cfg.Devices.InvokeMethod(r.Context(), r.PathValue("host"), r.PathValue("id"), name, payload, timeout)
+	if err != nil {
+		afterAction(w, r, "method "+name+" failed: "+err.Error())
+		return
+	}
+	afterAction(w, r, fmt.Sprintf("method %s answered %d: %s", name, status, out))
 }
 
 func (u *UI) device(w http.ResponseWriter, r *http.Request, s *session) {

@@ -35,6 +35,12 @@ type Devices interface {
 	UpdateDesired(ctx context.Context, host, id string, patch map[string]any) error
 	// SetEnabled enables or disables the device.
 	SetEnabled(ctx context.Context, host, id string, enabled bool) error
+	// Query runs an IoT Hub query (SELECT … FROM devices …) and returns
+	// at most limit result documents.
+	Query(ctx context.Context, host, text string, limit int) ([]json.RawMessage, error)
+	// InvokeMethod calls a direct method on the device and returns its
+	// status and JSON payload.
+	InvokeMethod(ctx context.Context, host, id, method string, payload json.RawMessage, timeout time.Duration) (int, json.RawMessage, error)
 }
 
 // Device is one row of the device list.
@@ -172,6 +178,7 @@ func (u *UI) RegisterRoutes(mux *http.ServeMux) {
 	mux.Handle("POST "+Prefix+"devices/{host}/{id}/c2d", u.mutating(u.c2d))
 	mux.Handle("POST "+Prefix+"devices/{host}/{id}/disconnect", u.mutating(u.disconnect))
 	mux.Handle("POST "+Prefix+"devices/{host}/{id}/status", u.mutating(u.status))
+	mux.Handle("POST "+Prefix+"devices/{host}/{id}/method", u.mutating(u.method))
 	mux.Handle("GET "+Prefix+"dps", u.page(u.dps))
 	mux.Handle("GET "+Prefix+"streams", u.page(u.streams))
 	mux.Handle("GET "+Prefix+"events", u.page(u.events))

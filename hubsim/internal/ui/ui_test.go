@@ -286,3 +286,49 @@ func BenchmarkPages(b *testing.B) {
 		})
 	}
 }
+
+func TestDeviceSearch(t *testing.T) {
+	s := hubsimtest.New(t)
+	host := s.HubHostNames[0]
+	for i := range 5 {
+		s.CreateDevice(host, fmt.Sprintf("dev-%02d", i))
+	}
+	s.CreateDevice(host, "pump-1")
+	b := newBrowser(t, s)
+	b.login(s.AdminToken)
+	tests := []struct {
+		name     string
+		q        string
+		want     []string // device links expected
+		wantNot  []string
+		wantText string
+	}{
+		{"all", "", []string{"dev-00", "dev-04", "pump-1"}, nil, "6 devices match"},
+		{"id fragment", "pump", []string{"pump-1"}, []string{"dev-00"}, "1 devices match"},
+		{"query", "SELECT * FROM devices WHERE deviceId = 'dev-02'", []string{"dev-02"}, []string{"dev-01", "pump-1"}, ""},
+		{"projection with ids", "SELECT deviceId FROM devices WHERE STARTSWITH(deviceId, 'dev-0')", []string{"dev-00", "dev-04"}, []string{"pump-1"}, ""},
+		{"aggregate", "SELECT COUNT() AS n FROM devices", nil, []string{"dev-00"}, `{&#34;n&#34;:6}`},
+		{"bad query", "SELECT * FROM nowhere", nil, []string{"dev-00"}, "query: "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, page := b.do("GET", "/hubsim/ui/devices?"+url.Values{"hub": {host}, "q": {tt.q}}.Encode(), nil, nil)
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			for _, id := range tt.want {
+				if !strings.Contains(page, "/"+id+`"`) {
+					t.Errorf("no link to %s", id)
+				}
+			}
+			for _, id := range tt.wantNot {
+				if strings.Contains(page, "/"+id+`"`) {
+					t.Errorf("link to %s, which does not match", id)
+				}
+			}
+			if !strings.Contains(page, tt.wantText) {
+				t.Errorf("page lacks %q", tt.wantText)
+			}
+		})
+	}
+}
