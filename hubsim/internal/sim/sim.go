@@ -185,7 +185,8 @@ func Assemble(p *server.Prepared, logger *slog.Logger, opts Options) (*Sim, serv
 	if s.UI, err = ui.New(ui.Config{
 		Hubs: adminHubs{s.Hubs}, DPS: adminDPS{s.DPS}, Faults: s.Faults,
 		Devices: uiDevices{s.Hubs}, Streams: uiStreams{s.Relay},
-		Auth: auth, Logger: logger.With("component", "ui"),
+		Provisioning: uiDPS{s.DPS, dcfg.Quota},
+		Auth:         auth, Logger: logger.With("component", "ui"),
 	}); err != nil {
 		return nil, server.Components{}, s.fail(err)
 	}
@@ -525,6 +526,23 @@ func (d uiDevices) InvokeMethod(ctx context.Context, host, id, method string, pa
 		return 0, nil, err
 	}
 	return res.Status, res.Payload, nil
+}
+
+// uiDPS feeds the dashboard's DPS page.
+type uiDPS struct {
+	dps   *dps.Service
+	quota dps.Quota
+}
+
+func (d uiDPS) Enrollments() any      { return d.dps.Enrollments() }
+func (d uiDPS) EnrollmentGroups() any { return d.dps.EnrollmentGroups() }
+func (d uiDPS) Registrations() any    { return d.dps.RegistrationStates("") }
+func (d uiDPS) Quota() (int, time.Duration) {
+	w := d.quota.Window
+	if w <= 0 {
+		w = time.Minute
+	}
+	return d.quota.Limit, w
 }
 
 // uiStreams feeds the dashboard's stream counters from the relay.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/porthole-iot/porthole/hubsim/hubsimtest"
 	"github.com/porthole-iot/porthole/hubsim/hubsimtest/sdkconfig"
+	"github.com/porthole-iot/porthole/sdk/dps"
 	"github.com/porthole-iot/porthole/sdk/iothub"
 	"github.com/porthole-iot/porthole/sdk/service"
 	"github.com/porthole-iot/porthole/sdk/testwait"
@@ -153,7 +154,7 @@ func (c *chrome) screenshot(name string) {
 // connection, follow telemetry, with no console errors and a label on
 // every form control on any page.
 func TestBrowser(t *testing.T) {
-	sim := hubsimtest.New(t)
+	sim := hubsimtest.New(t, hubsimtest.WithFastDPS())
 	c := newChrome(t) // closed before the sim (cleanups run last first)
 	host := sim.HubHostNames[0]
 	key := sim.CreateDevice(host, "dev1")
@@ -293,6 +294,19 @@ func TestBrowser(t *testing.T) {
 	c.checkPage("events")
 	c.screenshot("events")
 
+	// DPS: a registration shows with its outcome.
+	dpsKey := sim.EnrollSymmetricKey("gateway-7", nil)
+	prov, err := dps.New(sdkconfig.Provisioning(sim, "gateway-7", dpsKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := prov.Register(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	c.run("dps", chromedp.Navigate(base+"dps"), chromedp.WaitVisible(chromedp.ID("#registrations")))
+	if got := c.text("#registrations tbody"); !strings.Contains(got, "gateway-7") || !strings.Contains(got, "assigned") {
+		t.Errorf("DPS page registrations: %q", got)
+	}
 	for _, p := range []string{"dps", "streams"} {
 		c.run(p, chromedp.Navigate(base+p), chromedp.WaitVisible(chromedp.CSS("main table")))
 		c.checkPage(p)

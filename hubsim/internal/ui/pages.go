@@ -40,9 +40,17 @@ type view struct {
 	Enabled  bool
 	Online   bool
 	Raw      []string // query results without a device id (projections)
-	Faults   []admin.Fault
-	Kinds    []admin.Kind
-	Missing  string
+
+	Enrollments   []enrollmentRow
+	Groups        []enrollmentRow
+	Registrations []registrationRow
+	RegCount      int
+	QuotaLimit    int
+	QuotaWindow   time.Duration
+	QuotaPeak     int64
+	Faults        []admin.Fault
+	Kinds         []admin.Kind
+	Missing       string
 }
 
 type hubStat struct {
@@ -545,9 +553,78 @@ func (u *UI) status(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 }
 
+// enrollmentRow is what the DPS page shows of an individual enrollment or
+// a group (never its attestation).
+type enrollmentRow struct {
+	RegistrationID     string   `json:"registrationId"`
+	EnrollmentGroupID  string   `json:"enrollmentGroupId"`
+	DeviceID           string   `json:"deviceId"`
+	ProvisioningStatus string   `json:"provisioningStatus"`
+	AllocationPolicy   string   `json:"allocationPolicy"`
+	IoTHubs            []string `json:"iotHubs"`
+	IoTHubHostName     string   `json:"iotHubHostName"`
+	ReprovisionPolicy  *struct {
+		UpdateHubAssignment *bool `json:"updateHubAssignment"`
+		MigrateDeviceData   *bool `json:"migrateDeviceData"`
+	} `json:"reprovisionPolicy"`
+}
+
+// Reprovision says what a reprovision with a new hub does; an absent
+// policy or field is true, as in Azure.
+func (e enrollmentRow) Reprovision() string {
+	update, migrate := true, true
+	if p := e.ReprovisionPolicy; p != nil {
+		if p.UpdateHubAssignment != nil {
+			update = *p.UpdateHubAssignment
+		}
+		if p.MigrateDeviceData != nil {
+			migrate = *p.MigrateDeviceData
+		}
+	}
+	switch {
+	case !update:
+		return "stay on the current hub"
+	case migrate:
+		return "move to the new hub, migrate twin"
+	default:
+		return "move to the new hub, initial twin"
+	}
+}
+
+type registrationRow struct {
+	RegistrationID string `json:"registrationId"`
+	DeviceID       string `json:"deviceId"`
+	AssignedHub    string `json:"assignedHub"`
+	Status         string `json:"status"`
+	Substatus      string `json:"substatus"`
+	ErrorCode      int    `json:"errorCode"`
+	ErrorMessage   string `json:"errorMessage"`
+	LastUpdated    string `json:"lastUpdatedDateTimeUtc"`
+}
+
+// decodeAs re-reads a component's JSON-shaped answer as T.
+func decodeAs[T any](v any) T {
+	var out T
+	if b, err := json.Marshal(v); err == nil {
+		_ = json.Unmarshal(b, &out)
+	}
+	return out
+}
+
+const dpsListLimit = 500
+
 func (u *UI) dps(w http.ResponseWriter, r *http.Request, s *session) {
 	v := u.viewFor(s, "DPS", "dps")
+	if p := u.cfg.Provisioning; p != nil {
+		v.Enrollments = decodeAs[[]enrollmentRow](p.Enrollments())
+		v.Groups = decodeAs[[]enrollmentRow](p.EnrollmentGroups())
+		regs := decodeAs[[]registrationRow](p.Registrations())
+		v.RegCount = len(regs)
+		v.Registrations = regs[:min(len(regs), dpsListLimit)]
+		v.QuotaLimit, v.QuotaWindow = p.Quota()
+	}
 	m := u.dpsStats()
+	v.QuotaPeak = jsonInt(m, "PeakPerWindow")
 	if m == nil {
 		v.Missing = "provisioning service"
 	}

@@ -51,6 +51,19 @@ type Device struct {
 	LastActivity time.Time
 }
 
+// Provisioning is what the DPS page needs beyond admin.DPS's counters.
+// The lists are JSON arrays in the DPS service API's shapes; the page
+// reads ids, policies and outcomes from them and never shows attestation
+// keys.
+type Provisioning interface {
+	Enrollments() any
+	EnrollmentGroups() any
+	Registrations() any
+	// Quota is the registration limit per ID scope and its window; a zero
+	// limit means none.
+	Quota() (limit int, window time.Duration)
+}
+
 // Streams is what the dashboard needs from the streaming endpoint.
 type Streams interface {
 	// StreamStats returns streams open now and the totals since start.
@@ -66,11 +79,12 @@ type StreamStats struct {
 // Config wires the dashboard to the simulator; nil components show as
 // unavailable.
 type Config struct {
-	Hubs    admin.Hubs
-	DPS     admin.DPS
-	Faults  *admin.Faults
-	Devices Devices
-	Streams Streams
+	Hubs         admin.Hubs
+	DPS          admin.DPS
+	Faults       *admin.Faults
+	Devices      Devices
+	Provisioning Provisioning
+	Streams      Streams
 	// Auth checks the credential typed into the login form; required.
 	Auth   *admin.Authorizer
 	Logger *slog.Logger

@@ -2,6 +2,7 @@ package ui_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -330,5 +331,30 @@ func TestDeviceSearch(t *testing.T) {
 				t.Errorf("page lacks %q", tt.wantText)
 			}
 		})
+	}
+}
+
+func TestDPSPage(t *testing.T) {
+	s := hubsimtest.New(t)
+	s.EnrollSymmetricKey("reg-a", func(e *hubsimtest.IndividualEnrollment) {
+		// A policy that keeps the device on its hub, set as the service API would.
+		if err := json.Unmarshal([]byte(`{"reprovisionPolicy":{"updateHubAssignment":false}}`), e); err != nil {
+			t.Fatal(err)
+		}
+	})
+	s.EnrollGroupSymmetricKey("group-b", nil)
+	b := newBrowser(t, s)
+	b.login(s.AdminToken)
+	resp, page := b.do("GET", "/hubsim/ui/dps", nil, nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	for _, want := range []string{"reg-a", "group-b", "stay on the current hub", "move to the new hub, migrate twin"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("DPS page lacks %q", want)
+		}
+	}
+	if strings.Contains(page, "symmetricKey") || strings.Contains(page, "primaryKey") {
+		t.Errorf("DPS page shows attestation keys")
 	}
 }
