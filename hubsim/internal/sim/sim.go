@@ -69,7 +69,8 @@ type Sim struct {
 	// credential.
 	UI *ui.UI
 
-	logFile *os.File // owned: closed by Close when we opened it
+	logFile   *os.File    // owned: closed by Close when we opened it
+	streamLog *ui.LogRing // the last DeviceStreams log lines, for the dashboard
 }
 
 // Assemble builds every component for p and returns them with the
@@ -80,7 +81,7 @@ func Assemble(p *server.Prepared, logger *slog.Logger, opts Options) (*Sim, serv
 		logger = slog.New(slog.DiscardHandler)
 	}
 	cfg := p.Config
-	s := &Sim{Faults: admin.NewFaults()}
+	s := &Sim{Faults: admin.NewFaults(), streamLog: ui.NewLogRing(200)}
 
 	events := opts.StreamLog
 	if events == nil {
@@ -112,7 +113,7 @@ func Assemble(p *server.Prepared, logger *slog.Logger, opts Options) (*Sim, serv
 		MaxNewPerSecond:  cfg.Streams.NewPerSecond,
 		MaxConcurrent:    cfg.Streams.ConcurrentPerHub,
 		Logger:           logger.With("component", "relay"),
-		EventLog:         events,
+		EventLog:         io.MultiWriter(events, s.streamLog),
 		Faults:           relayFaults(s.Faults),
 	}
 	if opts.Relay != nil {
@@ -184,7 +185,7 @@ func Assemble(p *server.Prepared, logger *slog.Logger, opts Options) (*Sim, serv
 	}
 	if s.UI, err = ui.New(ui.Config{
 		Hubs: adminHubs{s.Hubs}, DPS: adminDPS{s.DPS}, Faults: s.Faults,
-		Devices: uiDevices{s.Hubs}, Streams: uiStreams{s.Relay},
+		Devices: uiDevices{s.Hubs}, Streams: uiStreams{s.Relay, s.streamLog},
 		Provisioning: uiDPS{s.DPS, dcfg.Quota},
 		Auth:         auth, Logger: logger.With("component", "ui"),
 	}); err != nil {
@@ -546,7 +547,21 @@ func (d uiDPS) Quota() (int, time.Duration) {
 }
 
 // uiStreams feeds the dashboard's stream counters from the relay.
-type uiStreams struct{ r *relay.Relay }
+type uiStreams struct {
+	r   *relay.Relay
+	log *ui.LogRing
+}
+
+func (s uiStreams) History() [][]byte { return s.log.Lines() }
+
+func (s uiStreams) Open() []ui.OpenStream {
+	var out []ui.OpenStream
+	for _, o := range s.r.Open() {
+		out = append(out, ui.OpenStream{Hub: o.Hub, DeviceID: o.DeviceID, ModuleID: o.ModuleID, Name: o.Name,
+			Created: o.Created, Connected: o.Connected, BytesToDevice: o.BytesToDevice, BytesToService: o.BytesToService})
+	}
+	return out
+}
 
 func (s uiStreams) StreamStats() ui.StreamStats {
 	var out ui.StreamStats

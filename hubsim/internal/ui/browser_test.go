@@ -238,6 +238,13 @@ func TestBrowser(t *testing.T) {
 	}
 	c.checkPage("overview")
 	c.screenshot("overview")
+	c.run("streams", chromedp.Navigate(base+"streams"), chromedp.WaitVisible(chromedp.ID("#open-streams")))
+	if got := c.text("#open-streams tbody"); !strings.Contains(got, "dev1") || !strings.Contains(got, "ssh") || !strings.Contains(got, "connected") {
+		t.Errorf("streams page, open streams: %q", got)
+	}
+	c.checkPage("streams")
+	c.screenshot("streams")
+	c.run("overview again", chromedp.Navigate(base), chromedp.WaitVisible(chromedp.ID("#n-streams")))
 	close(release)
 	st.Close()
 	testwait.For(t, 10*time.Second, "the overview shows the stream closed and counted", func() (bool, string) {
@@ -307,11 +314,13 @@ func TestBrowser(t *testing.T) {
 	if got := c.text("#registrations tbody"); !strings.Contains(got, "gateway-7") || !strings.Contains(got, "assigned") {
 		t.Errorf("DPS page registrations: %q", got)
 	}
-	for _, p := range []string{"dps", "streams"} {
-		c.run(p, chromedp.Navigate(base+p), chromedp.WaitVisible(chromedp.CSS("main table")))
-		c.checkPage(p)
-		c.screenshot(p)
+	c.checkPage("dps")
+	c.screenshot("dps")
+	c.run("streams history", chromedp.Navigate(base+"streams"), chromedp.WaitVisible(chromedp.ID("#stream-history")))
+	if got := c.text("#stream-history tbody"); !strings.Contains(got, "dev1") || !strings.Contains(got, "closed") {
+		t.Errorf("streams page, history: %q", got)
 	}
+	c.checkPage("streams history")
 
 	// Faults: drop dev1's connection from the page; the device sees it.
 	c.run("faults", chromedp.Navigate(base+"faults"), chromedp.WaitVisible(chromedp.ID("#kind")),

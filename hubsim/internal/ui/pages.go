@@ -41,6 +41,9 @@ type view struct {
 	Online   bool
 	Raw      []string // query results without a device id (projections)
 
+	OpenStreams []openRow
+	History     []historyRow
+
 	Enrollments   []enrollmentRow
 	Groups        []enrollmentRow
 	Registrations []registrationRow
@@ -643,13 +646,62 @@ func (u *UI) dps(w http.ResponseWriter, r *http.Request, s *session) {
 	u.render(w, "dps", v)
 }
 
+type openRow struct {
+	Hub, Device, Name, State, Duration string
+	ToDevice, ToService                int64
+	Rate                               string // average bytes/s both ways since connected
+}
+
+type historyRow struct {
+	Time, Device, Name, Operation, Status, Reason, Duration string
+	ToDevice, ToService                                     *int64
+}
+
 func (u *UI) streams(w http.ResponseWriter, r *http.Request, s *session) {
 	v := u.viewFor(s, "Streams", "streams")
 	if u.cfg.Streams == nil {
 		v.Missing = "streaming endpoint"
-	} else {
-		st := u.cfg.Streams.StreamStats()
-		v.Streams = &st
+		u.render(w, "streams", v)
+		return
+	}
+	st := u.cfg.Streams.StreamStats()
+	v.Streams = &st
+	now := u.now()
+	for _, o := range u.cfg.Streams.Open() {
+		row := openRow{Hub: o.Hub, Device: o.DeviceID, Name: o.Name, ToDevice: o.BytesToDevice, ToService: o.BytesToService,
+			State: "waiting for both sides", Duration: now.Sub(o.Created).Round(time.Second).String(), Rate: "—"}
+		if o.ModuleID != "" {
+			row.Device += "/" + o.ModuleID
+		}
+		if !o.Connected.IsZero() {
+			row.State = "connected"
+			if secs := now.Sub(o.Connected).Seconds(); secs >= 1 {
+				row.Rate = strconv.FormatFloat(float64(o.BytesToDevice+o.BytesToService)/secs, 'f', 0, 64)
+			}
+		}
+		v.OpenStreams = append(v.OpenStreams, row)
+	}
+	for _, line := range u.cfg.Streams.History() {
+		var rec struct {
+			Time, OperationName, DurationMs, Properties string
+		}
+		var props struct {
+			DeviceID, ModuleID, RequestName, Status, Reason string
+			BytesToDevice, BytesToService                   *int64
+		}
+		if json.Unmarshal(line, &rec) != nil || json.Unmarshal([]byte(rec.Properties), &props) != nil {
+			continue
+		}
+		dev := props.DeviceID
+		if props.ModuleID != "" {
+			dev += "/" + props.ModuleID
+		}
+		dur := ""
+		if ms, err := strconv.ParseInt(rec.DurationMs, 10, 64); err == nil && ms > 0 {
+			dur = (time.Duration(ms) * time.Millisecond).String()
+		}
+		v.History = append(v.History, historyRow{Time: rec.Time, Device: dev, Name: props.RequestName, Operation: rec.OperationName,
+			Status: props.Status, Reason: props.Reason, Duration: dur, ToDevice: props.BytesToDevice, ToService: props.BytesToService})
 	}
 	u.render(w, "streams", v)
 }

@@ -68,6 +68,17 @@ type Provisioning interface {
 type Streams interface {
 	// StreamStats returns streams open now and the totals since start.
 	StreamStats() StreamStats
+	// Open lists the streams that have not ended, oldest first.
+	Open() []OpenStream
+	// History returns recent DeviceStreams log lines (JSON), newest first.
+	History() [][]byte
+}
+
+// OpenStream is one live stream.
+type OpenStream struct {
+	Hub, DeviceID, ModuleID, Name string
+	Created, Connected            time.Time
+	BytesToDevice, BytesToService int64
 }
 
 // StreamStats are the streaming endpoint's counters over every hub.
