@@ -16,6 +16,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/porthole-iot/porthole/hubsim/hubsimtest"
+	"github.com/porthole-iot/porthole/sdk/auth"
+	"github.com/porthole-iot/porthole/sdk/testwait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -111,6 +113,22 @@ func TestPagesNeedLogin(t *testing.T) {
 	}
 }
 
+// policySAS signs a SAS for the first hub with one of its policies.
+func policySAS(t *testing.T, s *hubsimtest.Sim, policy string, expiry time.Time) string {
+	t.Helper()
+	for _, p := range s.Config.Hubs[0].Policies {
+		if p.Name == policy {
+			tok, err := auth.PolicyToken(s.HubHostNames[0], p.Name, p.PrimaryKey, expiry)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tok
+		}
+	}
+	t.Fatalf("no policy %s", policy)
+	return ""
+}
+
 func TestLogin(t *testing.T) {
 	s := hubsimtest.New(t)
 	tests := []struct {
@@ -122,6 +140,9 @@ func TestLogin(t *testing.T) {
 		{"wrong token", s.AdminToken + "x", http.StatusUnauthorized},
 		{"empty", "", http.StatusUnauthorized},
 		{"hub connection string is not a SAS", s.HubConnectionString(s.HubHostNames[0]), http.StatusUnauthorized},
+		{"owner SAS", policySAS(t, s, "iothubowner", time.Now().Add(time.Hour)), http.StatusSeeOther},
+		{"expired owner SAS", policySAS(t, s, "iothubowner", time.Now().Add(-time.Minute)), http.StatusUnauthorized},
+		{"service policy SAS is not an owner", policySAS(t, s, "service", time.Now().Add(time.Hour)), http.StatusUnauthorized},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -357,4 +378,21 @@ func TestDPSPage(t *testing.T) {
 	if strings.Contains(page, "symmetricKey") || strings.Contains(page, "primaryKey") {
 		t.Errorf("DPS page shows attestation keys")
 	}
+}
+
+// The credential is checked on every request: a session on an owner SAS
+// ends when the SAS expires.
+func TestSessionEndsWithItsSAS(t *testing.T) {
+	s := hubsimtest.New(t)
+	b := newBrowser(t, s)
+	if resp := b.login(policySAS(t, s, "iothubowner", time.Now().Add(2*time.Second))); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("login: %d", resp.StatusCode)
+	}
+	if resp, _ := b.do("GET", "/hubsim/ui/", nil, nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("overview with a fresh SAS: %d", resp.StatusCode)
+	}
+	testwait.For(t, 10*time.Second, "the session ends with the SAS", func() (bool, string) {
+		resp, _ := b.do("GET", "/hubsim/ui/", nil, nil)
+		return resp.StatusCode == http.StatusSeeOther, resp.Status
+	})
 }
