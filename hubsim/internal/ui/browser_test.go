@@ -286,11 +286,14 @@ func TestBrowser(t *testing.T) {
 	c.screenshot("device")
 
 	// Events: the live tail shows the device's telemetry, filtered.
-	c.run("events", chromedp.Navigate(base+"events?device=dev1"), chromedp.WaitVisible(chromedp.ID("#events")))
+	c.run("events", chromedp.Navigate(base+"events?device=dev1&contains=22.0"), chromedp.WaitVisible(chromedp.ID("#events")))
 	testwait.For(t, 10*time.Second, "the tail is open", func() (bool, string) {
 		s := c.text("#tap-state")
 		return strings.HasPrefix(s, "following"), s
 	})
+	if err := dev.SendEvent(ctx, []byte(`{"temperature":19.0}`)); err != nil { // filtered out
+		t.Fatal(err)
+	}
 	if err := dev.SendEvent(ctx, []byte(`{"temperature":22.0}`), iothub.WithProperty("kind", "reading")); err != nil {
 		t.Fatal(err)
 	}
@@ -298,6 +301,9 @@ func TestBrowser(t *testing.T) {
 		s := c.text("#events tbody")
 		return strings.Contains(s, "22.0") && strings.Contains(s, "kind=reading"), s
 	})
+	if s := c.text("#events tbody"); strings.Contains(s, "19.0") {
+		t.Errorf("the tail shows an event its filter excludes: %q", s)
+	}
 	c.checkPage("events")
 	c.screenshot("events")
 

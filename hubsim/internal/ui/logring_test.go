@@ -37,3 +37,33 @@ func TestLogRing(t *testing.T) {
 		})
 	}
 }
+
+func TestEventFilter(t *testing.T) {
+	line := `{"hub":"h","deviceId":"pump-7","properties":{"kind":"reading"},"body":"eyJ0IjoyMX0="}` // body {"t":21}
+	tests := []struct {
+		device, contains string
+		notice           bool
+		want             bool
+	}{
+		{"", "", false, true},
+		{"pump", "", false, true},
+		{"valve", "", false, false},
+		{"", `"t":21`, false, true},
+		{"", "reading", false, true},
+		{"", "kind", false, true},
+		{"", "22", false, false},
+		{"pump", "reading", false, true},
+		{"valve", "reading", false, false},
+		{"valve", "x", true, true}, // notices pass every filter
+	}
+	for _, tt := range tests {
+		s := &sseWriter{device: tt.device, contains: tt.contains}
+		l := line
+		if tt.notice {
+			l = `{"dropped":3}`
+		}
+		if got := s.keep([]byte(l)); got != tt.want {
+			t.Errorf("device %q contains %q notice %v: keep = %v, want %v", tt.device, tt.contains, tt.notice, got, tt.want)
+		}
+	}
+}

@@ -710,6 +710,7 @@ func (u *UI) events(w http.ResponseWriter, r *http.Request, s *session) {
 	v := u.viewFor(s, "Events", "events")
 	v.Hubs = u.hubStats()
 	v.Hub, v.DeviceID = r.URL.Query().Get("hub"), r.URL.Query().Get("device")
+	v.Query = r.URL.Query().Get("contains")
 	if v.Hub == "" && len(v.Hubs) > 0 {
 		v.Hub = v.Hubs[0].HostName
 	}
@@ -734,7 +735,7 @@ func (u *UI) eventStream(w http.ResponseWriter, r *http.Request, s *session) {
 	w.WriteHeader(http.StatusOK)
 	fmt.Fprint(w, ": tap open\n\n")
 	fl.Flush()
-	sw := &sseWriter{w: w, fl: fl, device: r.URL.Query().Get("device"), hdr: http.Header{}}
+	sw := &sseWriter{w: w, fl: fl, device: r.URL.Query().Get("device"), contains: r.URL.Query().Get("contains"), hdr: http.Header{}}
 	q := r.URL.Query()
 	q.Set("buffer", "256")
 	r2 := r.Clone(r.Context())
@@ -744,11 +745,43 @@ func (u *UI) eventStream(w http.ResponseWriter, r *http.Request, s *session) {
 
 // sseWriter turns the tap's JSON lines into server-sent events.
 type sseWriter struct {
-	w      http.ResponseWriter
-	fl     http.Flusher
-	device string
-	hdr    http.Header
-	buf    []byte
+	w        http.ResponseWriter
+	fl       http.Flusher
+	device   string // keep events of devices whose id contains this
+	contains string // keep events whose body or a property contains this
+	hdr      http.Header
+	buf      []byte
+}
+
+// keep applies the filters to one tap line; notices such as
+// {"dropped":N} always pass.
+func (s *sseWriter) keep(line []byte) bool {
+	if s.device == "" && s.contains == "" {
+		return true
+	}
+	var ev struct {
+		DeviceID   *string           `json:"deviceId"`
+		Properties map[string]string `json:"properties"`
+		Body       []byte            `json:"body"`
+	}
+	if json.Unmarshal(line, &ev) != nil {
+		return false
+	}
+	if ev.DeviceID == nil {
+		return true
+	}
+	if !strings.Contains(*ev.DeviceID, s.device) {
+		return false
+	}
+	if s.contains == "" || bytes.Contains(ev.Body, []byte(s.contains)) {
+		return true
+	}
+	for k, v := range ev.Properties {
+		if strings.Contains(k, s.contains) || strings.Contains(v, s.contains) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *sseWriter) Header() http.Header { return s.hdr }
@@ -767,13 +800,8 @@ func (s *sseWriter) Write(p []byte) (int, error) {
 		if len(line) == 0 {
 			continue
 		}
-		if s.device != "" {
-			var ev struct {
-				DeviceID string `json:"deviceId"`
-			}
-			if json.Unmarshal(line, &ev) != nil || !strings.Contains(ev.DeviceID, s.device) {
-				continue
-			}
+		if !s.keep(line) {
+			continue
 		}
 		if _, err := fmt.Fprintf(s.w, "data: %s\n\n", line); err != nil {
 			return 0, err

@@ -21,7 +21,7 @@ function followEvents() {
   const table = document.getElementById("events");
   const state = document.getElementById("tap-state");
   const body = table.tBodies[0];
-  const q = new URLSearchParams({hub: table.dataset.hub, device: table.dataset.device});
+  const q = new URLSearchParams({hub: table.dataset.hub, device: table.dataset.device, contains: table.dataset.contains});
   const es = new EventSource("/hubsim/ui/events/stream?" + q.toString());
   es.onopen = () => { state.textContent = "following " + table.dataset.hub; };
   es.onerror = () => { state.textContent = "tap closed; retrying…"; };
