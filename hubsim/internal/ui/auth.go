@@ -208,8 +208,10 @@ func (u *UI) logout(w http.ResponseWriter, r *http.Request, s *session) {
 
 // safeNext keeps a post-login redirect on the dashboard.
 func safeNext(next string) string {
-	if strings.HasPrefix(next, Prefix) && !strings.Contains(next, "//") && !strings.Contains(next, `\`) {
-		return next
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || !strings.HasPrefix(next, Prefix) ||
+		strings.Contains(next, "//") || strings.Contains(next, `\`) || strings.Contains(next, "/..") {
+		return Prefix
 	}
-	return Prefix
+	return next
 }
