@@ -216,6 +216,10 @@ func TestBrowser(t *testing.T) {
 		got := c.text("#n-connected")
 		return got == "1", "connected = " + got
 	})
+	testwait.For(t, 10*time.Second, "the hub table shows the device connected", func() (bool, string) {
+		got := c.text("#hub-rows tr:first-child td:nth-child(3)")
+		return got == "1", "hub row connected = " + got
+	})
 
 	// A stream runs: streams open goes to 1 and back, the total counts it.
 	svc, err := service.New(sdkconfig.Service(sim, host))

@@ -322,6 +322,13 @@ func (u *UI) live(w http.ResponseWriter, r *http.Request, s *session) {
 			pts[c.Name] = c.Points
 		}
 		msg["charts"] = pts
+		var hubs [][]any
+		for _, h := range u.hubStats() {
+			c := h.Counters
+			hubs = append(hubs, []any{h.HostName, h.Devices, h.Connected, c.Connects, c.MessagesIn, c.MessagesOut,
+				c.MethodCalls, c.C2DSent, c.Throttled})
+		}
+		msg["hubs"] = hubs
 		b, _ := json.Marshal(msg)
 		if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
 			return

@@ -10,6 +10,15 @@ function followOverview() {
       const v = d[el.dataset.live];
       if (v !== undefined) el.textContent = String(v);
     }
+    const rows = document.getElementById("hub-rows");
+    if (rows && d.hubs) {
+      d.hubs.forEach((h, i) => {
+        const tr = rows.rows[i];
+        if (!tr || tr.cells.length !== h.length) return;
+        // cell 0 holds the host name link, which does not change
+        for (let j = 1; j < h.length; j++) tr.cells[j].textContent = String(h[j]);
+      });
+    }
     for (const pl of document.querySelectorAll("polyline[data-chart]")) {
       const p = d.charts && d.charts[pl.dataset.chart];
       if (p !== undefined) pl.setAttribute("points", p);
