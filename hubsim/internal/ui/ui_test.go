@@ -293,10 +293,14 @@ func BenchmarkPages(b *testing.B) {
 	}
 	br := newBrowser(b, s)
 	br.login(s.AdminToken)
-	for _, p := range append(pages, "/hubsim/ui/devices?q=bench-09", "/hubsim/ui/devices/"+host+"/bench-0500") {
+	query := "/hubsim/ui/devices?" + url.Values{"q": {"SELECT * FROM devices WHERE deviceId >= 'bench-0900'"}}.Encode()
+	for _, p := range append(pages, "/hubsim/ui/devices?q=bench-09", query, "/hubsim/ui/devices/"+host+"/bench-0500") {
 		name := strings.TrimPrefix(p, "/hubsim/ui/")
-		if name == "" {
+		switch {
+		case name == "":
 			name = "overview"
+		case p == query:
+			name = "devices?q=SELECT…(100 twins)"
 		}
 		b.Run(name, func(b *testing.B) {
 			for b.Loop() {
