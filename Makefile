@@ -6,6 +6,7 @@
 #   make chaos   the chaos suite's long form (network partitions, kills, full disk)
 #   make release porthole + hubsim archives (linux, darwin, windows × amd64, arm64), the
 #                device agents, SHA256SUMS and CycloneDX SBOMs into dist/release/
+#   make screenshots  headless Chromium screenshots of every hubsim dashboard page in out/ui/
 #
 # Targets that need system tools install the missing Debian packages when run
 # as root (one line per install) and otherwise stop with a message naming the
@@ -28,9 +29,10 @@ TEST_TOOLS := ssh=openssh-client scp=openssh-client sshd=openssh-server \
 	qemu-mipsel-static=qemu-user-static dpkg-deb=dpkg make=make lintian=lintian \
 	systemd-analyze=systemd unshare=util-linux nsenter=util-linux \
 	systemd-nspawn=systemd-container mmdebstrap=mmdebstrap zstd=zstd git=git \
-	ip=iproute2 nft=nftables /usr/share/bash-completion/bash_completion=bash-completion
+	ip=iproute2 nft=nftables /usr/share/bash-completion/bash_completion=bash-completion \
+	chromium=chromium
 
-.PHONY: all build test lint vet fmt-check demo bench soak fuzz chaos clean tools help
+.PHONY: all build test lint vet fmt-check demo bench soak fuzz chaos clean tools help screenshots
 
 all: build
 
@@ -58,6 +60,14 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
+# The dashboard's browser test, run to keep a screenshot of each page
+# (out/ui/*.png) for a reviewer to look at.
+screenshots:
+	@.ci/ensure-tools chromium=chromium
+	@mkdir -p out/ui
+	PORTHOLE_UI_SCREENSHOTS=$(CURDIR)/out/ui $(GO) test -count=1 -run '^TestBrowser$$' ./hubsim/internal/ui/
+	@ls out/ui
+
 # What the demo drives: a real OpenSSH server on loopback, curl.
 DEMO_TOOLS := sshd=openssh-server ssh=openssh-client curl=curl
 
@@ -79,6 +89,7 @@ bench: tools build dist/porthole-agent_linux_amd64
 	@mkdir -p out
 	$(GO) test -run '^$$' -bench . -benchmem ./sdk/stream/ | tee out/bench-stream-conn.txt
 	$(GO) test -run '^$$' -bench 'BenchmarkTwinQuery|BenchmarkExecute' -benchtime 20x ./hubsim/internal/hub/ ./hubsim/internal/query/ | tee out/bench-twin-query.txt
+	$(GO) test -run '^$$' -bench BenchmarkPages -benchtime 50x ./hubsim/internal/ui/ | tee out/bench-ui-pages.txt
 	PORTHOLE_BENCH=1 PORTHOLE_BENCH_AGENT=$(CURDIR)/dist/porthole-agent_linux_amd64 $(GO) test -count=1 -timeout 30m -run 'TestBenchStreams|TestBenchMux' -v ./agent/internal/e2e/
 	PORTHOLE_BENCH=1 PORTHOLE_BENCH_HUBSIM=$(CURDIR)/$(BIN)/hubsim $(GO) test -count=1 -timeout 30m -run 'TestFleetStorm|TestHubLoad|TestTwinLatency' -v ./sdk/internal/fleetbench/
 	$(BIN)/hubsim fleet plan -out out

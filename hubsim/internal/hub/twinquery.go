@@ -100,3 +100,12 @@ func (s snapshotTwins) QueryTwins(ctx context.Context, host, text string, page q
 	}
 	return query.Run(ctx, db, host, q, page)
 }
+
+// QueryTwins runs an IoT Hub query over a hub's twins, as
+// POST /devices/query does (the dashboard's device search).
+func (s *Set) QueryTwins(ctx context.Context, host, text string, page query.Page) (query.Result, error) {
+	if _, err := s.hubOrErr(host); err != nil {
+		return query.Result{}, err
+	}
+	return s.cfg.Twins.QueryTwins(ctx, host, text, page)
+}

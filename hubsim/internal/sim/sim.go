@@ -8,6 +8,7 @@ package sim
 import (
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -25,11 +26,13 @@ import (
 	"github.com/porthole-iot/porthole/hubsim/internal/dps"
 	"github.com/porthole-iot/porthole/hubsim/internal/hub"
 	"github.com/porthole-iot/porthole/hubsim/internal/metrics"
+	"github.com/porthole-iot/porthole/hubsim/internal/query"
 	"github.com/porthole-iot/porthole/hubsim/internal/relay"
 	"github.com/porthole-iot/porthole/hubsim/internal/sas"
 	"github.com/porthole-iot/porthole/hubsim/internal/server"
 	"github.com/porthole-iot/porthole/hubsim/internal/simconfig"
 	"github.com/porthole-iot/porthole/hubsim/internal/store"
+	"github.com/porthole-iot/porthole/hubsim/internal/ui"
 )
 
 // StreamLogName is the file in the state directory that receives one JSON
@@ -62,8 +65,12 @@ type Sim struct {
 	// Store holds the hubs' and DPS's state (<state_dir>/hubsim.db, or in
 	// memory with storage.mode "memory"); closed after them.
 	Store *store.Store
+	// UI is the browser dashboard under /hubsim/ui/, on the admin API's
+	// credential.
+	UI *ui.UI
 
-	logFile *os.File // owned: closed by Close when we opened it
+	logFile   *os.File    // owned: closed by Close when we opened it
+	streamLog *ui.LogRing // the last DeviceStreams log lines, for the dashboard
 }
 
 // Assemble builds every component for p and returns them with the
@@ -74,7 +81,7 @@ func Assemble(p *server.Prepared, logger *slog.Logger, opts Options) (*Sim, serv
 		logger = slog.New(slog.DiscardHandler)
 	}
 	cfg := p.Config
-	s := &Sim{Faults: admin.NewFaults()}
+	s := &Sim{Faults: admin.NewFaults(), streamLog: ui.NewLogRing(200)}
 
 	events := opts.StreamLog
 	if events == nil {
@@ -106,7 +113,7 @@ func Assemble(p *server.Prepared, logger *slog.Logger, opts Options) (*Sim, serv
 		MaxNewPerSecond:  cfg.Streams.NewPerSecond,
 		MaxConcurrent:    cfg.Streams.ConcurrentPerHub,
 		Logger:           logger.With("component", "relay"),
-		EventLog:         events,
+		EventLog:         io.MultiWriter(events, s.streamLog),
 		Faults:           relayFaults(s.Faults),
 	}
 	if opts.Relay != nil {
@@ -171,16 +178,27 @@ func Assemble(p *server.Prepared, logger *slog.Logger, opts Options) (*Sim, serv
 		Close:      s.closeComponents,
 	}
 	s.Faults.OnAdd = s.dropNow
-	api, err := s.admin(p, logger)
+	auth := adminAuth(p)
+	api, err := s.admin(p, auth, logger)
 	if err != nil {
 		return nil, server.Components{}, s.fail(err)
 	}
-	comps.Admin = api
+	if s.UI, err = ui.New(ui.Config{
+		Hubs: adminHubs{s.Hubs}, DPS: adminDPS{s.DPS}, Faults: s.Faults,
+		Devices: uiDevices{s.Hubs}, Streams: uiStreams{s.Relay, s.streamLog},
+		Provisioning: uiDPS{s.DPS, dcfg.Quota},
+		Auth:         auth, Logger: logger.With("component", "ui"),
+	}); err != nil {
+		return nil, server.Components{}, s.fail(err)
+	}
+	s.UI.Start()
+	comps.Admin = adminAndUI{api, s.UI}
 	return s, comps, nil
 }
 
-// admin builds hubsim's own API (/hubsim/…, /metrics) over the components.
-func (s *Sim) admin(p *server.Prepared, logger *slog.Logger) (*admin.API, error) {
+// adminAuth is who may use the admin API and the dashboard: the admin
+// token and the owner policies of the hubs and the DPS.
+func adminAuth(p *server.Prepared) *admin.Authorizer {
 	auth := &admin.Authorizer{Token: p.AdminToken}
 	for _, h := range p.Config.Hubs {
 		auth.Owners = append(auth.Owners, admin.Owner{Resource: h.HostName, Policies: policies(h.Policies),
@@ -189,6 +207,11 @@ func (s *Sim) admin(p *server.Prepared, logger *slog.Logger) (*admin.API, error)
 	auth.Owners = append(auth.Owners, admin.Owner{Resource: p.Config.DPS.HostName, Policies: policies(p.Config.DPS.Policies),
 		Rights: []string{sas.RightServiceConfig, sas.RightEnrollmentRead, sas.RightEnrollmentWrite,
 			sas.RightRegistrationStatusRead, sas.RightRegistrationStatusWrite}})
+	return auth
+}
+
+// admin builds hubsim's own API (/hubsim/…, /metrics) over the components.
+func (s *Sim) admin(p *server.Prepared, auth *admin.Authorizer, logger *slog.Logger) (*admin.API, error) {
 	return admin.New(admin.Config{
 		Hubs:    adminHubs{s.Hubs},
 		DPS:     adminDPS{s.DPS},
@@ -357,6 +380,9 @@ func (a adminDPS) Stats() any { return a.dps.Stats() }
 // the broker itself) and the event log, joining their errors.
 func (s *Sim) closeComponents() error {
 	var errs []error
+	if s.UI != nil {
+		errs = append(errs, s.UI.Close())
+	}
 	if s.Relay != nil {
 		errs = append(errs, s.Relay.Close())
 	}
@@ -403,6 +429,147 @@ func policies(in []simconfig.Policy) []sas.Policy {
 	out := make([]sas.Policy, 0, len(in))
 	for _, p := range in {
 		out = append(out, sas.Policy{Name: p.Name, PrimaryKey: p.PrimaryKey, SecondaryKey: p.SecondaryKey, Rights: p.Rights})
+	}
+	return out
+}
+
+// adminAndUI puts the admin API and the dashboard on hubsim's mux.
+type adminAndUI struct {
+	*admin.API
+	ui *ui.UI
+}
+
+func (a adminAndUI) RegisterRoutes(mux *http.ServeMux) {
+	a.API.RegisterRoutes(mux)
+	a.ui.RegisterRoutes(mux)
+}
+
+// uiDevices feeds the dashboard's device pages from the hub set.
+type uiDevices struct{ set *hub.Set }
+
+func (d uiDevices) hub(host string) (*hub.Hub, error) {
+	h, ok := d.set.Hub(host)
+	if !ok {
+		return nil, hub.ErrHubNotFound
+	}
+	return h, nil
+}
+
+func (d uiDevices) List(ctx context.Context, host, match string, limit int) ([]ui.Device, int, error) {
+	h, err := d.hub(host)
+	if err != nil {
+		return nil, 0, err
+	}
+	var out []ui.Device
+	n := 0
+	for _, dev := range h.ListDevices(ctx) {
+		if match != "" && !strings.Contains(dev.DeviceID, match) {
+			continue
+		}
+		n++
+		if len(out) < limit {
+			out = append(out, ui.Device{ID: dev.DeviceID, Enabled: dev.Status != hub.StatusDisabled,
+				Connected: dev.ConnectionState == "Connected", LastActivity: dev.LastActivityTime})
+		}
+	}
+	return out, n, nil
+}
+
+func (d uiDevices) Twin(ctx context.Context, host, id string) (json.RawMessage, error) {
+	h, err := d.hub(host)
+	if err != nil {
+		return nil, err
+	}
+	t, err := h.GetTwin(ctx, id, "")
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(t)
+}
+
+func (d uiDevices) UpdateDesired(ctx context.Context, host, id string, patch map[string]any) error {
+	h, err := d.hub(host)
+	if err != nil {
+		return err
+	}
+	_, err = h.UpdateTwin(ctx, id, "", hub.TwinPatch{Desired: patch}, "")
+	return err
+}
+
+func (d uiDevices) SetEnabled(ctx context.Context, host, id string, enabled bool) error {
+	h, err := d.hub(host)
+	if err != nil {
+		return err
+	}
+	st := hub.StatusDisabled
+	if enabled {
+		st = hub.StatusEnabled
+	}
+	return h.SetStatus(ctx, id, st)
+}
+
+func (d uiDevices) Query(ctx context.Context, host, text string, limit int) ([]json.RawMessage, error) {
+	res, err := d.set.QueryTwins(ctx, host, text, query.Page{MaxItems: limit})
+	if err != nil {
+		return nil, err
+	}
+	return res.Items, nil
+}
+
+func (d uiDevices) InvokeMethod(ctx context.Context, host, id, method string, payload json.RawMessage, timeout time.Duration) (int, json.RawMessage, error) {
+	h, err := d.hub(host)
+	if err != nil {
+		return 0, nil, err
+	}
+	res, err := h.InvokeMethod(ctx, id, "", hub.MethodRequest{MethodName: method, Payload: payload,
+		ResponseTimeoutInSeconds: int(timeout / time.Second)})
+	if err != nil {
+		return 0, nil, err
+	}
+	return res.Status, res.Payload, nil
+}
+
+// uiDPS feeds the dashboard's DPS page.
+type uiDPS struct {
+	dps   *dps.Service
+	quota dps.Quota
+}
+
+func (d uiDPS) Enrollments() any      { return d.dps.Enrollments() }
+func (d uiDPS) EnrollmentGroups() any { return d.dps.EnrollmentGroups() }
+func (d uiDPS) Registrations() any    { return d.dps.RegistrationStates("") }
+func (d uiDPS) Quota() (int, time.Duration) {
+	w := d.quota.Window
+	if w <= 0 {
+		w = time.Minute
+	}
+	return d.quota.Limit, w
+}
+
+// uiStreams feeds the dashboard's stream counters from the relay.
+type uiStreams struct {
+	r   *relay.Relay
+	log *ui.LogRing
+}
+
+func (s uiStreams) History() [][]byte { return s.log.Lines() }
+
+func (s uiStreams) Open() []ui.OpenStream {
+	var out []ui.OpenStream
+	for _, o := range s.r.Open() {
+		out = append(out, ui.OpenStream{Hub: o.Hub, DeviceID: o.DeviceID, ModuleID: o.ModuleID, Name: o.Name,
+			Created: o.Created, Connected: o.Connected, BytesToDevice: o.BytesToDevice, BytesToService: o.BytesToService})
+	}
+	return out
+}
+
+func (s uiStreams) StreamStats() ui.StreamStats {
+	var out ui.StreamStats
+	for _, st := range s.r.HubStats() {
+		out.Open += int64(st.Pending + st.Active)
+		out.Total += st.Total
+		out.BytesDeviceToService += st.BytesDeviceToService
+		out.BytesServiceToDevice += st.BytesServiceToDevice
 	}
 	return out
 }
