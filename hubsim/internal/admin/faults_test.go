@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -108,14 +109,19 @@ func TestFaultDropAfterConnack(t *testing.T) {
 	sim.AddFault(hubsimtest.Fault{Kind: hubsimtest.FaultDropConnection, Device: "dev1"})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	// The hub's own counters say what happened: the connection was
+	// accepted (the CONNACK went out) and then dropped. Whether the client
+	// saw the CONNACK depends on how fast it read it: the drop comes 50 ms
+	// later, and on a starved machine the close can overtake the read, so
+	// Dial's result is not asserted.
 	c, err := iothub.Dial(ctx, iothub.Config{HostName: host, DeviceID: "dev1", SharedAccessKey: key,
 		RootCAs: sim.CAPool, DialContext: sim.DialContext})
-	if err != nil {
-		t.Fatalf("connect under drop-connection: %v (the CONNACK must come first)", err)
+	if err == nil {
+		defer c.Close()
 	}
-	defer c.Close()
 	h := sim.Hub(host)
-	testwait.True(t, 10*time.Second, "the connection dropped", func() bool {
-		return h.Counters().Disconnects >= 1
+	testwait.For(t, 10*time.Second, "the connection accepted, then dropped", func() (bool, string) {
+		n := h.Counters()
+		return n.Connects >= 1 && n.Disconnects >= 1, fmt.Sprintf("counters %+v (dial: %v)", n, err)
 	})
 }
