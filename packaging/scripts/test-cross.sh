@@ -21,18 +21,28 @@
 #               TestOutageAtBoot and TestOutageResolveToClosedPort
 #               (agent/internal/daemon), which check that the agent names a
 #               refused DPS connection as such in its one warning line.
+#   all arches  TestCompletionScripts, TestStdioSignalsCloseNormally,
+#               TestSSHRunsSSH, TestSSHConfigWithRealSSH (sdk/cmd/porthole):
+#               they run porthole as a separate program — bash completing
+#               through the built binary, ssh starting it as ProxyCommand, a
+#               signal sent to the test binary re-run as a child — so the
+#               kernel must exec a foreign binary, which needs binfmt_misc
+#               (the same rule as for agent/internal/e2e above). Their code
+#               paths run natively in make test.
 # CROSS_SKIP replaces these lists for every target (empty: skip nothing).
 # Extra go test flags: CROSS_TEST_FLAGS (default: -count=1 -timeout 20m).
 set -euo pipefail
 GO=${GO:-go}
+# Tests that exec a binary built for the target (see above).
+execs_foreign='TestCompletionScripts|TestStdioSignalsCloseNormally|TestSSHRunsSSH|TestSSHConfigWithRealSSH'
 skip_for() {
 	if [ -n "${CROSS_SKIP+set}" ]; then
 		echo "$CROSS_SKIP"
 		return
 	fi
 	case $1 in
-	mips | mipsle | mips64 | mips64le) echo '^(TestAttemptTimeoutIsRetried|TestFailures|TestOutageAtBoot|TestOutageResolveToClosedPort)$' ;;
-	*) echo '^TestAttemptTimeoutIsRetried$' ;;
+	mips | mipsle | mips64 | mips64le) echo "^(TestAttemptTimeoutIsRetried|TestFailures|TestOutageAtBoot|TestOutageResolveToClosedPort|$execs_foreign)\$" ;;
+	*) echo "^(TestAttemptTimeoutIsRetried|$execs_foreign)\$" ;;
 	esac
 }
 flags=${CROSS_TEST_FLAGS:--count=1 -timeout 20m}
