@@ -5,10 +5,11 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"slices"
 
 	"github.com/porthole-iot/porthole/hubsim/internal/query"
-	_ "modernc.org/sqlite" // the "sqlite" database/sql driver, cgo-free
+	"github.com/porthole-iot/porthole/hubsim/internal/store"
 )
 
 // TwinQuerier runs IoT Hub twin queries (POST /devices/query) for one hub,
@@ -64,6 +65,9 @@ func (s snapshotTwins) QueryTwins(ctx context.Context, host, text string, page q
 	}
 	h.mu.Unlock()
 
+	if !store.Available {
+		return query.Result{}, fmt.Errorf("hub: twin queries need SQLite, which this build of hubsim (GOARCH %s) does not have", runtime.GOARCH)
+	}
 	db, err := sql.Open("sqlite", ":memory:")
 	if err != nil {
 		return query.Result{}, fmt.Errorf("hub: query snapshot: %w", err)

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -96,7 +97,12 @@ func Assemble(p *server.Prepared, logger *slog.Logger, opts Options) (*Sim, serv
 	}
 
 	var err error
-	if s.Store, err = openStore(cfg); err != nil {
+	if !store.Available {
+		// No SQLite for this platform (linux/mips, mipsle): registries,
+		// twins and DPS records live in memory only, and twin queries are
+		// refused (see store.Available).
+		logger.Warn("this build of hubsim has no SQLite (GOARCH " + runtime.GOARCH + "): state is kept in memory only and twin queries are not available")
+	} else if s.Store, err = openStore(cfg); err != nil {
 		return nil, server.Components{}, s.fail(err)
 	}
 
