@@ -20,9 +20,9 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/porthole-iot/porthole/hubsim/internal/broker"
-	"github.com/porthole-iot/porthole/sdk/auth"
 	"github.com/porthole-iot/porthole/hubsim/internal/server"
 	"github.com/porthole-iot/porthole/hubsim/internal/simconfig"
+	"github.com/porthole-iot/porthole/sdk/auth"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
