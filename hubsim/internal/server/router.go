@@ -180,6 +180,7 @@ type RouteRegistrar interface {
 //     handlers is a rewrite of dps/http_service.go and http_device.go that
 //     must be re-checked against the official Node provisioning suite
 //     (hubsim/nodetest).
+//
 // So "one router" holds for dispatch by host-independent prefix (one mux
 // decides hub, DPS service, DPS device, relay, admin, broker), not for
 // DPS's inner routes: that rewrite is left as follow-up work.
