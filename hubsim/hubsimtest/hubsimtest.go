@@ -169,7 +169,7 @@ func (s *Sim) cleanup() {
 	s.tb.Helper()
 	s.Close()
 	s.logDone.Store(true)
-	if u := s.Server.Unhandled(); len(u) > 0 && !s.allowUnhandled {
+	if u := s.Unhandled(); len(u) > 0 && !s.allowUnhandled {
 		s.tb.Errorf("hubsimtest: the sim received %d thing(s) it does not handle (use hubsimtest.AllowUnhandled if expected):\n  %s",
 			len(u), strings.Join(u, "\n  "))
 	}
@@ -188,8 +188,29 @@ func (s *Sim) Close() {
 	})
 }
 
-// Unhandled lists what the sim received and did not handle so far.
-func (s *Sim) Unhandled() []string { return s.Server.Unhandled() }
+// Unhandled lists what the sim received and did not handle so far: HTTP
+// requests no route takes ("GET /path"), then what the hubs did not serve
+// (unknown hub REST paths, MQTT topics and subscriptions, unsupported twin
+// queries: "hub <host> <what>: <detail>"), then what the DPS did not serve
+// (unknown device or service API routes, MQTT topics: "dps: <detail>").
+// Each part is oldest first.
+func (s *Sim) Unhandled() []string {
+	out := s.Server.Unhandled()
+	if s.parts == nil {
+		return out
+	}
+	if s.parts.Hubs != nil {
+		for _, u := range s.parts.Hubs.Unhandled() {
+			out = append(out, "hub "+u.Hub+" "+u.What+": "+u.Detail)
+		}
+	}
+	if s.parts.DPS != nil {
+		for _, u := range s.parts.DPS.Unhandled() {
+			out = append(out, "dps: "+u)
+		}
+	}
+	return out
+}
 
 // AdminDo sends an admin API request (path like "/hubsim/hubs" or
 // "/metrics") with the admin token to the sim's first hub host name and

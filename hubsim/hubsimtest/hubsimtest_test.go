@@ -22,6 +22,7 @@ import (
 	"github.com/porthole-iot/porthole/hubsim/internal/broker"
 	"github.com/porthole-iot/porthole/hubsim/internal/server"
 	"github.com/porthole-iot/porthole/hubsim/internal/simconfig"
+	"github.com/porthole-iot/porthole/sdk/auth"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -158,42 +159,71 @@ func (f *fakeTB) runCleanups() {
 	}
 }
 
+// TestUnhandledFailsAtCleanup: whatever part of the sim notices a request
+// it does not serve (the router, a hub, the DPS), the test fails at cleanup
+// naming it, unless AllowUnhandled.
 func TestUnhandledFailsAtCleanup(t *testing.T) {
-	tests := []struct {
-		name    string
-		opts    []Option
-		wantErr bool
-	}{
-		{"fails", nil, true},
-		{"allowed", []Option{AllowUnhandled()}, false},
+	hubQuery := func(sim *Sim) *http.Request {
+		cs, err := auth.ParseServiceConnectionString(sim.HubConnectionString("hub-eu.local"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, err := auth.PolicyToken(cs.HostName, cs.SharedAccessKeyName, cs.SharedAccessKey, time.Now().Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest("POST", "https://hub-eu.local/devices/query?api-version=2021-04-12",
+			strings.NewReader(`{"query":"SELECT * FROM devices.jobs"}`))
+		req.Header.Set("Authorization", tok)
+		req.Header.Set("Content-Type", "application/json")
+		return req
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			ftb := &fakeTB{TB: t}
-			sim := New(ftb, tt.opts...)
-			ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-			defer cancel()
-			req, _ := http.NewRequestWithContext(ctx, "GET", "https://hub-eu.local/unknown/thing", nil)
-			resp, err := sim.HTTPClient().Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != 404 {
-				t.Errorf("status %d", resp.StatusCode)
-			}
-			if u := sim.Unhandled(); len(u) != 1 || u[0] != "GET /unknown/thing" {
-				t.Errorf("Unhandled %v", u)
-			}
-			ftb.runCleanups()
-			gotErr := len(ftb.errs) > 0
-			if gotErr != tt.wantErr {
-				t.Fatalf("cleanup errors %q, want error = %v", ftb.errs, tt.wantErr)
-			}
-			if gotErr && !strings.Contains(ftb.errs[0], "GET /unknown/thing") {
-				t.Errorf("cleanup error does not name the request: %q", ftb.errs[0])
-			}
-		})
+	get := func(url string) func(*Sim) *http.Request {
+		return func(*Sim) *http.Request { req, _ := http.NewRequest("GET", url, nil); return req }
+	}
+	sends := []struct {
+		name   string
+		req    func(*Sim) *http.Request
+		status int
+		want   string // in Unhandled and in the cleanup error
+	}{
+		{"router", get("https://hub-eu.local/unknown/thing"), 404, "GET /unknown/thing"},
+		{"hub route", get("https://hub-eu.local/devices/d1/nothing?api-version=2021-04-12"), 404, "hub hub-eu.local rest: GET /devices/d1/nothing"},
+		{"hub query", hubQuery, 400, "hub hub-eu.local query: SELECT * FROM devices.jobs"},
+		{"dps device route", get("https://global.dps.local/0ne00000001/registrations/r1/nothing"), 404, "dps: GET /0ne00000001/registrations/r1/nothing"},
+		{"dps service route", get("https://global.dps.local/enrollments/e1/nothing"), 404, "dps: GET /enrollments/e1/nothing"},
+	}
+	for _, send := range sends {
+		for _, allow := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/allow=%v", send.name, allow), func(t *testing.T) {
+				var opts []Option
+				if allow {
+					opts = append(opts, AllowUnhandled())
+				}
+				ftb := &fakeTB{TB: t}
+				sim := New(ftb, opts...)
+				ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+				defer cancel()
+				resp, err := sim.HTTPClient().Do(send.req(sim).WithContext(ctx))
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != send.status {
+					t.Errorf("status %d, want %d", resp.StatusCode, send.status)
+				}
+				if u := sim.Unhandled(); len(u) != 1 || !strings.HasPrefix(u[0], send.want) {
+					t.Errorf("Unhandled %q, want one entry starting %q", u, send.want)
+				}
+				ftb.runCleanups()
+				if gotErr := len(ftb.errs) > 0; gotErr == allow {
+					t.Fatalf("cleanup errors %q, want error = %v", ftb.errs, !allow)
+				}
+				if !allow && !strings.Contains(ftb.errs[0], send.want) {
+					t.Errorf("cleanup error does not name what was sent: %q", ftb.errs[0])
+				}
+			})
+		}
 	}
 }
 

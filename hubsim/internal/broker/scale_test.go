@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/porthole-iot/porthole/sdk/testwait"
 )
 
 // countingPersonality answers like a hub with nothing to say: it counts.
@@ -51,6 +54,7 @@ func TestManyClients(t *testing.T) {
 		c  net.Conn
 		br *bufio.Reader
 	}
+	base := runtime.NumGoroutine()
 	conns := make([]*conn, n)
 	errs := make(chan error, n)
 	var wg sync.WaitGroup
@@ -87,6 +91,12 @@ func TestManyClients(t *testing.T) {
 	if got := p.publishes.Load(); got != n {
 		t.Fatalf("sessions got %d publishes, want %d", got, n)
 	}
+	// Idle clients (CONNACK, SUBACK and PUBACK written) keep only their
+	// reader: no writer goroutine waits for packets that may never come.
+	testwait.For(t, waitTimeout, "idle clients to hold one goroutine each", func() (bool, string) {
+		extra := runtime.NumGoroutine() - base
+		return extra <= n+n/10, fmt.Sprintf("%d goroutines more than before %d clients connected", extra, n)
+	})
 
 	// Every client is connected and subscribed to the same filter; each gets
 	// only its own reply.

@@ -24,8 +24,9 @@
 // Concurrency: Hub.mu guards the hub state, except what telemetry touches on
 // every message: an identity's last activity time is atomic, and the event
 // tap's subscribers have their own lock, which publishers share and which
-// is never taken with Hub.mu held. Each device connection owns one
-// goroutine (sendLoop), its only writer, started on connect and stopped and
+// is never taken with Hub.mu held. Each device connection has at most one
+// writer goroutine (sendRun), started when something is queued for it and
+// gone when the queues are empty (an idle connection holds no stack), and
 // waited for when the broker reports the disconnect or the Set closes. No
 // lock is held while calling into the broker.
 package hub

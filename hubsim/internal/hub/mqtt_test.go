@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/big"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -682,4 +683,35 @@ func TestConnectPercentInDeviceID(t *testing.T) {
 			t.Errorf("%s connected with another device's token", id)
 		}
 	}
+}
+
+// TestIdleConnectionsHoldNoSender: a connected device with nothing queued
+// for it has no sender goroutine (at fleet scale each would hold a stack);
+// a twin GET starts one, and it goes away once the answer is sent.
+func TestIdleConnectionsHoldNoSender(t *testing.T) {
+	e := newEnv(t)
+	h := e.hub("hub1.example.net")
+	const n = 100
+	base := runtime.NumGoroutine()
+	devs := make([]*dev, n)
+	for i := range n {
+		id := fmt.Sprintf("idle%03d", i)
+		devs[i] = e.connectDevice(h, id, e.device(h, id))
+		devs[i].sub("$iothub/twin/res/#")
+	}
+	idle := func(what string) {
+		t.Helper()
+		testwait.For(t, waitTimeout, what, func() (bool, string) {
+			extra := runtime.NumGoroutine() - base
+			return extra < n/10, fmt.Sprintf("%d goroutines more than before %d devices connected", extra, n)
+		})
+	}
+	idle("connected idle devices to hold no sender goroutine")
+	if err := devs[0].pub("$iothub/twin/GET/?$rid=1", ""); err != nil {
+		t.Fatal(err)
+	}
+	if m := devs[0].next(); !strings.HasPrefix(m.topic, "$iothub/twin/res/200/?$rid=1") {
+		t.Fatalf("twin GET answered on %q", m.topic)
+	}
+	idle("the sender to end once the twin answer is sent")
 }

@@ -150,7 +150,7 @@ func (h *Hub) connect(userHost, devID, modID string, info broker.ConnectInfo, ou
 	}
 
 	sess := &session{hub: h, deviceID: devID, moduleID: modID, out: out, log: log, remote: info.Remote,
-		subs: map[string]byte{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
+		subs: map[string]byte{}, done: make(chan struct{})}
 	if !expiry.IsZero() {
 		// Azure drops a connection when its SAS token (or certificate) expires;
 		// the device must reconnect with fresh credentials
@@ -164,8 +164,6 @@ func (h *Hub) connect(userHost, devID, modID string, info broker.ConnectInfo, ou
 			sess.stopDrop = h.set.after(max(after, minDropAfter), func() { sess.kick("dropped by fault injection") })
 		}
 	}
-	sess.wg.Add(1)
-	go sess.sendLoop()
 
 	h.mu.Lock()
 	id2, err := h.identityLocked(devID, modID)
@@ -304,17 +302,23 @@ type session struct {
 	out                broker.Outbound
 	log                *slog.Logger
 	remote             string      // the client's address, as the broker reported it
-	stopExpiry         func() bool // nil without expiry; set before sendLoop starts
-	stopDrop           func() bool // nil without a DropConnection fault; set before sendLoop starts
+	stopExpiry         func() bool // nil without expiry; set before the sender can start
+	stopDrop           func() bool // nil without a DropConnection fault; set before the sender can start
 
 	// id is set by connect before the session is handed to the broker and
 	// never changes; every other field below is guarded by hub.mu.
 	id    *identity
 	subs  map[string]byte // granted topic filters
-	queue []outMsg        // pending publishes, drained by sendLoop
+	queue []outMsg        // pending publishes, drained by the sender
 	gone  bool            // stop has begun
+	// The sender (sendRun) runs only while there is something to send, so
+	// an idle connection holds no goroutine stack: wakeLocked starts it, or
+	// marks woken when it runs; it exits when a pass finds nothing new.
+	sending    bool
+	woken      bool
+	retryTimer *time.Timer // a pending C2D retry (not-yet-subscribed device)
+	attempts   int         // C2D retries in a row; touched by the sender only
 
-	wake     chan struct{} // cap 1: wakes sendLoop
 	done     chan struct{} // closed by stop
 	wg       sync.WaitGroup
 	stopOnce sync.Once
@@ -342,7 +346,7 @@ func (s *session) subscribedLocked(filter string) bool {
 	return ok
 }
 
-// enqueueLocked queues a publish for sendLoop; false when the connection is
+// enqueueLocked queues a publish for the sender; false when the connection is
 // already going away. Caller holds hub.mu.
 func (s *session) enqueueLocked(m outMsg) bool {
 	if s.gone {
@@ -353,11 +357,26 @@ func (s *session) enqueueLocked(m outMsg) bool {
 	return true
 }
 
+// wakeLocked has the sender take the queues: it starts one, or tells the
+// running one to make another pass. Caller holds hub.mu.
 func (s *session) wakeLocked() {
-	select {
-	case s.wake <- struct{}{}:
+	switch {
+	case s.gone:
+	case s.sending:
+		s.woken = true
 	default:
+		s.sending, s.woken = true, false
+		s.wg.Add(1) // stop sets gone under hub.mu before it waits
+		go s.sendRun()
 	}
+}
+
+// retryNow is the C2D retry timer's callback.
+func (s *session) retryNow() {
+	s.hub.mu.Lock()
+	defer s.hub.mu.Unlock()
+	s.retryTimer = nil
+	s.wakeLocked()
 }
 
 // kick disconnects the client; the broker then calls Disconnected.
@@ -366,11 +385,15 @@ func (s *session) kick(reason string) {
 	s.out.Close()
 }
 
-// stop ends sendLoop and the expiry timer and waits for them. Idempotent.
+// stop ends the sender and the timers and waits for the sender. Idempotent.
 func (s *session) stop() {
 	s.stopOnce.Do(func() {
 		s.hub.mu.Lock()
 		s.gone = true
+		if s.retryTimer != nil {
+			s.retryTimer.Stop()
+			s.retryTimer = nil
+		}
 		s.hub.mu.Unlock()
 		close(s.done)
 		if s.stopExpiry != nil {
@@ -636,83 +659,75 @@ func (s *session) Disconnected(err error) {
 	s.log.Info("device disconnected", "err", err)
 }
 
-// c2dRetry is how soon sendLoop retries a C2D delivery the broker refused
+// c2dRetry is how soon the sender retries a C2D delivery the broker refused
 // because the device's SUBSCRIBE was not yet in place; c2dRetries bounds it.
 const (
 	c2dRetry   = 20 * time.Millisecond
 	c2dRetries = 100
 )
 
-// sendLoop is the connection's only writer: it drains the publish queue in
-// order and delivers queued C2D messages. Owned by the session; stop ends it.
-func (s *session) sendLoop() {
+// sendRun is the connection's only writer while it runs: it drains the
+// publish queue in order and delivers queued C2D messages, then exits.
+// wakeLocked starts it; stop waits for it (s.wg).
+func (s *session) sendRun() {
 	defer s.wg.Done()
 	h := s.hub
-	var retry <-chan time.Time
-	var retryTimer *time.Timer
-	attempts := 0
-	defer func() {
-		if retryTimer != nil {
-			retryTimer.Stop()
-		}
-	}()
 	for {
-		select {
-		case <-s.done:
-			return
-		case <-s.wake:
-		case <-retry:
-			retry = nil
-		}
-		for {
-			h.mu.Lock()
-			if s.gone {
-				h.mu.Unlock()
-				return
-			}
-			msgs := s.queue
-			s.queue = nil
-			c2d := s.takeC2DLocked()
+		h.mu.Lock()
+		s.woken = false
+		if s.gone {
+			s.sending = false
 			h.mu.Unlock()
-			if len(msgs) == 0 && len(c2d) == 0 {
-				break
-			}
-			for _, m := range msgs {
-				if err := s.out.Publish(m.topic, m.payload, m.qos); err != nil {
-					s.log.Debug("publish failed", "topic", m.topic, "err", err)
-					if m.onErr != nil {
-						m.onErr(err)
-					}
-				} else {
-					h.counters.messagesOut.Add(1)
-				}
-			}
-			notYet := false
-			for i, c := range c2d {
-				if !s.deliverC2D(c) {
-					// deliverC2D put c back in the queue; the rest of the
-					// batch, still marked in flight on s, goes back with it so
-					// the retry takes all of them again, in order.
-					for _, rest := range c2d[i+1:] {
-						h.c2dSettled(s, rest, false)
-					}
-					notYet = true
-					break
-				}
-			}
-			if notYet {
-				attempts++
-				if attempts <= c2dRetries {
-					if retryTimer == nil {
-						retryTimer = time.NewTimer(c2dRetry)
-					} else {
-						retryTimer.Reset(c2dRetry)
-					}
-					retry = retryTimer.C
-				}
-				break
-			}
-			attempts = 0
+			return
 		}
+		msgs := s.queue
+		s.queue = nil
+		c2d := s.takeC2DLocked()
+		if len(msgs) == 0 && len(c2d) == 0 {
+			s.sending = false
+			h.mu.Unlock()
+			return
+		}
+		h.mu.Unlock()
+		for _, m := range msgs {
+			if err := s.out.Publish(m.topic, m.payload, m.qos); err != nil {
+				s.log.Debug("publish failed", "topic", m.topic, "err", err)
+				if m.onErr != nil {
+					m.onErr(err)
+				}
+			} else {
+				h.counters.messagesOut.Add(1)
+			}
+		}
+		notYet := false
+		for i, c := range c2d {
+			if !s.deliverC2D(c) {
+				// deliverC2D put c back in the queue; the rest of the
+				// batch, still marked in flight on s, goes back with it so
+				// the retry takes all of them again, in order.
+				for _, rest := range c2d[i+1:] {
+					h.c2dSettled(s, rest, false)
+				}
+				notYet = true
+				break
+			}
+		}
+		if !notYet {
+			s.attempts = 0
+			continue
+		}
+		// Not subscribed yet: try again after c2dRetry (at most c2dRetries
+		// times in a row), or sooner when something else wakes the sender.
+		s.attempts++
+		h.mu.Lock()
+		if s.attempts <= c2dRetries && !s.gone && s.retryTimer == nil {
+			s.retryTimer = time.AfterFunc(c2dRetry, s.retryNow)
+		}
+		if !s.woken {
+			s.sending = false
+			h.mu.Unlock()
+			return
+		}
+		h.mu.Unlock()
 	}
 }

@@ -155,6 +155,35 @@ type RouteRegistrar interface {
 // Paths the mux cannot take as they are (not clean: it would redirect) and
 // the ones no pattern names (DPS device paths /{idScope}/registrations/…,
 // collection names in another case) go through Classify, as before the mux.
+//
+// Why DPS is still mounted by prefix and routes inside its own dispatcher
+// (dps.Service.serveDevice, routeService) instead of registering method+path
+// patterns like the hubs and the admin API do:
+//   - Device paths start with a wildcard: PUT /{idScope}/registrations/{id}/register,
+//     GET /{idScope}/registrations/{id}/operations/{op}, POST /{idScope}/registrations/{id}.
+//     ServeMux panics at registration on two patterns that match a common
+//     path with neither more specific: POST /{idScope}/registrations/{id}
+//     against POST /enrollments/{id}/attestationmechanism (both match
+//     /enrollments/registrations/attestationmechanism) and against
+//     POST /registrations/{id}/query; /{idScope}/… also overlaps every hub
+//     prefix (/devices/{id}/…, /twins/{id}/…). Patterns with the configured
+//     ID scopes as literals (/0ne00000001/registrations/…) would not
+//     conflict, but a request with an unknown scope must still reach DPS to
+//     get DPS's 401/404 shape, so a second, classifying path stays anyway.
+//   - Service collection names match case-insensitively (the Node service
+//     client sends /enrollmentgroups/…, the REST spec spells
+//     /enrollmentGroups/…); ServeMux literals are case-sensitive, so each
+//     spelling would need its own pattern and any other casing a fallback
+//     into the same DPS code.
+//   - DPS's routes are a switch over path segments that also decides the
+//     SAS right each needs (serviceRoute.need); turning it into per-pattern
+//     handlers is a rewrite of dps/http_service.go and http_device.go that
+//     must be re-checked against the official Node provisioning suite
+//     (hubsim/nodetest).
+//
+// So "one router" holds for dispatch by host-independent prefix (one mux
+// decides hub, DPS service, DPS device, relay, admin, broker), not for
+// DPS's inner routes: that rewrite is left as follow-up work.
 type router struct {
 	c        Components
 	now      func() time.Time

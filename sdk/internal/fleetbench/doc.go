@@ -19,7 +19,15 @@
 //     the hubsim binary running as its own process, then send QoS 1
 //     telemetry for a fixed period. It reports connect latency, acknowledged
 //     messages per second and hubsim's resident memory, and checks that the
-//     hub's event tap saw every acknowledged message.
+//     hub's event tap saw every acknowledged message. At 10,000 devices
+//     (PORTHOLE_BENCH_HUB_DEVICES) raise the connect throttle with
+//     PORTHOLE_BENCH_HUB_CONNECT_RATE (0 = unlimited): at IoT Hub's 100/s
+//     the storm outlasts the devices' three connect attempts.
+//   - TestTwinLatency: service-side twin updates against two hubsim
+//     binaries side by side, state in a file and in memory, in alternating
+//     rounds (PORTHOLE_BENCH_TWIN_ROUNDS); it reports latency p50/p99 and
+//     the file's throughput cost as the median of the per-round costs with
+//     its spread.
 //
 // Both write a text table to out/ at the repository root
 // (bench-fleet-storm.txt, bench-hub-load.txt) and print it to the test log.
