@@ -23,7 +23,15 @@ AGENT_TAGS   ?= nethttpomithttp2
 # No inlining outside crypto: about 0.65 MB less on mipsle; crypto (where a
 # stream's CPU goes) keeps it. Costs about 5-10 % CPU on bulk TLS
 # throughput on amd64 (SIZE.md). Empty it for Go's defaults.
-AGENT_GCFLAGS ?= -gcflags=all=-l -gcflags=crypto/...= -gcflags=vendor/golang.org/x/crypto/...=
+# The crypto packages only a handshake runs (TLS's own code, the NIST curves,
+# ECDSA, Ed25519 points, HPKE, RSA's padding and key checks) lose inlining
+# too: about 0.14 MB less; the bulk path (AES-GCM, ChaCha20-Poly1305, SHA),
+# X25519, ML-KEM and bigmod (RSA's arithmetic) keep it (SIZE.md).
+AGENT_GCFLAGS_COLD ?= crypto/tls crypto/internal/fips140/nistec/... crypto/internal/fips140/ecdsa \
+	crypto/ecdsa crypto/internal/fips140/edwards25519 crypto/hpke crypto/rsa \
+	crypto/internal/fips140/drbg crypto/internal/fips140/rsa
+AGENT_GCFLAGS ?= -gcflags=all=-l -gcflags=crypto/...= -gcflags=vendor/golang.org/x/crypto/...= \
+	$(foreach p,$(AGENT_GCFLAGS_COLD),-gcflags=$(p)=-l)
 # 32-bit MIPS kernels run with 4 KiB pages (OpenWrt's ath79, ramips,
 # lantiq...): align the segments to 4 KiB instead of Go's 64 KiB, which is
 # only padding (about 0.12 MB). Set MIPS32_SEGMENT_ALIGN= for a kernel with
