@@ -20,7 +20,9 @@
 #               MIPS kernel the errno is right. For the same reason on mips*:
 #               TestOutageAtBoot and TestOutageResolveToClosedPort
 #               (agent/internal/daemon), which check that the agent names a
-#               refused DPS connection as such in its one warning line.
+#               refused DPS connection as such in its one warning line, and
+#               TestDialErrorNamesEachStepOnce (sdk/iothub), which checks the
+#               refused dial's text ("connection refused", not "errno 111").
 #   all arches  TestCompletionScripts, TestStdioSignalsCloseNormally,
 #               TestSSHRunsSSH, TestSSHConfigWithRealSSH (sdk/cmd/porthole):
 #               they run porthole as a separate program — bash completing
@@ -48,7 +50,7 @@ skip_for() {
 		return
 	fi
 	case $1 in
-	mips | mipsle | mips64 | mips64le) echo "^(TestAttemptTimeoutIsRetried|TestFailures|TestOutageAtBoot|TestOutageResolveToClosedPort|TestQueryAgainstHubsim|TestFleetDevicesAndStatus|$execs_foreign)\$" ;;
+	mips | mipsle | mips64 | mips64le) echo "^(TestAttemptTimeoutIsRetried|TestFailures|TestOutageAtBoot|TestOutageResolveToClosedPort|TestDialErrorNamesEachStepOnce|TestQueryAgainstHubsim|TestFleetDevicesAndStatus|$execs_foreign)\$" ;;
 	*) echo "^(TestAttemptTimeoutIsRetried|$execs_foreign)\$" ;;
 	esac
 }
