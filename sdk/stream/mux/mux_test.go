@@ -353,6 +353,16 @@ func TestServeEndsWithStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// One echo round trip: the server has replied and is copying bytes, so
+	// what ends the connection below is the stream's end (closing the
+	// session while the server's reply write is still returning would be
+	// "operator gone before the reply", a different case).
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
 	id := c.ID
 	cl.Close()
 	<-served
