@@ -142,6 +142,16 @@ func (s *settings) lookupHub(ctx context.Context, device string) (target, error)
 	return target{}, errors.New(msg)
 }
 
+// deviceClient returns a service client for the hub device is on (found as
+// findHub finds it: --hub, the only hub, the cache, DPS, the registries).
+func (s *settings) deviceClient(ctx context.Context, e *env, device string) (*service.Client, error) {
+	t, err := s.findHub(ctx, e, device, false)
+	if err != nil {
+		return nil, err
+	}
+	return s.clientFor(t.hub)
+}
+
 // clientFor returns a service client for hub h.
 func (s *settings) clientFor(h hubCred) (*service.Client, error) {
 	if err := checkServiceString(h.connectionString, "hub "+h.name); err != nil {

@@ -54,11 +54,7 @@ func cmdProxy(ctx context.Context, e *env, args []string, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	t, err := s.findHub(ctx, e, device, false)
-	if err != nil {
-		return err
-	}
-	c, err := s.clientFor(t.hub)
+	c, err := s.deviceClient(ctx, e, device)
 	if err != nil {
 		return err
 	}
