@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -191,35 +190,7 @@ func TestFleetStdioOnEitherHub(t *testing.T) {
 // host name: the suffix is stripped) and reads it back.
 func echo(t *testing.T, f *fleet, id string) {
 	t.Helper()
-	inR, inW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer inR.Close()
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer outR.Close()
-	ctx, cancel := timeoutCtx(t)
-	defer cancel()
-	done := make(chan error, 1)
-	var stderr syncBuffer
-	go func() { // owned by echo: received below
-		done <- runEnv(ctx, f.e, []string{"stdio", id + ".porthole", "--config", f.config}, inR, outW, &stderr)
-		outW.Close()
-	}()
-	if _, err := inW.Write([]byte("hello " + id + "\n")); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(outR).ReadString('\n')
-	if err != nil || line != "hello "+id+"\n" {
-		t.Errorf("%s: echo %q %v (stderr %s)", id, line, err, stderr.String())
-	}
-	inW.Close()
-	if err := <-done; err != nil {
-		t.Errorf("%s: stdio: %v (stderr %s)", id, err, stderr.String())
-	}
+	stdioRoundTrip(t, f.e, []string{"stdio", id + ".porthole", "--config", f.config}, "hello "+id+"\n")
 }
 
 // TestFleetDevicesAndStatus: devices across both hubs, table and JSON;

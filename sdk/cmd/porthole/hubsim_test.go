@@ -64,6 +64,14 @@ func startDevice(t *testing.T, sim *hubsimtest.Sim, id string, edit func(*servic
 func TestStdio(t *testing.T) {
 	sim := hubsimtest.New(t)
 	startDevice(t, sim, "dev1", nil)
+	stdioRoundTrip(t, testEnv(t, nil), append([]string{"stdio", "dev1"}, simFlags(sim)...), "SSH-2.0-test\r\n")
+}
+
+// stdioRoundTrip runs "porthole <args>" (a stdio command) on pipes, sends
+// line, expects it back, then closes stdin as ssh does and expects a clean
+// end.
+func stdioRoundTrip(t *testing.T, e *env, args []string, line string) {
+	t.Helper()
 	inR, inW, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -77,21 +85,21 @@ func TestStdio(t *testing.T) {
 	ctx, cancel := timeoutCtx(t)
 	defer cancel()
 	done := make(chan error, 1)
-	var stderr bytes.Buffer
-	go func() {
-		done <- runEnv(ctx, testEnv(t, nil), append([]string{"stdio", "dev1"}, simFlags(sim)...), inR, outW, &stderr)
+	var stderr syncBuffer
+	go func() { // owned by stdioRoundTrip: received below
+		done <- runEnv(ctx, e, args, inR, outW, &stderr)
 		outW.Close()
 	}()
-	if _, err := inW.Write([]byte("SSH-2.0-test\r\n")); err != nil {
+	if _, err := inW.Write([]byte(line)); err != nil {
 		t.Fatal(err)
 	}
-	line, err := bufio.NewReader(outR).ReadString('\n')
-	if err != nil || line != "SSH-2.0-test\r\n" {
-		t.Fatalf("echo %q %v", line, err)
+	got, err := bufio.NewReader(outR).ReadString(line[len(line)-1])
+	if err != nil || got != line {
+		t.Fatalf("%v: echo %q %v (stderr %s)", args, got, err, stderr.String())
 	}
 	inW.Close() // ssh closing its end
 	if err := <-done; err != nil {
-		t.Fatalf("stdio: %v (stderr %s)", err, stderr.String())
+		t.Fatalf("%v: stdio: %v (stderr %s)", args, err, stderr.String())
 	}
 }
 
