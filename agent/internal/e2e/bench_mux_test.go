@@ -26,18 +26,7 @@ import (
 //	(c) the agent's RSS with one mux stream holding 100 idle connections,
 //	    against the idle agent.
 func TestBenchMux(t *testing.T) {
-	if os.Getenv("PORTHOLE_BENCH") != "1" {
-		t.Skip("benchmark: set PORTHOLE_BENCH=1 (make bench)")
-	}
-	requireLinux(t)
-	size := int64(256) << 20
-	if v := os.Getenv("PORTHOLE_BENCH_MIB"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			t.Fatalf("PORTHOLE_BENCH_MIB=%q", v)
-		}
-		size = int64(n) << 20
-	}
+	size := benchSize(t, 256<<20)
 	b := binaries(t)
 	resource := make([]byte, 64<<10)
 	copy(resource, payload)

@@ -45,18 +45,7 @@ const (
 // root; with perf installed it also writes out/bench-streams-profile.txt
 // (where the agent's and the chain's CPU goes).
 func TestBenchStreams(t *testing.T) {
-	if os.Getenv("PORTHOLE_BENCH") != "1" {
-		t.Skip("benchmark: set PORTHOLE_BENCH=1 (make bench)")
-	}
-	requireLinux(t)
-	size := int64(512) << 20
-	if v := os.Getenv("PORTHOLE_BENCH_MIB"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			t.Fatalf("PORTHOLE_BENCH_MIB=%q", v)
-		}
-		size = int64(n) << 20
-	}
+	size := benchSize(t, 512<<20)
 	b := binaries(t)
 
 	benchAddr := serveTCP(t, serveBench)
@@ -629,3 +618,21 @@ func formatTable(size int64, relay, tcp chainResult, lat latencyResult, rssIdle,
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 func mib(n int64) float64        { return float64(n) / (1 << 20) }
+
+// benchSize gates a benchmark on PORTHOLE_BENCH=1 and returns the bytes to
+// move each way: def, or PORTHOLE_BENCH_MIB MiB.
+func benchSize(t *testing.T, def int64) int64 {
+	t.Helper()
+	if os.Getenv("PORTHOLE_BENCH") != "1" {
+		t.Skip("benchmark: set PORTHOLE_BENCH=1 (make bench)")
+	}
+	requireLinux(t)
+	if v := os.Getenv("PORTHOLE_BENCH_MIB"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			t.Fatalf("PORTHOLE_BENCH_MIB=%q", v)
+		}
+		return int64(n) << 20
+	}
+	return def
+}
