@@ -5,6 +5,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,14 +32,36 @@ func TestKeepaliveBlackhole(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	go func() {
+	// The echo connections are the test's: with the path blackholed, the
+	// agent's close may never reach them, so they are closed and waited
+	// for at the end.
+	var (
+		echoes sync.WaitGroup
+		mu     sync.Mutex
+		conns  []net.Conn // guarded by mu
+	)
+	defer func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		echoes.Wait()
+	}()
+	echoes.Add(1)
+	go func() { // owned by the test: ends when ln is closed
+		defer echoes.Done()
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			go func() { io.Copy(c, c); c.Close() }()
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			echoes.Add(1)
+			go func() { defer echoes.Done(); io.Copy(c, c); c.Close() }()
 		}
 	}()
 	const timeout = 4 * time.Second
