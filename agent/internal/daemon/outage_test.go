@@ -24,6 +24,7 @@ import (
 	"github.com/porthole-iot/porthole/hubsim/hubsimtest"
 	"github.com/porthole-iot/porthole/sdk/retry/retrytest"
 	"github.com/porthole-iot/porthole/sdk/service"
+	"github.com/porthole-iot/porthole/sdk/testwait"
 )
 
 // Network conditions the test dialer simulates.
@@ -228,6 +229,8 @@ type simAgent struct {
 	logs  *syncBuf
 	sigs  chan os.Signal
 	done  chan error
+	// lastNext is the next attempt the previous round waited for.
+	lastNext time.Time
 }
 
 // newDPSClient is a DPS service client for the sim; the caller closes it.
@@ -351,19 +354,43 @@ func (a *simAgent) status() *Status {
 	return r.Status
 }
 
-// round waits for the agent's next backoff wait, checks the status, and
-// lets the fake clock run past the wait.
+// nextWait waits for the agent's next retry wait: a later next attempt in
+// the status than the previous wait's, with its timer pending on the fake
+// clock. It returns that status.
+func (a *simAgent) nextWait() *Status {
+	a.t.Helper()
+	var st *Status
+	testwait.For(a.t, 30*time.Second, "the agent's next retry wait", func() (bool, string) {
+		a.running()
+		st = a.status()
+		if !st.NextAttempt.After(a.lastNext) {
+			return false, fmt.Sprintf("next attempt %v, the previous wait's %v", st.NextAttempt, a.lastNext)
+		}
+		for _, at := range a.clock.Deadlines() {
+			if at.Equal(st.NextAttempt) {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("next attempt %v, no timer for it among %v", st.NextAttempt, a.clock.Deadlines())
+	})
+	a.lastNext = st.NextAttempt
+	return st
+}
+
+// endWait lets the fake clock run to the end of the wait st announced
+// (other timers, such as the health reporter's retries, may fire on the
+// way).
+func (a *simAgent) endWait(st *Status) {
+	a.clock.Advance(st.NextAttempt.Sub(a.clock.Now()))
+}
+
+// round waits for the agent's next retry wait, checks the status, and
+// lets the fake clock run to the end of the wait.
 func (a *simAgent) round(check func(*Status)) {
 	a.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	d, err := a.clock.WaitTimer(ctx)
-	if err != nil {
-		a.t.Fatalf("no backoff wait: %v", err)
-	}
-	a.running()
-	check(a.status())
-	a.clock.Advance(d)
+	st := a.nextWait()
+	check(st)
+	a.endWait(st)
 }
 
 // pumpUntil lets the fake clock run past every short wait (backoff, DPS
@@ -371,22 +398,20 @@ func (a *simAgent) round(check func(*Status)) {
 // client's token renewal) are left alone.
 func (a *simAgent) pumpUntil(what string, ok func(*Status) bool) *Status {
 	a.t.Helper()
-	deadline := time.Now().Add(40 * time.Second)
-	for {
-		st := a.status()
-		if ok(st) {
-			return st
-		}
-		if time.Now().After(deadline) {
-			a.t.Fatalf("never %s: %+v", what, st)
+	var st *Status
+	testwait.For(a.t, 40*time.Second, what, func() (bool, string) {
+		if st = a.status(); ok(st) {
+			return true, ""
 		}
 		a.running()
-		if p := a.clock.Pending(); len(p) > 0 && p[0] <= 10*time.Minute {
-			a.clock.Advance(p[0])
-			continue
+		if d := a.clock.Deadlines(); len(d) > 0 {
+			if left := d[0].Sub(a.clock.Now()); left <= 10*time.Minute {
+				a.clock.Advance(left)
+			}
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return false, fmt.Sprintf("%+v", st)
+	})
+	return st
 }
 
 // warnings keeps the lines at warning level or above.
@@ -569,13 +594,10 @@ func TestOutageHubLost(t *testing.T) {
 	if !sim.Hub(hub).Disconnect("dev1", "") {
 		t.Fatal("the sim did not know the device's connection")
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for a.status().Phase != provision.PhaseReconnecting {
-		if time.Now().After(deadline) {
-			t.Fatalf("never reconnecting: %+v", a.status())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.For(t, 20*time.Second, "the agent reconnecting", func() (bool, string) {
+		st := a.status()
+		return st.Phase == provision.PhaseReconnecting, fmt.Sprintf("%+v", st)
+	})
 	const rounds = 3
 	var quietFrom int
 	for i := 1; i <= rounds; i++ {
@@ -585,7 +607,7 @@ func TestOutageHubLost(t *testing.T) {
 			}
 			// The status shows the outage as a failing hub, with the
 			// time of the client's next attempt.
-			if st.Failing != provision.StepHub || st.FailingSince.IsZero() || st.NextAttempt.IsZero() || st.Attempts < i-1 {
+			if st.Failing != provision.StepHub || st.FailingSince.IsZero() || st.NextAttempt.IsZero() || st.Attempts != i-1 {
 				t.Fatalf("round %d: failing %q since %v, %d attempts, next %v", i, st.Failing, st.FailingSince, st.Attempts, st.NextAttempt)
 			}
 		})
@@ -593,14 +615,9 @@ func TestOutageHubLost(t *testing.T) {
 			quietFrom = len(atLeastInfo(parseLog(t, a.logs.String())))
 		}
 	}
-	// The last Advance started an attempt that may still be failing: wait
-	// for its wait before reading the log.
-	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
-	d, err := a.clock.WaitTimer(wctx)
-	wcancel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The last round ended with an attempt that fails: wait for the wait
+	// after it before reading the log.
+	last := a.nextWait()
 	lines := parseLog(t, a.logs.String())
 	// Rounds are quiet, but for a paced reminder once the outage is a
 	// minute old (the jittered waits may add up to that).
@@ -622,7 +639,7 @@ func TestOutageHubLost(t *testing.T) {
 	}
 
 	n.set(netUp)
-	a.clock.Advance(d)
+	a.endWait(last)
 	st := a.pumpUntil("reconnected", func(s *Status) bool { return s.Connected })
 	if st.Phase != provision.PhaseConnected || st.Registrations != 1 {
 		t.Errorf("after reconnecting: %+v", st)
@@ -632,13 +649,10 @@ func TestOutageHubLost(t *testing.T) {
 	if len(warns) != 1 || !strings.Contains(warns[0].Msg, "hub connection lost") {
 		t.Errorf("warnings, want one for the loss:\n%s", msgs(warns))
 	}
-	deadline = time.Now().Add(20 * time.Second)
-	for countMsg(atLeastInfo(parseLog(t, a.logs.String())), "hub connection restored") != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no single recovery line:\n%s", msgs(atLeastInfo(parseLog(t, a.logs.String()))))
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.For(t, 20*time.Second, "one line for the recovery", func() (bool, string) {
+		lines := atLeastInfo(parseLog(t, a.logs.String()))
+		return countMsg(lines, "hub connection restored") == 1, msgs(lines)
+	})
 	if n.dpsDials() != dpsDials {
 		t.Errorf("DPS dialled during a hub reconnect")
 	}

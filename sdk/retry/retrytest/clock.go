@@ -87,6 +87,19 @@ func (c *Clock) Pending() []time.Duration {
 	return out
 }
 
+// Deadlines returns the times at which the pending timers fire, earliest
+// first.
+func (c *Clock) Deadlines() []time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]time.Time, len(c.timers))
+	for i, t := range c.timers {
+		out[i] = t.when
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Before(out[j]) })
+	return out
+}
+
 // WaitTimer blocks until at least one timer is pending and returns the time
 // left until the earliest one fires. It returns ctx.Err() if ctx ends first.
 func (c *Clock) WaitTimer(ctx context.Context) (time.Duration, error) {

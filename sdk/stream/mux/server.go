@@ -267,7 +267,14 @@ func (s *Server) serveStream(st *yamux.Stream) {
 		res.Reason = c.revoked
 		s.mu.Unlock()
 	case jerr != nil && errors.Is(jerr, errStreamEnded):
-		res.Reason = "stream ended"
+		res.Reason = errStreamEnded.Error()
+	case ends != EndSecond && s.sess.IsClosed():
+		// The stream under the session is gone: yamux ends each
+		// connection with EOF or ErrSessionShutdown, whichever it hits
+		// first. Serve names the stream's end once it sees the session
+		// closed; that is this connection's reason.
+		<-s.ctx.Done()
+		res.Reason = context.Cause(s.ctx).Error()
 	case jerr != nil:
 		res.Reason = jerr.Error()
 	case ends == EndFirst:
