@@ -6,6 +6,7 @@
 //
 //	hubsim [-config hubsim.yaml] [-listen 127.0.0.1,127.0.0.2] [-https-port 443]
 //	       [-mqtt-port 8883] [-state-dir DIR] [-status-file FILE] [-log-level info]
+//	       [-pprof 127.0.0.1:6060]
 //
 // On start it prints the CA file clients must trust, the ports, the DPS id
 // scope and global endpoint, and the service connection strings (these hold
@@ -27,6 +28,12 @@
 // Devices, twins, queued C2D messages and DPS records live in
 // <state-dir>/hubsim.db (see package hubsim/internal/store); a restart on the
 // same state dir, even after kill -9, keeps every write it acknowledged.
+//
+// -pprof serves Go's runtime profiles (heap, goroutines, CPU) under
+// /debug/pprof/ on a loopback address, for measuring hubsim at scale
+// (`go tool pprof http://127.0.0.1:6060/debug/pprof/heap`); it is off by
+// default, refuses any non-loopback address, and the bound address is in
+// the status file as "pprof".
 //
 // SIGINT or SIGTERM shut it down gracefully (exit status 0).
 //

@@ -48,6 +48,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	stateDir := fs.String("state-dir", "", "directory for keys, the CA and the state database (overrides config)")
 	statusFile := fs.String("status-file", "", "write endpoints and connection strings here as JSON (0600) once serving")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (overrides config)")
+	pprofAddr := fs.String("pprof", "", "serve Go runtime profiles (/debug/pprof/) on this loopback HOST:PORT (off by default)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -89,6 +90,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	var pprofBound string
+	if *pprofAddr != "" {
+		bound, stopPprof, err := servePprof(*pprofAddr, logger)
+		if err != nil {
+			return err
+		}
+		pprofBound = bound
+		defer func() {
+			if err := stopPprof(); err != nil {
+				logger.Warn("stopping the pprof server failed", "err", err)
+			}
+		}()
+	}
+
 	p, err := server.Prepare(cfg, logger)
 	if err != nil {
 		return err
@@ -102,6 +117,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	st := p.Status()
+	st.Pprof = pprofBound
 	if *statusFile != "" {
 		// The client files first: the status file says hubsim is ready.
 		st.ClientFiles, err = p.WriteClientFiles(filepath.Dir(*statusFile))

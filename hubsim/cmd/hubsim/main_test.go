@@ -88,6 +88,9 @@ func TestRun(t *testing.T) {
 	if st.Ports.HTTPS == 0 || st.Ports.MQTT == 0 || st.DPS.IDScope != "0ne00000001" || len(st.Hubs) != 2 {
 		t.Fatalf("status %+v", st)
 	}
+	if st.Pprof != "" {
+		t.Errorf("profiles served without -pprof: %q", st.Pprof)
+	}
 	for _, h := range st.Hubs {
 		if !strings.HasPrefix(h.ServiceConnectionString, "HostName="+h.HostName+";SharedAccessKeyName=iothubowner;SharedAccessKey=") {
 			t.Errorf("hub %+v", h)
@@ -181,6 +184,9 @@ func TestRunErrors(t *testing.T) {
 		{"future state database", []string{"-https-port", "0", "-mqtt-port", "0", "-listen", "127.0.0.1", "-state-dir", futureState},
 			fmt.Sprintf("database schema is newer than this hubsim: the database has schema version %d", store.SchemaVersion+1)},
 		{"bad log level", []string{"-log-level", "loud", "-https-port", "0", "-mqtt-port", "0", "-state-dir", dir}, "log.level"},
+		{"pprof beyond loopback", []string{"-pprof", "0.0.0.0:0", "-state-dir", dir}, "loopback address only"},
+		{"pprof on a name", []string{"-pprof", "example.com:6060", "-state-dir", dir}, "loopback address only"},
+		{"pprof without port", []string{"-pprof", "127.0.0.1", "-state-dir", dir}, "want HOST:PORT"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -25,6 +25,9 @@ type Status struct {
 	Ports       StatusPorts `json:"ports"`
 	DPS         StatusDPS   `json:"dps"`
 	Hubs        []StatusHub `json:"hubs"`
+	// Pprof is the address of Go's runtime profiles (/debug/pprof/) when
+	// hubsim was started with -pprof; empty otherwise.
+	Pprof string `json:"pprof,omitempty"`
 }
 
 // StatusPorts are the bound ports.
