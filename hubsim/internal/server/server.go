@@ -83,6 +83,8 @@ type Server struct {
 	log       *slog.Logger
 	now       func() time.Time
 	tlsConfig *tls.Config
+	mqttTLS   *tls.Config    // tlsConfig with the handshake gate
+	gate      *handshakeGate // bounds concurrent MQTT/TLS handshakes (handshake.go)
 	httpsLns  []net.Listener // raw TCP; closed by httpSrv (after Start) or Close
 	mqttLns   []net.Listener // raw TCP; closed by Close
 	httpsPort int
@@ -155,6 +157,8 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: mqtt: %w", err)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.gate = newHandshakeGate(handshakeSlots)
+	s.mqttTLS = s.gate.config(s.ctx, s.tlsConfig)
 	return s, nil
 }
 
@@ -310,7 +314,7 @@ func (s *Server) acceptMQTT(ln net.Listener) {
 			return
 		}
 		delay = 0
-		tconn := tls.Server(conn, s.tlsConfig)
+		tconn := tls.Server(s.gate.wrap(conn), s.mqttTLS)
 		b := s.comps.Broker
 		if b == nil {
 			s.recordUnhandled("MQTT connection from " + conn.RemoteAddr().String() + " (no broker)")
