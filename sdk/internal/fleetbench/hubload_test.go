@@ -80,7 +80,7 @@ func TestHubLoad(t *testing.T) {
 			}
 			extra = append(extra, "-config", cfg)
 		}
-		sim := startHubsimArgs(t, ctx, extra...)
+		sim := startHubsimArgs(t, ctx, append(extra, "-pprof", "127.0.0.1:0")...)
 		target := &hubTarget{
 			desc:      fmt.Sprintf("the hubsim binary as its own process (pid %d), log level warn; tap over GET /hubsim/hubs/<host>/events", sim.pid()),
 			roots:     sim.roots,
@@ -92,6 +92,10 @@ func TestHubLoad(t *testing.T) {
 			stop:      sim.stop,
 		}
 		target.dropped = func() (int, error) { return sim.droppedEvents(ctx, loadHub) }
+		target.memStats = sim.memStats
+		if dir := os.Getenv(envLoadProfile); dir != "" {
+			target.saveProfiles = func(ctx context.Context, devices int) error { return sim.saveProfiles(ctx, dir, devices) }
+		}
 		tb, res := runHubLoad(t, ctx, target, n, period)
 		report.WriteString(tb.String() + "\n")
 		res.check(t, "the admin event tap")
@@ -136,6 +140,10 @@ type hubTarget struct {
 	tap       func(n int) *eventTap
 	dropped   func() (int, error) // events the hub dropped for its taps; called before stop
 	stop      func() error        // stops the hub; must exit cleanly
+	// memStats, when set, reads the hub process's memory breakdown.
+	memStats func(ctx context.Context) (memBreakdown, error)
+	// saveProfiles, when set, saves the hub's heap and goroutine profiles.
+	saveProfiles func(ctx context.Context, devices int) error
 }
 
 // loadResult is what the tap saw against what the devices had
@@ -240,6 +248,16 @@ func runHubLoad(t *testing.T, ctx context.Context, target *hubTarget, n int, per
 	if err != nil {
 		t.Errorf("hubsim's connected count: %v", err)
 	}
+	var memConnected memBreakdown
+	var memErr error
+	if target.memStats != nil {
+		memConnected, memErr = target.memStats(ctx)
+	}
+	if target.saveProfiles != nil {
+		if err := target.saveProfiles(ctx, n); err != nil {
+			t.Errorf("saving hubsim's profiles: %v", err)
+		}
+	}
 
 	// Telemetry: each device sends QoS 1 messages back to back (one in
 	// flight) until the period ends; the body is its sequence number.
@@ -342,6 +360,16 @@ func runHubLoad(t *testing.T, ctx context.Context, target *hubTarget, n int, per
 		per := max(online, 1)
 		tb.addf("hubsim RSS per device", "", "%.1f KiB ((telemetry max − idle) / %d connected)", float64(loaded-idle)/1024/float64(per), per)
 	}
+	if target.memStats != nil {
+		if memErr != nil {
+			tb.addf("hubsim memory, connected", "runtime.MemStats", "unknown (%v)", memErr)
+		} else {
+			m := memConnected
+			per := func(v int64) string { return fmt.Sprintf("%.1f KiB/device", float64(v)/1024/float64(max(online, 1))) }
+			tb.addf("hubsim memory, connected", "runtime.MemStats", "heap in use %s (%s, %d objects), heap free but kept %s, goroutine stacks %s (%s, %d goroutines), runtime structures %s; Sys %s",
+				mib(m.HeapInuse), per(m.HeapInuse), m.HeapObjects, mib(m.retainedIdle()), mib(m.StackInuse), per(m.StackInuse), m.Goroutines, mib(m.Runtime), mib(m.Sys))
+		}
+	}
 	if target.pid != 0 {
 		tb.addf("test process peak RSS", "clients only", "%s", peakRSS())
 	}
@@ -423,6 +451,7 @@ type hubsimProc struct {
 type hubsimStatus struct {
 	CAFile     string `json:"ca_file"`
 	AdminToken string `json:"admin_token"` // Bearer credential of /hubsim/…
+	Pprof      string `json:"pprof"`       // runtime profiles, when started with -pprof
 	Ports      struct {
 		HTTPS int `json:"https"`
 		MQTT  int `json:"mqtt"`
