@@ -15,14 +15,26 @@
 //     same storm; its time to converge and peak admissions per window must
 //     be within 10% of the socket-level figures, and the table prints both.
 //     (A test-only import of hubsim: the import rules bind non-test code.)
-//   - TestHubLoad: 1,000 real sdk/iothub clients connect over MQTT/TLS to
-//     the hubsim binary running as its own process, then send QoS 1
-//     telemetry for a fixed period. It reports connect latency, acknowledged
-//     messages per second and hubsim's resident memory, and checks that the
-//     hub's event tap saw every acknowledged message. At 10,000 devices
-//     (PORTHOLE_BENCH_HUB_DEVICES) raise the connect throttle with
+//   - TestHubLoad: real sdk/iothub clients connect over MQTT/TLS to the
+//     hubsim binary running as its own process, then send QoS 1 telemetry.
+//     The clients run in worker processes (the test binary re-run as
+//     TestHubLoadWorker, PORTHOLE_BENCH_HUB_WORKERS of them, default 4,
+//     each owning a slice of the devices and reporting per-device counts
+//     back over a pipe), so the client side is not the bottleneck. With
+//     PORTHOLE_BENCH_HUB_DEVICES other than 1,000 the run measures that
+//     fleet and a 1,000-device fleet side by side, each against its own
+//     hubsim, both connected, telemetry in alternating rounds
+//     (PORTHOLE_BENCH_HUB_ROUNDS, default 4), and prints a comparison:
+//     msg/s (median round), hubsim CPU-seconds, RSS per device. It reports
+//     connect latency, acknowledged messages per second, hubsim's resident
+//     memory with a breakdown (its -pprof runtime.MemStats), and checks
+//     that the hub's event tap saw every acknowledged message. At 10,000
+//     devices raise the connect throttle with
 //     PORTHOLE_BENCH_HUB_CONNECT_RATE (0 = unlimited): at IoT Hub's 100/s
 //     the storm outlasts the devices' three connect attempts.
+//     PORTHOLE_BENCH_HUB_PROFILE=DIR saves hubsim's heap and goroutine
+//     profiles once all devices are connected. An in-process variant runs
+//     the same load against hubsimtest with the clients in the test.
 //   - TestTwinLatency: service-side twin updates against two hubsim
 //     binaries side by side, state in a file and in memory, in alternating
 //     rounds (PORTHOLE_BENCH_TWIN_ROUNDS); it reports latency p50/p99 and

@@ -19,7 +19,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -28,13 +27,13 @@ import (
 
 	"github.com/porthole-iot/porthole/hubsim/hubsimtest"
 	"github.com/porthole-iot/porthole/sdk/iothub"
-	"github.com/porthole-iot/porthole/sdk/retry"
 	"github.com/porthole-iot/porthole/sdk/service"
 )
 
 const (
 	envLoadDevices  = "PORTHOLE_BENCH_HUB_DEVICES"  // devices (default 1000)
-	envLoadDuration = "PORTHOLE_BENCH_HUB_DURATION" // telemetry period (default 20s)
+	envLoadDuration = "PORTHOLE_BENCH_HUB_DURATION" // telemetry period per fleet (default 20s)
+	envLoadRounds   = "PORTHOLE_BENCH_HUB_ROUNDS"   // telemetry rounds the period is split into (default 4)
 	// envLoadConnectRate sets the process hubsim's limits.device_connections_per_second
 	// (default: hubsim's, 100/s, IoT Hub's; 0 = unlimited). At 10,000 devices
 	// the default throttle outlasts the devices' three connect attempts.
@@ -44,6 +43,7 @@ const (
 
 	defaultLoadDevices  = 1000
 	defaultLoadDuration = 20 * time.Second
+	defaultLoadRounds   = 4
 	raceLoadDevices     = 300            // under -race (about 15 goroutines per device in-process)
 	loadHub             = "hub-eu.local" // a hub of hubsim's default configuration
 
@@ -65,40 +65,74 @@ func TestHubLoad(t *testing.T) {
 	requireBench(t, "TestHubLoad")
 	n := envInt(t, envLoadDevices, fleetSize(t, defaultLoadDevices, raceLoadDevices))
 	period := envDuration(t, envLoadDuration, defaultLoadDuration)
+	workers := envInt(t, envLoadWorkers, defaultLoadWorkers)
 	var report strings.Builder
 	t.Run("process", func(t *testing.T) {
-		ctx := benchContext(t, 5*time.Minute+2*period)
-		var extra []string
-		if v := os.Getenv(envLoadConnectRate); v != "" {
-			rate, err := strconv.ParseFloat(v, 64)
-			if err != nil || rate < 0 {
-				t.Fatalf("%s=%q: want a number ≥ 0", envLoadConnectRate, v)
+		// The fleet and, in the same run, the 1,000-device fleet it is
+		// compared with, each against its own hubsim. Both stay connected
+		// and their telemetry goes in alternating rounds (small, large,
+		// large, small, …), so that load from other work on a shared
+		// machine falls on both alike.
+		sizes := []int{n}
+		if n != defaultLoadDevices {
+			sizes = []int{defaultLoadDevices, n}
+		}
+		ctx := benchContext(t, time.Duration(len(sizes))*(5*time.Minute+2*period))
+		loads := make([]*hubLoad, len(sizes))
+		for k, size := range sizes {
+			var extra []string
+			if v := os.Getenv(envLoadConnectRate); v != "" {
+				rate, err := strconv.ParseFloat(v, 64)
+				if err != nil || rate < 0 {
+					t.Fatalf("%s=%q: want a number ≥ 0", envLoadConnectRate, v)
+				}
+				cfg := filepath.Join(t.TempDir(), "hubsim.yaml")
+				if err := os.WriteFile(cfg, []byte(fmt.Sprintf("limits:\n  device_connections_per_second: %g\n", rate)), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				extra = append(extra, "-config", cfg)
 			}
-			cfg := filepath.Join(t.TempDir(), "hubsim.yaml")
-			if err := os.WriteFile(cfg, []byte(fmt.Sprintf("limits:\n  device_connections_per_second: %g\n", rate)), 0o600); err != nil {
-				t.Fatal(err)
+			sim := startHubsimArgs(t, ctx, append(extra, "-pprof", "127.0.0.1:0")...)
+			target := &hubTarget{
+				desc:      fmt.Sprintf("the hubsim binary as its own process (pid %d), log level warn; tap over GET /hubsim/hubs/<host>/events", sim.pid()),
+				roots:     sim.roots,
+				dial:      sim.dial,
+				serviceCS: sim.hubConnectionString(t, loadHub),
+				pid:       sim.pid(),
+				connected: func(ctx context.Context, _ int) (int, error) { return sim.connected(ctx, loadHub) },
+				tap:       func(n int) *eventTap { return sim.tapEvents(t, ctx, loadHub, n) },
+				stop:      sim.stop,
+				clients: func(keys []string) loadClients {
+					mqtt := net.JoinHostPort("127.0.0.1", strconv.Itoa(sim.status.Ports.MQTT))
+					return &workerClients{workerFleet: startWorkers(t, ctx, workers, loadHub, sim.status.CAFile, mqtt, keys), n: len(keys)}
+				},
 			}
-			extra = append(extra, "-config", cfg)
+			target.dropped = func() (int, error) { return sim.droppedEvents(ctx, loadHub) }
+			target.memStats = sim.memStats
+			if dir := os.Getenv(envLoadProfile); dir != "" {
+				target.saveProfiles = func(ctx context.Context, devices int) error { return sim.saveProfiles(ctx, dir, devices) }
+			}
+			loads[k] = startHubLoad(t, ctx, target, size)
 		}
-		sim := startHubsimArgs(t, ctx, append(extra, "-pprof", "127.0.0.1:0")...)
-		target := &hubTarget{
-			desc:      fmt.Sprintf("the hubsim binary as its own process (pid %d), log level warn; tap over GET /hubsim/hubs/<host>/events", sim.pid()),
-			roots:     sim.roots,
-			dial:      sim.dial,
-			serviceCS: sim.hubConnectionString(t, loadHub),
-			pid:       sim.pid(),
-			connected: func(ctx context.Context, _ int) (int, error) { return sim.connected(ctx, loadHub) },
-			tap:       func(n int) *eventTap { return sim.tapEvents(t, ctx, loadHub, n) },
-			stop:      sim.stop,
+		rounds := envInt(t, envLoadRounds, defaultLoadRounds)
+		for r := range rounds {
+			for k := range loads {
+				if r%2 == 1 {
+					k = len(loads) - 1 - k
+				}
+				loads[k].round(ctx, period/time.Duration(rounds))
+			}
 		}
-		target.dropped = func() (int, error) { return sim.droppedEvents(ctx, loadHub) }
-		target.memStats = sim.memStats
-		if dir := os.Getenv(envLoadProfile); dir != "" {
-			target.saveProfiles = func(ctx context.Context, devices int) error { return sim.saveProfiles(ctx, dir, devices) }
+		var figs []loadFigures
+		for k, l := range loads {
+			tb, res, fig := l.finish(ctx)
+			report.WriteString(tb.String() + "\n")
+			res.check(t, fmt.Sprintf("%d devices: the admin event tap", sizes[k]))
+			figs = append(figs, fig)
 		}
-		tb, res := runHubLoad(t, ctx, target, n, period)
-		report.WriteString(tb.String() + "\n")
-		res.check(t, "the admin event tap")
+		if len(figs) == 2 {
+			report.WriteString(compareLoads(t, figs[0], figs[1]).String() + "\n")
+		}
 	})
 	t.Run("in-process", func(t *testing.T) {
 		ctx := benchContext(t, 5*time.Minute+2*period)
@@ -121,8 +155,11 @@ func TestHubLoad(t *testing.T) {
 			tap:     func(n int) *eventTap { return subscribeTap(t, hub, n) },
 			dropped: func() (int, error) { return hub.DroppedEvents(), nil },
 			stop:    func() error { sim.Close(); return nil },
+			clients: func(keys []string) loadClients {
+				return inProcessLoad{newInProcessClients(loadHub, 0, keys, sim.CAPool, sim.DialContext)}
+			},
 		}
-		tb, res := runHubLoad(t, ctx, target, n, period)
+		tb, res, _ := runHubLoad(t, ctx, target, n, period)
 		report.WriteString(tb.String())
 		res.check(t, "the in-process tap")
 	})
@@ -144,6 +181,8 @@ type hubTarget struct {
 	memStats func(ctx context.Context) (memBreakdown, error)
 	// saveProfiles, when set, saves the hub's heap and goroutine profiles.
 	saveProfiles func(ctx context.Context, devices int) error
+	// clients makes the devices' clients (not yet connected).
+	clients func(keys []string) loadClients
 }
 
 // loadResult is what the tap saw against what the devices had
@@ -169,23 +208,58 @@ func (r loadResult) check(t *testing.T, what string) {
 	}
 }
 
-// runHubLoad creates n devices, connects them all at once, lets each send
-// telemetry back to back for period, and checks and reports what happened.
-func runHubLoad(t *testing.T, ctx context.Context, target *hubTarget, n int, period time.Duration) (*table, loadResult) {
-	pid := target.pid
-	if pid == 0 {
-		pid = os.Getpid()
+// hubLoad is one fleet's load against one hub: devices created and
+// connected by startHubLoad, telemetry in one or more rounds, figures and
+// checks from finish.
+type hubLoad struct {
+	t      *testing.T
+	target *hubTarget
+	n      int
+	pid    int // the hub's process (this one when in-process)
+	rss    *sampler
+	svc    *service.Client
+	tap    *eventTap
+
+	clients      loadClients
+	clientPIDs   []int
+	latency      []time.Duration
+	attempts     []int
+	failedN      int
+	firstConnErr string
+	connectTook  time.Duration
+	online       int
+	memConnected memBreakdown
+	memErr       error
+
+	// Telemetry, summed over the rounds.
+	acked        []int // per device
+	roundRates   []float64
+	sendTook     time.Duration
+	hubCPU       time.Duration
+	clientCPU    time.Duration
+	cpuErr       error
+	sendErrN     int
+	firstSendErr string
+	load0, load1 string
+}
+
+// startHubLoad creates n devices through the registry REST API, taps the
+// hub, and connects every device at the same instant.
+func startHubLoad(t *testing.T, ctx context.Context, target *hubTarget, n int) *hubLoad {
+	l := &hubLoad{t: t, target: target, n: n, pid: target.pid, acked: make([]int, n)}
+	if l.pid == 0 {
+		l.pid = os.Getpid()
 	}
-	rss := newSampler(pid)
-	t.Cleanup(rss.stop)
-	rss.begin(phaseIdle)
+	l.rss = newSampler(l.pid)
+	t.Cleanup(l.rss.stop)
+	l.rss.begin(phaseIdle)
 
 	// Devices, created through the registry REST API like an operator would.
 	svc, err := service.New(service.Config{ConnectionString: target.serviceCS, RootCAs: target.roots, DialContext: target.dial})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer svc.Close()
+	t.Cleanup(func() { svc.Close() })
 	keys := make([]string, n)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(16)
@@ -205,94 +279,96 @@ func runHubLoad(t *testing.T, ctx context.Context, target *hubTarget, n int, per
 	if err := g.Wait(); err != nil {
 		t.Fatalf("creating devices: %v", err)
 	}
-	rss.begin("devices created")
+	l.rss.begin("devices created")
 
-	tap := target.tap(n)
+	l.tap = target.tap(n)
 
 	// Connect: every device dials at the same instant.
-	clients := make([]*iothub.Client, n)
-	latency := make([]time.Duration, n)
-	attempts := make([]int, n)
-	var connectFailed atomic.Int32
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cfg := iothub.Config{HostName: loadHub, DeviceID: loadDeviceID(i), SharedAccessKey: keys[i], RootCAs: target.roots, DialContext: target.dial}
-			<-start
-			began := time.Now()
-			err := retry.Do(ctx, retry.Policy{MaxAttempts: 3}, func(ctx context.Context) error {
-				attempts[i]++
-				c, err := iothub.Dial(ctx, cfg)
-				clients[i] = c
-				return err
-			})
-			if err != nil {
-				connectFailed.Add(1)
-				t.Logf("device %d: %v", i, err)
-				return
-			}
-			latency[i] = time.Since(began)
-		}()
-	}
-	rss.begin("connect storm")
+	l.clients = target.clients(keys)
+	t.Cleanup(func() { _, _ = l.clients.close(ctx) })
+	l.clientPIDs = l.clients.pids()
+	l.rss.begin("connect storm")
 	connectStart := time.Now()
-	close(start)
-	wg.Wait()
-	connectTook := time.Since(connectStart)
-	defer closeAll(clients)
-	rss.begin("connected")
-	online, err := target.connected(ctx, n)
+	l.latency, l.attempts, l.failedN, l.firstConnErr, err = l.clients.connect(ctx)
 	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	l.connectTook = time.Since(connectStart)
+	if l.failedN > 0 {
+		t.Logf("%d devices did not connect; first: %s", l.failedN, l.firstConnErr)
+	}
+	l.rss.begin("connected")
+	if l.online, err = target.connected(ctx, n); err != nil {
 		t.Errorf("hubsim's connected count: %v", err)
 	}
-	var memConnected memBreakdown
-	var memErr error
 	if target.memStats != nil {
-		memConnected, memErr = target.memStats(ctx)
+		l.memConnected, l.memErr = target.memStats(ctx)
 	}
 	if target.saveProfiles != nil {
 		if err := target.saveProfiles(ctx, n); err != nil {
 			t.Errorf("saving hubsim's profiles: %v", err)
 		}
 	}
+	return l
+}
 
-	// Telemetry: each device sends QoS 1 messages back to back (one in
-	// flight) until the period ends; the body is its sequence number.
-	acked := make([]int, n)
-	var sendErrs atomic.Int32
-	var firstSendErr atomic.Value
-	rss.begin(phaseTelemetry)
-	sendStart := time.Now()
-	end := sendStart.Add(period)
-	cpu0, cpuErr := procCPU(pid)
-	self0, selfErr := procCPU(os.Getpid())
-	load0 := loadAvg()
-	for i, c := range clients {
-		if c == nil {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for seq := 0; time.Now().Before(end); seq++ {
-				if err := c.SendEvent(ctx, strconv.AppendInt(nil, int64(seq), 10)); err != nil {
-					sendErrs.Add(1)
-					firstSendErr.CompareAndSwap(nil, err.Error())
-					return
-				}
-				acked[i]++
-			}
-		}()
+// round lets each device send QoS 1 messages back to back (one in flight;
+// the body is its sequence number, continuing from the last round) for d.
+func (l *hubLoad) round(ctx context.Context, d time.Duration) {
+	if len(l.roundRates) == 0 {
+		l.rss.begin(phaseTelemetry)
 	}
-	wg.Wait()
-	sendTook := time.Since(sendStart)
-	cpu1, cpuErr1 := procCPU(pid)
-	self1, selfErr1 := procCPU(os.Getpid())
-	load1 := loadAvg()
-	closeAll(clients)
+	start := time.Now()
+	cpu0, err0 := procCPU(l.pid)
+	self0, errS0 := sumCPU(l.clientPIDs)
+	if l.load0 == "" {
+		l.load0 = loadAvg()
+	}
+	acked, sendErrN, firstSendErr, err := l.clients.send(ctx, start.Add(d))
+	if err != nil {
+		l.t.Fatalf("telemetry: %v", err)
+	}
+	took := time.Since(start)
+	cpu1, err1 := procCPU(l.pid)
+	self1, errS1 := sumCPU(l.clientPIDs)
+	l.load1 = loadAvg()
+	total := 0
+	for i, a := range acked {
+		l.acked[i] += a
+		total += a
+	}
+	l.roundRates = append(l.roundRates, float64(total)/took.Seconds())
+	l.sendTook += took
+	l.hubCPU += cpu1 - cpu0
+	l.clientCPU += self1 - self0
+	if err := errors.Join(err0, errS0, err1, errS1); err != nil && l.cpuErr == nil {
+		l.cpuErr = err
+	}
+	l.sendErrN += sendErrN
+	if l.firstSendErr == "" {
+		l.firstSendErr = firstSendErr
+	}
+}
+
+// runHubLoad creates n devices, connects them all at once, lets each send
+// telemetry back to back for period, and checks and reports what happened.
+func runHubLoad(t *testing.T, ctx context.Context, target *hubTarget, n int, period time.Duration) (*table, loadResult, loadFigures) {
+	l := startHubLoad(t, ctx, target, n)
+	l.round(ctx, period)
+	return l.finish(ctx)
+}
+
+// finish closes the clients, stops the hub, checks the tap against what
+// was acknowledged and reports.
+func (l *hubLoad) finish(ctx context.Context) (*table, loadResult, loadFigures) {
+	t, target, n, pid, rss, tap := l.t, l.target, l.n, l.pid, l.rss, l.tap
+	latency, attempts, failedN, firstConnErr, connectTook, online := l.latency, l.attempts, l.failedN, l.firstConnErr, l.connectTook, l.online
+	memConnected, memErr, clients := l.memConnected, l.memErr, l.clients
+	acked, sendTook, sendErrN, firstSendErr, load0, load1 := l.acked, l.sendTook, l.sendErrN, l.firstSendErr, l.load0, l.load1
+	clientsPeak, err := clients.close(ctx)
+	if err != nil {
+		t.Errorf("closing the clients: %v", err)
+	}
 	rss.begin("clients closed")
 
 	totalAcked := 0
@@ -319,13 +395,13 @@ func runHubLoad(t *testing.T, ctx context.Context, target *hubTarget, n int, per
 		}
 	}
 	tb := &table{title: "porthole hub load (issue \"IoT Hub\"): " + t.Name()}
-	tb.addf("devices", "", "%d sdk/iothub clients, MQTT 3.1.1 over TLS, SAS keys, all in the test process", n)
+	tb.addf("devices", "", "%d sdk/iothub clients, MQTT 3.1.1 over TLS, SAS keys, %s", n, clients.desc())
 	tb.addf("hubsim", "", "%s", target.desc)
-	tb.addf("connected", "target all", "%d / %d (hubsim reports %d online; %d needed a second attempt)", n-int(connectFailed.Load()), n, online, retried)
+	tb.addf("connected", "target all", "%d / %d (hubsim reports %d online; %d needed a second attempt)%s", n-failedN, n, online, retried, errNote(firstConnErr))
 	tb.addf("connect latency", "Dial → connected", "p50 %s, p99 %s, max %s, mean %s", ms(conn.P50), ms(conn.P99), ms(conn.Max), ms(conn.Mean))
 	tb.addf("connect storm", "", "all %d dialled at once; last connected after %s (%.0f connects/s)", n, connectTook.Round(time.Millisecond), float64(n)/connectTook.Seconds())
-	tb.addf("telemetry", "QoS 1 acknowledged", "%d messages in %s = %.0f msg/s (%.1f msg/s per device), one in flight per device", totalAcked, sendTook.Round(time.Millisecond), float64(totalAcked)/sendTook.Seconds(), float64(totalAcked)/sendTook.Seconds()/float64(n))
-	tb.addf("send errors", "target 0", "%d%s", sendErrs.Load(), errNote(firstSendErr.Load()))
+	tb.addf("telemetry", "QoS 1 acknowledged", "%d messages in %s = %.0f msg/s (%.1f msg/s per device), one in flight per device; %d round(s)%s", totalAcked, sendTook.Round(time.Millisecond), float64(totalAcked)/sendTook.Seconds(), float64(totalAcked)/sendTook.Seconds()/float64(n), len(l.roundRates), roundNote(l.roundRates))
+	tb.addf("send errors", "target 0", "%d%s", sendErrN, errNote(firstSendErr))
 	tb.addf("event tap", "target = acked", "%d events tapped for %d acknowledged: %d acknowledged but missing, %d tapped twice (at-least-once resends), %d tapped but never acknowledged", res.tapped, totalAcked, res.missing, res.dups, res.extra)
 	dropNote := fmt.Sprintf("%d (hub's count)", res.dropped)
 	if res.dropErr != nil {
@@ -339,13 +415,18 @@ func runHubLoad(t *testing.T, ctx context.Context, target *hubTarget, n int, per
 	if target.pid == 0 {
 		who = "test process"
 	}
-	if cpuErr == nil && cpuErr1 == nil {
-		used := cpu1 - cpu0
+	fig := loadFigures{devices: n, online: online, took: sendTook, acked: totalAcked, load0: load0, load1: load1,
+		connects: float64(n-failedN) / connectTook.Seconds(), hubCPU: -1, clientCPU: -1, rssPerDevice: -1}
+	fig.roundRates = l.roundRates
+	if l.cpuErr == nil {
+		used := l.hubCPU
+		fig.hubCPU = used.Seconds()
 		tb.addf(who+" CPU", "during telemetry", "%.2f cores busy (%.1f s user+system in %s, of %d CPUs) = %.0f messages per CPU-second", used.Seconds()/sendTook.Seconds(), used.Seconds(), sendTook.Round(time.Second), runtime.NumCPU(), float64(totalAcked)/used.Seconds())
 	}
-	if target.pid != 0 && selfErr == nil && selfErr1 == nil {
-		used := self1 - self0
-		tb.addf("clients CPU", "during telemetry", "%.2f cores busy (the test process)", used.Seconds()/sendTook.Seconds())
+	if target.pid != 0 && l.cpuErr == nil {
+		used := l.clientCPU
+		fig.clientCPU = used.Seconds()
+		tb.addf("clients CPU", "during telemetry", "%.2f cores busy (%s)", used.Seconds()/sendTook.Seconds(), clients.desc())
 	}
 	tb.addf("machine load average", "during telemetry", "%s → %s (other work on this shared machine takes CPU from the run)", load0, load1)
 	for _, p := range rss.phases() {
@@ -358,7 +439,8 @@ func runHubLoad(t *testing.T, ctx context.Context, target *hubTarget, n int, per
 		// Per device that is connected: when the storm leaves some out
 		// (the test fails then), dividing by n would flatter the figure.
 		per := max(online, 1)
-		tb.addf("hubsim RSS per device", "", "%.1f KiB ((telemetry max − idle) / %d connected)", float64(loaded-idle)/1024/float64(per), per)
+		fig.rssPerDevice = float64(loaded-idle) / 1024 / float64(per)
+		tb.addf("hubsim RSS per device", "target ≤ 40 KiB", "%.1f KiB ((telemetry max − idle) / %d connected)", fig.rssPerDevice, per)
 	}
 	if target.memStats != nil {
 		if memErr != nil {
@@ -371,20 +453,20 @@ func runHubLoad(t *testing.T, ctx context.Context, target *hubTarget, n int, per
 		}
 	}
 	if target.pid != 0 {
-		tb.addf("test process peak RSS", "clients only", "%s", peakRSS())
+		tb.addf("clients peak RSS", "VmHWM", "%s (summed over the client processes)", mib(clientsPeak))
 	}
 	tb.addf("machine", "", "%s/%s, %d CPUs, %s; hubsim and the clients share it", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
 	t.Log("\n" + tb.String())
 
 	// The targets.
-	if f := connectFailed.Load(); f != 0 {
-		t.Errorf("%d devices did not connect", f)
+	if failedN != 0 {
+		t.Errorf("%d devices did not connect; first: %s", failedN, firstConnErr)
 	}
 	if online != n {
 		t.Errorf("hubsim reports %d devices online, want %d", online, n)
 	}
-	if sendErrs.Load() != 0 {
-		t.Errorf("%d devices stopped on a send error, first: %v", sendErrs.Load(), firstSendErr.Load())
+	if sendErrN != 0 {
+		t.Errorf("%d devices stopped on a send error, first: %v", sendErrN, firstSendErr)
 	}
 	if totalAcked == 0 {
 		t.Error("no message was acknowledged")
@@ -392,7 +474,7 @@ func runHubLoad(t *testing.T, ctx context.Context, target *hubTarget, n int, per
 	if exitErr != nil {
 		t.Errorf("hubsim did not exit cleanly: %v", exitErr)
 	}
-	return tb, res
+	return tb, res, fig
 }
 
 func loadDeviceID(i int) string { return fmt.Sprintf("load-%04d", i) }
@@ -407,8 +489,8 @@ func nonZero(ds []time.Duration) []time.Duration {
 	return out
 }
 
-func errNote(v any) string {
-	if s, ok := v.(string); ok {
+func errNote(s string) string {
+	if s != "" {
 		return " (first: " + s + ")"
 	}
 	return ""

@@ -1,0 +1,581 @@
+package fleetbench
+
+import (
+	"bufio"
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/porthole-iot/porthole/sdk/iothub"
+	"github.com/porthole-iot/porthole/sdk/retry"
+)
+
+// The hub load drives its devices from client worker processes: the test
+// binary runs itself again (TestHubLoadWorker, selected by envWorkerSpec),
+// each worker owning a contiguous slice of the devices. At 10,000 devices
+// in one process the clients were the bottleneck (hubsim used 0.2 cores),
+// so the figure said nothing about hubsim.
+const (
+	// envLoadWorkers is the number of client processes (default 4).
+	envLoadWorkers = "PORTHOLE_BENCH_HUB_WORKERS"
+	// envWorkerSpec, set only in a worker, names its spec file (JSON,
+	// workerSpec). A worker takes commands on stdin and reports on file
+	// descriptor 3, one JSON object per line each way.
+	envWorkerSpec = "PORTHOLE_BENCH_HUB_WORKER"
+
+	defaultLoadWorkers = 4
+)
+
+// workerSpec is what a worker needs: how to reach the hub, its devices.
+type workerSpec struct {
+	Host     string   `json:"host"`
+	CAFile   string   `json:"caFile"`
+	MQTTAddr string   `json:"mqttAddr"` // every dial to port 8883 goes here
+	First    int      `json:"first"`    // device index of Keys[0] (loadDeviceID)
+	Keys     []string `json:"keys"`
+}
+
+// workerCmd is a command to a worker.
+type workerCmd struct {
+	Op  string `json:"op"`            // "connect", "send", "close"
+	End int64  `json:"end,omitempty"` // send: stop sending at this time (Unix ns)
+}
+
+// workerReport answers a command.
+type workerReport struct {
+	Op       string  `json:"op"`
+	Latency  []int64 `json:"latency,omitempty"`  // connect: ns per device, 0 = failed
+	Attempts []int   `json:"attempts,omitempty"` // connect: per device
+	Acked    []int   `json:"acked,omitempty"`    // send: per device
+	Errors   int     `json:"errors,omitempty"`   // connect: devices failed; send: devices stopped on an error
+	FirstErr string  `json:"firstErr,omitempty"`
+	PeakRSS  int64   `json:"peakRSS,omitempty"` // close: VmHWM before closing, bytes
+}
+
+// TestHubLoadWorker is a hub load client worker; it is skipped unless the
+// hub load started this process as one.
+func TestHubLoadWorker(t *testing.T) {
+	specFile := os.Getenv(envWorkerSpec)
+	if specFile == "" {
+		t.Skip("a client worker of TestHubLoad; runs only when TestHubLoad starts it")
+	}
+	b, err := os.ReadFile(specFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec workerSpec
+	if err := json.Unmarshal(b, &spec); err != nil {
+		t.Fatal(err)
+	}
+	pem, err := os.ReadFile(spec.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		t.Fatalf("no certificate in %s", spec.CAFile)
+	}
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if _, port, _ := net.SplitHostPort(addr); port != "8883" {
+			return nil, fmt.Errorf("worker: dial %s: not the MQTT port", addr)
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, spec.MQTTAddr)
+	}
+	report := os.NewFile(3, "report")
+	if report == nil {
+		t.Fatal("no report descriptor (fd 3)")
+	}
+	defer report.Close()
+	enc := json.NewEncoder(report)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cl := newInProcessClients(spec.Host, spec.First, spec.Keys, roots, dial)
+	defer cl.close()
+
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		var cmd workerCmd
+		if err := json.Unmarshal(sc.Bytes(), &cmd); err != nil {
+			t.Fatalf("command %q: %v", sc.Text(), err)
+		}
+		var rep workerReport
+		rep.Op = cmd.Op
+		switch cmd.Op {
+		case "connect":
+			lat, att, failed, first := cl.connect(ctx)
+			rep.Attempts, rep.Errors, rep.FirstErr = att, failed, first
+			for _, d := range lat {
+				rep.Latency = append(rep.Latency, int64(d))
+			}
+		case "send":
+			rep.Acked, rep.Errors, rep.FirstErr = cl.send(ctx, time.Unix(0, cmd.End))
+		case "close":
+			rep.PeakRSS, _ = procStatus("self", "VmHWM")
+			cl.close()
+		default:
+			t.Fatalf("unknown command %q", cmd.Op)
+		}
+		if err := enc.Encode(rep); err != nil {
+			t.Fatalf("report: %v", err)
+		}
+		if cmd.Op == "close" {
+			return
+		}
+	}
+	// stdin ended without "close": the hub load is gone; the deferred
+	// close ends the clients.
+}
+
+// inProcessClients are sdk/iothub clients in this process.
+type inProcessClients struct {
+	host    string
+	first   int
+	keys    []string
+	roots   *x509.CertPool
+	dial    func(ctx context.Context, network, addr string) (net.Conn, error)
+	clients []*iothub.Client
+	next    []int // per device: the sequence number its next message carries
+}
+
+func newInProcessClients(host string, first int, keys []string, roots *x509.CertPool, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *inProcessClients {
+	return &inProcessClients{host: host, first: first, keys: keys, roots: roots, dial: dial, clients: make([]*iothub.Client, len(keys)), next: make([]int, len(keys))}
+}
+
+// connect dials every device at the same instant, each with up to three
+// attempts, and returns each one's latency (0 when it failed), attempts,
+// the number that failed and the first error.
+func (c *inProcessClients) connect(ctx context.Context) ([]time.Duration, []int, int, string) {
+	n := len(c.keys)
+	latency := make([]time.Duration, n)
+	attempts := make([]int, n)
+	var failed atomic.Int32
+	var firstErr atomic.Value
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cfg := iothub.Config{HostName: c.host, DeviceID: loadDeviceID(c.first + i), SharedAccessKey: c.keys[i], RootCAs: c.roots, DialContext: c.dial}
+			<-start
+			began := time.Now()
+			err := retry.Do(ctx, retry.Policy{MaxAttempts: 3}, func(ctx context.Context) error {
+				attempts[i]++
+				cl, err := iothub.Dial(ctx, cfg)
+				c.clients[i] = cl
+				return err
+			})
+			if err != nil {
+				failed.Add(1)
+				firstErr.CompareAndSwap(nil, fmt.Sprintf("device %d: %v", c.first+i, err))
+				return
+			}
+			latency[i] = time.Since(began)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	s, _ := firstErr.Load().(string)
+	return latency, attempts, int(failed.Load()), s
+}
+
+// send has each connected device send QoS 1 messages back to back (one
+// in flight; the body is its sequence number, counting on from the last
+// send) until end, and returns the acknowledged count per device, how many
+// devices stopped on an error and the first error.
+func (c *inProcessClients) send(ctx context.Context, end time.Time) ([]int, int, string) {
+	acked := make([]int, len(c.clients))
+	var sendErrs atomic.Int32
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	for i, cl := range c.clients {
+		if cl == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(end) {
+				if err := cl.SendEvent(ctx, strconv.AppendInt(nil, int64(c.next[i]), 10)); err != nil {
+					sendErrs.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+					return
+				}
+				c.next[i]++
+				acked[i]++
+			}
+		}()
+	}
+	wg.Wait()
+	s, _ := firstErr.Load().(string)
+	return acked, int(sendErrs.Load()), s
+}
+
+// close closes the clients concurrently and forgets them. Idempotent.
+func (c *inProcessClients) close() { closeAll(c.clients) }
+
+// workerProc is one client worker process.
+type workerProc struct {
+	cmd     *exec.Cmd
+	first   int // device index of its first device
+	n       int // its devices
+	stdin   io.WriteCloser
+	reports chan workerReport // from its reader goroutine; closed at EOF
+	stderr  *tailBuffer
+	exited  chan struct{} // closed by its waiter goroutine
+	waitErr error
+}
+
+// workerFleet drives devices through worker processes.
+type workerFleet struct {
+	procs []*workerProc
+}
+
+// startWorkers starts workers processes sharing the keys' devices, for
+// the hub at host reachable at mqttAddr, trusting caFile.
+func startWorkers(t *testing.T, ctx context.Context, workers int, host, caFile, mqttAddr string, keys []string) *workerFleet {
+	t.Helper()
+	workers = min(workers, len(keys))
+	dir := t.TempDir()
+	f := &workerFleet{}
+	t.Cleanup(func() { f.stop(t) })
+	for w := range workers {
+		first, end := w*len(keys)/workers, (w+1)*len(keys)/workers
+		spec := workerSpec{Host: host, CAFile: caFile, MQTTAddr: mqttAddr, First: first, Keys: keys[first:end]}
+		b, err := json.Marshal(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		specFile := filepath.Join(dir, fmt.Sprintf("worker-%d.json", w))
+		if err := os.WriteFile(specFile, b, 0o600); err != nil { // device keys
+			t.Fatal(err)
+		}
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := &workerProc{first: first, n: end - first, reports: make(chan workerReport, 4), stderr: &tailBuffer{max: 16 << 10}, exited: make(chan struct{})}
+		p.cmd = exec.Command(os.Args[0], "-test.run=^TestHubLoadWorker$", "-test.timeout=0")
+		p.cmd.Env = append(os.Environ(), envWorkerSpec+"="+specFile)
+		p.cmd.ExtraFiles = []*os.File{pw} // fd 3 in the worker
+		p.cmd.Stdout = p.stderr
+		p.cmd.Stderr = p.stderr
+		if p.stdin, err = p.cmd.StdinPipe(); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.cmd.Start(); err != nil {
+			pr.Close()
+			pw.Close()
+			t.Fatalf("starting client worker: %v", err)
+		}
+		pw.Close() // the worker has its copy
+		f.procs = append(f.procs, p)
+		go func() { // owned by the worker: ends at its report pipe's EOF
+			defer close(p.reports)
+			defer pr.Close()
+			dec := json.NewDecoder(pr)
+			for {
+				var r workerReport
+				if err := dec.Decode(&r); err != nil {
+					return
+				}
+				p.reports <- r
+			}
+		}()
+		go func() { // owned by the worker: ends when the process does
+			p.waitErr = p.cmd.Wait()
+			close(p.exited)
+		}()
+	}
+	return f
+}
+
+// pids are the workers' process ids.
+func (f *workerFleet) pids() []int {
+	out := make([]int, len(f.procs))
+	for i, p := range f.procs {
+		out[i] = p.cmd.Process.Pid
+	}
+	return out
+}
+
+// do sends cmd to every worker at once and collects their reports.
+func (f *workerFleet) do(ctx context.Context, cmd workerCmd) ([]workerReport, error) {
+	line, err := json.Marshal(cmd)
+	if err != nil {
+		return nil, err
+	}
+	line = append(line, '\n')
+	for _, p := range f.procs {
+		if _, err := p.stdin.Write(line); err != nil {
+			return nil, fmt.Errorf("worker %d: %s: %w\n%s", p.cmd.Process.Pid, cmd.Op, err, p.stderr)
+		}
+	}
+	out := make([]workerReport, len(f.procs))
+	for i, p := range f.procs {
+		select {
+		case r, ok := <-p.reports:
+			if !ok {
+				<-p.exited
+				return nil, fmt.Errorf("worker %d ended during %s: %v\n%s", p.cmd.Process.Pid, cmd.Op, p.waitErr, p.stderr)
+			}
+			if r.Op != cmd.Op {
+				return nil, fmt.Errorf("worker %d answered %q to %q", p.cmd.Process.Pid, r.Op, cmd.Op)
+			}
+			out[i] = r
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for the workers' %s: %w", cmd.Op, ctx.Err())
+		}
+	}
+	return out, nil
+}
+
+// connect dials every device of every worker at once.
+func (f *workerFleet) connect(ctx context.Context, n int) (latency []time.Duration, attempts []int, failed int, firstErr string, err error) {
+	reps, err := f.do(ctx, workerCmd{Op: "connect"})
+	if err != nil {
+		return nil, nil, 0, "", err
+	}
+	latency, attempts = make([]time.Duration, n), make([]int, n)
+	for i, r := range reps {
+		p := f.procs[i]
+		if len(r.Latency) != p.n || len(r.Attempts) != p.n {
+			return nil, nil, 0, "", fmt.Errorf("worker %d reported %d latencies for %d devices", p.cmd.Process.Pid, len(r.Latency), p.n)
+		}
+		for k := range p.n {
+			latency[p.first+k] = time.Duration(r.Latency[k])
+			attempts[p.first+k] = r.Attempts[k]
+		}
+		failed += r.Errors
+		if firstErr == "" {
+			firstErr = r.FirstErr
+		}
+	}
+	return latency, attempts, failed, firstErr, nil
+}
+
+// send makes every device send until end.
+func (f *workerFleet) send(ctx context.Context, n int, end time.Time) (acked []int, sendErrs int, firstErr string, err error) {
+	reps, err := f.do(ctx, workerCmd{Op: "send", End: end.UnixNano()})
+	if err != nil {
+		return nil, 0, "", err
+	}
+	acked = make([]int, n)
+	for i, r := range reps {
+		p := f.procs[i]
+		if len(r.Acked) != p.n {
+			return nil, 0, "", fmt.Errorf("worker %d reported %d counts for %d devices", p.cmd.Process.Pid, len(r.Acked), p.n)
+		}
+		copy(acked[p.first:], r.Acked)
+		sendErrs += r.Errors
+		if firstErr == "" {
+			firstErr = r.FirstErr
+		}
+	}
+	return acked, sendErrs, firstErr, nil
+}
+
+// close closes every client and returns the workers' summed peak RSS.
+func (f *workerFleet) close(ctx context.Context) (int64, error) {
+	reps, err := f.do(ctx, workerCmd{Op: "close"})
+	if err != nil {
+		return 0, err
+	}
+	var peak int64
+	for _, r := range reps {
+		peak += r.PeakRSS
+	}
+	return peak, nil
+}
+
+// stop ends the workers: stdin closed (a worker then closes its clients
+// and exits), killed after 30 s. Failures are reported on t.
+func (f *workerFleet) stop(t *testing.T) {
+	for _, p := range f.procs {
+		_ = p.stdin.Close()
+	}
+	for _, p := range f.procs {
+		timer := time.NewTimer(30 * time.Second)
+		select {
+		case <-p.exited:
+		case <-timer.C:
+			_ = p.cmd.Process.Kill()
+			<-p.exited
+			t.Errorf("client worker %d did not exit within 30 s; killed", p.cmd.Process.Pid)
+		}
+		timer.Stop()
+		for range p.reports { // drain until the reader goroutine ends
+		}
+		if p.waitErr != nil {
+			var ee *exec.ExitError
+			if errors.As(p.waitErr, &ee) {
+				t.Errorf("client worker %d: %v\n%s", p.cmd.Process.Pid, p.waitErr, strings.TrimSpace(p.stderr.String()))
+			}
+		}
+	}
+	f.procs = nil
+}
+
+// loadClients are the devices' clients of one hub load.
+type loadClients interface {
+	// connect dials every device at the same instant: latency per device
+	// (0 when it failed), attempts, how many failed and the first error.
+	connect(ctx context.Context) (latency []time.Duration, attempts []int, failed int, firstErr string, err error)
+	// send has every connected device send QoS 1 telemetry until end.
+	send(ctx context.Context, end time.Time) (acked []int, sendErrs int, firstErr string, err error)
+	// close closes the clients (idempotent) and returns their processes'
+	// peak RSS (0 in-process).
+	close(ctx context.Context) (peakRSS int64, err error)
+	// pids are the processes running the clients.
+	pids() []int
+	desc() string
+}
+
+// inProcessLoad runs the clients in the test process.
+type inProcessLoad struct{ *inProcessClients }
+
+func (c inProcessLoad) connect(ctx context.Context) ([]time.Duration, []int, int, string, error) {
+	lat, att, failed, first := c.inProcessClients.connect(ctx)
+	return lat, att, failed, first, nil
+}
+
+func (c inProcessLoad) send(ctx context.Context, end time.Time) ([]int, int, string, error) {
+	acked, n, first := c.inProcessClients.send(ctx, end)
+	return acked, n, first, nil
+}
+
+func (c inProcessLoad) close(context.Context) (int64, error) {
+	c.inProcessClients.close()
+	return 0, nil
+}
+
+func (c inProcessLoad) pids() []int  { return []int{os.Getpid()} }
+func (c inProcessLoad) desc() string { return "all in the test process" }
+
+// workerClients runs the clients in worker processes.
+type workerClients struct {
+	*workerFleet
+	n      int
+	closed bool
+}
+
+func (c *workerClients) connect(ctx context.Context) ([]time.Duration, []int, int, string, error) {
+	return c.workerFleet.connect(ctx, c.n)
+}
+
+func (c *workerClients) send(ctx context.Context, end time.Time) ([]int, int, string, error) {
+	return c.workerFleet.send(ctx, c.n, end)
+}
+
+func (c *workerClients) close(ctx context.Context) (int64, error) {
+	if c.closed {
+		return 0, nil
+	}
+	c.closed = true
+	return c.workerFleet.close(ctx)
+}
+
+func (c *workerClients) desc() string {
+	return fmt.Sprintf("in %d client processes (the test binary re-run as TestHubLoadWorker, ~%d devices each)", len(c.procs), c.n/max(len(c.procs), 1))
+}
+
+// sumCPU is the CPU time the processes have used together.
+func sumCPU(pids []int) (time.Duration, error) {
+	var sum time.Duration
+	for _, pid := range pids {
+		d, err := procCPU(pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += d
+	}
+	return sum, nil
+}
+
+// loadFigures are one hub load's headline figures, for comparing fleet
+// sizes side by side.
+type loadFigures struct {
+	devices, online int
+	acked           int
+	took            time.Duration
+	connects        float64 // connects per second in the storm
+	hubCPU          float64 // hubsim CPU-seconds during telemetry; -1 unknown
+	clientCPU       float64 // client CPU-seconds during telemetry; -1 unknown
+	rssPerDevice    float64 // KiB; -1 unknown
+	load0, load1    string
+	roundRates      []float64 // msg/s of each telemetry round
+}
+
+func (f loadFigures) rate() float64 { return float64(f.acked) / f.took.Seconds() }
+
+// median is the median round's msg/s.
+func (f loadFigures) median() float64 { return summarize(f.roundRates).percentile(50) }
+
+// roundNote lists the rounds' msg/s when there is more than one.
+func roundNote(rates []float64) string {
+	if len(rates) < 2 {
+		return ""
+	}
+	parts := make([]string, len(rates))
+	for i, r := range rates {
+		parts[i] = fmt.Sprintf("%.0f", r)
+	}
+	return " (msg/s per round: " + strings.Join(parts, ", ") + ")"
+}
+
+// compareLoads puts the small and the large fleet side by side; the
+// target: the large fleet's QoS 1 rate is at least the small one's.
+func compareLoads(t *testing.T, small, large loadFigures) *table {
+	tb := &table{title: fmt.Sprintf("porthole hub load: %d vs %d devices in one run (two hubsim processes, clients in worker processes, telemetry rounds alternating)", small.devices, large.devices)}
+	cpu := func(f loadFigures) string {
+		if f.hubCPU < 0 {
+			return "n/a"
+		}
+		return fmt.Sprintf("%.1f CPU-s (%.2f cores) = %.0f msg per hubsim CPU-second", f.hubCPU, f.hubCPU/f.took.Seconds(), float64(f.acked)/f.hubCPU)
+	}
+	ccpu := func(f loadFigures) string {
+		if f.clientCPU < 0 {
+			return "n/a"
+		}
+		return fmt.Sprintf("%.1f CPU-s (%.2f cores)", f.clientCPU, f.clientCPU/f.took.Seconds())
+	}
+	rss := func(f loadFigures) string {
+		if f.rssPerDevice < 0 {
+			return "n/a"
+		}
+		return fmt.Sprintf("%.1f KiB", f.rssPerDevice)
+	}
+	for _, f := range []loadFigures{small, large} {
+		tb.addf(fmt.Sprintf("%d devices: QoS 1 msg/s", f.devices), "acknowledged", "median round %.0f; overall %.0f (%d in %s)%s", f.median(), f.rate(), f.acked, f.took.Round(time.Millisecond), roundNote(f.roundRates))
+		tb.addf(fmt.Sprintf("%d devices: hubsim CPU", f.devices), "during telemetry", "%s", cpu(f))
+		tb.addf(fmt.Sprintf("%d devices: clients CPU", f.devices), "during telemetry", "%s", ccpu(f))
+		tb.addf(fmt.Sprintf("%d devices: connect storm", f.devices), "", "%.0f connects/s", f.connects)
+		tb.addf(fmt.Sprintf("%d devices: hubsim RSS per device", f.devices), "target ≤ 40 KiB", "%s", rss(f))
+		tb.addf(fmt.Sprintf("%d devices: load average", f.devices), "during telemetry", "%s → %s", f.load0, f.load1)
+	}
+	ratio := large.median() / small.median()
+	verdict := "met"
+	if ratio < 1 {
+		verdict = "NOT met"
+	}
+	tb.addf("msg/s ratio", "target ≥ 1.00", "%.2f (median round, %d devices / %d devices): %s; overall %.2f", ratio, large.devices, small.devices, verdict, large.rate()/small.rate())
+	if small.hubCPU > 0 && large.hubCPU > 0 {
+		tb.addf("msg per hubsim CPU-second ratio", "", "%.2f (%d devices / %d devices)", (float64(large.acked)/large.hubCPU)/(float64(small.acked)/small.hubCPU), large.devices, small.devices)
+	}
+	t.Log("\n" + tb.String())
+	return tb
+}
