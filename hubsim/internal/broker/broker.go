@@ -11,6 +11,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -113,6 +114,9 @@ type Broker struct {
 	// by mu.
 	watch map[<-chan struct{}]*ctxWatch
 	now   func() time.Time
+	// readBuffers counts the read buffers clients hold (client.next): only
+	// while they read a packet.
+	readBuffers atomic.Int64
 	// wg counts running serve calls; each serve call owns its connection's
 	// writer goroutine and waits for it before returning.
 	wg sync.WaitGroup

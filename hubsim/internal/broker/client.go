@@ -20,9 +20,12 @@ var errCleanDisconnect = errors.New("broker: client sent DISCONNECT")
 // Buffer sizes. At fleet scale every byte per connection counts: the read
 // buffer only batches the header bytes and small bodies (TLS and WebSocket
 // connections buffer a whole record or frame underneath, and a large body
-// is read straight into its own slice), and the write buffer exists only
+// is read straight into its own slice) and exists only while a packet is
+// being read: an idle client waits for the first byte of its next packet
+// without one (client.next), takes one from readBuffers for the rest and
+// gives it back once nothing is left in it. The write buffer exists only
 // while a writer runs: it comes from writeBuffers and goes back after each
-// flush, so an idle client holds none.
+// flush. So an idle client holds neither.
 const (
 	readBufferSize  = 512
 	writeBufferSize = 8 << 10
@@ -30,6 +33,9 @@ const (
 
 // writeBuffers holds the write buffers of the clients not writing now.
 var writeBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeBufferSize) }}
+
+// readBuffers holds the read buffers of the clients not reading a packet now.
+var readBuffers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufferSize) }}
 
 // subscription is one granted topic filter.
 type subscription struct {
@@ -48,7 +54,9 @@ type client struct {
 	b         *Broker
 	conn      net.Conn
 	transport string
-	br        *bufio.Reader   // owned by the reader
+	br        *bufio.Reader   // owned by the reader; nil while nothing is buffered (client.next)
+	first     [1]byte         // the first byte of the next packet, read without br; owned by the reader
+	haveFirst bool            // first holds a byte not yet decoded; owned by the reader
 	ctxDone   <-chan struct{} // Done of the serving context; set before the client is registered
 
 	// Set by the reader during CONNECT, read-only afterwards.
@@ -81,7 +89,6 @@ func newClient(b *Broker, conn net.Conn, transport string) *client {
 		b:         b,
 		conn:      conn,
 		transport: transport,
-		br:        bufio.NewReaderSize(conn, readBufferSize),
 		done:      make(chan struct{}),
 		exited:    make(chan struct{}),
 		inflight:  make(map[uint16]func(bool)),
@@ -161,7 +168,7 @@ func (c *client) connect(tlsState *tls.ConnectionState) error {
 		tlsState = &cs
 	}
 
-	pk, err := readPacket(c.br, cfg.MaxPacketSize)
+	pk, err := c.next()
 	if err != nil {
 		if errors.Is(err, errUnsupportedVersion) {
 			c.refuse(connackBadProtocol)
@@ -277,9 +284,81 @@ func (c *client) refuse(code byte) {
 	_, _ = c.conn.Write(connackPacket(code, false))
 }
 
+// next reads the client's next packet: waitPacket, then readRest.
+func (c *client) next() (packets.Packet, error) {
+	if err := c.waitPacket(); err != nil {
+		return packets.Packet{}, err
+	}
+	return c.readRest()
+}
+
+// waitPacket waits until the client's next packet begins. A client with
+// nothing buffered waits for the packet's first byte with a one-byte read
+// straight from the connection (TLS and WebSocket buffer underneath) and
+// only then takes a read buffer for the rest; readRest gives it back when
+// the packet leaves nothing buffered in it. So an idle client holds no read
+// buffer, and its goroutine waits in this small frame, not in one holding
+// a packets.Packet (800 bytes, several copies deep): the garbage collector
+// shrinks an idle reader's stack only while it uses under a quarter of it.
+func (c *client) waitPacket() error {
+	if c.br != nil {
+		return nil // the packet is (at least partly) buffered
+	}
+	for { // not io.ReadFull: two frames more on every idle reader's stack
+		n, err := c.conn.Read(c.first[:])
+		if n == 1 {
+			break // an error with the byte comes again from the next read
+		}
+		if err != nil {
+			return err
+		}
+	}
+	c.takeReader()
+	return nil
+}
+
+// takeReader gives the client a read buffer after waitPacket read the
+// packet's first byte. Not inlined: its frame is not on the idle wait's.
+//
+//go:noinline
+func (c *client) takeReader() {
+	c.br = readBuffers.Get().(*bufio.Reader)
+	c.br.Reset(c.conn)
+	c.b.readBuffers.Add(1)
+	c.haveFirst = true
+}
+
+// readRest reads the packet waitPacket saw begin.
+func (c *client) readRest() (packets.Packet, error) {
+	limit := c.b.cfg.MaxPacketSize
+	var pk packets.Packet
+	var err error
+	if c.haveFirst {
+		c.haveFirst = false
+		pk, err = readPacketAfter(c.first[0], c.br, limit)
+	} else {
+		pk, err = readPacket(c.br, limit)
+	}
+	c.releaseReader(false)
+	return pk, err
+}
+
+// releaseReader gives the read buffer back when nothing is left in it, or
+// in any case when all is true (the reader is done).
+func (c *client) releaseReader(all bool) {
+	if c.br == nil || (!all && c.br.Buffered() > 0) {
+		return
+	}
+	c.br.Reset(nil)
+	readBuffers.Put(c.br)
+	c.br = nil
+	c.b.readBuffers.Add(-1)
+}
+
 // finish runs once the reader is done: it stops the writer, forgets the
 // client, tells the session, and returns what ServeConn reports.
 func (c *client) finish(runErr error) error {
+	c.releaseReader(true)
 	cause := c.closeWith(runErr)
 	// closeWith set closed under mu, so no writer can be added after this.
 	c.writers.Wait()
@@ -322,42 +401,71 @@ func (c *client) readLoop() error {
 		if c.keepalive > 0 {
 			_ = c.conn.SetReadDeadline(time.Now().Add(c.keepalive))
 		}
-		pk, err := readPacket(c.br, c.b.cfg.MaxPacketSize)
+		// The idle wait happens here, in this frame, with no packet in it
+		// (see waitPacket); handleNext holds the packet.
+		err := c.waitPacket()
+		if err == nil {
+			err = c.handleNext()
+		}
 		if err != nil {
 			var ne net.Error
 			if errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
 				return ErrKeepaliveTimeout
 			}
+			if errors.Is(err, errStop) {
+				return errors.Unwrap(err)
+			}
 			return fmt.Errorf("broker: read: %w", err)
 		}
-		switch pk.FixedHeader.Type {
-		case packets.Publish:
-			err = c.handlePublish(&pk)
-		case packets.Puback:
-			c.mu.Lock()
-			acked := c.inflight[pk.PacketID]
-			delete(c.inflight, pk.PacketID)
-			c.mu.Unlock()
-			if acked != nil {
-				acked(true)
-			}
-		case packets.Subscribe:
-			err = c.handleSubscribe(&pk)
-		case packets.Unsubscribe:
-			err = c.handleUnsubscribe(&pk)
-		case packets.Pingreq:
-			err = c.send(pingrespPacket())
-		case packets.Disconnect:
-			return errCleanDisconnect
-		case packets.Connect:
-			return fmt.Errorf("%w: second CONNECT", ErrProtocol)
-		default: // PUBREC, PUBREL, PUBCOMP: QoS 2 is not supported
-			return fmt.Errorf("%w: %s (QoS 2 is not supported)", ErrProtocol, packetName(pk.FixedHeader.Type))
-		}
-		if err != nil {
-			return err
-		}
 	}
+}
+
+// errStop wraps the errors with which handleNext ends the connection as
+// they are (readLoop adds "broker: read:" to read errors only).
+var errStop = errors.New("broker: stop")
+
+type stopError struct{ err error }
+
+func (e stopError) Error() string        { return e.err.Error() }
+func (e stopError) Is(target error) bool { return target == errStop }
+func (e stopError) Unwrap() error        { return e.err }
+
+// handleNext reads the rest of the packet waitPacket saw begin and handles
+// it. A read error is returned as it is; an error that ends the connection
+// for another reason comes wrapped in stopError.
+func (c *client) handleNext() error {
+	pk, err := c.readRest()
+	if err != nil {
+		return err
+	}
+	switch pk.FixedHeader.Type {
+	case packets.Publish:
+		err = c.handlePublish(&pk)
+	case packets.Puback:
+		c.mu.Lock()
+		acked := c.inflight[pk.PacketID]
+		delete(c.inflight, pk.PacketID)
+		c.mu.Unlock()
+		if acked != nil {
+			acked(true)
+		}
+	case packets.Subscribe:
+		err = c.handleSubscribe(&pk)
+	case packets.Unsubscribe:
+		err = c.handleUnsubscribe(&pk)
+	case packets.Pingreq:
+		err = c.send(pingrespPacket())
+	case packets.Disconnect:
+		err = errCleanDisconnect
+	case packets.Connect:
+		err = fmt.Errorf("%w: second CONNECT", ErrProtocol)
+	default: // PUBREC, PUBREL, PUBCOMP: QoS 2 is not supported
+		err = fmt.Errorf("%w: %s (QoS 2 is not supported)", ErrProtocol, packetName(pk.FixedHeader.Type))
+	}
+	if err != nil {
+		return stopError{err}
+	}
+	return nil
 }
 
 func (c *client) handlePublish(pk *packets.Packet) error {

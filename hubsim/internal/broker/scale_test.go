@@ -173,3 +173,61 @@ func smokeRoundTrip(t *testing.T, c net.Conn, br *bufio.Reader, id string) error
 	}
 	return nil
 }
+
+// TestIdleClientsHoldNoReadBuffer: a client's read buffer exists only while
+// a packet is being read. Idle connected clients hold none, also after
+// packets that arrived together (the second is left buffered after the
+// first), over TLS and plain TCP. Before, every connection kept a 512-byte
+// bufio.Reader for its lifetime.
+func TestIdleClientsHoldNoReadBuffer(t *testing.T) {
+	tests := []struct {
+		name     string
+		plain    bool
+		together bool // SUBSCRIBE and PUBLISH in one write
+	}{
+		{"tls", false, false},
+		{"tls, packets together", false, true},
+		{"tcp", true, false},
+		{"tcp, packets together", true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			const n = 20
+			p := &countingPersonality{outs: map[string]Outbound{}}
+			h := newHarness(t, tt.plain, Config{Personalities: []Personality{p}, Logger: discardLogger()})
+			for i := range n {
+				id := fmt.Sprintf("dev%02d", i)
+				c := h.dialRaw(t)
+				sub := encodeClient(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe}, PacketID: 1,
+					Filters: packets.Subscriptions{{Filter: "$iothub/twin/res/#", Qos: 1}}})
+				pub := encodeClient(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, PacketID: 2,
+					TopicName: "devices/" + id + "/messages/events/", Payload: []byte("hello")})
+				writes := [][]byte{encodeClient(t, connectPacket(id, "hub/"+id, "pw", 0, false)), sub, pub}
+				if tt.together {
+					writes = [][]byte{writes[0], append(sub, pub...)}
+				}
+				for _, w := range writes {
+					if _, err := c.conn.Write(w); err != nil {
+						t.Fatal(err)
+					}
+				}
+				for _, want := range []byte{packets.Connack, packets.Suback, packets.Puback} {
+					pk, err := readServerPacket(c.br)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if pk.FixedHeader.Type != want {
+						t.Fatalf("%s: got %s, want %s", id, packetName(pk.FixedHeader.Type), packetName(want))
+					}
+				}
+			}
+			if got := p.publishes.Load(); got != n {
+				t.Fatalf("sessions got %d publishes, want %d", got, n)
+			}
+			testwait.For(t, waitTimeout, "idle clients to hold no read buffer", func() (bool, string) {
+				held := h.b.readBuffers.Load()
+				return held == 0, fmt.Sprintf("%d read buffers held by %d idle clients", held, n)
+			})
+		})
+	}
+}

@@ -57,11 +57,17 @@ func connackCode(err error) byte {
 // remaining length exceeds maxSize are refused with ErrPacketTooLarge before
 // their body is read. The returned packet owns its memory.
 func readPacket(r *bufio.Reader, maxSize int) (packets.Packet, error) {
-	var pk packets.Packet
 	hb, err := r.ReadByte()
 	if err != nil {
-		return pk, err
+		return packets.Packet{}, err
 	}
+	return readPacketAfter(hb, r, maxSize)
+}
+
+// readPacketAfter is readPacket for a packet whose first byte, hb, was
+// already read.
+func readPacketAfter(hb byte, r *bufio.Reader, maxSize int) (packets.Packet, error) {
+	var pk packets.Packet
 	if err := pk.FixedHeader.Decode(hb); err != nil {
 		return pk, fmt.Errorf("%w: fixed header: %v", ErrProtocol, err)
 	}
