@@ -150,7 +150,7 @@ func (s *session) deliverC2D(m *c2dMessage) bool {
 	if errors.Is(err, broker.ErrNotSubscribed) {
 		return false
 	}
-	s.log.Debug("c2d publish failed", "err", err)
+	s.logger().Debug("c2d publish failed", "err", err)
 	return true
 }
 

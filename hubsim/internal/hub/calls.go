@@ -147,7 +147,7 @@ func (h *Hub) InvokeMethod(ctx context.Context, deviceID, moduleID string, req M
 		return MethodResult{}, fmt.Errorf("%w: %s", ErrDeviceNotOnline, s.key())
 	}
 	h.mu.Unlock()
-	s.log.Debug("method invoked", "rid", rid, "method", req.MethodName)
+	s.logger().Debug("method invoked", "rid", rid, "method", req.MethodName)
 
 	stop := h.set.after(resp, func() { h.resolve(key, "method", callResult{err: ErrTimeout}) })
 	defer stop()
@@ -248,7 +248,7 @@ func (h *Hub) RequestStream(ctx context.Context, req StreamRequest) (StreamResul
 	s.enqueueLocked(outMsg{topic: topic, qos: 0,
 		onErr: func(error) { h.resolve(key, "stream", callResult{err: ErrDeviceNotOnline}) }})
 	h.mu.Unlock()
-	s.log.Debug("stream requested", "rid", rid, "stream", ticket.ID)
+	s.logger().Debug("stream requested", "rid", rid, "stream", ticket.ID)
 
 	stop := h.set.after(respTimeout, func() { h.resolve(key, "stream", callResult{err: ErrTimeout}) })
 	defer stop()

@@ -101,11 +101,24 @@ func (s *Set) Connect(info broker.ConnectInfo, out broker.Outbound) (broker.Sess
 	return h.connect(host, devID, modID, info, out)
 }
 
-func (h *Hub) connect(userHost, devID, modID string, info broker.ConnectInfo, out broker.Outbound) (*session, error) {
+// deviceLogger is the hub's logger with the device (and module) as
+// attributes.
+func (h *Hub) deviceLogger(devID, modID string) *slog.Logger {
 	log := h.log.With("device", devID)
 	if modID != "" {
 		log = log.With("module", modID)
 	}
+	return log
+}
+
+// logger is the session's logger. It is built for each record, not kept:
+// the records are rare (disconnects, refusals, debug), and a logger with
+// its formatted attributes kept per session was about 450 bytes of every
+// connected device's memory at fleet scale.
+func (s *session) logger() *slog.Logger { return s.hub.deviceLogger(s.deviceID, s.moduleID) }
+
+func (h *Hub) connect(userHost, devID, modID string, info broker.ConnectInfo, out broker.Outbound) (*session, error) {
+	log := h.deviceLogger(devID, modID)
 	faults := h.set.cfg.Faults
 	if faults != nil && faults.RefuseConnect != nil {
 		if code, refuse := faults.RefuseConnect(h.host, devID); refuse {
@@ -149,7 +162,7 @@ func (h *Hub) connect(userHost, devID, modID string, info broker.ConnectInfo, ou
 		return nil, fmt.Errorf("%w: device disabled", broker.ErrNotAuthorized)
 	}
 
-	sess := &session{hub: h, deviceID: devID, moduleID: modID, out: out, log: log, remote: info.Remote,
+	sess := &session{hub: h, deviceID: devID, moduleID: modID, out: out, remote: info.Remote,
 		subs: map[string]byte{}, done: make(chan struct{})}
 	if !expiry.IsZero() {
 		// Azure drops a connection when its SAS token (or certificate) expires;
@@ -300,7 +313,6 @@ type session struct {
 	hub                *Hub
 	deviceID, moduleID string
 	out                broker.Outbound
-	log                *slog.Logger
 	remote             string      // the client's address, as the broker reported it
 	stopExpiry         func() bool // nil without expiry; set before the sender can start
 	stopDrop           func() bool // nil without a DropConnection fault; set before the sender can start
@@ -381,7 +393,7 @@ func (s *session) retryNow() {
 
 // kick disconnects the client; the broker then calls Disconnected.
 func (s *session) kick(reason string) {
-	s.log.Info("disconnecting device", "reason", reason)
+	s.logger().Info("disconnecting device", "reason", reason)
 	s.out.Close()
 }
 
@@ -566,7 +578,7 @@ func (s *session) twinReported(query string, payload []byte) error {
 		return nil
 	}
 	if err != nil {
-		s.log.Info("reported patch refused", "rid", rid, "err", err)
+		s.logger().Info("reported patch refused", "rid", rid, "err", err)
 		s.enqueueLocked(outMsg{topic: topicTwinResPrefix + "400/?" + qRID + "=" + rid,
 			payload: formatMQTTError(errArgumentInvalid, err.Error(), now), qos: 0})
 		return nil
@@ -574,7 +586,7 @@ func (s *session) twinReported(query string, payload []byte) error {
 	old := h.undoTwinLocked(s.id)
 	t := s.id.twin
 	if err := checkTwinSize("reported properties", t.reported.vals, merged(t.reported.vals, patch), MaxReportedBytes); err != nil {
-		s.log.Info("reported patch refused", "rid", rid, "err", err)
+		s.logger().Info("reported patch refused", "rid", rid, "err", err)
 		s.enqueueLocked(outMsg{topic: topicTwinResPrefix + "400/?" + qRID + "=" + rid,
 			payload: formatMQTTError(errArgumentInvalid, err.Error(), now), qos: 0})
 		return nil
@@ -584,7 +596,7 @@ func (s *session) twinReported(query string, payload []byte) error {
 	t.version++
 	if err := h.persistLocked(false, s.id); err != nil {
 		s.id.twin = old
-		s.log.Error("hubsim: persisting reported properties failed", "rid", rid, "err", err)
+		s.logger().Error("hubsim: persisting reported properties failed", "rid", rid, "err", err)
 		s.enqueueLocked(outMsg{topic: topicTwinResPrefix + "500/?" + qRID + "=" + rid,
 			payload: formatMQTTError(errServer, "storing the twin failed", now), qos: 0})
 		return nil
@@ -619,7 +631,7 @@ func (s *session) response(kind, rest string, payload []byte) error {
 		res = callResult{err: fmt.Errorf("%w: method response of %d bytes is over Azure's limit of %d", ErrTooLarge, len(body), MaxMethodPayloadBytes)}
 	}
 	if !h.resolve(s.key()+"|"+q[qRID], kind, res) {
-		s.log.Debug("response for unknown or finished request", "rid", q[qRID], "kind", kind)
+		s.logger().Debug("response for unknown or finished request", "rid", q[qRID], "kind", kind)
 	}
 	return nil
 }
@@ -656,7 +668,7 @@ func (s *session) Disconnected(err error) {
 		pc.ch <- callResult{err: ErrDeviceNotOnline}
 	}
 	h.counters.disconnects.Add(1)
-	s.log.Info("device disconnected", "err", err)
+	s.logger().Info("device disconnected", "err", err)
 }
 
 // c2dRetry is how soon the sender retries a C2D delivery the broker refused
@@ -691,7 +703,7 @@ func (s *session) sendRun() {
 		h.mu.Unlock()
 		for _, m := range msgs {
 			if err := s.out.Publish(m.topic, m.payload, m.qos); err != nil {
-				s.log.Debug("publish failed", "topic", m.topic, "err", err)
+				s.logger().Debug("publish failed", "topic", m.topic, "err", err)
 				if m.onErr != nil {
 					m.onErr(err)
 				}

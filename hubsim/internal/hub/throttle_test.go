@@ -100,3 +100,28 @@ func TestFlappingLoggedOnce(t *testing.T) {
 		t.Fatalf("%d flapping warnings after a second bout, want 2", n)
 	}
 }
+
+// TestSessionLogNamesDevice: a session builds its logger per record (none
+// is kept per connected device); its records still name the device.
+func TestSessionLogNamesDevice(t *testing.T) {
+	var buf lockedBuffer
+	e := newEnvWith(t, func(c *Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&buf, nil))
+	})
+	h := e.hub("hub1.example.net")
+	key := e.device(h, "dev7")
+	for _, remote := range []string{"10.0.0.1:1111", "10.0.0.2:2222"} {
+		if _, err := e.connectFrom(h, "dev7", key, remote); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, l := range strings.Split(buf.String(), "\n") {
+		if strings.Contains(l, "disconnecting device") {
+			if !strings.Contains(l, "device=dev7") || !strings.Contains(l, "hub=hub1.example.net") {
+				t.Fatalf("session record without its device or hub: %q", l)
+			}
+			return
+		}
+	}
+	t.Fatalf("no \"disconnecting device\" record for the replaced session; logs:\n%s", buf.String())
+}
