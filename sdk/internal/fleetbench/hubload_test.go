@@ -111,6 +111,9 @@ func TestHubLoad(t *testing.T) {
 			target.memStats = sim.memStats
 			if dir := os.Getenv(envLoadProfile); dir != "" {
 				target.saveProfiles = func(ctx context.Context, devices int) error { return sim.saveProfiles(ctx, dir, devices) }
+				target.cpuProfile = func(ctx context.Context, devices, seconds int) error {
+					return sim.saveCPUProfile(ctx, dir, devices, seconds)
+				}
 			}
 			loads[k] = startHubLoad(t, ctx, target, size)
 		}
@@ -181,6 +184,9 @@ type hubTarget struct {
 	memStats func(ctx context.Context) (memBreakdown, error)
 	// saveProfiles, when set, saves the hub's heap and goroutine profiles.
 	saveProfiles func(ctx context.Context, devices int) error
+	// cpuProfile, when set, saves the hub's CPU profile over the given
+	// seconds (the first telemetry round).
+	cpuProfile func(ctx context.Context, devices, seconds int) error
 	// clients makes the devices' clients (not yet connected).
 	clients func(keys []string) loadClients
 }
@@ -317,6 +323,15 @@ func startHubLoad(t *testing.T, ctx context.Context, target *hubTarget, n int) *
 func (l *hubLoad) round(ctx context.Context, d time.Duration) {
 	if len(l.roundRates) == 0 {
 		l.rss.begin(phaseTelemetry)
+		if l.target.cpuProfile != nil && d >= 2*time.Second {
+			profiled := make(chan error, 1)
+			go func() { profiled <- l.target.cpuProfile(ctx, l.n, int(d/time.Second)-1) }() // waited for below
+			defer func() {
+				if err := <-profiled; err != nil {
+					l.t.Errorf("hubsim CPU profile: %v", err)
+				}
+			}()
+		}
 	}
 	start := time.Now()
 	cpu0, err0 := procCPU(l.pid)

@@ -153,3 +153,21 @@ func (p *hubsimProc) saveProfiles(ctx context.Context, dir string, devices int) 
 	}
 	return nil
 }
+
+// saveCPUProfile writes hubsim's CPU profile over the next seconds to
+// dir/cpu-<devices>.pb.gz.
+func (p *hubsimProc) saveCPUProfile(ctx context.Context, dir string, devices, seconds int) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	resp, err := p.pprofGet(ctx, "/debug/pprof/profile?seconds="+strconv.Itoa(seconds))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, fmt.Sprintf("cpu-%d.pb.gz", devices)), b, 0o644)
+}
