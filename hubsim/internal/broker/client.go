@@ -408,27 +408,26 @@ func (c *client) readLoop() error {
 			err = c.handleNext()
 		}
 		if err != nil {
+			var stop stopError
+			if errors.As(err, &stop) {
+				return stop.err // ended by the packet's handling, as it is
+			}
 			var ne net.Error
 			if errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
 				return ErrKeepaliveTimeout
-			}
-			if errors.Is(err, errStop) {
-				return errors.Unwrap(err)
 			}
 			return fmt.Errorf("broker: read: %w", err)
 		}
 	}
 }
 
-// errStop wraps the errors with which handleNext ends the connection as
-// they are (readLoop adds "broker: read:" to read errors only).
-var errStop = errors.New("broker: stop")
-
+// stopError carries an error with which handleNext ends the connection
+// for a reason other than reading: readLoop returns it as it is (read
+// errors become ErrKeepaliveTimeout or get "broker: read:").
 type stopError struct{ err error }
 
-func (e stopError) Error() string        { return e.err.Error() }
-func (e stopError) Is(target error) bool { return target == errStop }
-func (e stopError) Unwrap() error        { return e.err }
+func (e stopError) Error() string { return e.err.Error() }
+func (e stopError) Unwrap() error { return e.err }
 
 // handleNext reads the rest of the packet waitPacket saw begin and handles
 // it. A read error is returned as it is; an error that ends the connection
