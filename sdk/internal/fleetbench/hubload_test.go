@@ -40,6 +40,9 @@ const (
 	envLoadConnectRate = "PORTHOLE_BENCH_HUB_CONNECT_RATE"
 	// envHubsimBin names a hubsim binary to run instead of building one.
 	envHubsimBin = "PORTHOLE_BENCH_HUBSIM"
+	// envHubsimGOGC sets GOGC for the hubsim process only (a tuning
+	// experiment: the table says which was used).
+	envHubsimGOGC = "PORTHOLE_BENCH_HUBSIM_GOGC"
 
 	defaultLoadDevices  = 1000
 	defaultLoadDuration = 20 * time.Second
@@ -412,6 +415,9 @@ func (l *hubLoad) finish(ctx context.Context) (*table, loadResult, loadFigures) 
 	tb := &table{title: "porthole hub load (issue \"IoT Hub\"): " + t.Name()}
 	tb.addf("devices", "", "%d sdk/iothub clients, MQTT 3.1.1 over TLS, SAS keys, %s", n, clients.desc())
 	tb.addf("hubsim", "", "%s", target.desc)
+	if v := os.Getenv(envHubsimGOGC); v != "" && target.pid != 0 {
+		tb.addf("hubsim GOGC", "tuning", "%s (%s; the runtime's default is 100)", v, envHubsimGOGC)
+	}
 	tb.addf("connected", "target all", "%d / %d (hubsim reports %d online; %d needed a second attempt)%s", n-failedN, n, online, retried, errNote(firstConnErr))
 	tb.addf("connect latency", "Dial → connected", "p50 %s, p99 %s, max %s, mean %s", ms(conn.P50), ms(conn.P99), ms(conn.Max), ms(conn.Mean))
 	tb.addf("connect storm", "", "all %d dialled at once; last connected after %s (%.0f connects/s)", n, connectTook.Round(time.Millisecond), float64(n)/connectTook.Seconds())
@@ -586,6 +592,10 @@ func startHubsimArgs(t *testing.T, ctx context.Context, extra ...string) *hubsim
 	args := append([]string{"-listen", "127.0.0.1", "-https-port", "0", "-mqtt-port", "0",
 		"-state-dir", filepath.Join(dir, "state"), "-status-file", statusFile, "-log-level", "warn"}, extra...)
 	p.cmd = exec.Command(bin, args...)
+	if v := os.Getenv(envHubsimGOGC); v != "" {
+		// Only hubsim's: the clients keep the runtime's default.
+		p.cmd.Env = append(os.Environ(), "GOGC="+v)
+	}
 	p.cmd.Stdout = io.Discard // the banner holds connection strings; the status file has them too
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
