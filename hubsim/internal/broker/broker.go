@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,7 +28,15 @@ const (
 	// DefaultMaxQueuedBytes bounds the bytes waiting to be written to one
 	// client; a client that falls further behind is disconnected.
 	DefaultMaxQueuedBytes = 8 << 20
+	// DefaultConnectingHold is how long a connection counts against
+	// Config.MaxConnecting at most (see there).
+	DefaultConnectingHold = 2 * time.Second
 )
+
+// DefaultMaxConnecting bounds the connections doing their TLS handshake and
+// CONNECT at once (Config.MaxConnecting): 128 per CPU, at least 256. The
+// handshakes are CPU-bound, so more at once finish none sooner.
+var DefaultMaxConnecting = max(256, 128*runtime.GOMAXPROCS(0))
 
 // Errors the broker reports (from ServeConn, and to Session.Disconnected).
 var (
@@ -89,6 +98,20 @@ type Config struct {
 	// MaxSessions bounds how many such sessions are kept; the least recently
 	// stored goes first.
 	MaxSessions int
+	// MaxConnecting bounds the connections doing their TLS handshake and
+	// CONNECT at once; the others wait, holding only their socket and a
+	// small goroutine. A connect storm (a fleet reconnecting after an
+	// outage) otherwise runs thousands of handshakes at once, each on a
+	// goroutine whose stack the key exchange grew to 16–32 KiB and holding
+	// its handshake state, while it waits for its client: that transient
+	// was most of hubsim's memory at 10,000 devices, and the runtime keeps
+	// what it grew the heap to. A connection holds its place for at most
+	// ConnectingHold, so clients that stall mid-handshake cannot keep
+	// others waiting for long.
+	MaxConnecting int
+	// ConnectingHold is how long a connection counts against
+	// MaxConnecting at most.
+	ConnectingHold time.Duration
 	// Now is the clock of session expiry; nil means time.Now.
 	Now func() time.Time
 }
@@ -117,6 +140,11 @@ type Broker struct {
 	// readBuffers counts the read buffers clients hold (client.next): only
 	// while they read a packet.
 	readBuffers atomic.Int64
+	// connecting has a token per connection doing its handshake and
+	// CONNECT (Config.MaxConnecting); connectWaiting counts those waiting
+	// for one.
+	connecting     chan struct{}
+	connectWaiting atomic.Int32
 	// wg counts running serve calls; each serve call owns its connection's
 	// writer goroutine and waits for it before returning.
 	wg sync.WaitGroup
@@ -162,7 +190,7 @@ func New(cfg Config) (*Broker, error) {
 		}
 	}
 	if cfg.MaxPacketSize < 0 || cfg.ConnectTimeout < 0 || cfg.WriteTimeout < 0 || cfg.MaxQueuedBytes < 0 ||
-		cfg.SessionExpiry < 0 || cfg.MaxSessions < 0 {
+		cfg.SessionExpiry < 0 || cfg.MaxSessions < 0 || cfg.MaxConnecting < 0 || cfg.ConnectingHold < 0 {
 		return nil, errors.New("broker: negative limit in Config")
 	}
 	if cfg.Logger == nil {
@@ -189,16 +217,23 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.MaxConnecting == 0 {
+		cfg.MaxConnecting = DefaultMaxConnecting
+	}
+	if cfg.ConnectingHold == 0 {
+		cfg.ConnectingHold = DefaultConnectingHold
+	}
 	cfg.Personalities = append([]Personality(nil), cfg.Personalities...)
 	return &Broker{
-		log:    redact.Logger(cfg.Logger),
-		pers:   cfg.Personalities,
-		cfg:    cfg,
-		conns:  make(map[*client]struct{}),
-		byKey:  make(map[clientKey]*client),
-		stored: newSessionStore(cfg.SessionExpiry, cfg.MaxSessions),
-		watch:  make(map[<-chan struct{}]*ctxWatch),
-		now:    cfg.Now,
+		log:        redact.Logger(cfg.Logger),
+		pers:       cfg.Personalities,
+		cfg:        cfg,
+		conns:      make(map[*client]struct{}),
+		byKey:      make(map[clientKey]*client),
+		stored:     newSessionStore(cfg.SessionExpiry, cfg.MaxSessions),
+		watch:      make(map[<-chan struct{}]*ctxWatch),
+		now:        cfg.Now,
+		connecting: make(chan struct{}, cfg.MaxConnecting),
 	}, nil
 }
 

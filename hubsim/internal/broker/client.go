@@ -138,18 +138,52 @@ func abort(conn net.Conn) {
 // connection. So they run in a goroutine of their own that ends before the
 // reader starts: the reader keeps a small stack (at 10,000 connections the
 // difference is tens of MiB).
+//
+// Before that the connection waits for its place among the connections
+// connecting (Config.MaxConnecting), which it gives back when CONNECT is
+// done or after Config.ConnectingHold, whichever comes first.
 func (c *client) run(tlsState *tls.ConnectionState) error {
-	var err error
+	release, err := c.waitConnecting()
+	if err != nil {
+		return err
+	}
 	done := make(chan struct{})
 	go func() { // owned by run, which waits for it right here
 		defer close(done)
 		err = c.connect(tlsState)
 	}()
 	<-done
+	release()
 	if err != nil {
 		return err
 	}
 	return c.readLoop()
+}
+
+// waitConnecting waits for a place among the connections connecting; the
+// returned release gives it back (idempotent; a timer gives it back after
+// Config.ConnectingHold). It fails when the client is closed meanwhile.
+func (c *client) waitConnecting() (release func(), err error) {
+	b := c.b
+	select {
+	case b.connecting <- struct{}{}:
+	default:
+		b.connectWaiting.Add(1)
+		select {
+		case b.connecting <- struct{}{}:
+			b.connectWaiting.Add(-1)
+		case <-c.done:
+			b.connectWaiting.Add(-1)
+			return nil, ErrClosed
+		}
+	}
+	var once sync.Once
+	give := func() { once.Do(func() { <-b.connecting }) }
+	t := time.AfterFunc(b.cfg.ConnectingHold, give)
+	return func() {
+		t.Stop()
+		give()
+	}, nil
 }
 
 // connect does the TLS handshake and CONNECT and starts writing; run reads
