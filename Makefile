@@ -79,8 +79,9 @@ demo: build
 # micro-benchmarks, the end-to-end stream benchmark (proxy → relay → agent →
 # target, each its own process, against a plain TCP chain), multiplexed vs
 # one stream per connection (page load, bulk, RSS: out/bench-mux.txt), the DPS fleet
-# storm (with the fleet planner on the same storm, within 10%), the
-# 1,000-device hub load, twin-update latency with the state in a file vs in
+# storm (with the fleet planner on the same storm, within 10%), the hub
+# load at 10,000 devices side by side with 1,000 (connect throttle off,
+# clients in worker processes), twin-update latency with the state in a file vs in
 # memory, and the fleet planner's 100,000-device plan (all at once vs staged;
 # table, CSV and plots in out/).
 # The agent in the end-to-end benchmark (its idle RSS included) is the one
@@ -91,7 +92,8 @@ bench: tools build dist/porthole-agent_linux_amd64
 	$(GO) test -run '^$$' -bench 'BenchmarkTwinQuery|BenchmarkExecute' -benchtime 20x ./hubsim/internal/hub/ ./hubsim/internal/query/ | tee out/bench-twin-query.txt
 	$(GO) test -run '^$$' -bench BenchmarkPages -benchtime 50x ./hubsim/internal/ui/ | tee out/bench-ui-pages.txt
 	PORTHOLE_BENCH=1 PORTHOLE_BENCH_AGENT=$(CURDIR)/dist/porthole-agent_linux_amd64 $(GO) test -count=1 -timeout 30m -run 'TestBenchStreams|TestBenchMux' -v ./agent/internal/e2e/
-	PORTHOLE_BENCH=1 PORTHOLE_BENCH_HUBSIM=$(CURDIR)/$(BIN)/hubsim $(GO) test -count=1 -timeout 30m -run 'TestFleetStorm|TestHubLoad|TestTwinLatency' -v ./sdk/internal/fleetbench/
+	PORTHOLE_BENCH=1 PORTHOLE_BENCH_HUBSIM=$(CURDIR)/$(BIN)/hubsim PORTHOLE_BENCH_HUB_DEVICES=10000 PORTHOLE_BENCH_HUB_CONNECT_RATE=0 \
+		$(GO) test -count=1 -timeout 30m -run 'TestFleetStorm|TestHubLoad|TestTwinLatency' -v ./sdk/internal/fleetbench/
 	$(BIN)/hubsim fleet plan -out out
 	@echo; echo "tables written to out/:"; ls out/
 

@@ -34,7 +34,8 @@
 //     the storm outlasts the devices' three connect attempts.
 //     PORTHOLE_BENCH_HUB_PROFILE=DIR saves hubsim's heap and goroutine
 //     profiles once all devices are connected. An in-process variant runs
-//     the same load against hubsimtest with the clients in the test.
+//     the same load (at most 1,000 devices) against hubsimtest with the
+//     clients in the test. make bench runs it at 10,000 devices.
 //   - TestTwinLatency: service-side twin updates against two hubsim
 //     binaries side by side, state in a file and in memory, in alternating
 //     rounds (PORTHOLE_BENCH_TWIN_ROUNDS); it reports latency p50/p99 and
