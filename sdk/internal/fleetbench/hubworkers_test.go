@@ -19,8 +19,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/porthole-iot/porthole/hubsim/hubsimtest"
 	"github.com/porthole-iot/porthole/sdk/iothub"
 	"github.com/porthole-iot/porthole/sdk/retry"
+	"github.com/porthole-iot/porthole/sdk/testwait"
 )
 
 // The hub load drives its devices from client worker processes: the test
@@ -195,7 +197,7 @@ func (c *inProcessClients) connect(ctx context.Context) ([]time.Duration, []int,
 
 // send has each connected device send QoS 1 messages back to back (one
 // in flight; the body is its sequence number, counting on from the last
-// send) until end, and returns the acknowledged count per device, how many
+// send) until end (at least one each, however late the command came), and returns the acknowledged count per device, how many
 // devices stopped on an error and the first error.
 func (c *inProcessClients) send(ctx context.Context, end time.Time) ([]int, int, string) {
 	acked := make([]int, len(c.clients))
@@ -209,7 +211,7 @@ func (c *inProcessClients) send(ctx context.Context, end time.Time) ([]int, int,
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for time.Now().Before(end) {
+			for first := true; first || time.Now().Before(end); first = false { // at least one each
 				if err := cl.SendEvent(ctx, strconv.AppendInt(nil, int64(c.next[i]), 10)); err != nil {
 					sendErrs.Add(1)
 					firstErr.CompareAndSwap(nil, err.Error())
@@ -578,4 +580,80 @@ func compareLoads(t *testing.T, small, large loadFigures) *table {
 	}
 	t.Log("\n" + tb.String())
 	return tb
+}
+
+// TestWorkerFleet runs the hub load's client workers (this test binary
+// re-run as TestHubLoadWorker) against an in-process hubsim with a few
+// devices: connect, two sends whose sequence numbers continue, close. It
+// runs in plain go test, so the protocol between the load and its workers
+// is checked without PORTHOLE_BENCH.
+func TestWorkerFleet(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	const n = 5
+	sim := hubsimtest.New(t, hubsimtest.WithLogger(quietLogger(t)))
+	hub := sim.Hub(loadHub)
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = sim.CreateDevice(loadHub, loadDeviceID(i))
+	}
+	events, unsubscribe := hub.Subscribe(1 << 16) // drained after the sends: deep enough for them
+	defer unsubscribe()
+	ctx := benchContext(t, 2*time.Minute)
+	f := startWorkers(t, ctx, 2, loadHub, sim.CAFile, sim.MQTTAddr, keys)
+	latency, attempts, failed, firstErr, err := f.connect(ctx, n)
+	if err != nil || failed != 0 {
+		t.Fatalf("connect: %v; %d failed (%s)", err, failed, firstErr)
+	}
+	for i := range n {
+		if latency[i] <= 0 || attempts[i] != 1 || !hub.Connected(loadDeviceID(i), "") {
+			t.Errorf("device %d: latency %v, %d attempts, connected %v", i, latency[i], attempts[i], hub.Connected(loadDeviceID(i), ""))
+		}
+	}
+	total := make([]int, n)
+	for range 2 {
+		acked, sendErrs, firstErr, err := f.send(ctx, n, time.Now().Add(200*time.Millisecond))
+		if err != nil || sendErrs != 0 {
+			t.Fatalf("send: %v; %d errors (%s)", err, sendErrs, firstErr)
+		}
+		for i, a := range acked {
+			if a == 0 {
+				t.Errorf("device %d: nothing acknowledged in a round", i)
+			}
+			total[i] += a
+		}
+	}
+	if _, err := f.close(ctx); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	// Every acknowledged message reached the hub once, numbered from 0 on
+	// across both rounds.
+	tap := newEventTap(func() {}, n)
+	close(tap.done)
+	want := 0
+	for _, a := range total {
+		want += a
+	}
+	testwait.For(t, time.Minute, "the hub's events for every acknowledged message", func() (bool, string) {
+		for {
+			select {
+			case ev := <-events:
+				tap.record(ev.DeviceID, ev.Body)
+				continue
+			default:
+			}
+			break
+		}
+		tap.mu.Lock()
+		got := tap.total
+		tap.mu.Unlock()
+		return got >= want, fmt.Sprintf("%d of %d events", got, want)
+	})
+	if missing, extra, dups := tap.compare(total); missing != 0 || extra != 0 || dups != 0 {
+		t.Errorf("%d missing, %d never acknowledged, %d twice", missing, extra, dups)
+	}
+	if d := hub.DroppedEvents(); d != 0 {
+		t.Errorf("the hub dropped %d events for the test's subscription", d)
+	}
 }

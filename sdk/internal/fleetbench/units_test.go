@@ -174,3 +174,62 @@ func TestEventTapRead(t *testing.T) {
 		})
 	}
 }
+
+func TestParseMemStats(t *testing.T) {
+	full := `heap profile: 1: 2 [3: 4] @ heap/1048576
+# runtime.MemStats
+# Alloc = 100
+# HeapIdle = 4000
+# HeapInuse = 3000
+# HeapReleased = 1000
+# HeapObjects = 42
+# Stack = 2048 / 4096
+# MSpan = 10 / 20
+# MCache = 30 / 40
+# BuckHashSys = 5
+# GCSys = 6
+# OtherSys = 7
+# Sys = 9999
+# PauseNs = [1 2 3]
+`
+	tests := []struct {
+		name    string
+		in      string
+		want    memBreakdown
+		wantErr string
+	}{
+		{"full", full, memBreakdown{HeapInuse: 3000, HeapIdle: 4000, HeapReleased: 1000, HeapObjects: 42, StackInuse: 2048, Runtime: 20 + 40 + 6 + 7 + 5, Sys: 9999}, ""},
+		{"missing field", strings.Replace(full, "# GCSys = 6\n", "", 1), memBreakdown{}, "no GCSys"},
+		{"empty", "", memBreakdown{}, "no HeapInuse"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseMemStats(strings.NewReader(tt.in))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("parseMemStats = %+v, %v; want %+v", got, err, tt.want)
+			}
+			if got.retainedIdle() != 3000 {
+				t.Errorf("retainedIdle = %d, want 3000", got.retainedIdle())
+			}
+		})
+	}
+}
+
+func TestRoundNoteAndMedian(t *testing.T) {
+	f := loadFigures{roundRates: []float64{300, 100, 200}}
+	if m := f.median(); m != 200 {
+		t.Errorf("median = %v, want 200", m)
+	}
+	if s := roundNote(f.roundRates); s != " (msg/s per round: 300, 100, 200)" {
+		t.Errorf("roundNote = %q", s)
+	}
+	if s := roundNote([]float64{5}); s != "" {
+		t.Errorf("roundNote of one round = %q, want empty", s)
+	}
+}
