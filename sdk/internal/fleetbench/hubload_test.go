@@ -112,6 +112,14 @@ func TestHubLoad(t *testing.T) {
 			}
 			target.dropped = func() (int, error) { return sim.droppedEvents(ctx, loadHub) }
 			target.memStats = sim.memStats
+			target.tapQueued = func(ctx context.Context) (int, error) {
+				h, err := sim.hubInfo(ctx, loadHub)
+				q := 0
+				for _, tap := range h.EventTaps {
+					q += tap.Queued
+				}
+				return q, err
+			}
 			if dir := os.Getenv(envLoadProfile); dir != "" {
 				target.saveProfiles = func(ctx context.Context, devices int) error { return sim.saveProfiles(ctx, dir, devices) }
 				target.cpuProfile = func(ctx context.Context, devices, seconds int) error {
@@ -190,6 +198,9 @@ type hubTarget struct {
 	memStats func(ctx context.Context) (memBreakdown, error)
 	// saveProfiles, when set, saves the hub's heap and goroutine profiles.
 	saveProfiles func(ctx context.Context, devices int) error
+	// tapQueued, when set, reads how many events wait for the tap's reader
+	// in the hub (they are part of its memory while they wait).
+	tapQueued func(ctx context.Context) (int, error)
 	// cpuProfile, when set, saves the hub's CPU profile over the given
 	// seconds (the first telemetry round).
 	cpuProfile func(ctx context.Context, devices, seconds int) error
@@ -252,6 +263,7 @@ type hubLoad struct {
 	cpuErr       error
 	sendErrN     int
 	firstSendErr string
+	tapQueuedMax int // the most events seen waiting for the tap's reader
 	load0, load1 string
 }
 
@@ -338,6 +350,28 @@ func (l *hubLoad) round(ctx context.Context, d time.Duration) {
 				}
 			}()
 		}
+	}
+	if l.target.tapQueued != nil {
+		stop, done := make(chan struct{}), make(chan struct{})
+		go func() { // samples the tap backlog during the round; waited for below
+			defer close(done)
+			tick := time.NewTicker(250 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-tick.C:
+					if q, err := l.target.tapQueued(ctx); err == nil && q > l.tapQueuedMax {
+						l.tapQueuedMax = q
+					}
+				case <-stop:
+					return
+				}
+			}
+		}()
+		defer func() {
+			close(stop)
+			<-done
+		}()
 	}
 	start := time.Now()
 	cpu0, err0 := procCPU(l.pid)
@@ -435,6 +469,9 @@ func (l *hubLoad) finish(ctx context.Context) (*table, loadResult, loadFigures) 
 		dropNote += fmt.Sprintf("; %d in the stream (%d {\"dropped\":N} lines; tap buffer %s)", res.streamDropped, dropLines, tap.buffer)
 	}
 	tb.addf("event tap drops", "target 0", "%s", dropNote)
+	if target.tapQueued != nil {
+		tb.addf("event tap backlog", "during telemetry", "at most %d events waiting in hubsim for the tap's reader (sampled every 250 ms; they count in hubsim's RSS)", l.tapQueuedMax)
+	}
 	who := "hubsim"
 	if target.pid == 0 {
 		who = "test process"
@@ -687,6 +724,9 @@ type hubsimHub struct {
 	HostName      string `json:"hostName"`
 	Connected     int    `json:"connected"`
 	DroppedEvents int    `json:"droppedEvents"`
+	EventTaps     []struct {
+		Queued int `json:"queued"` // events waiting for the tap's reader
+	} `json:"eventTaps"`
 }
 
 // hubInfo asks hubsim's admin API about hub.
