@@ -318,12 +318,14 @@ func (c *client) refuse(code byte) {
 	_, _ = c.conn.Write(connackPacket(code, false))
 }
 
-// next reads the client's next packet: waitPacket, then readRest.
+// next reads the client's next packet: waitPacket, then readRestInto.
 func (c *client) next() (packets.Packet, error) {
+	var pk packets.Packet
 	if err := c.waitPacket(); err != nil {
-		return packets.Packet{}, err
+		return pk, err
 	}
-	return c.readRest()
+	err := c.readRestInto(&pk)
+	return pk, err
 }
 
 // waitPacket waits until the client's next packet begins. A client with
@@ -362,20 +364,34 @@ func (c *client) takeReader() {
 	c.haveFirst = true
 }
 
-// readRest reads the packet waitPacket saw begin.
-func (c *client) readRest() (packets.Packet, error) {
+// readRestInto reads the packet waitPacket saw begin into pk (zero on
+// entry).
+func (c *client) readRestInto(pk *packets.Packet) error {
 	limit := c.b.cfg.MaxPacketSize
-	var pk packets.Packet
 	var err error
 	if c.haveFirst {
 		c.haveFirst = false
-		pk, err = readPacketAfter(c.first[0], c.br, limit)
+		err = readPacketInto(pk, c.first[0], c.br, limit)
 	} else {
-		pk, err = readPacket(c.br, limit)
+		var hb byte
+		if hb, err = c.br.ReadByte(); err == nil {
+			err = readPacketInto(pk, hb, c.br, limit)
+		}
 	}
 	c.releaseReader(false)
-	return pk, err
+	return err
 }
+
+// putPacket clears pk and puts it back in packetPool. The handlers keep
+// its fields' memory (topic, payload, filters), never pk itself.
+func putPacket(pk *packets.Packet) {
+	*pk = packets.Packet{}
+	packetPool.Put(pk)
+}
+
+// packetPool holds the packets.Packet structs readers decode into: 800
+// bytes each, so by pointer from the heap, not on every reader's stack.
+var packetPool = sync.Pool{New: func() any { return new(packets.Packet) }}
 
 // releaseReader gives the read buffer back when nothing is left in it, or
 // in any case when all is true (the reader is done).
@@ -467,13 +483,23 @@ func (e stopError) Unwrap() error { return e.err }
 // it. A read error is returned as it is; an error that ends the connection
 // for another reason comes wrapped in stopError.
 func (c *client) handleNext() error {
-	pk, err := c.readRest()
-	if err != nil {
+	pk := packetPool.Get().(*packets.Packet)
+	defer putPacket(pk)
+	if err := c.readRestInto(pk); err != nil {
 		return err
 	}
+	return c.dispatch(pk)
+}
+
+// dispatch handles one packet read by handleNext. Not inlined: its frame is
+// not under the read.
+//
+//go:noinline
+func (c *client) dispatch(pk *packets.Packet) error {
+	var err error
 	switch pk.FixedHeader.Type {
 	case packets.Publish:
-		err = c.handlePublish(&pk)
+		err = c.handlePublish(pk)
 	case packets.Puback:
 		c.mu.Lock()
 		acked := c.inflight[pk.PacketID]
@@ -483,9 +509,9 @@ func (c *client) handleNext() error {
 			acked(true)
 		}
 	case packets.Subscribe:
-		err = c.handleSubscribe(&pk)
+		err = c.handleSubscribe(pk)
 	case packets.Unsubscribe:
-		err = c.handleUnsubscribe(&pk)
+		err = c.handleUnsubscribe(pk)
 	case packets.Pingreq:
 		err = c.send(pingrespPacket())
 	case packets.Disconnect:

@@ -57,26 +57,29 @@ func connackCode(err error) byte {
 // remaining length exceeds maxSize are refused with ErrPacketTooLarge before
 // their body is read. The returned packet owns its memory.
 func readPacket(r *bufio.Reader, maxSize int) (packets.Packet, error) {
-	hb, err := r.ReadByte()
-	if err != nil {
-		return packets.Packet{}, err
-	}
-	return readPacketAfter(hb, r, maxSize)
-}
-
-// readPacketAfter is readPacket for a packet whose first byte, hb, was
-// already read.
-func readPacketAfter(hb byte, r *bufio.Reader, maxSize int) (packets.Packet, error) {
 	var pk packets.Packet
-	if err := pk.FixedHeader.Decode(hb); err != nil {
-		return pk, fmt.Errorf("%w: fixed header: %v", ErrProtocol, err)
-	}
-	n, err := readLength(r)
+	hb, err := r.ReadByte()
 	if err != nil {
 		return pk, err
 	}
+	err = readPacketInto(&pk, hb, r, maxSize)
+	return pk, err
+}
+
+// readPacketInto is readPacket into pk (zero on entry) for a packet whose
+// first byte, hb, was already read. pk is filled by pointer: a
+// packets.Packet is 800 bytes, and copies of it in the frames of a
+// connection's reader made its stack outgrow 8 KiB on every packet.
+func readPacketInto(pk *packets.Packet, hb byte, r *bufio.Reader, maxSize int) error {
+	if err := pk.FixedHeader.Decode(hb); err != nil {
+		return fmt.Errorf("%w: fixed header: %v", ErrProtocol, err)
+	}
+	n, err := readLength(r)
+	if err != nil {
+		return err
+	}
 	if n > maxSize {
-		return pk, fmt.Errorf("%w: %d bytes (limit %d)", ErrPacketTooLarge, n, maxSize)
+		return fmt.Errorf("%w: %d bytes (limit %d)", ErrPacketTooLarge, n, maxSize)
 	}
 	pk.FixedHeader.Remaining = n
 	pk.ProtocolVersion = protocolLevel311
@@ -85,17 +88,17 @@ func readPacketAfter(hb byte, r *bufio.Reader, maxSize int) (packets.Packet, err
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
-		return pk, err
+		return err
 	}
 	if pk.FixedHeader.Type == packets.Connect {
 		if err := checkConnectVersion(body); err != nil {
-			return pk, err
+			return err
 		}
 	}
-	if err := decodeBody(&pk, body); err != nil {
-		return pk, fmt.Errorf("%w: %s: %v", ErrProtocol, packetName(pk.FixedHeader.Type), err)
+	if err := decodeBody(pk, body); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrProtocol, packetName(pk.FixedHeader.Type), err)
 	}
-	return pk, nil
+	return nil
 }
 
 // readLength reads the Remaining Length variable byte integer (§2.2.3).
