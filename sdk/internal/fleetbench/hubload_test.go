@@ -121,7 +121,7 @@ func TestHubLoad(t *testing.T) {
 				return q, err
 			}
 			if dir := os.Getenv(envLoadProfile); dir != "" {
-				target.saveProfiles = func(ctx context.Context, devices int) error { return sim.saveProfiles(ctx, dir, devices) }
+				target.saveProfiles = func(ctx context.Context, name string) error { return sim.saveProfiles(ctx, dir, name) }
 				target.cpuProfile = func(ctx context.Context, devices, seconds int) error {
 					return sim.saveCPUProfile(ctx, dir, devices, seconds)
 				}
@@ -196,8 +196,9 @@ type hubTarget struct {
 	stop      func() error        // stops the hub; must exit cleanly
 	// memStats, when set, reads the hub process's memory breakdown.
 	memStats func(ctx context.Context) (memBreakdown, error)
-	// saveProfiles, when set, saves the hub's heap and goroutine profiles.
-	saveProfiles func(ctx context.Context, devices int) error
+	// saveProfiles, when set, saves the hub's heap and goroutine profiles
+	// as heap-<name>.pb.gz and goroutine-<name>.txt.
+	saveProfiles func(ctx context.Context, name string) error
 	// tapQueued, when set, reads how many events wait for the tap's reader
 	// in the hub (they are part of its memory while they wait).
 	tapQueued func(ctx context.Context) (int, error)
@@ -253,6 +254,10 @@ type hubLoad struct {
 	online       int
 	memConnected memBreakdown
 	memErr       error
+	// memTelemetry is the memory in the middle of the first telemetry
+	// round (memTelemetryErr: why not), written by a timer the round waits for.
+	memTelemetry    memBreakdown
+	memTelemetryErr error
 
 	// Telemetry, summed over the rounds.
 	acked        []int // per device
@@ -329,7 +334,7 @@ func startHubLoad(t *testing.T, ctx context.Context, target *hubTarget, n int) *
 		l.memConnected, l.memErr = target.memStats(ctx)
 	}
 	if target.saveProfiles != nil {
-		if err := target.saveProfiles(ctx, n); err != nil {
+		if err := target.saveProfiles(ctx, strconv.Itoa(n)); err != nil {
 			t.Errorf("saving hubsim's profiles: %v", err)
 		}
 	}
@@ -378,6 +383,28 @@ func (l *hubLoad) round(ctx context.Context, d time.Duration) {
 	self0, errS0 := sumCPU(l.clientPIDs)
 	if l.load0 == "" {
 		l.load0 = loadAvg()
+	}
+	if len(l.roundRates) == 0 && d >= 2*time.Second && (l.target.saveProfiles != nil || l.target.memStats != nil) {
+		// Memory in the middle of the first round: what telemetry adds.
+		profiled := make(chan error, 1)
+		timer := time.AfterFunc(d/2, func() {
+			var err error
+			if l.target.memStats != nil {
+				l.memTelemetry, l.memTelemetryErr = l.target.memStats(ctx)
+			}
+			if l.target.saveProfiles != nil {
+				err = l.target.saveProfiles(ctx, strconv.Itoa(l.n)+"-telemetry")
+			}
+			profiled <- err
+		})
+		defer func() {
+			if timer.Stop() {
+				return
+			}
+			if err := <-profiled; err != nil {
+				l.t.Errorf("hubsim heap profile during telemetry: %v", err)
+			}
+		}()
 	}
 	acked, sendErrN, firstSendErr, err := l.clients.send(ctx, start.Add(d))
 	if err != nil {
@@ -504,12 +531,19 @@ func (l *hubLoad) finish(ctx context.Context) (*table, loadResult, loadFigures) 
 		tb.addf("hubsim RSS per device", "target ≤ 40 KiB", "%.1f KiB ((telemetry max − idle) / %d connected)", fig.rssPerDevice, per)
 	}
 	if target.memStats != nil {
-		if memErr != nil {
-			tb.addf("hubsim memory, connected", "runtime.MemStats", "unknown (%v)", memErr)
-		} else {
-			m := memConnected
-			per := func(v int64) string { return fmt.Sprintf("%.1f KiB/device", float64(v)/1024/float64(max(online, 1))) }
-			tb.addf("hubsim memory, connected", "runtime.MemStats", "heap in use %s (%s, %d objects), heap free but kept %s, goroutine stacks %s (%s, %d goroutines), runtime structures %s; Sys %s",
+		per := func(v int64) string { return fmt.Sprintf("%.1f KiB/device", float64(v)/1024/float64(max(online, 1))) }
+		for _, mm := range []struct {
+			when string
+			m    memBreakdown
+			err  error
+		}{{"connected", memConnected, memErr}, {"telemetry", l.memTelemetry, l.memTelemetryErr}} {
+			name := "hubsim memory, " + mm.when
+			if mm.err != nil || mm.m.Sys == 0 {
+				tb.addf(name, "runtime.MemStats", "unknown (%v)", mm.err)
+				continue
+			}
+			m := mm.m
+			tb.addf(name, "runtime.MemStats", "heap in use %s (%s, %d objects), heap free but kept %s, goroutine stacks %s (%s, %d goroutines), runtime structures %s; Sys %s",
 				mib(m.HeapInuse), per(m.HeapInuse), m.HeapObjects, mib(m.retainedIdle()), mib(m.StackInuse), per(m.StackInuse), m.Goroutines, mib(m.Runtime), mib(m.Sys))
 		}
 	}

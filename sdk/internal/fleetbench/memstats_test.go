@@ -130,13 +130,13 @@ func (p *hubsimProc) memStats(ctx context.Context) (memBreakdown, error) {
 
 // saveProfiles writes hubsim's heap profile (after a GC, so it shows what
 // is live) and its goroutines to dir.
-func (p *hubsimProc) saveProfiles(ctx context.Context, dir string, devices int) error {
+func (p *hubsimProc) saveProfiles(ctx context.Context, dir, name string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	for _, f := range []struct{ path, name string }{
-		{"/debug/pprof/heap?gc=1", fmt.Sprintf("heap-%d.pb.gz", devices)},
-		{"/debug/pprof/goroutine?debug=1", fmt.Sprintf("goroutine-%d.txt", devices)},
+		{"/debug/pprof/heap?gc=1", "heap-" + name + ".pb.gz"},
+		{"/debug/pprof/goroutine?debug=1", "goroutine-" + name + ".txt"},
 	} {
 		resp, err := p.pprofGet(ctx, f.path)
 		if err != nil {
