@@ -176,12 +176,11 @@ func Assemble(p *server.Prepared, logger *slog.Logger, opts Options) (*Sim, serv
 	}
 
 	comps := server.Components{
-		Broker:     s.Broker,
-		Relay:      s.Relay,
-		Hub:        s.Hubs,
-		DPSDevice:  s.DPS.DeviceHandler(),
-		DPSService: s.DPS.ServiceHandler(),
-		Close:      s.closeComponents,
+		Broker: s.Broker,
+		Relay:  s.Relay,
+		Hub:    s.Hubs,
+		DPS:    s.DPS.HTTP(),
+		Close:  s.closeComponents,
 	}
 	s.Faults.OnAdd = s.dropNow
 	auth := adminAuth(p)
