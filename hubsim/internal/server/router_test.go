@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/porthole-iot/porthole/hubsim/internal/admin"
+	"github.com/porthole-iot/porthole/hubsim/internal/dps"
 	"github.com/porthole-iot/porthole/hubsim/internal/hub"
 )
 
@@ -305,7 +306,9 @@ func TestRouterPatterns(t *testing.T) {
 // component or the unhandled path.
 func FuzzRouter(f *testing.F) {
 	for _, s := range []string{"/healthz", "/$iothub/websocket", "/bridges", "/bridges/a/b", "/devices/", "/Devices/x",
-		"/x/registrations/y", "/hubsim", "/hubsim/hubs/", "//a", "/a/../b", "/twins/d/streams", "/%zz", "/enrollments"} {
+		"/x/registrations/y", "/hubsim", "/hubsim/hubs/", "//a", "/a/../b", "/twins/d/streams", "/%zz", "/enrollments",
+		"/0ne00000001", "/0ne00000001/registrations/d/register", "/0NE00000001/Registrations/d/", "/EnrollmentGroups/g/",
+		"/enrollments/", "/registrations/g/Query/"} {
 		f.Add("GET", s)
 	}
 	c := allComponents()
@@ -318,7 +321,12 @@ func FuzzRouter(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	c.Hub, c.Admin = set, api
+	svc, err := dps.New(dps.Config{IDScopes: []string{"0ne00000001"}, Hubs: set, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { _ = svc.Close() })
+	c.Hub, c.Admin, c.DPS = set, api, svc.HTTP()
 	var mu sync.Mutex
 	rt, err := newRouterFor(c, time.Now, func(string, string) { mu.Lock(); mu.Unlock() }, nil)
 	if err != nil {
