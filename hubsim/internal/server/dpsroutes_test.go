@@ -17,6 +17,7 @@ import (
 	"github.com/porthole-iot/porthole/hubsim/internal/admin"
 	"github.com/porthole-iot/porthole/hubsim/internal/dps"
 	"github.com/porthole-iot/porthole/hubsim/internal/hub"
+	"github.com/porthole-iot/porthole/hubsim/internal/pki"
 	"github.com/porthole-iot/porthole/hubsim/internal/sas"
 )
 
@@ -279,9 +280,26 @@ func TestDPSScopeConflict(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = newRouterFor(Components{Hub: set, DPS: svc.HTTP(), Admin: api}, time.Now, func(string, string) {}, nil)
+		comps := Components{Hub: set, DPS: svc.HTTP(), Admin: api}
+		_, err = newRouterFor(comps, time.Now, func(string, string) {}, nil)
 		if err == nil || !strings.Contains(err.Error(), "conflict") {
 			t.Errorf("scope %q: router built (err %v)", scope, err)
+		}
+		if scope == "twins" {
+			ca, err := pki.Load(pki.Options{Dir: t.TempDir(), Names: []string{"hub-eu.local"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv, err := New(Config{Certificate: ca.ServerCertificate()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := srv.Start(comps); err == nil || !strings.Contains(err.Error(), "conflict") {
+				t.Errorf("Start with scope %q: %v, want the conflict", scope, err)
+			}
+			if err := srv.Close(); err != nil {
+				t.Errorf("Close after a refused Start: %v", err)
+			}
 		}
 		_ = svc.Close()
 	}
