@@ -152,9 +152,10 @@ type RouteRegistrar interface {
 }
 
 // router dispatches requests to the components through one http.ServeMux.
-// The hubs, DPS and the admin API register method+path patterns, each
-// route declaring the SAS right it needs next to it; relay, broker and
-// health are fixed paths. Paths the mux cannot take as they are (not
+// The hubs, DPS and the admin API register method+path patterns (each hub
+// and DPS route declares the SAS right it needs next to its pattern; the
+// admin API takes one credential for all); relay, broker and health are
+// fixed paths. Paths the mux cannot take as they are (not
 // clean: it would redirect) and paths no pattern names go through
 // Classify to the component's own handler, which answers in its error
 // shape.
@@ -196,7 +197,7 @@ func newRouterFor(c Components, now func() time.Time, record func(method, path s
 func (rt *router) buildMux() (mux *http.ServeMux, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("server: conflicting routes: %v", p)
+			err = fmt.Errorf("server: registering routes: %v", p)
 		}
 	}()
 	mux = http.NewServeMux()
