@@ -115,13 +115,7 @@ func cmdDevices(ctx context.Context, e *env, args []string, stdout, stderr io.Wr
 			if err := json.Unmarshal(it, &tw); err != nil || tw.DeviceID == "" {
 				return fmt.Errorf("hub %s: the query must select whole twins (SELECT * FROM devices …)", h.name)
 			}
-			hr := healthOf(&tw)
-			row := deviceRow{DeviceID: tw.DeviceID, Hub: h.name, HubHost: h.host, Status: tw.Status,
-				ConnectionState: tw.ConnectionState, LastActivityTime: timePtr(tw.LastActivityTime), Health: healthSummary(tw.ConnectionState, hr)}
-			if hr != nil {
-				row.AgentVersion = hr.Version
-			}
-			rows = append(rows, row)
+			rows = append(rows, deviceRowOf(&tw, h))
 			seen[tw.DeviceID] = h.host
 		}
 	}
@@ -131,7 +125,23 @@ func cmdDevices(ctx context.Context, e *env, args []string, stdout, stderr io.Wr
 	if out.format == "json" {
 		return writeJSON(stdout, rows)
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	return writeDevicesTable(stdout, rows)
+}
+
+// deviceRowOf is the devices row of a twin found on hub h.
+func deviceRowOf(tw *service.Twin, h hubCred) deviceRow {
+	hr := healthOf(tw)
+	row := deviceRow{DeviceID: tw.DeviceID, Hub: h.name, HubHost: h.host, Status: tw.Status,
+		ConnectionState: tw.ConnectionState, LastActivityTime: timePtr(tw.LastActivityTime), Health: healthSummary(tw.ConnectionState, hr)}
+	if hr != nil {
+		row.AgentVersion = hr.Version
+	}
+	return row
+}
+
+// writeDevicesTable is "porthole devices"'s table.
+func writeDevicesTable(w io.Writer, rows []deviceRow) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DEVICE\tHUB\tSTATE\tLAST ACTIVITY\tAGENT\tHEALTH")
 	for _, r := range rows {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.DeviceID, r.Hub, dash(stateWord(r)), fmtTime(r.LastActivityTime), dash(r.AgentVersion), r.Health)
@@ -235,7 +245,12 @@ func cmdStatus(ctx context.Context, e *env, args []string, stdout, stderr io.Wri
 	if out.format == "json" {
 		return writeJSON(stdout, st)
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 1, ' ', 0)
+	return writeStatusTable(stdout, st)
+}
+
+// writeStatusTable is "porthole status"'s table.
+func writeStatusTable(w io.Writer, st deviceStatus) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', 0)
 	line := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
 	line("device", st.DeviceID)
 	line("hub", fmt.Sprintf("%s (%s, found via %s)", st.Hub, st.HubHost, st.FoundVia))
