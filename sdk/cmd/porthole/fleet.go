@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/porthole-iot/porthole/sdk/health"
 	"github.com/porthole-iot/porthole/sdk/service"
 )
 
@@ -41,13 +42,13 @@ type deviceRow struct {
 // healthSummary is the one-word health of a device: "ok", "error: …"
 // (an error since the agent's current hub connection), "stale" (the device
 // is offline, so its report is old), or "no report".
-func healthSummary(connState string, h *agentHealth) string {
+func healthSummary(connState string, h *health.Report) string {
 	switch {
 	case h == nil:
 		return "no report"
 	case !strings.EqualFold(connState, "Connected"):
 		return "stale"
-	case h.LastError != nil && h.LastError.At != nil && (h.Hub.Since == nil || h.LastError.At.After(*h.Hub.Since)):
+	case h.LastError != nil && !h.LastError.At.IsZero() && (h.Hub.Since.IsZero() || h.LastError.At.After(h.Hub.Since.Time)):
 		return "error: " + h.LastError.Message
 	}
 	return "ok"
@@ -299,9 +300,9 @@ func statusOf(tw *service.Twin, t target, e *env) deviceStatus {
 	if h == nil {
 		return st
 	}
-	st.AgentVersion, st.Started, st.Transport = h.Version, h.Started, h.Hub.Transport
-	if h.Started != nil && st.Online {
-		st.UptimeSeconds = int64(now().Sub(*h.Started) / time.Second)
+	st.AgentVersion, st.Started, st.Transport = h.Version, timeOf(h.Started), h.Hub.Transport
+	if st.Started != nil && st.Online {
+		st.UptimeSeconds = int64(now().Sub(*st.Started) / time.Second)
 	}
 	open := h.Streams.Open
 	st.OpenStreams, st.StreamsAccepted, st.StreamsRejected = &open, h.Streams.Accepted, h.Streams.Rejected
@@ -310,13 +311,13 @@ func statusOf(tw *service.Twin, t target, e *env) deviceStatus {
 			Stream string     `json:"stream"`
 			Reason string     `json:"reason"`
 			At     *time.Time `json:"at,omitempty"`
-		}{r.Stream, r.Reason, r.At}
+		}{r.Stream, r.Reason, timeOf(r.At)}
 	}
 	if le := h.LastError; le != nil {
 		st.LastError = &struct {
 			Message string     `json:"message"`
 			At      *time.Time `json:"at,omitempty"`
-		}{le.Message, le.At}
+		}{le.Message, timeOf(le.At)}
 	}
 	return st
 }

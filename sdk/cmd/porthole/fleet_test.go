@@ -17,6 +17,7 @@ import (
 
 	"github.com/porthole-iot/porthole/hubsim/hubsimtest"
 	"github.com/porthole-iot/porthole/sdk/dps"
+	"github.com/porthole-iot/porthole/sdk/health"
 	"github.com/porthole-iot/porthole/sdk/iothub"
 )
 
@@ -121,7 +122,7 @@ func (f *fleet) deviceServing(t *testing.T, id, hub string, serve func(ctx conte
 			rep := d.report
 			d.mu.Unlock()
 			_ = req.Reject(ctx)
-			_, _ = c.UpdateReported(ctx, map[string]any{healthProperty: rep})
+			_, _ = c.UpdateReported(ctx, map[string]any{health.Property: rep})
 			return
 		}
 		conn, err := req.Accept(ctx)
@@ -141,7 +142,7 @@ func (f *fleet) deviceServing(t *testing.T, id, hub string, serve func(ctx conte
 	d.mu.Lock()
 	rep := d.report
 	d.mu.Unlock()
-	if _, err := c.UpdateReported(ctx, map[string]any{healthProperty: rep}); err != nil {
+	if _, err := c.UpdateReported(ctx, map[string]any{health.Property: rep}); err != nil {
 		t.Fatal(err)
 	}
 	return d
@@ -310,21 +311,18 @@ func TestFleetSSHProgressAndRefusal(t *testing.T) {
 }
 
 func TestHealthSummary(t *testing.T) {
-	at := func(s string) *time.Time { v, _ := time.Parse(time.RFC3339, s); return &v }
-	rep := func(since, errAt string) *agentHealth {
-		h := &agentHealth{}
+	at := func(s string) health.Time { v, _ := time.Parse(time.RFC3339, s); return health.At(v) }
+	rep := func(since, errAt string) *health.Report {
+		h := &health.Report{}
 		h.Hub.Since = at(since)
 		if errAt != "" {
-			h.LastError = &struct {
-				Message string     `json:"message"`
-				At      *time.Time `json:"at"`
-			}{"dps: 401", at(errAt)}
+			h.LastError = &health.Event{Message: "dps: 401", At: at(errAt)}
 		}
 		return h
 	}
 	for _, tc := range []struct {
 		name, state string
-		h           *agentHealth
+		h           *health.Report
 		want        string
 	}{
 		{"no report", "Connected", nil, "no report"},
