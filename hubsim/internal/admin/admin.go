@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/porthole-iot/porthole/hubsim/internal/muxpath"
 )
 
 // Hubs is what the admin API needs from the IoT hubs (*hub.Set through
@@ -175,24 +177,11 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.mux = http.NewServeMux()
 		a.RegisterRoutes(a.mux)
 	})
-	if !cleanPath(r.URL.EscapedPath()) {
+	if !muxpath.Serves(r.URL.EscapedPath()) {
 		a.notFound().ServeHTTP(w, r)
 		return
 	}
 	a.mux.ServeHTTP(w, r)
-}
-
-// cleanPath reports whether ServeMux takes p without redirecting.
-func cleanPath(p string) bool {
-	if !strings.HasPrefix(p, "/") || strings.Contains(p, "//") {
-		return false
-	}
-	for seg := range strings.SplitSeq(p[1:], "/") {
-		if seg == "." || seg == ".." {
-			return false
-		}
-	}
-	return true
 }
 
 func (a *API) notFound() http.Handler {
