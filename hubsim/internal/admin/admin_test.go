@@ -18,8 +18,8 @@ import (
 	"github.com/porthole-iot/porthole/hubsim/internal/admin"
 	"github.com/porthole-iot/porthole/hubsim/internal/simconfig"
 	"github.com/porthole-iot/porthole/sdk/auth"
-	"github.com/porthole-iot/porthole/sdk/iothub"
 	"github.com/porthole-iot/porthole/sdk/service"
+	"github.com/porthole-iot/porthole/sdk/service/servicetest"
 	"github.com/porthole-iot/porthole/sdk/testwait"
 )
 
@@ -237,34 +237,16 @@ func TestStreamsNameRequestingPolicy(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	dev, err := iothub.Dial(ctx, sdkconfig.Device(sim, host, "dev1", key))
+	// The device echoes: the stream stays open until the service closes it.
+	dev, err := servicetest.StartDevice(ctx, servicetest.DeviceConfig{HubHost: host, DeviceID: "dev1", Key: key,
+		TLSConfig: sim.TLSConfig(), DialContext: sim.DialContext})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer dev.Close()
-	release := make(chan struct{})
-	dev.OnStreamRequest(func(ctx context.Context, req *iothub.StreamRequest) {
-		conn, err := req.Accept(ctx)
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		select {
-		case <-release:
-		case <-ctx.Done():
-		}
-	})
-	if err := dev.WaitSubscribed(ctx); err != nil {
-		t.Fatal(err)
-	}
 	// The hub's "service" policy (service connect only), not the owner.
-	h, _ := sim.Config.Hub(host)
-	cs, ok := h.ConnectionString("service")
-	if !ok {
-		t.Fatal("the hub has no service policy")
-	}
 	cfg := sdkconfig.Service(sim, host)
-	cfg.ConnectionString = cs
+	cfg.ConnectionString = sim.HubPolicyConnectionString(host, "service")
 	svc, err := service.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -274,10 +256,7 @@ func TestStreamsNameRequestingPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
-		close(release)
-		st.Close()
-	}()
+	defer st.Close()
 
 	var got []map[string]any
 	testwait.For(t, 10*time.Second, "the stream listed as connected", func() (bool, string) {

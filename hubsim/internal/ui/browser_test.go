@@ -225,11 +225,7 @@ func TestBrowser(t *testing.T) {
 	// It is requested with the hub's "service" policy, which the streams
 	// page names.
 	svcCfg := sdkconfig.Service(sim, host)
-	hubCfg, _ := sim.Config.Hub(host)
-	var ok bool
-	if svcCfg.ConnectionString, ok = hubCfg.ConnectionString("service"); !ok {
-		t.Fatal("the hub has no service policy")
-	}
+	svcCfg.ConnectionString = sim.HubPolicyConnectionString(host, "service")
 	svc, err := service.New(svcCfg)
 	if err != nil {
 		t.Fatal(err)
