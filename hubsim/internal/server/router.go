@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/porthole-iot/porthole/hubsim/internal/muxpath"
 )
 
 // Route names a destination of the router.
@@ -281,40 +283,13 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if route := Classify(r.URL.Path); route == RouteHub || route == RouteAdmin {
 		// These APIs ignore trailing slashes, as they did before the mux:
 		// the Node registry client lists devices with GET /devices/.
-		r = trimTrailingSlash(r)
+		r = muxpath.TrimTrailingSlash(r)
 	}
-	if !muxServes(r) {
+	if !muxpath.Serves(r.URL.EscapedPath()) {
 		rt.serveClassified(jw, r)
 		return
 	}
 	rt.mux.ServeHTTP(jw, r)
-}
-
-// trimTrailingSlash returns r with its path's trailing slashes removed.
-func trimTrailingSlash(r *http.Request) *http.Request {
-	p := r.URL.EscapedPath()
-	if !strings.HasSuffix(p, "/") || strings.Trim(p, "/") == "" {
-		return r
-	}
-	r2 := r.Clone(r.Context())
-	r2.URL.Path, r2.URL.RawPath = strings.TrimRight(r.URL.Path, "/"), strings.TrimRight(r.URL.RawPath, "/")
-	return r2
-}
-
-// muxServes reports whether ServeMux takes r's path as it is: it redirects
-// paths with empty, "." or ".." segments to their cleaned form, which
-// Azure never does.
-func muxServes(r *http.Request) bool {
-	p := r.URL.EscapedPath()
-	if !strings.HasPrefix(p, "/") || strings.Contains(p, "//") {
-		return false
-	}
-	for seg := range strings.SplitSeq(p[1:], "/") {
-		if seg == "." || seg == ".." {
-			return false
-		}
-	}
-	return true
 }
 
 // jsonWriter sets Content-Type: application/json on every response that

@@ -105,6 +105,11 @@ streams:
 			t.Errorf("CertNames %s lacks %s", names, want)
 		}
 	}
+	// The certificate covers every host name, then the specific listen
+	// addresses.
+	if want := strings.Join(append(c.HostNames(), "127.0.0.1", "127.0.0.2"), ","); names != want {
+		t.Errorf("CertNames %s, want %s", names, want)
+	}
 }
 
 func TestParseEmpty(t *testing.T) {

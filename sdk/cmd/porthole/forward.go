@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -59,7 +60,9 @@ func (f *streamOptsFlags) check() error {
 }
 
 // openAudit opens the audit file for appending (0600), or returns nil.
-func (f *streamOptsFlags) openAudit() (*stream.AuditLog, func(), error) {
+// done closes it and says on stderr when records could not be written (a
+// full disk): the session itself went through, so that is not its error.
+func (f *streamOptsFlags) openAudit(stderr io.Writer) (audit *stream.AuditLog, done func(), err error) {
 	if f.audit == "" {
 		return nil, func() {}, nil
 	}
@@ -67,7 +70,12 @@ func (f *streamOptsFlags) openAudit() (*stream.AuditLog, func(), error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("audit file: %w", err)
 	}
-	return stream.NewAuditLog(file), func() { file.Close() }, nil
+	audit = stream.NewAuditLog(file)
+	return audit, func() {
+		if err := errors.Join(audit.Err(), file.Close()); err != nil {
+			fmt.Fprintf(stderr, "porthole: audit file %s: %v (audit records are missing)\n", f.audit, err)
+		}
+	}, nil
 }
 
 // opener opens device streams within the hub's limits: it paces new

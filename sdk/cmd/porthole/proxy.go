@@ -59,7 +59,7 @@ func cmdProxy(ctx context.Context, e *env, args []string, stderr io.Writer) erro
 		return err
 	}
 	defer c.Close()
-	audit, closeAudit, err := of.openAudit()
+	audit, closeAudit, err := of.openAudit(stderr)
 	if err != nil {
 		return err
 	}
