@@ -19,9 +19,12 @@ import (
 // directory names end in "test", such as hubsim/hubsimtest) and fails
 // naming file:line for each loop that
 //
-//   - calls time.Sleep and compares time.Now() with a deadline
-//     (time.Now().After(d), d.Before(time.Now()), time.Since(s) > d,
-//     time.Until(d) <= 0, ...): a polling loop with its own deadline; or
+//   - sleeps (time.Sleep, or an empty "case <-time.After(d):" or
+//     "case <-ticker.C:" in a select) and has a deadline: it compares
+//     time.Now() with a time (time.Now().After(d), d.Before(time.Now()),
+//     time.Since(s) > d, time.Until(d) <= 0, ...) or fails the test in a
+//     select case on a timer or a context's Done(): a polling loop with its
+//     own deadline; or
 //   - has a condition and a body that is nothing but time.Sleep: an
 //     unbounded poll, "for !ready() { time.Sleep(...) }".
 //
@@ -115,6 +118,56 @@ func pollingLoops(fset *token.FileSet, f *ast.File) []pollingLoop {
 		es, ok := s.(*ast.ExprStmt)
 		return ok && isTimeCall(es.X, "Sleep")
 	}
+	// received is the channel a select case receives from (nil for a send
+	// or the default case).
+	received := func(c *ast.CommClause) ast.Expr {
+		var e ast.Expr
+		switch s := c.Comm.(type) {
+		case *ast.ExprStmt:
+			e = s.X
+		case *ast.AssignStmt:
+			if len(s.Rhs) == 1 {
+				e = s.Rhs[0]
+			}
+		}
+		if u, ok := ast.Unparen(e).(*ast.UnaryExpr); ok && u.Op == token.ARROW {
+			return u.X
+		}
+		return nil
+	}
+	// isTimerChan reports whether ch is time.After(...), a ticker's or
+	// timer's x.C, or a context's x.Done().
+	isTimerChan := func(ch ast.Expr, done bool) bool {
+		if isTimeCall(ch, "After") {
+			return true
+		}
+		switch ch := ast.Unparen(ch).(type) {
+		case *ast.SelectorExpr:
+			return ch.Sel.Name == "C"
+		case *ast.CallExpr:
+			sel, ok := ch.Fun.(*ast.SelectorExpr)
+			return done && ok && sel.Sel.Name == "Done" && len(ch.Args) == 0
+		}
+		return false
+	}
+	// fails reports whether stmts call x.Fatal, x.Fatalf or x.FailNow.
+	fails := func(stmts []ast.Stmt) bool {
+		found := false
+		for _, st := range stmts {
+			ast.Inspect(st, func(n ast.Node) bool {
+				if c, ok := n.(*ast.CallExpr); ok {
+					if sel, ok := c.Fun.(*ast.SelectorExpr); ok {
+						switch sel.Sel.Name {
+						case "Fatal", "Fatalf", "FailNow":
+							found = true
+						}
+					}
+				}
+				return !found
+			})
+		}
+		return found
+	}
 
 	var out []pollingLoop
 	check := func(loop ast.Node, cond ast.Expr, body *ast.BlockStmt) {
@@ -126,6 +179,19 @@ func pollingLoops(fset *token.FileSet, f *ast.File) []pollingLoop {
 			if c, ok := n.(*ast.CallExpr); ok && isTimeCall(c, "Sleep") {
 				sleeps = true
 			}
+			// In a select: "case <-time.After(d):" or "case <-tick.C:"
+			// with nothing to do sleeps; a timer's or a context's case
+			// that fails the test is a deadline.
+			if c, ok := n.(*ast.CommClause); ok {
+				if ch := received(c); ch != nil {
+					if len(c.Body) == 0 && isTimerChan(ch, false) {
+						sleeps = true
+					}
+					if fails(c.Body) && isTimerChan(ch, true) {
+						deadline = true
+					}
+				}
+			}
 			if comparesNow(n) {
 				deadline = true
 			}
@@ -133,7 +199,7 @@ func pollingLoops(fset *token.FileSet, f *ast.File) []pollingLoop {
 		})
 		switch {
 		case sleeps && deadline:
-			out = append(out, pollingLoop{fset.Position(loop.Pos()), "a loop that sleeps and compares time.Now() with a deadline"})
+			out = append(out, pollingLoop{fset.Position(loop.Pos()), "a loop that sleeps and checks a deadline: a hand-written poll"})
 		case cond != nil && len(body.List) == 1 && isSleep(body.List[0]):
 			out = append(out, pollingLoop{fset.Position(loop.Pos()), "a loop whose body only sleeps: an unbounded poll"})
 		}
@@ -209,6 +275,67 @@ func TestPollingLoops(t *testing.T) {
 			return
 		}
 	}`, []int{2, 3}},
+		{"select sleep until the context ends", `
+	for !ready() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("never ready: %v", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}`, []int{2}},
+		{"ticker until a timer fails the test", `
+	for {
+		if ready() {
+			break
+		}
+		select {
+		case <-tick.C:
+		case err := <-exited:
+			t.Fatal(err)
+		case <-deadline.C:
+			t.Fatal("late")
+		}
+	}`, []int{2}},
+		{"select sleep with a Now deadline", `
+	for {
+		if ready() || time.Now().After(deadline) {
+			return
+		}
+		select {
+		case <-stop:
+			return
+		case <-time.After(time.Millisecond):
+		}
+	}`, []int{2}},
+		{"paced until the context ends, without failing", `
+	for {
+		send()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}`, nil},
+		{"sampling on a ticker", `
+	for {
+		select {
+		case <-tick.C:
+			sample()
+		case <-quit:
+			return
+		}
+	}`, nil},
+		{"a notification with a deadline, no sleep", `
+	for {
+		if ready() {
+			return
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatal("late")
+		}
+	}`, nil},
 		{"pacing sleep", `
 	for i := range 30 {
 		sample(i)
