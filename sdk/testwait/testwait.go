@@ -2,7 +2,13 @@
 // become true: a condition polled with a growing interval until a deadline,
 // failing the test with what was awaited and the last observation when the
 // deadline passes. It replaces hand-written polling loops, so every wait in
-// the suite is bounded and explains itself when it times out.
+// the suite is bounded and explains itself when it times out. For and True
+// fail the test; Wait returns the same failure as an error, for a wait that
+// must clean up first or that runs off the test's goroutine.
+//
+// The package's guard test (TestNoHandWrittenPolling) parses the module's
+// test files and fails naming file:line for a loop that sleeps and checks a
+// deadline itself, or that only sleeps until a condition holds.
 //
 // It is an ordinary package (like net/http/httptest) so that tests in agent/,
 // sdk/ and hubsim/ can share it; nothing outside tests should import it.
