@@ -25,6 +25,8 @@ import (
 //     time.Since(s) > d, time.Until(d) <= 0, ...) or fails the test in a
 //     select case on a timer or a context's Done(): a polling loop with its
 //     own deadline; or
+//   - fails the test when time.Now() passes a deadline
+//     ("if time.Now().After(d) { t.Fatal(...) }"), sleeping or not; or
 //   - has a condition and a body that is nothing but time.Sleep: an
 //     unbounded poll, "for !ready() { time.Sleep(...) }".
 //
@@ -171,7 +173,7 @@ func pollingLoops(fset *token.FileSet, f *ast.File) []pollingLoop {
 
 	var out []pollingLoop
 	check := func(loop ast.Node, cond ast.Expr, body *ast.BlockStmt) {
-		var sleeps, deadline bool
+		var sleeps, deadline, failsAtDeadline bool
 		ast.Inspect(loop, func(n ast.Node) bool {
 			if _, ok := n.(*ast.FuncLit); ok {
 				return false // another goroutine's or a callback's code, not the loop's
@@ -195,11 +197,21 @@ func pollingLoops(fset *token.FileSet, f *ast.File) []pollingLoop {
 			if comparesNow(n) {
 				deadline = true
 			}
+			// "if time.Now().After(deadline) { t.Fatal(...) }": a wait
+			// with a deadline, sleeping or not.
+			if is, ok := n.(*ast.IfStmt); ok && fails(is.Body.List) {
+				ast.Inspect(is.Cond, func(c ast.Node) bool {
+					failsAtDeadline = failsAtDeadline || comparesNow(c)
+					return !failsAtDeadline
+				})
+			}
 			return true
 		})
 		switch {
 		case sleeps && deadline:
 			out = append(out, pollingLoop{fset.Position(loop.Pos()), "a loop that sleeps and checks a deadline: a hand-written poll"})
+		case failsAtDeadline:
+			out = append(out, pollingLoop{fset.Position(loop.Pos()), "a loop that fails the test at a time.Now() deadline: a hand-written poll"})
 		case cond != nil && len(body.List) == 1 && isSleep(body.List[0]):
 			out = append(out, pollingLoop{fset.Position(loop.Pos()), "a loop whose body only sleeps: an unbounded poll"})
 		}
@@ -335,6 +347,22 @@ func TestPollingLoops(t *testing.T) {
 		case <-deadline:
 			t.Fatal("late")
 		}
+	}`, nil},
+		{"a tight poll that fails at a deadline", `
+	for {
+		if tryOnce() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("still failing")
+		}
+	}`, []int{2}},
+		{"a time limit that is not a failure", `
+	for {
+		if time.Since(start) > limit {
+			break
+		}
+		send()
 	}`, nil},
 		{"pacing sleep", `
 	for i := range 30 {
