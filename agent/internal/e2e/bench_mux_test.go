@@ -66,11 +66,14 @@ func TestBenchMux(t *testing.T) {
 		}
 		p := startProc(t, w.dir, name, nil, b.porthole, args...)
 		testwait.For(t, startTimeout, fmt.Sprintf("%s listening on its %d forwards", name, len(fwds)), func() (bool, string) {
+			n := strings.Count(readLog(p), "msg=listening")
+			if n >= len(fwds) {
+				return true, ""
+			}
 			if p.exited() {
 				t.Fatalf("%s did not start: exited (%v)\n%s", name, p.err, p.tail(20))
 			}
-			n := strings.Count(readLog(p), "msg=listening")
-			return n >= len(fwds), fmt.Sprintf("%d listening\n%s", n, p.tail(20))
+			return false, fmt.Sprintf("%d listening\n%s", n, p.tail(20))
 		})
 		return p, addrs
 	}

@@ -260,16 +260,19 @@ func TestRelayKilledMidTransfer(t *testing.T) {
 
 	// Kill hubsim once the transfer is well under way.
 	err := testwait.Wait(time.Minute, "16 MiB of the transfer on the device", func() (bool, string) {
+		st, err := os.Stat(remote)
+		if err == nil && st.Size() >= 16<<20 {
+			return true, ""
+		}
 		select {
 		case err := <-scpDone:
 			t.Fatalf("scp ended before hubsim was killed: %v\n%s", err, stderr.String())
 		default:
 		}
-		st, err := os.Stat(remote)
 		if err != nil {
 			return false, err.Error()
 		}
-		return st.Size() >= 16<<20, fmt.Sprintf("%d bytes", st.Size())
+		return false, fmt.Sprintf("%d bytes", st.Size())
 	})
 	if err != nil {
 		cmd.Process.Kill()

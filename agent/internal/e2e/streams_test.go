@@ -61,10 +61,13 @@ func (w *world) startPorthole(t *testing.T, name, ready string, args ...string) 
 	t.Helper()
 	p := startProc(t, w.dir, name, nil, binaries(t).porthole, append(args, "--config", w.opConfig)...)
 	testwait.For(t, startTimeout, fmt.Sprintf("%s to log %q", name, ready), func() (bool, string) {
+		if p.logContains(ready) {
+			return true, ""
+		}
 		if p.exited() {
 			t.Fatalf("%s did not start: exited (%v)\n%s", name, p.err, p.tail(20))
 		}
-		return p.logContains(ready), p.tail(20)
+		return false, p.tail(20)
 	})
 	return p
 }
