@@ -230,19 +230,19 @@ func TestRelativeStateDirGivesAbsoluteCAPath(t *testing.T) {
 		CAFile string `json:"ca_file"`
 	}
 	err := testwait.Wait(30*time.Second, "the status file naming the CA", func() (bool, string) {
+		b, err := os.ReadFile(statusFile)
+		if err == nil && json.Unmarshal(b, &st) == nil && st.CAFile != "" {
+			return true, ""
+		}
 		select {
 		case err := <-done:
 			t.Fatalf("run returned %v before writing the status file; stderr: %s", err, stderr.String())
 		default:
 		}
-		b, err := os.ReadFile(statusFile)
 		if err != nil {
 			return false, err.Error()
 		}
-		if err := json.Unmarshal(b, &st); err != nil {
-			return false, fmt.Sprintf("%q: %v", b, err)
-		}
-		return st.CAFile != "", string(b)
+		return false, string(b)
 	})
 	if err != nil {
 		cancel()

@@ -480,6 +480,10 @@ func startHubsimArgs(t *testing.T, ctx context.Context, extra ...string) *hubsim
 	})
 
 	testwait.For(t, time.Minute, "hubsim's status file with its ports", func() (bool, string) {
+		b, err := os.ReadFile(statusFile)
+		if err == nil && json.Unmarshal(b, &p.status) == nil && p.status.Ports.HTTPS != 0 {
+			return true, ""
+		}
 		select {
 		case <-p.exited:
 			t.Fatalf("hubsim exited before serving: %v\n%s", p.waitErr, p.stderr)
@@ -488,14 +492,10 @@ func startHubsimArgs(t *testing.T, ctx context.Context, extra ...string) *hubsim
 		if err := ctx.Err(); err != nil {
 			t.Fatal(err)
 		}
-		b, err := os.ReadFile(statusFile)
 		if err != nil {
 			return false, err.Error() + "\n" + p.stderr.String()
 		}
-		if err := json.Unmarshal(b, &p.status); err != nil {
-			return false, fmt.Sprintf("%q: %v", b, err)
-		}
-		return p.status.Ports.HTTPS != 0, string(b)
+		return false, fmt.Sprintf("%q\n%s", b, p.stderr.String())
 	})
 	pem, err := os.ReadFile(p.status.CAFile)
 	if err != nil {
