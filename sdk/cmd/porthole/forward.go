@@ -272,14 +272,41 @@ func (m *muxSession) close() {
 }
 
 // joinConn bridges a local connection and a connection inside the mux
-// stream until both ends are done, or the device closes its end on its own
-// (a reload revoked it): then the local connection is closed at once.
-func joinConn(ctx context.Context, tc net.Conn, c *mux.Conn, to, from *mux.Counter) (mux.Ends, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := c.OnNotice(cancel)
+// stream cl until both ends are done, or the device closes its end on its
+// own (a reload revoked it), or the stream itself ends (cut, the device
+// gone): then the local connection is closed at once; for a stream's end
+// the error says why the stream ended.
+func joinConn(ctx context.Context, tc net.Conn, cl *mux.Client, c *mux.Conn, to, from *mux.Counter) (mux.Ends, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := c.OnNotice(func() { cancel(nil) })
 	defer stop()
+	// Without this a connection whose stream died is only half-closed
+	// (yamux ends its reads with EOF) and lingers until the local client
+	// closes its side, to be recorded as closed by the target.
+	joined := make(chan struct{})
+	var watch sync.WaitGroup
+	watch.Add(1)
+	go func() { // owned by joinConn: it waits below
+		defer watch.Done()
+		select {
+		case <-cl.Done():
+			cancel(streamEnded(cl))
+		case <-joined:
+		}
+	}()
+	defer watch.Wait()
+	defer close(joined)
 	return mux.Join(ctx, tc, c, to, from)
+}
+
+// streamEnded is the error of connections ended by the end of their
+// multiplexed stream.
+func streamEnded(cl *mux.Client) error {
+	if err := cl.Err(); err != nil {
+		return fmt.Errorf("multiplexed stream ended: %w", err)
+	}
+	return errors.New("multiplexed stream closed")
 }
 
 // joinReason says how a connection inside a mux stream ended.

@@ -422,6 +422,19 @@ func TestProxyReopensAfterDrop(t *testing.T) {
 	if err := sendExact(addr, 1000, true); err != nil {
 		t.Fatalf("echo before the cut: %v\n%s", err, p.logs.String())
 	}
+	// A connection that stays open, idle, across the cut.
+	held, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if _, err := held.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	_ = held.SetDeadline(time.Now().Add(60 * time.Second))
+	if _, err := io.ReadFull(held, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
 	if err := sendExact(addr, 1<<20, true); err == nil {
 		t.Fatalf("1 MiB went through a stream cut after 256 KiB: the fault did not apply, the test proves nothing\n%s", p.logs.String())
 	}
@@ -431,6 +444,24 @@ func TestProxyReopensAfterDrop(t *testing.T) {
 	})
 	if p.ended() {
 		t.Fatalf("the proxy exited after the stream dropped\n%s", p.logs.String())
+	}
+	// The held connection went down with its stream: the proxy closes it
+	// (not merely half-closes it, waiting for the client) and records why.
+	var heldRec stream.AuditRecord
+	testwait.For(t, 30*time.Second, "the operator's audit line for the connection held across the cut", func() (bool, string) {
+		for _, r := range auditLines(t, audit) {
+			if r.Event == "connection" && r.BytesToTarget == 1 && r.BytesFromTarget == 1 {
+				heldRec = r
+				return true, ""
+			}
+		}
+		return false, p.logs.String()
+	})
+	if !strings.Contains(heldRec.Reason, "cut by fault injection") {
+		t.Errorf("the connection held across the cut ended with reason %q, want the stream's end", heldRec.Reason)
+	}
+	if n, err := io.Copy(io.Discard, held); n != 0 || err != nil {
+		t.Errorf("held connection after the cut: %d bytes, %v; want EOF", n, err)
 	}
 	// A new connection through the same port: the proxy opens a new
 	// multiplexed stream for it.
