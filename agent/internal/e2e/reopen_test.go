@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,8 +27,9 @@ func TestProxyReopen(t *testing.T) {
 	w.dumpOnFailure()
 	defer w.stop()
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	audit := filepath.Join(w.dir, "operator-audit.jsonl")
 	p := startProc(t, w.dir, "porthole-proxy", nil, binaries(t).porthole,
-		"proxy", deviceID, "-L", addr+":echo", "--config", w.opConfig)
+		"proxy", deviceID, "-L", addr+":echo", "--audit", audit, "--config", w.opConfig)
 	defer p.stop(t, true)
 	running := func(what string) {
 		t.Helper()
@@ -76,6 +78,15 @@ func TestProxyReopen(t *testing.T) {
 		t.Fatal("a connection worked while the device's agent was dead")
 	}
 	running("after a connection failed while the device was offline")
+	testwait.For(t, 30*time.Second, "the operator's audit line for the connection refused while the device was offline", func() (bool, string) {
+		recs := auditRecords(t, audit)
+		for _, r := range recs {
+			if r.Event == "connection" && r.Result == "rejected" && strings.Contains(r.Reason, "DeviceNotOnline") {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%+v", recs)
+	})
 
 	w.startAgent()
 	testwait.For(t, opTimeout, "a new connection through the proxy to work after the agent came back", func() (bool, string) {

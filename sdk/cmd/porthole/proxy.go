@@ -182,6 +182,8 @@ func (p *proxy) serve(ctx context.Context, target string, tc net.Conn, log *slog
 		if !errors.Is(err, errNoMux) {
 			log.Warn("stream failed", "err", err)
 			tc.Close()
+			rec.Event, rec.Stream, rec.Kind = "connection", mux.StreamName, "target"
+			p.auditEnd(rec, "rejected", err.Error(), 0, 0)
 			return
 		}
 	}
