@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -256,6 +257,8 @@ func (m *muxSession) watch(cl *mux.Client, streamID string, start time.Time) {
 	if err := cl.Err(); err != nil {
 		reason = err.Error()
 		m.o.log.Warn("multiplexed stream ended", "err", err)
+	} else {
+		m.o.log.Info("multiplexed stream closed")
 	}
 	m.audit.Write(stream.AuditRecord{Time: time.Now(), Side: "operator", Event: "stream", Device: m.o.device, StreamID: streamID,
 		Stream: mux.StreamName, Kind: "mux", Result: "accepted", Reason: reason, Start: start, DurationMs: time.Since(start).Milliseconds()})
@@ -297,7 +300,40 @@ func joinConn(ctx context.Context, tc net.Conn, cl *mux.Client, c *mux.Conn, to,
 	}()
 	defer watch.Wait()
 	defer close(joined)
-	return mux.Join(ctx, tc, c, to, from)
+	ends, err := mux.Join(ctx, tc, streamConn{c, cl}, to, from)
+	if err != nil && context.Cause(ctx) != context.Canceled {
+		// yamux fails a connection's reads and writes only after the
+		// stream's end is visible on Done: whichever error Join saw first
+		// (EOF, session shutdown, the watcher's cause), the stream's end
+		// is the reason.
+		select {
+		case <-cl.Done():
+			err = streamEnded(cl)
+		default:
+		}
+	}
+	return ends, err
+}
+
+// streamConn is a connection inside the mux stream cl whose reads tell a
+// stream's end from the device's end: yamux ends the reads of every
+// connection of a session that ended with EOF, as if the device had
+// finished sending, but it does so only after Done is closed.
+type streamConn struct {
+	*mux.Conn
+	cl *mux.Client
+}
+
+func (s streamConn) Read(p []byte) (int, error) {
+	n, err := s.Conn.Read(p)
+	if err == io.EOF {
+		select {
+		case <-s.cl.Done():
+			return n, streamEnded(s.cl)
+		default:
+		}
+	}
+	return n, err
 }
 
 // streamEnded is the error of connections ended by the end of their
