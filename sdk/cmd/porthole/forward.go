@@ -301,7 +301,7 @@ func joinConn(ctx context.Context, tc net.Conn, cl *mux.Client, c *mux.Conn, to,
 	defer watch.Wait()
 	defer close(joined)
 	ends, err := mux.Join(ctx, tc, streamConn{c, cl}, to, from)
-	if err != nil && context.Cause(ctx) != context.Canceled {
+	if err != nil && !errors.Is(context.Cause(ctx), context.Canceled) {
 		// yamux fails a connection's reads and writes only after the
 		// stream's end is visible on Done: whichever error Join saw first
 		// (EOF, session shutdown, the watcher's cause), the stream's end
