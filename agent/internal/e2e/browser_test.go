@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -331,20 +330,22 @@ func TestBrowserPage(t *testing.T) {
 
 	run("mux", "multiplexed stream open")
 	w.reload(t, targets, "  mux:\n    enabled: false\n")
-	run("stream-per-connection", "one stream per connection")
+	run("no-mux-paced", "one stream per connection")
 	// The proxy's own pacing (4 per second) keeps it under the hub's limit;
 	// without it the hub answers some of the browser's 6 stream requests
 	// with 429, and the proxy must wait out Retry-After instead of dropping
 	// the connection (how the page lost 8 to 13 of its 30 resources before).
-	run("unpaced-stream-per-conn", "one stream per connection", "--stream-rate", "100")
+	run("no-mux-unpaced", "one stream per connection", "--stream-rate", "100")
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "Headless Chromium, page of %d × %d KiB through porthole proxy → hubsim (default stream limits) → porthole-agent\n\n",
 		pageResources, pageResourceSize>>10)
-	fmt.Fprintf(&b, "%-24s %10s %12s %12s %8s %10s %18s\n", "agent", "correct", "page load", "30 fetches", "conns", "at once", "retried requests")
+	fmt.Fprintf(&b, "%-24s %10s %12s %12s %8s %10s %18s\n", "case", "correct", "page load", "30 fetches", "conns", "at once", "retried requests")
 	for _, o := range outcomes {
 		fmt.Fprintf(&b, "%-24s %7d/%d %10.0fms %10.0fms %8d %10d %18d\n", o.name, o.ok, pageResources, ms(o.page), ms(o.res), o.conns, o.parallel, o.delayed429)
 	}
+	fmt.Fprintf(&b, "\nmux: one multiplexed stream; no-mux: the agent's streams.mux.enabled false, one stream per browser connection,\n"+
+		"paced by the proxy (4 per second) or unpaced (--stream-rate 100: the hub's 429s hold them back)\n")
 	t.Log("\n" + b.String())
 	if os.Getenv("PORTHOLE_BENCH") == "1" {
 		writeBenchTable(t, "bench-browser.txt", b.String())
@@ -360,7 +361,7 @@ func writeBenchTable(t *testing.T, name, table string) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(root, "out")
-	if err := os.MkdirAll(out, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+	if err := os.MkdirAll(out, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(out, name), []byte(table), 0o644); err != nil {
