@@ -264,6 +264,8 @@ func (m *muxSession) watch(cl *mux.Client, streamID string, start time.Time) {
 	if err := cl.Err(); err != nil {
 		reason = err.Error()
 		m.o.log.Warn("multiplexed stream ended", "err", err)
+	} else {
+		m.o.log.Info("multiplexed stream closed")
 	}
 	m.audit.Write(stream.AuditRecord{Time: time.Now(), Side: "operator", Event: "stream", Device: m.o.device, StreamID: streamID,
 		Stream: mux.StreamName, Kind: "mux", Result: "accepted", Reason: reason, Start: start, DurationMs: time.Since(start).Milliseconds()})
@@ -280,14 +282,74 @@ func (m *muxSession) close() {
 }
 
 // joinConn bridges a local connection and a connection inside the mux
-// stream until both ends are done, or the device closes its end on its own
-// (a reload revoked it): then the local connection is closed at once.
-func joinConn(ctx context.Context, tc net.Conn, c *mux.Conn, to, from *mux.Counter) (mux.Ends, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := c.OnNotice(cancel)
+// stream cl until both ends are done, or the device closes its end on its
+// own (a reload revoked it), or the stream itself ends (cut, the device
+// gone): then the local connection is closed at once; for a stream's end
+// the error says why the stream ended.
+func joinConn(ctx context.Context, tc net.Conn, cl *mux.Client, c *mux.Conn, to, from *mux.Counter) (mux.Ends, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := c.OnNotice(func() { cancel(nil) })
 	defer stop()
-	return mux.Join(ctx, tc, c, to, from)
+	// Without this a connection whose stream died is only half-closed
+	// (yamux ends its reads with EOF) and lingers until the local client
+	// closes its side, to be recorded as closed by the target.
+	joined := make(chan struct{})
+	var watch sync.WaitGroup
+	watch.Add(1)
+	go func() { // owned by joinConn: it waits below
+		defer watch.Done()
+		select {
+		case <-cl.Done():
+			cancel(streamEnded(cl))
+		case <-joined:
+		}
+	}()
+	defer watch.Wait()
+	defer close(joined)
+	ends, err := mux.Join(ctx, tc, streamConn{c, cl}, to, from)
+	if err != nil && !errors.Is(context.Cause(ctx), context.Canceled) {
+		// yamux fails a connection's reads and writes only after the
+		// stream's end is visible on Done: whichever error Join saw first
+		// (EOF, session shutdown, the watcher's cause), the stream's end
+		// is the reason.
+		select {
+		case <-cl.Done():
+			err = streamEnded(cl)
+		default:
+		}
+	}
+	return ends, err
+}
+
+// streamConn is a connection inside the mux stream cl whose reads tell a
+// stream's end from the device's end: yamux ends the reads of every
+// connection of a session that ended with EOF, as if the device had
+// finished sending, but it does so only after Done is closed.
+type streamConn struct {
+	*mux.Conn
+	cl *mux.Client
+}
+
+func (s streamConn) Read(p []byte) (int, error) {
+	n, err := s.Conn.Read(p)
+	if err == io.EOF {
+		select {
+		case <-s.cl.Done():
+			return n, streamEnded(s.cl)
+		default:
+		}
+	}
+	return n, err
+}
+
+// streamEnded is the error of connections ended by the end of their
+// multiplexed stream.
+func streamEnded(cl *mux.Client) error {
+	if err := cl.Err(); err != nil {
+		return fmt.Errorf("multiplexed stream ended: %w", err)
+	}
+	return errors.New("multiplexed stream closed")
 }
 
 // joinReason says how a connection inside a mux stream ended.

@@ -170,7 +170,7 @@ func (p *proxy) serve(ctx context.Context, target string, tc net.Conn, log *slog
 			}
 			rec.Conn = c.ID
 			var to, from mux.Counter
-			ends, jerr := joinConn(ctx, tc, c, &to, &from)
+			ends, jerr := joinConn(ctx, tc, cl, c, &to, &from)
 			reason := joinReason(ends, jerr, c)
 			if r := c.Reason(); r != "" {
 				log.Warn("connection closed by the device", "reason", r)
@@ -182,6 +182,8 @@ func (p *proxy) serve(ctx context.Context, target string, tc net.Conn, log *slog
 		if !errors.Is(err, errNoMux) {
 			log.Warn("stream failed", "err", err)
 			tc.Close()
+			rec.Event, rec.Stream, rec.Kind = "connection", mux.StreamName, "target"
+			p.auditEnd(rec, "rejected", err.Error(), 0, 0)
 			return
 		}
 	}
