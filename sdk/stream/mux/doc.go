@@ -49,9 +49,11 @@
 // # Tuning
 //
 // yamux's keepalive is off: sdk/stream pings the whole path with WebSocket
-// ping/pong. The receive window per connection is 256 KiB (yamux's
-// minimum), the accept backlog equals MaxConns, and a joiner puts each
-// yamux data header and its body into one WebSocket frame instead of two.
+// ping/pong. The receive window per connection is 512 KiB (twice yamux's
+// minimum; see DefaultWindow), the accept backlog equals MaxConns, Join
+// moves bulk data in yamux frames of up to 256 KiB, and a joiner puts each
+// yamux data header into the same WebSocket frame as the start of its
+// body instead of a 12-byte frame of its own.
 // Connections half-close: an end that sends EOF can still receive (Join).
 //
 // # Goroutines

@@ -116,13 +116,17 @@ func Join(ctx context.Context, a, b net.Conn, aToB, bToA *Counter) (first Ends, 
 // Copy buffers: an idle connection blocks in Read on a small buffer of its
 // own, so 100 idle connections cost 2 × 100 × smallBuf; a read that fills
 // it switches to a pooled large buffer until reads come back short. The
-// large buffer is one WebSocket frame's payload less a yamux header, so a
-// full read becomes one yamux data frame in one WebSocket frame (the
-// joiner puts header and body together) instead of a full frame and a
-// 12-byte one.
+// large buffer holds four WebSocket frames' payload less a yamux header:
+// a full read becomes one yamux data frame sent as four full WebSocket
+// frames (the joiner puts the header in the first). Each yamux frame
+// costs two goroutine handoffs at the sender (the writer to yamux's send
+// loop and back) and a wake-up of the reader at the receiver; between
+// processes each handoff is a thread wake-up, so frames four times the
+// size of a WebSocket frame cut that cost by four (BenchmarkBulk and the
+// end-to-end bench, make bench).
 const (
 	smallBuf = 2 << 10
-	largeBuf = stream.MaxFramePayload - yamuxHeaderSize
+	largeBuf = 4*stream.MaxFramePayload - yamuxHeaderSize
 )
 
 var largePool = sync.Pool{New: func() any { b := make([]byte, largeBuf); return &b }}

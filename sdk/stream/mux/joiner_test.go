@@ -84,3 +84,29 @@ func TestJoinerFrames(t *testing.T) {
 		})
 	}
 }
+
+// TestConfigVerify checks the window bounds: yamux's minimum is accepted
+// below the default, less is refused, zero means the default.
+func TestConfigVerify(t *testing.T) {
+	tests := []struct {
+		name   string
+		window uint32
+		ok     bool
+	}{
+		{"default", 0, true},
+		{"yamux minimum", MinWindow, true},
+		{"below minimum", MinWindow - 1, false},
+		{"large", 4 << 20, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := Config{Window: tt.window}.Verify()
+			if (err == nil) != tt.ok {
+				t.Fatalf("Verify(window %d) = %v, want ok=%v", tt.window, err, tt.ok)
+			}
+			if _, err := (Config{Window: tt.window}).yamuxConfig(); (err == nil) != tt.ok {
+				t.Fatalf("yamuxConfig(window %d) = %v, want ok=%v", tt.window, err, tt.ok)
+			}
+		})
+	}
+}
