@@ -42,8 +42,14 @@
 // message) from the device; the codes are SOCKS5's reply codes. The first
 // stream is the control stream (KindControl): the device answers it with
 // its limits and later writes one JSON Notice line per connection it
-// closes on its own (a reload removed the target), so the operator can say
-// why. KindTarget names one of the device's targets; KindDial asks for
+// closes on its own (a reload removed the target, the target failed), so
+// the operator can say why. The operator writes the same Notice lines the
+// other way for connections whose operator end failed (its local client
+// reset mid-transfer). Either way the receiver tears its end down at once:
+// a yamux Close is only a half-close, and without the notice the other end
+// would go on writing into a window nobody reads (or keep a target
+// sending) until CloseTimeout resets it. A device from before these
+// operator notices reads and discards them. KindTarget names one of the device's targets; KindDial asks for
 // host:port, which the device's allow-list decides (default deny).
 //
 // # Tuning

@@ -57,14 +57,22 @@ func Join(ctx context.Context, a, b net.Conn, aToB, bToA *Counter) (first Ends, 
 		})
 	}
 	// abort also ends reads at once: a yamux stream's Close is only a
-	// half-close, whose reads wait for the peer's FIN.
-	abort := func() {
+	// half-close, whose reads wait for the peer's FIN. A *Conn (the
+	// operator's end) also has the device reset its end, which would
+	// otherwise keep sending (or keep its target sending) into a window
+	// nobody reads until CloseTimeout.
+	abort := func(cause error) {
 		now := time.Now()
 		_ = a.SetDeadline(now)
 		_ = b.SetDeadline(now)
+		for _, c := range []net.Conn{a, b} {
+			if r, ok := c.(resetter); ok {
+				r.reset(cause.Error())
+			}
+		}
 		closeBoth()
 	}
-	stop := context.AfterFunc(ctx, abort)
+	stop := context.AfterFunc(ctx, func() { abort(context.Cause(ctx)) })
 	defer stop()
 
 	var (
@@ -92,8 +100,9 @@ func Join(ctx context.Context, a, b net.Conn, aToB, bToA *Counter) (first Ends, 
 		if firstErr == nil {
 			firstErr = e
 		}
+		e = firstErr
 		mu.Unlock()
-		abort()
+		abort(e)
 	}
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -112,6 +121,10 @@ func Join(ctx context.Context, a, b net.Conn, aToB, bToA *Counter) (first Ends, 
 	}
 	return ends, nil
 }
+
+// resetter is a connection whose far end can be told that this end failed
+// (*Conn).
+type resetter interface{ reset(reason string) }
 
 // Copy buffers: an idle connection blocks in Read on a small buffer of its
 // own, so 100 idle connections cost 2 × 100 × smallBuf; a read that fills
