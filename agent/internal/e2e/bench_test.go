@@ -67,10 +67,14 @@ func TestBenchStreams(t *testing.T) {
 	}
 	anonIdle, _ := statusField(w.agent.pid(), "RssAnon:")
 
-	// porthole proxy: the operator's end of the relay path.
+	// porthole proxy: the operator's end of the relay path, one plain
+	// stream per connection (--mux off): this benchmark is about device
+	// streams (the busy part counts the agent's open streams; a mux stream
+	// would stay open after its connections end). TestBenchMux compares
+	// the multiplexed stream with it.
 	proxyAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
 	proxy := startProc(t, w.dir, "porthole-proxy", nil, b.porthole,
-		"proxy", deviceID, "-L", proxyAddr, "--stream", "bench", "--config", w.opConfig)
+		"proxy", deviceID, "-L", proxyAddr, "--stream", "bench", "--mux", "off", "--config", w.opConfig)
 	waitListening(t, proxy, proxyAddr)
 
 	// The TCP chain of the same shape: three forwarder processes.
