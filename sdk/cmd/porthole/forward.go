@@ -204,7 +204,8 @@ type muxSession struct {
 
 	mu        sync.Mutex
 	cl        *mux.Client // guarded by mu
-	noMux     bool        // guarded by mu: the device refused the mux stream
+	noMux     bool        // guarded by mu: the device refused the mux stream (auto mode only)
+	hadMux    bool        // guarded by mu: a mux stream has been open since the start
 	failures  int         // guarded by mu: failed opens in a row
 	notBefore time.Time   // guarded by mu: no reopen before this
 	wg        sync.WaitGroup
@@ -240,19 +241,27 @@ func (m *muxSession) client(ctx context.Context) (*mux.Client, error) {
 	if err == nil {
 		var cl *mux.Client
 		if cl, err = mux.NewClient(ctx, op.conn, mux.Config{}); err == nil {
-			m.cl, m.failures = cl, 0
+			m.cl, m.failures, m.hadMux = cl, 0, true
 			m.o.log.Info("multiplexed stream open", "limits", cl.Limits(), "stream_id", op.streamID)
 			m.wg.Add(1)
 			go m.watch(cl, op.streamID, start) // owned by m: close waits
 			return cl, nil
 		}
 	}
-	if errors.Is(err, service.ErrStreamRejected) || errors.Is(err, mux.ErrNoMux) {
+	// The device says it has no mux when it refuses the stream's name, or
+	// when the first stream never answers the handshake. A failed
+	// handshake after a mux stream has worked is a broken path, not a
+	// downgrade: it is retried like any failure. Only auto mode gives up
+	// on mux for good; with --mux on every connection waits for it.
+	refused := errors.Is(err, service.ErrStreamRejected) || (errors.Is(err, mux.ErrNoMux) && !m.hadMux)
+	if refused && m.mode != "on" {
 		m.noMux = true
-		return nil, fmt.Errorf("%w: %w", errNoMux, err)
 	}
 	m.failures++
 	m.notBefore = m.o.clock.Now().Add(min(30*time.Second, time.Second<<min(m.failures, 5)))
+	if refused {
+		return nil, fmt.Errorf("%w: %w", errNoMux, err)
+	}
 	return nil, err
 }
 

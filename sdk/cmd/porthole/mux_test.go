@@ -498,3 +498,79 @@ func TestProxyReopensAfterDrop(t *testing.T) {
 		t.Errorf("operator audit has %d mux stream lines, want 2 (the cut one and its reopening)", streams)
 	}
 }
+
+// flakyMuxDevice serves its first multiplexed stream until the test ends
+// it, closes the second before the mux handshake (a path that broke on
+// the way), and serves the later ones; a stream of any other name it
+// echoes (so a fallback to plain streams would go unnoticed by the
+// connection: the test looks at the device's requests).
+type flakyMuxDevice struct {
+	muxDevice
+	mu    sync.Mutex
+	n     int
+	first chan struct{} // closed by the test: the first stream ends
+}
+
+func (d *flakyMuxDevice) serve(ctx context.Context, name string, c net.Conn) {
+	if name != mux.StreamName {
+		d.muxDevice.serve(ctx, name, c)
+		return
+	}
+	d.mu.Lock()
+	d.n++
+	n := d.n
+	d.mu.Unlock()
+	switch n {
+	case 1:
+		sctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go func() { // ends with serve: cancel runs on return
+			select {
+			case <-d.first:
+				cancel()
+			case <-sctx.Done():
+			}
+		}()
+		d.muxDevice.serve(sctx, name, c)
+	case 2:
+		c.Close()
+	default:
+		d.muxDevice.serve(ctx, name, c)
+	}
+}
+
+// TestProxyKeepsMuxAfterBrokenHandshake: once a multiplexed stream has
+// worked, a reopened one that dies before the mux handshake is a broken
+// path, retried — not a device without mux, which in auto mode would send
+// every later connection over a plain stream of its own for good, and
+// which with --mux on must never happen at all.
+func TestProxyKeepsMuxAfterBrokenHandshake(t *testing.T) {
+	for _, mode := range []string{"auto", "on"} {
+		t.Run(mode, func(t *testing.T) {
+			sim := hubsimtest.New(t)
+			d := &flakyMuxDevice{muxDevice: muxDevice{targets: map[string]string{"echo": echoListener(t)}}, first: make(chan struct{})}
+			dev := startDevice(t, sim, "dev1", func(c *servicetest.DeviceConfig) { c.Serve = d.serve })
+			p := runProxy(t, sim, 1, "-L", "127.0.0.1:0:echo", "--mux", mode)
+			addr := p.addrs[0]
+			if err := sendExact(addr, 1000, true); err != nil {
+				t.Fatalf("echo over the first stream: %v\n%s", err, p.logs.String())
+			}
+			close(d.first)
+			// The next connections meet the broken handshake, then (after
+			// the proxy's backoff) a working mux stream again.
+			testwait.For(t, 60*time.Second, "an echo over a reopened multiplexed stream", func() (bool, string) {
+				err := sendExact(addr, 2000, true)
+				return err == nil && len(dev.Requests()) >= 3, fmt.Sprintf("echo: %v; requests %v", err, dev.Requests())
+			})
+			for i, name := range dev.Requests() {
+				if name != mux.StreamName {
+					t.Fatalf("request %d is a %q stream: the proxy fell back to one stream per connection after a broken mux handshake (requests %v)\n%s",
+						i, name, dev.Requests(), p.logs.String())
+				}
+			}
+			if err := p.stop(); err != nil {
+				t.Fatalf("proxy: %v\n%s", err, p.logs.String())
+			}
+		})
+	}
+}

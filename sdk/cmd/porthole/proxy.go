@@ -179,7 +179,9 @@ func (p *proxy) serve(ctx context.Context, target string, tc net.Conn, log *slog
 			p.auditEnd(rec, "accepted", reason, to.Load(), from.Load())
 			return
 		}
-		if !errors.Is(err, errNoMux) {
+		if !errors.Is(err, errNoMux) || p.sess.mode == "on" {
+			// (--mux on: a connection never falls back to a stream of
+			// its own.)
 			log.Warn("stream failed", "err", err)
 			tc.Close()
 			rec.Event, rec.Stream, rec.Kind = "connection", mux.StreamName, "target"
