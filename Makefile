@@ -76,7 +76,8 @@ demo: build
 	@hubsim/demo/demo.sh $(BIN)
 
 # Benchmarks print text tables and write them to out/: the stream transport
-# micro-benchmarks, the end-to-end stream benchmark (proxy → relay → agent →
+# micro-benchmarks, one connection's bulk inside a mux stream vs a plain
+# stream in one process (out/bench-mux-bulk.txt), the end-to-end stream benchmark (proxy → relay → agent →
 # target, each its own process, against a plain TCP chain), multiplexed vs
 # one stream per connection (page load, bulk, RSS: out/bench-mux.txt), the DPS fleet
 # storm (with the fleet planner on the same storm, within 10%), the hub
@@ -89,9 +90,10 @@ demo: build
 bench: tools build dist/porthole-agent_linux_amd64
 	@mkdir -p out
 	$(GO) test -run '^$$' -bench . -benchmem ./sdk/stream/ | tee out/bench-stream-conn.txt
+	$(GO) test -run '^$$' -bench BenchmarkBulk -benchmem -count 3 ./sdk/stream/mux/ | tee out/bench-mux-bulk.txt
 	$(GO) test -run '^$$' -bench 'BenchmarkTwinQuery|BenchmarkExecute' -benchtime 20x ./hubsim/internal/hub/ ./hubsim/internal/query/ | tee out/bench-twin-query.txt
 	$(GO) test -run '^$$' -bench BenchmarkPages -benchtime 50x ./hubsim/internal/ui/ | tee out/bench-ui-pages.txt
-	PORTHOLE_BENCH=1 PORTHOLE_BENCH_AGENT=$(CURDIR)/dist/porthole-agent_linux_amd64 $(GO) test -count=1 -timeout 30m -run 'TestBenchStreams|TestBenchMux' -v ./agent/internal/e2e/
+	PORTHOLE_BENCH=1 PORTHOLE_BENCH_AGENT=$(CURDIR)/dist/porthole-agent_linux_amd64 $(GO) test -count=1 -timeout 30m -run 'TestBenchStreams|TestBenchMux|TestBrowserPage' -v ./agent/internal/e2e/
 	PORTHOLE_BENCH=1 PORTHOLE_BENCH_HUBSIM=$(CURDIR)/$(BIN)/hubsim PORTHOLE_BENCH_HUB_DEVICES=10000 PORTHOLE_BENCH_HUB_CONNECT_RATE=0 \
 		$(GO) test -count=1 -timeout 30m -run 'TestFleetStorm|TestHubLoad|TestTwinLatency' -v ./sdk/internal/fleetbench/
 	$(BIN)/hubsim fleet plan -out out

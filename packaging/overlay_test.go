@@ -17,10 +17,11 @@ import (
 	"time"
 
 	"github.com/porthole-iot/porthole/hubsim/hubsimtest"
+	"github.com/porthole-iot/porthole/sdk/testwait"
 )
 
-// lifecycleDeadline bounds every wait in the overlay test; the waits poll,
-// so a slow machine only makes the test slower, not flaky.
+// lifecycleDeadline bounds every wait in the overlay test; the waits poll
+// (sdk/testwait), so a slow machine only makes the test slower, not flaky.
 const lifecycleDeadline = 60 * time.Second
 
 // alive reports whether pid is a live (not zombie) process.
@@ -44,17 +45,6 @@ func readPid(root, name string) int {
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	return pid
-}
-
-func waitUntil(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(lifecycleDeadline)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting (%v) until %s", lifecycleDeadline, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // overlayCase is one architecture the overlay is unpacked and booted for.
@@ -201,16 +191,21 @@ resolve:
 	initScript := func(action string) (string, error) {
 		return runErr(nil, "chroot", root, "/etc/init.d/S95porthole-agent", action)
 	}
-	connected := func() bool {
+	// connected is a testwait condition: the agent's status says it is
+	// connected to a hub; otherwise it describes what status answered.
+	connected := func() (bool, string) {
 		out, err := runErr(nil, "chroot", root, "/usr/bin/porthole-agent", "status", "-json")
 		if err != nil {
-			return false
+			return false, fmt.Sprintf("status: %v: %s", err, strings.TrimSpace(out))
 		}
 		var st struct {
 			Connected   bool   `json:"connected"`
 			AssignedHub string `json:"assignedHub"`
 		}
-		return json.Unmarshal([]byte(out), &st) == nil && st.Connected && st.AssignedHub != ""
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			return false, fmt.Sprintf("status output %q: %v", out, err)
+		}
+		return st.Connected && st.AssignedHub != "", strings.TrimSpace(out)
 	}
 	// runs checks that pid executes what the root should run as name.
 	runs := func(pid int, name string) {
@@ -225,7 +220,7 @@ resolve:
 	if out, err := initScript("start"); err != nil || !strings.Contains(out, "OK") {
 		t.Fatalf("start: %v\n%s", err, out)
 	}
-	waitUntil(t, "the agent is connected to the sim's hub", connected)
+	testwait.For(t, lifecycleDeadline, "the agent to connect to the sim's hub", connected)
 	t.Logf("S95 start → provisioned and connected: %v", time.Since(started).Round(time.Millisecond))
 	first := readPid(root, child)
 	if first == 0 || !alive(first) {
@@ -242,11 +237,11 @@ resolve:
 	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "a new agent replaces the killed one", func() bool {
+	testwait.For(t, lifecycleDeadline, "a new agent to replace the killed one", func() (bool, string) {
 		pid := readPid(root, child)
-		return pid != 0 && pid != first && alive(pid)
+		return pid != 0 && pid != first && alive(pid), fmt.Sprintf("child pid %d (killed %d), alive %v", pid, first, alive(pid))
 	})
-	waitUntil(t, "the new agent is connected again", connected)
+	testwait.For(t, lifecycleDeadline, "the new agent to connect again", connected)
 	t.Logf("kill -9 → respawned and connected again: %v", time.Since(killed).Round(time.Millisecond))
 	second := readPid(root, child)
 	runs(second, "porthole-agent")
@@ -256,7 +251,10 @@ resolve:
 	if out, err := initScript("stop"); err != nil || !strings.Contains(out, "OK") {
 		t.Fatalf("stop: %v\n%s", err, out)
 	}
-	waitUntil(t, "supervisor and agent are gone", func() bool { return !alive(supervisor) && !alive(second) })
+	testwait.For(t, lifecycleDeadline, "supervisor and agent to be gone", func() (bool, string) {
+		sa, aa := alive(supervisor), alive(second)
+		return !sa && !aa, fmt.Sprintf("supervisor %d alive %v, agent %d alive %v", supervisor, sa, second, aa)
+	})
 	t.Logf("S95 stop → supervisor and agent gone: %v", time.Since(stopped).Round(time.Millisecond))
 	if out, err := initScript("status"); err == nil {
 		t.Errorf("status after stop succeeded:\n%s", out)

@@ -310,13 +310,22 @@ func (s *Sim) knownHosts() []string {
 // hub with this host name; it fails the test when there is no such hub.
 func (s *Sim) HubConnectionString(hostName string) string {
 	s.tb.Helper()
+	return s.HubPolicyConnectionString(hostName, simconfig.PolicyIoTHubOwner)
+}
+
+// HubPolicyConnectionString is the service connection string of the hub's
+// shared access policy with this name (a new hub has iothubowner, service,
+// device, registryRead and registryReadWrite); it fails the test when
+// there is no such hub or policy.
+func (s *Sim) HubPolicyConnectionString(hostName, policy string) string {
+	s.tb.Helper()
 	h, ok := s.Config.Hub(hostName)
 	if !ok {
 		s.tb.Fatalf("hubsimtest: no hub %q (hubs: %s)", hostName, strings.Join(s.HubHostNames, ", "))
 	}
-	cs, ok := h.ConnectionString(simconfig.PolicyIoTHubOwner)
+	cs, ok := h.ConnectionString(policy)
 	if !ok {
-		s.tb.Fatalf("hubsimtest: hub %q has no iothubowner key", hostName)
+		s.tb.Fatalf("hubsimtest: hub %q has no %s key", hostName, policy)
 	}
 	return cs
 }

@@ -76,6 +76,9 @@ func TestEndpoints(t *testing.T) {
 	if cs != sim.Status.Hubs[1].ServiceConnectionString {
 		t.Error("connection string differs from Status")
 	}
+	if scs := sim.HubPolicyConnectionString("hub-us.local", "service"); !strings.HasPrefix(scs, "HostName=hub-us.local;SharedAccessKeyName=service;SharedAccessKey=") {
+		t.Errorf("service policy connection string %q", scs)
+	}
 	if dcs := sim.DPSConnectionString(); dcs != sim.Status.DPS.ServiceConnectionString || !strings.Contains(dcs, "provisioningserviceowner") {
 		t.Errorf("DPS connection string %q", dcs)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/porthole-iot/porthole/hubsim/hubsimtest"
 	"github.com/porthole-iot/porthole/hubsim/internal/dps"
 	"github.com/porthole-iot/porthole/hubsim/internal/hub"
+	"github.com/porthole-iot/porthole/sdk/auth"
 )
 
 type provServiceResult struct {
@@ -52,13 +53,26 @@ type provServiceResult struct {
 	GroupQueryIDs        []string `json:"groupQueryIds"`
 	GetDeleted           sdkError `json:"getDeleted"`
 	GetDeletedGroup      sdkError `json:"getDeletedGroup"`
+
+	AttestationMechanismType      string   `json:"attestationMechanismType"`
+	GroupAttestationMechanismType string   `json:"groupAttestationMechanismType"`
+	BulkSuccessful                bool     `json:"bulkSuccessful"`
+	GroupRegistrationIDs          []string `json:"groupRegistrationIds"`
+	RegistrationState             struct {
+		RegistrationID string `json:"registrationId"`
+		Status         string `json:"status"`
+		AssignedHub    string `json:"assignedHub"`
+	} `json:"registrationState"`
+	GetDeletedRegistration sdkError `json:"getDeletedRegistration"`
 }
 
 // testProvisioningService: azure-iot-provisioning-service individual
 // enrollment and enrollment group CRUD and queries (scenario 4).
 func testProvisioningService(t *testing.T, env *nodeEnv, sim *hubsimtest.Sim) {
-	const regID, groupID = "node-enroll-1", "node-group-1"
+	const regID, groupID, bulkID = "node-enroll-1", "node-group-1", "node-bulk-1"
+	const registeredGroup, registeredID = "node-registered-group", "node-registered-1"
 	sim.EnrollSymmetricKey("node-enroll-other", nil) // the query must list it too
+	registerInGroup(t, sim, registeredGroup, registeredID)
 	var r provServiceResult
 	if f := env.run(t, "provservice.js", map[string]any{
 		"dpsConnectionString": sim.DPSConnectionString(),
@@ -67,6 +81,9 @@ func testProvisioningService(t *testing.T, env *nodeEnv, sim *hubsimtest.Sim) {
 		"primaryKey":          hubsimtest.NewKey(t),
 		"secondaryKey":        hubsimtest.NewKey(t),
 		"iotHub":              hubB,
+		"bulkId":              bulkID,
+		"registeredId":        registeredID,
+		"registeredGroupId":   registeredGroup,
 	}, &r); f != nil {
 		t.Fatalf("provservice.js failed: %s", f)
 	}
@@ -100,12 +117,56 @@ func testProvisioningService(t *testing.T, env *nodeEnv, sim *hubsimtest.Sim) {
 	if r.GetDeletedGroup.UnexpectedSuccess || r.GetDeletedGroup.StatusCode != 404 {
 		t.Errorf("get deleted group: %+v, want 404", r.GetDeletedGroup)
 	}
+	if r.AttestationMechanismType != "symmetricKey" || r.GroupAttestationMechanismType != "symmetricKey" {
+		t.Errorf("attestation mechanisms: enrollment %q, group %q", r.AttestationMechanismType, r.GroupAttestationMechanismType)
+	}
+	if !r.BulkSuccessful {
+		t.Error("bulk create reported failure")
+	}
+	if !slices.Equal(r.GroupRegistrationIDs, []string{registeredID}) {
+		t.Errorf("group registration states: %v, want [%s]", r.GroupRegistrationIDs, registeredID)
+	}
+	if r.RegistrationState.RegistrationID != registeredID || r.RegistrationState.Status != dps.StatusAssigned || r.RegistrationState.AssignedHub == "" {
+		t.Errorf("registration state: %+v", r.RegistrationState)
+	}
+	if r.GetDeletedRegistration.UnexpectedSuccess || r.GetDeletedRegistration.StatusCode != 404 {
+		t.Errorf("get deleted registration state: %+v, want 404", r.GetDeletedRegistration)
+	}
 	// The Go side agrees.
+	if _, ok := sim.DPS().GetEnrollment(bulkID); !ok {
+		t.Errorf("the bulk operation did not create %s", bulkID)
+	}
+	if _, ok := sim.DPS().RegistrationState(registeredID); ok {
+		t.Error("registration state still in the DPS after the SDK deleted it")
+	}
 	if _, ok := sim.DPS().GetEnrollment(regID); ok {
 		t.Error("enrollment still in the DPS after the SDK deleted it")
 	}
 	if _, ok := sim.DPS().GetEnrollmentGroup(groupID); ok {
 		t.Error("enrollment group still in the DPS after the SDK deleted it")
+	}
+}
+
+// registerInGroup enrolls group and registers deviceID in it through DPS's
+// in-process device API, so the service client has a registration state
+// to read.
+func registerInGroup(t *testing.T, sim *hubsimtest.Sim, group, deviceID string) {
+	t.Helper()
+	gkey := sim.EnrollGroupSymmetricKey(group, nil)
+	key, err := auth.DeriveGroupKey(gkey, deviceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := auth.DPSToken(idScope, deviceID, key, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ans, err := sim.DPS().Device(t.Context(), dps.DeviceCall{Op: dps.OpRegister, IDScope: idScope, RegistrationID: deviceID, SAS: tok, Transport: "test"})
+	if err != nil || ans.Status >= 300 {
+		t.Fatalf("register %s: %+v %v", deviceID, ans, err)
+	}
+	if st, ok := sim.DPS().RegistrationState(deviceID); !ok || st.Status != dps.StatusAssigned {
+		t.Fatalf("registration state of %s after registering: %+v %v", deviceID, st, ok)
 	}
 }
 

@@ -106,11 +106,16 @@ func (h *httpConns) roundTrip(ctx context.Context, req *http.Request, body []byt
 			continue
 		}
 		if err != nil {
-			op := req.Method[:1] + strings.ToLower(req.Method[1:])
-			return nil, nil, nil, &url.Error{Op: op, URL: req.URL.String(), Err: err}
+			return nil, nil, nil, requestError(req.Method, req.URL.String(), err)
 		}
 		return resp, b, bodyErr, nil
 	}
+}
+
+// requestError names the request err happened to as net/http's client
+// does: `Put "https://…": err`.
+func requestError(method, rawURL string, err error) *url.Error {
+	return &url.Error{Op: method[:1] + strings.ToLower(method[1:]), URL: rawURL, Err: err}
 }
 
 func (h *httpConns) once(ctx context.Context, req *http.Request, read func(io.Reader) ([]byte, error)) (*http.Response, []byte, error, error) {

@@ -55,9 +55,13 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte) (resp
 		RawQuery: queryAPIVersion + "=" + url.QueryEscape(c.cfg.APIVersion),
 	}
 	u.Path, _ = url.PathUnescape(path)
+	// Errors name the request once, as net/http's client does
+	// (`Put "https://…": cause`); the caller (call) adds "dps: <operation>:".
+	// The URL holds no secret: the SAS is a header.
+	reqErr := func(err error) error { return requestError(method, u.String(), err) }
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
 	if err != nil {
-		return response{}, fmt.Errorf("dps: %s %s: %w", method, u.Path, err)
+		return response{}, err // a *url.Error naming the URL
 	}
 	h := req.Header
 	h.Set(headerAccept, mimeJSON)
@@ -68,22 +72,22 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte) (resp
 	if c.signer != nil {
 		tok, _, err := c.signer.Sign(sasTTL)
 		if err != nil {
-			return response{}, fmt.Errorf("dps: sign: %w", err)
+			return response{}, fmt.Errorf("sign: %w", err)
 		}
 		h.Set(headerAuthorization, tok)
 	}
 	resp, b, err, terr := c.https.roundTrip(ctx, req, body, readBody)
 	if terr != nil {
-		// *url.Error keeps the net error chain for retry.Classify; the URL
-		// holds no secret (the SAS is a header).
-		return response{}, fmt.Errorf("dps: %s %s: %w", method, u.Path, terr)
+		// Already a *url.Error naming the request; it keeps the net error
+		// chain for retry.Classify.
+		return response{}, terr
 	}
 	if errors.Is(err, ErrBadResponse) {
-		return response{}, fmt.Errorf("dps: %s %s: %w", method, u.Path, err)
+		return response{}, reqErr(err)
 	}
 	if err != nil {
 		// A body cut short is a transport failure worth retrying.
-		return response{}, fmt.Errorf("dps: %s %s: reading body: %w", method, u.Path, retry.Transient(err))
+		return response{}, reqErr(fmt.Errorf("reading body: %w", retry.Transient(err)))
 	}
 	r := response{status: resp.StatusCode, body: b}
 	// Retry-After: header name per RFC 9110 §10.2.3; DPS sends it in lower

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net"
 	"net/http"
 	"reflect"
 	"slices"
@@ -583,6 +585,84 @@ func TestErrorTextNamesEachStepOnce(t *testing.T) {
 			_, err := mustNew(t, cfg).Register(context.Background(), nil)
 			if err == nil || err.Error() != tc.want {
 				t.Errorf("err %q\nwant %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestTransportErrorTextNamesEachStepOnce: a request that fails below
+// HTTP says "dps: <operation>:" once and the request once (method and URL,
+// as net/http's client words it), then the cause; it used to read
+// `dps: register: dps: PUT /…/register: Put "https://…/register?…": EOF`.
+func TestTransportErrorTextNamesEachStepOnce(t *testing.T) {
+	drop := func(w http.ResponseWriter) {
+		hj, _ := w.(http.Hijacker)
+		conn, _, _ := hj.Hijack()
+		conn.Close()
+	}
+	big := strings.Repeat(" ", 1<<20+1)
+	for _, tc := range []struct {
+		name    string
+		lookup  bool
+		refused bool
+		handler func(w http.ResponseWriter, r *http.Request, n int)
+		want    string // ADDR stands for the server's address
+	}{
+		{"connection dropped", false, false, func(w http.ResponseWriter, r *http.Request, n int) { drop(w) },
+			`dps: register: Put "https://ADDR/0ne00000TST/registrations/dev-1/register?api-version=2021-06-01": EOF`},
+		{"body cut short", false, false, func(w http.ResponseWriter, r *http.Request, n int) {
+			hj, _ := w.(http.Hijacker)
+			conn, _, _ := hj.Hijack()
+			_, _ = io.WriteString(conn, "HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"operat")
+			conn.Close()
+		}, `dps: register: Put "https://ADDR/0ne00000TST/registrations/dev-1/register?api-version=2021-06-01": reading body: unexpected EOF`},
+		{"body too large", false, false, func(w http.ResponseWriter, r *http.Request, n int) { reply(w, 202, "", big) },
+			`dps: register: Put "https://ADDR/0ne00000TST/registrations/dev-1/register?api-version=2021-06-01": unexpected response from DPS: response body larger than 1048576 bytes`},
+		{"poll dropped", false, false, func(w http.ResponseWriter, r *http.Request, n int) {
+			if n == 0 {
+				reply(w, 202, "", assigning("op1"))
+				return
+			}
+			drop(w)
+		}, `dps: poll: Get "https://ADDR/0ne00000TST/registrations/dev-1/operations/op1?api-version=2021-06-01": EOF`},
+		{"lookup dropped", true, false, func(w http.ResponseWriter, r *http.Request, n int) { drop(w) },
+			`dps: lookup: Post "https://ADDR/0ne00000TST/registrations/dev-1?api-version=2021-06-01": EOF`},
+		// CAUSE is what dialling the closed port says here ("dial tcp …:
+		// connect: connection refused"; qemu-user on MIPS passes the host's
+		// errno number through untranslated).
+		{"connection refused", false, true, nil,
+			`dps: register: Put "https://ADDR/0ne00000TST/registrations/dev-1/register?api-version=2021-06-01": CAUSE`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := tc.handler
+			if h == nil {
+				h = func(w http.ResponseWriter, r *http.Request, n int) { reply(w, 200, "", assigned("op", nil)) }
+			}
+			f := newFakeDPS(t, h)
+			cfg := f.config(newInstantClock())
+			cfg.Retry.MaxAttempts = 1
+			addr := f.srv.Listener.Addr().String()
+			if tc.refused {
+				// A port nothing listens on: the fake's, once it is closed.
+				f.srv.Close()
+			}
+			cause := ""
+			if tc.refused {
+				_, derr := net.Dial("tcp", addr)
+				if derr == nil {
+					t.Fatal("the closed port accepted a connection")
+				}
+				cause = derr.Error()
+			}
+			c := mustNew(t, cfg)
+			var err error
+			if tc.lookup {
+				_, err = c.Lookup(context.Background())
+			} else {
+				_, err = c.Register(context.Background(), nil)
+			}
+			if want := strings.NewReplacer("ADDR", addr, "CAUSE", cause).Replace(tc.want); err == nil || err.Error() != want {
+				t.Errorf("err %q\nwant %q", err, want)
 			}
 		})
 	}

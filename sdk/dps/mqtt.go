@@ -23,7 +23,7 @@ import (
 )
 
 // errConnectionLost: the MQTT connection dropped while a request waited.
-var errConnectionLost = errors.New("dps: mqtt connection lost")
+var errConnectionLost = errors.New("mqtt connection lost")
 
 // mqttSession speaks DPS's MQTT API (MicrosoftDocs/azure-docs
 // articles/iot/iot-mqtt-connect-to-iot-dps.md; Azure/azure-iot-sdk-c

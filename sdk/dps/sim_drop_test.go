@@ -3,12 +3,14 @@ package dps
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -84,16 +86,16 @@ func (ct *connTracker) dials() int {
 	return ct.count
 }
 
-// TestSimConnectionCutDuringRegister cuts the device's connection while the
-// sim handles its register request: the client backs off, reconnects and
-// registers again.
-func TestSimConnectionCutDuringRegister(t *testing.T) {
+// cutOnceSim is a sim that cuts a device's connections the first time it
+// handles one of its requests; track gives the tracker a registration
+// ID's connections must be dialled through.
+func cutOnceSim(t *testing.T) (sim *hubsimtest.Sim, track func(regID string) *connTracker) {
 	var (
 		mu       sync.Mutex
 		trackers = map[string]*connTracker{}
 		cut      sync.Map // regID → struct{}: already cut once
 	)
-	sim := hubsimtest.New(t, hubsimtest.WithDPSConfig(func(c *hubsimtest.DPSConfig) {
+	sim = hubsimtest.New(t, hubsimtest.WithDPSConfig(func(c *hubsimtest.DPSConfig) {
 		c.Faults = &hubsimtest.DPSFaults{Throttle: func(regID string) (time.Duration, bool) {
 			if _, done := cut.LoadOrStore(regID, struct{}{}); !done {
 				mu.Lock()
@@ -104,13 +106,24 @@ func TestSimConnectionCutDuringRegister(t *testing.T) {
 			return 0, false
 		}}
 	}))
+	return sim, func(regID string) *connTracker {
+		ct := &connTracker{dial: sim.DialContext}
+		mu.Lock()
+		trackers[regID] = ct
+		mu.Unlock()
+		return ct
+	}
+}
+
+// TestSimConnectionCutDuringRegister cuts the device's connection while the
+// sim handles its register request: the client backs off, reconnects and
+// registers again.
+func TestSimConnectionCutDuringRegister(t *testing.T) {
+	sim, track := cutOnceSim(t)
 	for _, tr := range allTransports {
 		t.Run(tr, func(t *testing.T) {
 			regID := "cut-" + tr
-			ct := &connTracker{dial: sim.DialContext}
-			mu.Lock()
-			trackers[regID] = ct
-			mu.Unlock()
+			ct := track(regID)
 			clk := newInstantClock()
 			cfg := enrolledConfig(sim, tr, regID, clk, nil)
 			cfg.DialContext = ct.DialContext
@@ -124,6 +137,31 @@ func TestSimConnectionCutDuringRegister(t *testing.T) {
 			}
 			if ct.dials() < 2 {
 				t.Errorf("%d dials: the client did not reconnect", ct.dials())
+			}
+		})
+	}
+}
+
+// TestSimConnectionCutErrorSaysDPSOnce: with one attempt allowed, a cut
+// connection is a transient error that says "dps:" once, on every
+// transport (MQTT's used to read "dps: register: dps: mqtt connection
+// lost"; which step sees the cut first — publish or the wait for the
+// answer — depends on timing, so only the prefix is pinned here).
+func TestSimConnectionCutErrorSaysDPSOnce(t *testing.T) {
+	sim, track := cutOnceSim(t)
+	for _, tr := range allTransports {
+		t.Run(tr, func(t *testing.T) {
+			regID := "cut1-" + tr
+			ct := track(regID)
+			cfg := enrolledConfig(sim, tr, regID, newInstantClock(), nil)
+			cfg.DialContext = ct.DialContext
+			cfg.Retry.MaxAttempts = 1
+			_, err := mustNew(t, cfg).Register(testCtx(t), nil)
+			if err == nil || !strings.HasPrefix(err.Error(), "dps: register: ") || strings.Count(err.Error(), "dps:") != 1 {
+				t.Fatalf("err %v", err)
+			}
+			if k := retry.Classify(errors.Unwrap(err)).Kind; k != retry.Backoff {
+				t.Errorf("the cut classifies as %v, want Backoff: %v", k, err)
 			}
 		})
 	}

@@ -114,7 +114,7 @@ func TestShortTokenTTLRealTime(t *testing.T) {
 		if err := c.SendEvent(ctx, []byte("x"), WithMessageID(fmt.Sprint(i))); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // pacing, not synchronisation: the sends span 5 s, past the 3 s token's renewal
 	}
 	seen := map[string]bool{}
 	for len(seen) < n {

@@ -20,6 +20,7 @@ import (
 	"github.com/porthole-iot/porthole/agent/internal/daemon"
 	"github.com/porthole-iot/porthole/hubsim/hubsimtest"
 	"github.com/porthole-iot/porthole/sdk/service"
+	"github.com/porthole-iot/porthole/sdk/testwait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -178,24 +179,18 @@ func TestRunAgainstHubsim(t *testing.T) {
 		lw.mu.Unlock()
 	}()
 
-	for {
-		var out bytes.Buffer
-		err := run(ctx, []string{"-config", path, "status", "-json"}, &out, &bytes.Buffer{})
-		if err == nil {
-			var st daemon.Status
-			if err := json.Unmarshal(out.Bytes(), &st); err != nil {
-				t.Fatalf("status -json: %v: %s", err, out.String())
-			}
-			if st.Connected {
-				break
-			}
+	until, _ := ctx.Deadline()
+	testwait.For(t, time.Until(until), "the agent to connect (status -json)", func() (bool, string) {
+		var out, errOut bytes.Buffer
+		if err := run(ctx, []string{"-config", path, "status", "-json"}, &out, &errOut); err != nil {
+			return false, fmt.Sprintf("status: %v: %s", err, errOut.String())
 		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("agent never connected: %v", err)
-		case <-time.After(50 * time.Millisecond):
+		var st daemon.Status
+		if err := json.Unmarshal(out.Bytes(), &st); err != nil {
+			t.Fatalf("status -json: %v: %s", err, out.String())
 		}
-	}
+		return st.Connected, out.String()
+	})
 	var out bytes.Buffer
 	if err := run(ctx, []string{"-config", path, "status"}, &out, &bytes.Buffer{}); err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/porthole-iot/porthole/sdk/health"
 	"github.com/porthole-iot/porthole/sdk/stream"
+	"github.com/porthole-iot/porthole/sdk/testwait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -196,13 +198,10 @@ func drain(t *testing.T, b *Bridge) {
 
 func waitOpen(t *testing.T, b *Bridge, want int) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for b.Stats().Open != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("open streams = %d, want %d", b.Stats().Open, want)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.For(t, 20*time.Second, fmt.Sprintf("%d open streams", want), func() (bool, string) {
+		n := b.Stats().Open
+		return n == want, fmt.Sprintf("%d open", n)
+	})
 }
 
 func TestByteExact8MiB(t *testing.T) {
@@ -398,18 +397,16 @@ func TestShutdownDrains(t *testing.T) {
 	go func() { done <- b.Shutdown(ctx) }()
 
 	// New streams are refused while draining…
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testwait.For(t, 20*time.Second, "new requests to be refused after Shutdown", func() (bool, string) {
 		late := newReq(t, "ssh")
 		b.Handle(context.Background(), late)
-		if d := late.wait(t); d == "reject" {
-			break
+		d := late.wait(t)
+		if d == "reject" {
+			return true, ""
 		}
 		(<-late.service).Close()
-		if time.Now().After(deadline) {
-			t.Fatal("requests still accepted after Shutdown")
-		}
-	}
+		return false, "request answered " + d
+	})
 	// …the open one keeps working…
 	if _, err := svc.Write([]byte("x")); err != nil {
 		t.Fatal(err)

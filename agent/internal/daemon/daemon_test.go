@@ -264,17 +264,12 @@ func (a *agent) hub() *fakeHub {
 // waitStatus polls the status verb until ok says it is right.
 func (a *agent) waitStatus(what string, ok func(*Status) bool) *Status {
 	a.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		st := a.query(VerbStatus).Status
-		if ok(st) {
-			return st
-		}
-		if time.Now().After(deadline) {
-			a.t.Fatalf("status never showed %s: %+v", what, st)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	var st *Status
+	testwait.For(a.t, 20*time.Second, "the status to show "+what, func() (bool, string) {
+		st = a.query(VerbStatus).Status
+		return ok(st), fmt.Sprintf("%+v", st)
+	})
+	return st
 }
 
 func TestRunStatusStop(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/porthole-iot/porthole/hubsim/hubsimtest"
 	"github.com/porthole-iot/porthole/sdk/service"
+	"github.com/porthole-iot/porthole/sdk/testwait"
 )
 
 // echoTarget is a TCP echo service on loopback for the test's lifetime.
@@ -116,20 +117,17 @@ func TestAgainstHubsim(t *testing.T) {
 	sock := SocketPath(stateDir)
 	waitFor := func(what string, ok func(*Status) bool) *Status {
 		t.Helper()
-		for {
+		var st *Status
+		until, _ := ctx.Deadline()
+		testwait.For(t, time.Until(until), "the agent's status to show "+what, func() (bool, string) {
 			r, err := Query(ctx, sock, VerbStatus)
 			if err != nil {
 				t.Fatalf("status: %v", err)
 			}
-			if ok(r.Status) {
-				return r.Status
-			}
-			select {
-			case <-ctx.Done():
-				t.Fatalf("never %s: %+v", what, r.Status)
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
+			st = r.Status
+			return ok(st), fmt.Sprintf("%+v", st)
+		})
+		return st
 	}
 	waitFor("connected to "+hubA, func(s *Status) bool { return s.Connected && s.AssignedHub == hubA })
 

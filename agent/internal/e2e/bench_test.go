@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/porthole-iot/porthole/agent/internal/daemon"
+	"github.com/porthole-iot/porthole/sdk/testwait"
 )
 
 // Benchmark targets (the acceptance numbers).
@@ -57,17 +58,23 @@ func TestBenchStreams(t *testing.T) {
 	w := newWorld(t, "", map[string]string{"bench": benchAddr, "hello": helloAddr})
 	w.dumpOnFailure()
 
-	time.Sleep(2 * time.Second) // let the agent settle after connecting
+	// Pacing for the measurement, not synchronisation: the idle RSS is read
+	// after the connected agent has sat idle a while.
+	time.Sleep(2 * time.Second)
 	rssIdle, err := vmRSS(w.agent.pid())
 	if err != nil {
 		t.Fatal(err)
 	}
 	anonIdle, _ := statusField(w.agent.pid(), "RssAnon:")
 
-	// porthole proxy: the operator's end of the relay path.
+	// porthole proxy: the operator's end of the relay path, one plain
+	// stream per connection (--mux off): this benchmark is about device
+	// streams (the busy part counts the agent's open streams; a mux stream
+	// would stay open after its connections end). TestBenchMux compares
+	// the multiplexed stream with it.
 	proxyAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
 	proxy := startProc(t, w.dir, "porthole-proxy", nil, b.porthole,
-		"proxy", deviceID, "-L", proxyAddr, "--stream", "bench", "--config", w.opConfig)
+		"proxy", deviceID, "-L", proxyAddr, "--stream", "bench", "--mux", "off", "--config", w.opConfig)
 	waitListening(t, proxy, proxyAddr)
 
 	// The TCP chain of the same shape: three forwarder processes.
@@ -233,38 +240,40 @@ func command9(op byte, n int64) []byte {
 func startForwarder(t testing.TB, dir, name, to string) (*proc, string) {
 	t.Helper()
 	p := startProc(t, dir, name, nil, binaries(t).tcpfwd, "-listen", "127.0.0.1:0", "-to", to)
-	deadline := time.Now().Add(startTimeout)
-	for {
+	var addr string
+	testwait.For(t, startTimeout, name+" to log its listening address", func() (bool, string) {
 		data, _ := os.ReadFile(p.logPath)
 		if line, _, ok := strings.Cut(string(data), "\n"); ok {
-			if addr, ok := strings.CutPrefix(line, "listening "); ok {
-				return p, addr
+			a, ok := strings.CutPrefix(line, "listening ")
+			if !ok {
+				t.Fatalf("%s: %s", name, line)
 			}
-			t.Fatalf("%s: %s", name, line)
+			addr = a
+			return true, ""
 		}
-		if p.exited() || time.Now().After(deadline) {
-			t.Fatalf("%s did not start: %v\n%s", name, p.err, p.tail(10))
+		if p.exited() {
+			t.Fatalf("%s did not start: exited (%v)\n%s", name, p.err, p.tail(10))
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return false, p.tail(10)
+	})
+	return p, addr
 }
 
 // waitListening waits until addr accepts connections (the connection made
 // to find out is closed at once).
 func waitListening(t testing.TB, p *proc, addr string) {
 	t.Helper()
-	deadline := time.Now().Add(startTimeout)
-	for {
+	testwait.For(t, startTimeout, p.name+" listening on "+addr, func() (bool, string) {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			c.Close()
-			return
+			return true, ""
 		}
-		if p.exited() || time.Now().After(deadline) {
-			t.Fatalf("%s not listening on %s: %v\n%s", p.name, addr, err, p.tail(10))
+		if p.exited() {
+			t.Fatalf("%s not listening on %s: exited (%v)\n%s", p.name, addr, p.err, p.tail(10))
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return false, err.Error() + "\n" + p.tail(10)
+	})
 }
 
 // chainResult is one path's numbers.
@@ -435,7 +444,7 @@ func busyRSS(t testing.TB, w *world, proxyAddr string, k int) busyResult {
 			mu.Unlock()
 		}()
 	}
-	time.Sleep(2 * time.Second) // all streams up and at full speed
+	time.Sleep(2 * time.Second) // pacing, not synchronisation: the measurement starts after a warm-up at full speed
 	res := busyResult{streams: k}
 	start := time.Now()
 	for range 30 {
@@ -443,7 +452,7 @@ func busyRSS(t testing.TB, w *world, proxyAddr string, k int) busyResult {
 			res.rss = rss
 			res.anon, _ = statusField(w.agent.pid(), "RssAnon:")
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // pacing, not synchronisation: 30 RSS samples over 3 s
 	}
 	elapsed := time.Since(start) + 2*time.Second
 	for _, c := range conns {
@@ -452,7 +461,7 @@ func busyRSS(t testing.TB, w *world, proxyAddr string, k int) busyResult {
 	wg.Wait()
 	res.aggMiBps = float64(total) / (1 << 20) / elapsed.Seconds()
 	w.waitAgent("without open streams", 30*time.Second, func(s *daemon.Status) bool { return s.Streams.Open == 0 })
-	time.Sleep(3 * time.Second)
+	time.Sleep(3 * time.Second) // pacing, not synchronisation: the figure is the RSS 3 s after the streams closed
 	res.idleAfter, _ = vmRSS(w.agent.pid())
 	t.Logf("agent RSS with %d busy streams: %.1f MiB (%.0f MiB/s together); %.1f MiB 3 s after", k,
 		float64(res.rss)/(1<<20), res.aggMiBps, float64(res.idleAfter)/(1<<20))
@@ -478,6 +487,8 @@ func profileChain(t testing.TB, perf string, w *world, entry string, n int64, pr
 		stats[i] = startProc(t, w.dir, "perf-stat-"+p.name, nil, perf, "stat", "-x", ",", "-o", statFiles[i],
 			"-e", "syscalls:sys_enter_write,syscalls:sys_enter_read,context-switches", "-p", pids[i])
 	}
+	// Pacing, not synchronisation: perf reports no readiness to wait for, so
+	// give it a moment to fail fast (no permission, no events) before measuring.
 	time.Sleep(500 * time.Millisecond)
 	if rec.exited() {
 		t.Logf("perf record failed: %v\n%s", rec.err, rec.tail(10))

@@ -113,7 +113,7 @@ func chaosPartitionTransfer(t *testing.T, table *chaosTable, d time.Duration) {
 		return up.moved.Load() >= size/4 && down.moved.Load() >= size/4
 	})
 	n.partition(t)
-	time.Sleep(d)
+	time.Sleep(d) // the scenario, not synchronisation: the network is gone this long
 	n.heal(t)
 	healed := time.Now()
 	up.wait(t, 3*time.Minute)
@@ -146,7 +146,7 @@ func chaosPartitionBreaksTransfer(t *testing.T, table *chaosTable, d time.Durati
 		t.Errorf("the transfer succeeded through a %v partition", d)
 	}
 	if rest := d - told; rest > 0 {
-		time.Sleep(rest)
+		time.Sleep(rest) // the scenario, not synchronisation: the partition lasts d in all
 	}
 	n.heal(t)
 	rec := w.waitSSHWorks(t, sshd, maxRecovery)

@@ -16,6 +16,14 @@
 // for MIPS routers (linux/mipsle, soft float) and run under qemu-user
 // (qemu-mipsel-static named on the command line, so no binfmt_misc).
 //
+// TestBrowserPage drives headless Chromium (Debian's chromium, which `make
+// tools` installs) through "porthole proxy" to a device-side page of 30
+// parallel resources, over one multiplexed stream and over one stream per
+// connection against an agent with mux disabled, on hubsim's default
+// stream limits, and prints the load times (with PORTHOLE_BENCH=1 also to
+// out/bench-browser.txt). TestProxyReopen kills the agent under a running
+// "porthole proxy" and checks that the proxy reopens its stream.
+//
 // Every spawned process must exit cleanly at the end (SIGTERM, exit 0
 // within a deadline); the test process itself runs under goleak.
 //

@@ -17,6 +17,7 @@ import (
 
 	"github.com/porthole-iot/porthole/agent/internal/daemon"
 	"github.com/porthole-iot/porthole/hubsim/hubsimtest"
+	"github.com/porthole-iot/porthole/sdk/testwait"
 )
 
 const (
@@ -258,22 +259,25 @@ func TestRelayKilledMidTransfer(t *testing.T) {
 	go func() { scpDone <- cmd.Wait() }() // owned by the test: received below
 
 	// Kill hubsim once the transfer is well under way.
-	deadline := time.Now().Add(time.Minute)
-	for {
-		if st, err := os.Stat(remote); err == nil && st.Size() >= 16<<20 {
-			break
+	err := testwait.Wait(time.Minute, "16 MiB of the transfer on the device", func() (bool, string) {
+		st, err := os.Stat(remote)
+		if err == nil && st.Size() >= 16<<20 {
+			return true, ""
 		}
 		select {
 		case err := <-scpDone:
 			t.Fatalf("scp ended before hubsim was killed: %v\n%s", err, stderr.String())
 		default:
 		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			<-scpDone
-			t.Fatal("the transfer did not start")
+		if err != nil {
+			return false, err.Error()
 		}
-		time.Sleep(10 * time.Millisecond)
+		return false, fmt.Sprintf("%d bytes", st.Size())
+	})
+	if err != nil {
+		cmd.Process.Kill()
+		<-scpDone
+		t.Fatalf("the transfer did not start: %v\n%s", err, stderr.String())
 	}
 	ports := w.sim.status.Ports
 	killed := time.Now()

@@ -25,6 +25,7 @@ import (
 
 	"github.com/porthole-iot/porthole/agent/internal/daemon"
 	"github.com/porthole-iot/porthole/sdk/stream"
+	"github.com/porthole-iot/porthole/sdk/testwait"
 )
 
 // auditRecords reads an audit file of JSON lines.
@@ -59,13 +60,15 @@ func echoTCP(t *testing.T) string {
 func (w *world) startPorthole(t *testing.T, name, ready string, args ...string) *proc {
 	t.Helper()
 	p := startProc(t, w.dir, name, nil, binaries(t).porthole, append(args, "--config", w.opConfig)...)
-	deadline := time.Now().Add(startTimeout)
-	for !p.logContains(ready) {
-		if p.exited() || time.Now().After(deadline) {
-			t.Fatalf("%s did not start: %v\n%s", name, p.err, p.tail(20))
+	testwait.For(t, startTimeout, fmt.Sprintf("%s to log %q", name, ready), func() (bool, string) {
+		if p.logContains(ready) {
+			return true, ""
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		if p.exited() {
+			t.Fatalf("%s did not start: exited (%v)\n%s", name, p.err, p.tail(20))
+		}
+		return false, p.tail(20)
+	})
 	return p
 }
 
@@ -144,14 +147,15 @@ func TestStreamsV2(t *testing.T) {
 			t.Fatalf("disallowed destination: %v %q", err, out)
 		}
 		var refused bool
-		waitFor(t, "the device audits the refusal", func() bool {
-			for _, r := range auditRecords(t, deviceAudit) {
+		testwait.For(t, 30*time.Second, "the device to audit the refusal", func() (bool, string) {
+			recs := auditRecords(t, deviceAudit)
+			for _, r := range recs {
 				if r.Event == "connection" && r.Kind == "dial" && r.Result == "rejected" &&
 					r.Destination == fmt.Sprintf("localhost:%d", otherPort) && strings.Contains(r.Reason, "not allowed") {
 					refused = true
 				}
 			}
-			return refused
+			return refused, fmt.Sprintf("%d audit records, none a rejected dial to localhost:%d", len(recs), otherPort)
 		})
 	})
 
@@ -192,14 +196,14 @@ func TestStreamsV2(t *testing.T) {
 			return false
 		})
 		t.Logf("agent streams: %+v", st.Streams)
-		waitFor(t, "the device audits 101 mux connections", func() bool {
+		testwait.For(t, 30*time.Second, "the device to audit 101 mux connections", func() (bool, string) {
 			n := 0
 			for _, r := range auditRecords(t, deviceAudit) {
 				if r.Event == "connection" && r.Kind == "target" && r.Result == "accepted" {
 					n++
 				}
 			}
-			return n >= 101
+			return n >= 101, fmt.Sprintf("%d accepted target connections audited", n)
 		})
 	})
 
@@ -242,13 +246,9 @@ func TestStreamsV2(t *testing.T) {
 		case <-time.After(time.Until(sent.Add(time.Second))):
 			t.Fatal("connection to the removed target still open 1 s after the SIGHUP")
 		}
-		deadline := time.Now().Add(10 * time.Second)
-		for !p.logContains("target echo removed by config reload") {
-			if time.Now().After(deadline) {
-				t.Fatalf("the operator was not told why:\n%s\nagent:\n%s", p.tail(20), w.agent.tail(20))
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		testwait.For(t, 10*time.Second, "the operator to be told why (target echo removed by config reload)", func() (bool, string) {
+			return p.logContains("target echo removed by config reload"), p.tail(20) + "\nagent:\n" + w.agent.tail(20)
+		})
 		// web still works.
 		if resp, err := httpGet(fmt.Sprintf("http://127.0.0.1:%d/", pw)); err != nil || !strings.HasPrefix(resp, "device web page") {
 			t.Fatalf("web after narrowing: %v %q", err, resp)
@@ -283,18 +283,6 @@ func TestStreamsV2(t *testing.T) {
 	}
 	if st, err := os.Stat(deviceAudit); err != nil || st.Mode().Perm() != 0o600 {
 		t.Errorf("device audit file: %v %v", st, err)
-	}
-}
-
-// waitFor polls cond until it holds or 30 s pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 

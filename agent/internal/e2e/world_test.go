@@ -93,17 +93,28 @@ func startSim(t testing.TB, dir string, httpsPort, mqttPort int) *sim {
 // startSimOn is startSim listening on host.
 func startSimOn(t testing.TB, dir, host string, httpsPort, mqttPort int) *sim {
 	t.Helper()
+	return startSimConfig(t, dir, host, false, httpsPort, mqttPort)
+}
+
+// startSimConfig is startSimOn; with defaults, hubsim runs on its built-in
+// configuration (Azure's stream limits: 5 new streams per second per hub,
+// 50 at once) instead of simConfigYAML.
+func startSimConfig(t testing.TB, dir, host string, defaults bool, httpsPort, mqttPort int) *sim {
+	t.Helper()
 	b := binaries(t)
-	cfgPath := filepath.Join(dir, "hubsim.yaml")
-	if err := os.WriteFile(cfgPath, []byte(simConfigYAML), 0o600); err != nil {
-		t.Fatal(err)
+	var args []string
+	if !defaults {
+		cfgPath := filepath.Join(dir, "hubsim.yaml")
+		if err := os.WriteFile(cfgPath, []byte(simConfigYAML), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = []string{"-config", cfgPath}
 	}
 	statusPath := filepath.Join(dir, "hubsim-status.json")
 	_ = os.Remove(statusPath) // a killed hubsim leaves a stale one
-	p := startProc(t, dir, "hubsim", nil, b.hubsim,
-		"-config", cfgPath, "-listen", host,
+	p := startProc(t, dir, "hubsim", nil, b.hubsim, append(args, "-listen", host,
 		"-https-port", strconv.Itoa(httpsPort), "-mqtt-port", strconv.Itoa(mqttPort),
-		"-state-dir", filepath.Join(dir, "hubsim-state"), "-status-file", statusPath)
+		"-state-dir", filepath.Join(dir, "hubsim-state"), "-status-file", statusPath)...)
 	s := &sim{proc: p, dir: dir, host: host}
 	var data []byte
 	testwait.For(t, startTimeout, "hubsim's status file", func() (bool, string) {
@@ -267,6 +278,9 @@ type worldOptions struct {
 	// streamsYAML is added under the agent's streams: section (indented
 	// by two spaces).
 	streamsYAML string
+	// simDefaults runs hubsim on its built-in configuration, with Azure's
+	// stream limits (see startSimConfig).
+	simDefaults bool
 }
 
 // newWorldWith is newWorld shaped by o.
@@ -283,7 +297,7 @@ func newWorldWith(t testing.TB, o worldOptions) *world {
 	}
 	w := &world{t: t, dir: dir, user: currentUser(t), sshKey: o.sshKey, agentExec: o.agentExec,
 		extraYAML: o.agentYAML, logYAML: o.logYAML, agentState: o.stateDir, streamsExtra: o.streamsYAML}
-	w.sim = startSimOn(t, dir, host, 0, 0)
+	w.sim = startSimConfig(t, dir, host, o.simDefaults, 0, 0)
 	w.key = newKey(t)
 	w.sim.enroll(t, w.key)
 	w.writeOperatorConfig()

@@ -176,18 +176,17 @@ func TestOutageLogsOncePerStateChange(t *testing.T) {
 // waitLogged waits until rec has a record with message msg.
 func waitLogged(t *testing.T, rec recorder, msg string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		for _, r := range rec.all() {
+	testwait.For(t, 20*time.Second, fmt.Sprintf("%q to be logged", msg), func() (bool, string) {
+		all := rec.all()
+		msgs := make([]string, len(all))
+		for i, r := range all {
 			if r.msg == msg {
-				return
+				return true, ""
 			}
+			msgs[i] = r.msg
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%q never logged", msg)
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return false, fmt.Sprintf("%d records: %q", len(msgs), msgs)
+	})
 }
 
 // waitConnected waits until the flow reports the phase connected (the

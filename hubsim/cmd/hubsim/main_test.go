@@ -27,6 +27,7 @@ import (
 	"github.com/porthole-iot/porthole/hubsim/internal/server"
 	"github.com/porthole-iot/porthole/hubsim/internal/store"
 	"github.com/porthole-iot/porthole/sdk/service"
+	"github.com/porthole-iot/porthole/sdk/testwait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -234,16 +235,25 @@ func TestRelativeStateDirGivesAbsoluteCAPath(t *testing.T) {
 	var st struct {
 		CAFile string `json:"ca_file"`
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if b, err := os.ReadFile(statusFile); err == nil && json.Unmarshal(b, &st) == nil && st.CAFile != "" {
-			break
+	err := testwait.Wait(30*time.Second, "the status file naming the CA", func() (bool, string) {
+		b, err := os.ReadFile(statusFile)
+		if err == nil && json.Unmarshal(b, &st) == nil && st.CAFile != "" {
+			return true, ""
 		}
-		if time.Now().After(deadline) {
-			cancel()
-			t.Fatalf("no status file; stderr: %s", stderr.String())
+		select {
+		case err := <-done:
+			t.Fatalf("run returned %v before writing the status file; stderr: %s", err, stderr.String())
+		default:
 		}
-		time.Sleep(20 * time.Millisecond)
+		if err != nil {
+			return false, err.Error()
+		}
+		return false, string(b)
+	})
+	if err != nil {
+		cancel()
+		<-done // the buffers are run's until it returns
+		t.Fatalf("%v; stderr: %s", err, stderr.String())
 	}
 	cancel()
 	if err := <-done; err != nil {

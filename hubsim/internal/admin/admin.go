@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/porthole-iot/porthole/hubsim/internal/muxpath"
 )
 
 // Hubs is what the admin API needs from the IoT hubs (*hub.Set through
@@ -50,6 +52,24 @@ type Relay interface {
 	// Endpoints are the streaming endpoint URLs of a hub (as
 	// `az iot hub devicestream show` lists them).
 	Endpoints(host string) []string
+	// Streams lists the hub's streams that have not ended, oldest first.
+	Streams(host string) []Stream
+}
+
+// Stream is a live stream as GET /hubsim/hubs/{host}/streams lists it.
+type Stream struct {
+	ID       string `json:"id"`
+	DeviceID string `json:"deviceId"`
+	ModuleID string `json:"moduleId,omitempty"`
+	Name     string `json:"name"`
+	// Policy is the shared access policy (skn) of the service request
+	// that asked for the stream, as its DeviceStreams records carry it.
+	Policy  string    `json:"skn"`
+	Created time.Time `json:"created"`
+	// Connected is when both sides were up; absent while one is missing.
+	Connected      *time.Time `json:"connected,omitempty"`
+	BytesToDevice  int64      `json:"bytesToDevice"`
+	BytesToService int64      `json:"bytesToService"`
 }
 
 // Config wires the API to the simulator. Nil components answer 503.
@@ -107,6 +127,7 @@ var Routes = []Route{
 	{"POST", "/hubsim/hubs/{host}/devices/{id}/messages", "queue a cloud-to-device message (body = payload, query = properties)"},
 	{"POST", "/hubsim/hubs/{host}/devices/{id}/disconnect", "drop the device's connection (404 DeviceNotOnline if it has none)"},
 	{"GET", "/hubsim/hubs/{host}/devicestream", "streaming endpoints, like `az iot hub devicestream show`"},
+	{"GET", "/hubsim/hubs/{host}/streams", "live streams: id, device, module, stream name, requesting policy (`skn`), created, connected, bytes each way"},
 	{"GET", "/hubsim/dps/stats", "DPS device API counters (requests, registrations, throttled, per second)"},
 	{"GET", "/hubsim/unhandled", "what clients sent that hubsim does not serve: requests, hub topics and REST, DPS"},
 	{"GET", "/hubsim/faults", "active faults"},
@@ -130,6 +151,7 @@ func (a *API) RegisterRoutes(mux *http.ServeMux) {
 		"POST /hubsim/hubs/{host}/devices/{id}/messages":   a.c2d,
 		"POST /hubsim/hubs/{host}/devices/{id}/disconnect": a.disconnect,
 		"GET /hubsim/hubs/{host}/devicestream":             a.devicestream,
+		"GET /hubsim/hubs/{host}/streams":                  a.streams,
 		"GET /hubsim/dps/stats":                            a.dpsStats,
 		"GET /hubsim/unhandled":                            a.unhandled,
 		"GET /hubsim/faults":                               a.listFaults,
@@ -155,24 +177,11 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.mux = http.NewServeMux()
 		a.RegisterRoutes(a.mux)
 	})
-	if !cleanPath(r.URL.EscapedPath()) {
+	if !muxpath.Serves(r.URL.EscapedPath()) {
 		a.notFound().ServeHTTP(w, r)
 		return
 	}
 	a.mux.ServeHTTP(w, r)
-}
-
-// cleanPath reports whether ServeMux takes p without redirecting.
-func cleanPath(p string) bool {
-	if !strings.HasPrefix(p, "/") || strings.Contains(p, "//") {
-		return false
-	}
-	for seg := range strings.SplitSeq(p[1:], "/") {
-		if seg == "." || seg == ".." {
-			return false
-		}
-	}
-	return true
 }
 
 func (a *API) notFound() http.Handler {
@@ -266,6 +275,22 @@ func (a *API) devicestream(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"streamingEndpoints": endpoints})
+}
+
+func (a *API) streams(w http.ResponseWriter, r *http.Request) {
+	host := r.PathValue("host")
+	if !a.hubsReady(w, r, host) {
+		return
+	}
+	if a.cfg.Relay == nil {
+		writeError(w, errUnavailable, "hubsim has no streaming endpoint running", a.now())
+		return
+	}
+	streams := a.cfg.Relay.Streams(host)
+	if streams == nil {
+		streams = []Stream{}
+	}
+	writeJSON(w, http.StatusOK, streams)
 }
 
 func (a *API) dpsStats(w http.ResponseWriter, r *http.Request) {

@@ -3,6 +3,7 @@ package admin_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -13,9 +14,13 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/porthole-iot/porthole/hubsim/hubsimtest"
+	"github.com/porthole-iot/porthole/hubsim/hubsimtest/sdkconfig"
 	"github.com/porthole-iot/porthole/hubsim/internal/admin"
 	"github.com/porthole-iot/porthole/hubsim/internal/simconfig"
 	"github.com/porthole-iot/porthole/sdk/auth"
+	"github.com/porthole-iot/porthole/sdk/service"
+	"github.com/porthole-iot/porthole/sdk/service/servicetest"
+	"github.com/porthole-iot/porthole/sdk/testwait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -213,5 +218,65 @@ func TestUnhandledReport(t *testing.T) {
 		len(rep.Hubs) != 1 || !strings.Contains(rep.Hubs[0].Detail, "/devices/dev1/nothing/here") ||
 		len(rep.DPS) != 1 || !strings.Contains(rep.DPS[0], "/registrations/dev1/unknown") {
 		t.Errorf("unhandled report %s", r.body)
+	}
+}
+
+// GET /hubsim/hubs/{host}/streams lists the live streams with the policy
+// (skn) of the service request that asked for each.
+func TestStreamsNameRequestingPolicy(t *testing.T) {
+	sim := hubsimtest.New(t)
+	host := sim.HubHostNames[0]
+	key := sim.CreateDevice(host, "dev1")
+	bearer := "Bearer " + sim.AdminToken
+	if r := call(t, sim, "GET", "/hubsim/hubs/"+host+"/streams", bearer, nil); r.status != 200 || r.body != "[]\n" {
+		t.Fatalf("no stream yet: %d %q", r.status, r.body)
+	}
+	if r := call(t, sim, "GET", "/hubsim/hubs/nope.example/streams", bearer, nil); r.status != 404 || !strings.Contains(r.body, "IotHubNotFound") {
+		t.Errorf("unknown hub: %d %s", r.status, r.body)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// The device echoes: the stream stays open until the service closes it.
+	dev, err := servicetest.StartDevice(ctx, servicetest.DeviceConfig{HubHost: host, DeviceID: "dev1", Key: key,
+		TLSConfig: sim.TLSConfig(), DialContext: sim.DialContext})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	// The hub's "service" policy (service connect only), not the owner.
+	cfg := sdkconfig.Service(sim, host)
+	cfg.ConnectionString = sim.HubPolicyConnectionString(host, "service")
+	svc, err := service.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	st, err := svc.OpenStream(ctx, "dev1", "ssh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+
+	var got []map[string]any
+	testwait.For(t, 10*time.Second, "the stream listed as connected", func() (bool, string) {
+		r := call(t, sim, "GET", "/hubsim/hubs/"+strings.ToUpper(host)+"/streams", bearer, nil)
+		got = nil
+		if r.status != 200 || json.Unmarshal([]byte(r.body), &got) != nil {
+			return false, fmt.Sprintf("%d %s", r.status, r.body)
+		}
+		return len(got) == 1 && got[0]["connected"] != nil, r.body
+	})
+	s := got[0]
+	for k, want := range map[string]any{"deviceId": "dev1", "name": "ssh", "skn": "service"} {
+		if s[k] != want {
+			t.Errorf("%s = %v, want %v (stream %v)", k, s[k], want, s)
+		}
+	}
+	if id, _ := s["id"].(string); id == "" {
+		t.Errorf("stream without an id: %v", s)
+	}
+	if _, ok := s["moduleId"]; ok {
+		t.Errorf("a device stream lists a moduleId: %v", s)
 	}
 }

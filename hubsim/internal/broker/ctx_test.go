@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/porthole-iot/porthole/sdk/testwait"
 )
 
 // watches reports how many serving contexts the broker watches and how
@@ -127,9 +129,7 @@ func TestServeConnContextAbortsHandshake(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- b.ServeConn(ctx, tls.Server(srv, serverTLS), "mqtt") }()
-	for len(b.watches()) == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	testwait.True(t, waitTimeout, "ServeConn to watch its context", func() bool { return len(b.watches()) > 0 })
 	cancel() // the client never says hello
 	select {
 	case err := <-done:

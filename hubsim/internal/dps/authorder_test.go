@@ -208,7 +208,7 @@ type x509Conn struct {
 
 func x509Client(t *testing.T, e *env, cert tls.Certificate) x509Conn {
 	t.Helper()
-	srv := httptest.NewUnstartedServer(e.svc.DeviceHandler())
+	srv := httptest.NewUnstartedServer(e.svc.HTTP())
 	srv.TLS = &tls.Config{ClientAuth: tls.RequireAnyClientCert}
 	srv.StartTLS()
 	tr := srv.Client().Transport.(*http.Transport).Clone()

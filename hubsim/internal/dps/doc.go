@@ -11,6 +11,16 @@
 // Config.AssignDelay (plus Faults.SlowAssign) has passed on the injected
 // clock. The package starts no goroutines of its own.
 //
+// The HTTPS API (HTTPAPI, from Service.HTTP) is a set of Go 1.22 ServeMux
+// patterns, one per route in the spelling the official SDKs send, each
+// declaring the right it requires (Routes lists them): hubsim's server puts
+// them on its one mux next to the hubs' and the admin API's. The device
+// routes carry each ID scope as a literal first segment, so an ID scope
+// must be letters and digits and not a service collection's name. A
+// fallback rewrites the other spellings DPS accepts (a scope or literal
+// segment in another case, trailing slashes) and answers the rest with
+// DPS's 404.
+//
 // # Models this simulator commits to
 //
 //   - ID scopes: every scope in Config.IDScopes names the same instance (one

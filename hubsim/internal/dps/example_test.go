@@ -11,7 +11,7 @@ import (
 
 // A device registers over HTTPS with a key derived from its enrollment
 // group's key, then polls its operation until it is assigned.
-func ExampleService_DeviceHandler() {
+func ExampleHTTPAPI() {
 	clk := newClock()
 	svc, err := New(Config{IDScopes: []string{"0ne00000001"}, Hubs: newFakeHubs("hub-a.azure-devices.net"), Now: clk.Now})
 	if err != nil {
@@ -28,7 +28,7 @@ func ExampleService_DeviceHandler() {
 	deviceKey, _ := DeriveGroupKey(groupKey, "gw-1")
 	token := signSAS("0ne00000001/registrations/gw-1", deviceKey, "registration", clk.Now().Add(time.Hour), false)
 
-	h := svc.DeviceHandler()
+	h := svc.HTTP()
 	call := func(method, path, body string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(method, path, strings.NewReader(body))
 		req.Header.Set("Authorization", token)

@@ -209,8 +209,8 @@ func newEnv(t *testing.T, mod func(*Config)) *env {
 		t.Fatal(err)
 	}
 	e := &env{t: t, clk: clk, hubs: hubs, svc: svc}
-	e.dev = httptest.NewServer(svc.DeviceHandler())
-	e.api = httptest.NewServer(svc.ServiceHandler())
+	e.dev = httptest.NewServer(svc.HTTP())
+	e.api = httptest.NewServer(svc.HTTP())
 	t.Cleanup(func() {
 		e.dev.Close()
 		e.api.Close()

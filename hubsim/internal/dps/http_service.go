@@ -12,115 +12,103 @@ import (
 	"github.com/porthole-iot/porthole/hubsim/internal/sas"
 )
 
-// ServiceHandler serves the service API (api-version 2021-10-01 shapes, any
-// api-version accepted) [Azure/azure-rest-api-specs specification/
-// deviceprovisioningservices/data-plane/Microsoft.Devices/stable/2021-10-01/service.json]:
-//
-//	GET|PUT|DELETE /enrollments/{id}          POST /enrollments/{id}/attestationmechanism
-//	POST /enrollments (bulk)                  POST /enrollments/query
-//	GET|PUT|DELETE /enrollmentGroups/{id}     POST /enrollmentGroups/{id}/attestationmechanism
-//	POST /enrollmentGroups (bulk)             POST /enrollmentGroups/query
-//	GET|DELETE /registrations/{id}            POST /registrations/{groupId}/query
-//
-// Collection names match case-insensitively: the Node service client asks for
-// /enrollmentgroups/{id}/attestationmechanism [Azure/azure-iot-sdk-node
-// provisioning/service/src/provisioningserviceclient.ts]. Requests carry a
-// service SAS for ServiceHost signed with one of Config.Policies.
-func (s *Service) ServiceHandler() http.Handler {
-	return http.HandlerFunc(s.serveService)
+// serviceRoutes are the service API's routes (api-version 2021-10-01 shapes,
+// any api-version accepted) [Azure/azure-rest-api-specs specification/
+// deviceprovisioningservices/data-plane/Microsoft.Devices/stable/2021-10-01/service.json],
+// in the spellings the official service clients send
+// [Azure/azure-iot-sdk-node provisioning/service/src/provisioningserviceclient.ts],
+// [Azure/azure-iot-sdk-c provisioning_service_client/src/provisioning_service_client.c],
+// [Azure/azure-iot-sdk-csharp provisioning/service/src (IndividualEnrollmentsClient.cs,
+// EnrollmentGroupsClient.cs)]. Each route names the shared access policy
+// right its caller's SAS (resource ServiceHost, one of Config.Policies)
+// must carry [MicrosoftDocs/azure-docs articles/iot-dps/how-to-control-access.md].
+func (s *Service) serviceRoutes() []httpRoute {
+	var rs []httpRoute
+	rs = append(rs, enrollmentsKind.routes(s, "/"+segEnrollments)...)
+	rs = append(rs, groupsKind.routes(s, "/"+segEnrollmentGroups)...)
+	rs = append(rs,
+		// Node's getEnrollmentGroupAttestationMechanism spells the
+		// collection in lower case (its other group calls do not).
+		s.serviceRoute(http.MethodPost, "/"+segEnrollmentGroupsNode+"/{id}/"+segAttestationMechanism, RightEnrollmentRead, func(w http.ResponseWriter, r *http.Request, _ []byte) {
+			groupsKind.serveAttestation(s, w, r.PathValue("id"))
+		}),
+		s.serviceRoute(http.MethodGet, "/"+segRegistrations+"/{id}", RightRegistrationStatusRead, func(w http.ResponseWriter, r *http.Request, _ []byte) {
+			st, ok := s.RegistrationState(r.PathValue("id"))
+			if !ok {
+				s.writeServiceResult(w, 0, nil, ErrNotFound)
+				return
+			}
+			s.writeServiceResult(w, http.StatusOK, st, nil)
+		}),
+		s.serviceRoute(http.MethodDelete, "/"+segRegistrations+"/{id}", RightRegistrationStatusWrite, func(w http.ResponseWriter, r *http.Request, _ []byte) {
+			s.writeServiceResult(w, http.StatusNoContent, nil, s.DeleteRegistrationState(r.PathValue("id"), r.Header.Get("If-Match")))
+		}),
+		s.serviceRoute(http.MethodPost, "/"+segRegistrations+"/{id}/"+segQuery, RightRegistrationStatusRead, func(w http.ResponseWriter, r *http.Request, b []byte) {
+			s.serveQuery(w, r, b, collRegistrations, r.PathValue("id"))
+		}),
+	)
+	return rs
 }
 
-type serviceRoute struct {
-	need   string
-	handle func(w http.ResponseWriter, r *http.Request, body []byte)
-}
-
-func (s *Service) routeService(r *http.Request, parts []string) (serviceRoute, bool) {
-	if len(parts) == 0 {
-		return serviceRoute{}, false
+// routes are the routes of k's collection under prefix. The bulk operation
+// is POST on the collection: C# sends /enrollments, Node and C send
+// /enrollments/ (PROTOCOL.md §4).
+func (k enrollmentKind[T, P]) routes(s *Service, prefix string) []httpRoute {
+	coll := collEnrollments
+	if k.group {
+		coll = collEnrollmentGroups
 	}
-	coll := strings.ToLower(parts[0])
-	m := r.Method
-	n := len(parts)
-	switch coll {
-	case "enrollments":
-		return enrollmentsKind.route(s, r, parts, coll)
-	case "enrollmentgroups":
-		return groupsKind.route(s, r, parts, coll)
-	case "registrations":
-		switch {
-		case n == 3 && strings.EqualFold(parts[2], "query") && m == http.MethodPost:
-			return serviceRoute{RightRegistrationStatusRead, func(w http.ResponseWriter, r *http.Request, b []byte) { s.serveQuery(w, r, b, coll, parts[1]) }}, true
-		case n == 2 && m == http.MethodGet:
-			return serviceRoute{RightRegistrationStatusRead, func(w http.ResponseWriter, r *http.Request, b []byte) {
-				st, ok := s.RegistrationState(parts[1])
-				if !ok {
-					s.writeServiceResult(w, 0, nil, ErrNotFound)
-					return
-				}
-				s.writeServiceResult(w, http.StatusOK, st, nil)
-			}}, true
-		case n == 2 && m == http.MethodDelete:
-			return serviceRoute{RightRegistrationStatusWrite, func(w http.ResponseWriter, r *http.Request, b []byte) {
-				s.writeServiceResult(w, http.StatusNoContent, nil, s.DeleteRegistrationState(parts[1], r.Header.Get("If-Match")))
-			}}, true
-		}
-	}
-	return serviceRoute{}, false
-}
-
-// route is routeService for the collection coll of k.
-func (k enrollmentKind[T, P]) route(s *Service, r *http.Request, parts []string, coll string) (serviceRoute, bool) {
-	m := r.Method
-	n := len(parts)
-	switch {
-	case (n == 1 || (n == 2 && parts[1] == "")) && m == http.MethodPost:
-		return serviceRoute{RightEnrollmentWrite, func(w http.ResponseWriter, r *http.Request, b []byte) { k.serveBulk(s, w, b) }}, true
-	case n == 2 && strings.EqualFold(parts[1], "query") && m == http.MethodPost:
-		return serviceRoute{RightEnrollmentRead, func(w http.ResponseWriter, r *http.Request, b []byte) { s.serveQuery(w, r, b, coll, "") }}, true
-	case n == 3 && strings.EqualFold(parts[2], "attestationmechanism") && m == http.MethodPost:
-		return serviceRoute{RightEnrollmentRead, func(w http.ResponseWriter, r *http.Request, b []byte) { k.serveAttestation(s, w, parts[1]) }}, true
-	case n == 2 && m == http.MethodGet:
-		return serviceRoute{RightEnrollmentRead, func(w http.ResponseWriter, r *http.Request, b []byte) { k.serveGet(s, w, parts[1]) }}, true
-	case n == 2 && m == http.MethodPut:
-		return serviceRoute{RightEnrollmentWrite, func(w http.ResponseWriter, r *http.Request, b []byte) { k.servePut(s, w, r, b, parts[1]) }}, true
-	case n == 2 && m == http.MethodDelete:
-		return serviceRoute{RightEnrollmentWrite, func(w http.ResponseWriter, r *http.Request, b []byte) {
+	bulk := func(w http.ResponseWriter, _ *http.Request, b []byte) { k.serveBulk(s, w, b) }
+	return []httpRoute{
+		s.serviceRoute(http.MethodPost, prefix, RightEnrollmentWrite, bulk),
+		s.serviceRoute(http.MethodPost, prefix+"/{$}", RightEnrollmentWrite, bulk),
+		s.serviceRoute(http.MethodPost, prefix+"/"+segQuery, RightEnrollmentRead, func(w http.ResponseWriter, r *http.Request, b []byte) {
+			s.serveQuery(w, r, b, coll, "")
+		}),
+		s.serviceRoute(http.MethodGet, prefix+"/{id}", RightEnrollmentRead, func(w http.ResponseWriter, r *http.Request, _ []byte) {
+			k.serveGet(s, w, r.PathValue("id"))
+		}),
+		s.serviceRoute(http.MethodPut, prefix+"/{id}", RightEnrollmentWrite, func(w http.ResponseWriter, r *http.Request, b []byte) {
+			k.servePut(s, w, r, b, r.PathValue("id"))
+		}),
+		s.serviceRoute(http.MethodDelete, prefix+"/{id}", RightEnrollmentWrite, func(w http.ResponseWriter, r *http.Request, _ []byte) {
+			id := r.PathValue("id")
 			var err error
 			if k.group {
-				err = s.DeleteEnrollmentGroup(parts[1], r.Header.Get("If-Match"))
+				err = s.DeleteEnrollmentGroup(id, r.Header.Get("If-Match"))
 			} else {
-				err = s.DeleteEnrollment(parts[1], r.Header.Get("If-Match"))
+				err = s.DeleteEnrollment(id, r.Header.Get("If-Match"))
 			}
 			s.writeServiceResult(w, http.StatusNoContent, nil, err)
-		}}, true
+		}),
+		s.serviceRoute(http.MethodPost, prefix+"/{id}/"+segAttestationMechanism, RightEnrollmentRead, func(w http.ResponseWriter, r *http.Request, _ []byte) {
+			k.serveAttestation(s, w, r.PathValue("id"))
+		}),
 	}
-	return serviceRoute{}, false
 }
 
-func (s *Service) serveService(w http.ResponseWriter, r *http.Request) {
-	now := s.now()
-	parts, ok := splitPath(r)
-	var route serviceRoute
-	if ok {
-		route, ok = s.routeService(r, parts)
-	}
-	if !ok {
-		s.recordUnhandled(r.Method + " " + r.URL.Path)
-		writeReply(w, errReply(http.StatusNotFound, codeNotFound, "no such service API route", now))
-		return
-	}
-	if _, err := sas.VerifyPolicy(r.Header.Get("Authorization"), s.cfg.ServiceHost, s.cfg.Policies, route.need, now); err != nil {
-		s.log.Info("dps: service request not authorized", "path", r.URL.Path, "err", err)
-		writeReply(w, errReply(http.StatusUnauthorized, codeUnauthorized, "Unauthorized", now))
-		return
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, 4<<20))
-	if err != nil {
-		writeReply(w, errReply(http.StatusBadRequest, codeBadRequest, "could not read the request body", now))
-		return
-	}
-	route.handle(w, r, body)
+// maxServiceBody bounds service API request bodies (a bulk operation of 10
+// enrollments with certificates fits many times over).
+const maxServiceBody = 4 << 20
+
+// serviceRoute is a service API route: the caller's SAS must name a policy
+// holding need, checked before the body is read; anything else answers 401
+// as DPS does.
+func (s *Service) serviceRoute(method, path, need string, handle func(w http.ResponseWriter, r *http.Request, body []byte)) httpRoute {
+	return httpRoute{method: method, path: path, right: need, handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		now := s.now()
+		if _, err := sas.VerifyPolicy(r.Header.Get("Authorization"), s.cfg.ServiceHost, s.cfg.Policies, need, now); err != nil {
+			s.log.Info("dps: service request not authorized", "path", r.URL.Path, "err", err)
+			writeReply(w, errReply(http.StatusUnauthorized, codeUnauthorized, "Unauthorized", now))
+			return
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, maxServiceBody))
+		if err != nil {
+			writeReply(w, errReply(http.StatusBadRequest, codeBadRequest, "could not read the request body", now))
+			return
+		}
+		handle(w, r, body)
+	})}
 }
 
 func (s *Service) writeServiceResult(w http.ResponseWriter, status int, v any, err error) {
@@ -206,11 +194,11 @@ func (s *Service) serveQuery(w http.ResponseWriter, r *http.Request, body []byte
 	var items []any
 	itemType := itemTypeEnrollment
 	switch coll {
-	case "enrollments":
+	case collEnrollments:
 		for _, e := range s.Enrollments() {
 			items = append(items, e)
 		}
-	case "enrollmentgroups":
+	case collEnrollmentGroups:
 		itemType = itemTypeEnrollmentGroup
 		for _, g := range s.EnrollmentGroups() {
 			items = append(items, g)

@@ -298,7 +298,7 @@ func TestX509(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	srv := httptest.NewUnstartedServer(e.svc.DeviceHandler())
+	srv := httptest.NewUnstartedServer(e.svc.HTTP())
 	srv.TLS = &tls.Config{ClientAuth: tls.RequireAnyClientCert}
 	srv.StartTLS()
 	defer srv.Close()

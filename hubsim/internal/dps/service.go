@@ -111,6 +111,7 @@ const defaultIDScope = "0ne00000001"
 // Service is a simulated Device Provisioning Service instance.
 type Service struct {
 	cfg        Config
+	http       *HTTPAPI // the HTTPS API, built once by New
 	log        *slog.Logger
 	now        func() time.Time
 	httpClient *http.Client
@@ -143,6 +144,11 @@ func New(cfg Config) (*Service, error) {
 	}
 	if len(cfg.IDScopes) == 0 {
 		cfg.IDScopes = []string{defaultIDScope}
+	}
+	for _, sc := range cfg.IDScopes {
+		if err := validScope(sc); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.RetryAfter <= 0 {
 		cfg.RetryAfter = 2 * time.Second
@@ -189,9 +195,29 @@ func New(cfg Config) (*Service, error) {
 			return nil, fmt.Errorf("dps: loading state: %w", err)
 		}
 	}
+	s.http = newHTTPAPI(s)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.stats = newStatsState(cfg.StatsRetention, cfg.Quota.window())
 	return s, nil
+}
+
+// validScope refuses an ID scope that cannot be a literal first path
+// segment of the device routes: only letters and digits (Azure's scopes
+// look like 0ne00000001), and not a service collection's name, whose routes
+// it would shadow.
+func validScope(sc string) error {
+	if sc == "" {
+		return fmt.Errorf("%w: empty ID scope", ErrInvalid)
+	}
+	for _, c := range sc {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
+			return fmt.Errorf("%w: ID scope %q: only letters and digits", ErrInvalid, sc)
+		}
+	}
+	if isCollection(sc) {
+		return fmt.Errorf("%w: ID scope %q is the name of a service API collection", ErrInvalid, sc)
+	}
+	return nil
 }
 
 // Close cancels webhook calls in flight and refuses further device requests.

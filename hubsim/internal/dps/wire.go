@@ -34,6 +34,26 @@ const (
 	headerItemType     = "x-ms-item-type"
 )
 
+// HTTPS path segments. Device API: /{idScope}/registrations/{registrationId}/register,
+// …/operations/{operationId} [Azure/azure-rest-api-specs specification/
+// deviceprovisioningservices/data-plane/DeviceProvisioningServices/device/routes.tsp],
+// [Azure/azure-iot-sdk-c provisioning_client/src/prov_transport_http_client.c].
+// Service API: /enrollments, /enrollmentGroups, /registrations with …/query and
+// …/{id}/attestationmechanism [Azure/azure-rest-api-specs specification/
+// deviceprovisioningservices/data-plane/Microsoft.Devices/stable/2021-10-01/service.json];
+// the Node service client asks for the group attestation mechanism under
+// /enrollmentgroups/ [Azure/azure-iot-sdk-node provisioning/service/src/provisioningserviceclient.ts].
+const (
+	segRegistrations        = "registrations"
+	segRegister             = "register"
+	segOperations           = "operations"
+	segEnrollments          = "enrollments"
+	segEnrollmentGroups     = "enrollmentGroups"
+	segEnrollmentGroupsNode = "enrollmentgroups"
+	segQuery                = "query"
+	segAttestationMechanism = "attestationmechanism"
+)
+
 // Registration status values. [rest-api-specs .../device/models.tsp EnrollmentStatus]
 const (
 	StatusUnassigned = "unassigned"

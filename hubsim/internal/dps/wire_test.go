@@ -33,6 +33,12 @@ func TestWireConstants(t *testing.T) {
 		{AttestationNone + AttestationTPM + AttestationX509 + AttestationSymmetricKey, "nonetpmx509symmetricKey", "service.json AttestationMechanism.type"},
 		{BulkCreate + BulkUpdate + BulkUpdateIfMatchETag + BulkDelete, "createupdateupdateIfMatchETagdelete", "service.json BulkEnrollmentOperation.mode"},
 		{deviceKeyName, "registration", "node symmetric_key.ts skn"},
+		// device routes.tsp, c prov_transport_http_client.c; service.json; node provisioningserviceclient.ts
+		{"/0ne/" + segRegistrations + "/d/" + segRegister, "/0ne/registrations/d/register", "c PROV_REGISTRATION_URI_FMT"},
+		{"/0ne/" + segRegistrations + "/d/" + segOperations + "/o", "/0ne/registrations/d/operations/o", "c PROV_OP_STATUS_URI_FMT"},
+		{"/" + segEnrollments + "/" + segQuery, "/enrollments/query", "service.json"},
+		{"/" + segEnrollmentGroups + "/g/" + segAttestationMechanism, "/enrollmentGroups/g/attestationmechanism", "service.json"},
+		{"/" + segEnrollmentGroupsNode + "/g/" + segAttestationMechanism, "/enrollmentgroups/g/attestationmechanism", "node provisioningserviceclient.ts"},
 		{legacyStickyAPIVersion, "2018-04-01", "concepts-device-reprovision.md"},
 		{RightEnrollmentRead + RightEnrollmentWrite + RightRegistrationStatusRead + RightRegistrationStatusWrite + RightServiceConfig,
 			"EnrollmentReadEnrollmentWriteRegistrationStatusReadRegistrationStatusWriteServiceConfig", "how-to-control-access.md"},

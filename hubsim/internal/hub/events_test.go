@@ -4,13 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
+
+	"github.com/porthole-iot/porthole/sdk/testwait"
 )
 
 // gatedWriter is an http.ResponseWriter whose first Write blocks until
@@ -160,9 +162,10 @@ func TestAdminTapBadBuffer(t *testing.T) {
 
 func waitTaps(t *testing.T, h *Hub, n int) {
 	t.Helper()
-	for len(h.Taps()) != n {
-		time.Sleep(time.Millisecond)
-	}
+	testwait.For(t, testwait.Default, fmt.Sprintf("%d event taps", n), func() (bool, string) {
+		have := len(h.Taps())
+		return have == n, fmt.Sprintf("%d taps", have)
+	})
 }
 
 // Publishers, subscribers that come and go, and the hub closing, all at

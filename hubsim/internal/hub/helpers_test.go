@@ -23,6 +23,7 @@ import (
 
 	"github.com/porthole-iot/porthole/hubsim/internal/broker"
 	"github.com/porthole-iot/porthole/hubsim/internal/relay"
+	"github.com/porthole-iot/porthole/sdk/testwait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -102,13 +103,10 @@ func (c *fakeClock) Advance(d time.Duration) {
 // arms its timeout asynchronously).
 func (c *fakeClock) waitTimers(t *testing.T, n int) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for c.pending() < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %d armed timers (have %d)", n, c.pending())
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testwait.For(t, waitTimeout, fmt.Sprintf("%d armed timers", n), func() (bool, string) {
+		have := c.pending()
+		return have >= n, fmt.Sprintf("%d armed", have)
+	})
 }
 
 // ---- fake relay ----

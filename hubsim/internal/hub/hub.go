@@ -306,6 +306,18 @@ func etagMatches(ifMatch, etag string) bool {
 	return strings.Trim(m, `"`) == etag
 }
 
+// deviceStatus is a registry status as given (empty means enabled), or
+// ErrInvalid naming it (at most maxEcho bytes of it).
+func deviceStatus(s Status) (Status, error) {
+	switch s {
+	case "":
+		return StatusEnabled, nil
+	case StatusEnabled, StatusDisabled:
+		return s, nil
+	}
+	return "", fmt.Errorf("%w: invalid status %s", ErrInvalid, echo(string(s)))
+}
+
 // CreateDevice adds a device. Keys are generated when absent.
 func (h *Hub) CreateDevice(ctx context.Context, d Device) (Device, error) {
 	if !validID(d.DeviceID) {
@@ -315,12 +327,9 @@ func (h *Hub) CreateDevice(ctx context.Context, d Device) (Device, error) {
 	if err != nil {
 		return Device{}, err
 	}
-	status := d.Status
-	if status == "" {
-		status = StatusEnabled
-	}
-	if status != StatusEnabled && status != StatusDisabled {
-		return Device{}, fmt.Errorf("%w: invalid status %q", ErrInvalid, status)
+	status, err := deviceStatus(d.Status)
+	if err != nil {
+		return Device{}, err
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -381,12 +390,9 @@ func (h *Hub) UpdateDevice(ctx context.Context, d Device, ifMatch string) (Devic
 	if err != nil {
 		return Device{}, err
 	}
-	status := d.Status
-	if status == "" {
-		status = StatusEnabled
-	}
-	if status != StatusEnabled && status != StatusDisabled {
-		return Device{}, fmt.Errorf("%w: invalid status %q", ErrInvalid, status)
+	status, err := deviceStatus(d.Status)
+	if err != nil {
+		return Device{}, err
 	}
 	h.mu.Lock()
 	id, ok := h.devices[d.DeviceID]

@@ -604,17 +604,13 @@ func TestC2DPlainOutbound(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.next()
-	deadline := time.Now().Add(waitTimeout)
-	for {
-		dv, _ := h.GetDevice(context.Background(), "dev1")
-		if dv.CloudToDeviceMessageCount == 0 {
-			break
+	testwait.For(t, waitTimeout, "the message to complete", func() (bool, string) {
+		dv, err := h.GetDevice(context.Background(), "dev1")
+		if err != nil {
+			return false, err.Error()
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("message never completed")
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return dv.CloudToDeviceMessageCount == 0, fmt.Sprintf("%d messages queued", dv.CloudToDeviceMessageCount)
+	})
 }
 
 // A batch of queued C2D messages whose first delivery the broker refuses

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/porthole-iot/porthole/hubsim/internal/muxpath"
 	"github.com/porthole-iot/porthole/hubsim/internal/query"
 	"github.com/porthole-iot/porthole/hubsim/internal/sas"
 )
@@ -29,32 +30,13 @@ func (s *Set) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.RegisterRoutes(s.mux)
 		s.mux.Handle("/", s.NotFound())
 	})
-	if p := r.URL.EscapedPath(); strings.HasSuffix(p, "/") && strings.Trim(p, "/") != "" {
-		// The hub API ignores trailing slashes (the Node registry client
-		// lists devices with GET /devices/).
-		r = r.Clone(r.Context())
-		r.URL.Path, r.URL.RawPath = strings.TrimRight(r.URL.Path, "/"), strings.TrimRight(r.URL.RawPath, "/")
-	}
-	if !cleanPath(r.URL.EscapedPath()) {
+	r = muxpath.TrimTrailingSlash(r)
+	if !muxpath.Serves(r.URL.EscapedPath()) {
 		// ServeMux would redirect to the cleaned path; a hub answers 404.
 		s.NotFound().ServeHTTP(w, r)
 		return
 	}
 	s.mux.ServeHTTP(w, r)
-}
-
-// cleanPath reports whether ServeMux would serve p without redirecting:
-// no empty, "." or ".." segments.
-func cleanPath(p string) bool {
-	if !strings.HasPrefix(p, "/") || strings.Contains(p, "//") {
-		return false
-	}
-	for seg := range strings.SplitSeq(p[1:], "/") {
-		if seg == "." || seg == ".." {
-			return false
-		}
-	}
-	return true
 }
 
 // hubPrefixes are the first path segments of the hub's HTTP API (service

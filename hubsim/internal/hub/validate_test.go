@@ -1,6 +1,9 @@
 package hub
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
@@ -73,6 +76,49 @@ func TestDeviceIDCharset(t *testing.T) {
 	for _, id := range bad {
 		if validID(id) {
 			t.Errorf("validID(%q) = true, want false", id)
+		}
+	}
+}
+
+// CreateDevice and UpdateDevice take the same statuses and refuse others
+// alike, echoing at most maxEcho bytes of a bad one.
+func TestDeviceStatus(t *testing.T) {
+	e := newEnv(t)
+	h := e.hub("hub1.example.net")
+	long := strings.Repeat("x", 10_000)
+	for i, tc := range []struct {
+		status  Status
+		want    Status
+		wantErr string
+	}{
+		{"", StatusEnabled, ""},
+		{StatusEnabled, StatusEnabled, ""},
+		{StatusDisabled, StatusDisabled, ""},
+		{"Enabled", "", `invalid status "Enabled"`},
+		{Status(long), "", `invalid status "` + long[:maxEcho] + `"… (10000 bytes)`},
+	} {
+		ctx := context.Background()
+		id := fmt.Sprintf("dev-%d", i)
+		d, err := h.CreateDevice(ctx, Device{DeviceID: id, Status: tc.status})
+		if tc.wantErr != "" {
+			if !errors.Is(err, ErrInvalid) || !strings.HasSuffix(err.Error(), tc.wantErr) {
+				t.Errorf("create with status %.20q: %.200v, want ErrInvalid ending %.90q", tc.status, err, tc.wantErr)
+			}
+			if _, err := h.CreateDevice(ctx, Device{DeviceID: id}); err != nil {
+				t.Fatal(err)
+			}
+			_, err = h.UpdateDevice(ctx, Device{DeviceID: id, Status: tc.status}, "*")
+			if !errors.Is(err, ErrInvalid) || !strings.HasSuffix(err.Error(), tc.wantErr) {
+				t.Errorf("update with status %.20q: %.200v, want ErrInvalid ending %.90q", tc.status, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || d.Status != tc.want {
+			t.Errorf("create with status %q: %q %v, want %q", tc.status, d.Status, err, tc.want)
+			continue
+		}
+		if d, err = h.UpdateDevice(ctx, Device{DeviceID: id, Status: tc.status}, "*"); err != nil || d.Status != tc.want {
+			t.Errorf("update with status %q: %q %v, want %q", tc.status, d.Status, err, tc.want)
 		}
 	}
 }

@@ -8,7 +8,10 @@ import (
 // OpenStream is a stream that has not ended, as the dashboard lists it.
 type OpenStream struct {
 	ID, Hub, DeviceID, ModuleID, Name string
-	Created                           time.Time
+	// Policy is the shared access policy (skn) of the service request that
+	// asked for the stream, as its DeviceStreams records carry it.
+	Policy  string
+	Created time.Time
 	// Connected is when both sides were up; zero while one is missing.
 	Connected time.Time
 	// Bytes forwarded so far in each direction.
@@ -21,7 +24,7 @@ func (r *Relay) Open() []OpenStream {
 	out := make([]OpenStream, 0, len(r.streams))
 	for _, st := range r.streams {
 		out = append(out, OpenStream{ID: st.id, Hub: st.spec.Hub, DeviceID: st.spec.DeviceID, ModuleID: st.spec.ModuleID,
-			Name: st.spec.Name, Created: st.created, Connected: st.connected,
+			Name: st.spec.Name, Policy: st.spec.Policy, Created: st.created, Connected: st.connected,
 			BytesToDevice: st.bytes[serviceSide].Load(), BytesToService: st.bytes[deviceSide].Load()})
 	}
 	r.mu.Unlock()

@@ -461,3 +461,29 @@ func TestEventShape(t *testing.T) {
 		t.Fatal("event mentions a token")
 	}
 }
+
+// Open lists each live stream with the policy (skn) that requested it.
+func TestOpenNamesRequestingPolicy(t *testing.T) {
+	e := newEnv(t, Config{})
+	tk1 := e.create(t, StreamSpec{DeviceID: "dev1", Name: "ssh", Policy: "service"})
+	e.create(t, StreamSpec{DeviceID: "dev2", ModuleID: "m", Name: "web", Policy: "iothubowner"})
+	e.create(t, StreamSpec{DeviceID: "dev3", Name: "raw"})
+	got := map[string]OpenStream{}
+	for _, o := range e.relay.Open() {
+		got[o.DeviceID] = o
+	}
+	tests := []struct{ id, dev, mod, name, policy string }{
+		{tk1.ID, "dev1", "", "ssh", "service"},
+		{"", "dev2", "m", "web", "iothubowner"},
+		{"", "dev3", "", "raw", ""},
+	}
+	if len(got) != len(tests) {
+		t.Fatalf("Open() = %+v, want %d streams", got, len(tests))
+	}
+	for _, w := range tests {
+		g, ok := got[w.dev]
+		if !ok || (w.id != "" && g.ID != w.id) || g.ModuleID != w.mod || g.Name != w.name || g.Policy != w.policy {
+			t.Errorf("stream of %s = %+v, want %+v", w.dev, g, w)
+		}
+	}
+}

@@ -14,18 +14,23 @@
 //	defer p.Server.Close()
 //
 // Routing is one http.ServeMux with Go 1.22 method+path patterns.
-// Components that implement RouteRegistrar (hub.Set, admin.API) put their
-// own patterns on it; plain handlers are mounted under their prefixes.
-// Paths ServeMux would redirect (empty, "." or ".." segments) and paths no
-// pattern names (DPS device paths, collection names in another case) go
-// through Classify; the hub and admin APIs ignore trailing slashes. By
-// first path segment unless noted (PROTOCOL.md §14):
+// Components that implement RouteRegistrar (hub.Set, dps.HTTPAPI,
+// admin.API) put their own patterns on it, each declaring the SAS right
+// it requires; plain handlers are mounted under their prefixes. DPS's
+// device routes carry each ID scope as a literal first segment (a wildcard
+// there would conflict with the service and hub routes; see router). Paths
+// ServeMux would redirect (empty, "." or ".." segments) and paths no
+// pattern names (an unknown ID scope, collection names in another case) go
+// through Classify to the component, which answers in its own error shape;
+// the hub and admin APIs ignore trailing slashes, DPS's fallback rewrites
+// the spellings DPS accepts. By first path segment unless noted
+// (PROTOCOL.md §14):
 //
 //	/healthz                                   server: 200 {"status":"ok"}
 //	/$iothub/websocket                         Broker (MQTT over WebSocket)
 //	/bridges/…                                 Relay (streaming endpoint)
-//	/enrollments… /enrollmentGroups… /registrations…   DPSService
-//	/<idScope>/registrations/…  (second segment)       DPSDevice
+//	/enrollments… /enrollmentGroups… /registrations…   DPS (service API)
+//	/<idScope>/registrations/…  (second segment)       DPS (device API)
 //	/devices… /twins… /messages… /statistics… /configurations… /jobs…   Hub
 //	/hubsim/… /metrics                         Admin (the simulator's own API)
 //	anything else                              404 in the hub's error shape, recorded

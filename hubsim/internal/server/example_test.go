@@ -24,7 +24,7 @@ func Example() {
 
 	comps := server.Components{
 		// Broker: the MQTT broker with hub and DPS personalities,
-		// Hub, DPSDevice, DPSService, Relay, Admin: their HTTP handlers,
+		// Hub, DPS, Relay, Admin: their HTTP handlers,
 		// Close: stops them.
 	}
 	if err := p.Server.Start(comps); err != nil {

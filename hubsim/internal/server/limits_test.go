@@ -100,7 +100,7 @@ func TestBodyTimeoutCutsOffSilentBody(t *testing.T) {
 		if resp.StatusCode != 200 || string(b) != "got hello" {
 			t.Fatalf("status %d body %q", resp.StatusCode, b)
 		}
-		time.Sleep(400 * time.Millisecond) // longer than the body timeout: it must not linger between requests
+		time.Sleep(400 * time.Millisecond) // the scenario, not synchronisation: idle longer than the body timeout, which must not apply between requests
 	}
 }
 
@@ -231,7 +231,7 @@ func TestWebSocketOutlivesDeadlines(t *testing.T) {
 	}
 	defer ws.Close()
 	for i := range 3 {
-		time.Sleep(300 * time.Millisecond) // past every deadline
+		time.Sleep(300 * time.Millisecond) // the scenario, not synchronisation: idle past every deadline
 		if err := ws.WriteMessage(websocket.BinaryMessage, []byte{byte(i)}); err != nil {
 			t.Fatalf("write %d: %v", i, err)
 		}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/porthole-iot/porthole/hubsim/internal/muxpath"
 )
 
 // Route names a destination of the router.
@@ -17,14 +19,13 @@ type Route string
 
 // Routes.
 const (
-	RouteHealth     Route = "health"
-	RouteBroker     Route = "broker"
-	RouteRelay      Route = "relay"
-	RouteDPSService Route = "dps-service"
-	RouteDPSDevice  Route = "dps-device"
-	RouteHub        Route = "hub"
-	RouteAdmin      Route = "admin"
-	RouteUnhandled  Route = "unhandled"
+	RouteHealth    Route = "health"
+	RouteBroker    Route = "broker"
+	RouteRelay     Route = "relay"
+	RouteDPS       Route = "dps"
+	RouteHub       Route = "hub"
+	RouteAdmin     Route = "admin"
+	RouteUnhandled Route = "unhandled"
 )
 
 // Path segments. MQTT over WebSocket shares one path for hub and DPS
@@ -63,9 +64,9 @@ func Classify(path string) Route {
 	case first == segAdmin:
 		return RouteAdmin
 	case containsFold(dpsServiceSegs, first):
-		return RouteDPSService
+		return RouteDPS
 	case first != "" && strings.EqualFold(second, segRegistrations):
-		return RouteDPSDevice
+		return RouteDPS
 	case containsFold(hubSegs, first):
 		return RouteHub
 	}
@@ -145,45 +146,36 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 }
 
 // RouteRegistrar is a component that puts its own Go 1.22 method+path
-// patterns on hubsim's one http.ServeMux (hub.Set, admin.API). A component
-// that is a plain http.Handler is mounted under its path prefixes instead.
+// patterns on hubsim's one http.ServeMux (hub.Set, dps.HTTPAPI,
+// admin.API). A component that is a plain http.Handler is mounted under
+// its path prefixes instead.
 type RouteRegistrar interface {
 	RegisterRoutes(mux *http.ServeMux)
 }
 
 // router dispatches requests to the components through one http.ServeMux.
-// Paths the mux cannot take as they are (not clean: it would redirect) and
-// the ones no pattern names (DPS device paths /{idScope}/registrations/…,
-// collection names in another case) go through Classify, as before the mux.
+// The hubs, DPS and the admin API register method+path patterns (each hub
+// and DPS route declares the SAS right it needs next to its pattern; the
+// admin API takes one credential for all); relay, broker and health are
+// fixed paths. Paths the mux cannot take as they are (not
+// clean: it would redirect) and paths no pattern names go through
+// Classify to the component's own handler, which answers in its error
+// shape.
 //
-// Why DPS is still mounted by prefix and routes inside its own dispatcher
-// (dps.Service.serveDevice, routeService) instead of registering method+path
-// patterns like the hubs and the admin API do:
-//   - Device paths start with a wildcard: PUT /{idScope}/registrations/{id}/register,
-//     GET /{idScope}/registrations/{id}/operations/{op}, POST /{idScope}/registrations/{id}.
-//     ServeMux panics at registration on two patterns that match a common
-//     path with neither more specific: POST /{idScope}/registrations/{id}
-//     against POST /enrollments/{id}/attestationmechanism (both match
-//     /enrollments/registrations/attestationmechanism) and against
-//     POST /registrations/{id}/query; /{idScope}/… also overlaps every hub
-//     prefix (/devices/{id}/…, /twins/{id}/…). Patterns with the configured
-//     ID scopes as literals (/0ne00000001/registrations/…) would not
-//     conflict, but a request with an unknown scope must still reach DPS to
-//     get DPS's 401/404 shape, so a second, classifying path stays anyway.
-//   - Service collection names match case-insensitively (the Node service
-//     client sends /enrollmentgroups/…, the REST spec spells
-//     /enrollmentGroups/…); ServeMux literals are case-sensitive, so each
-//     spelling would need its own pattern and any other casing a fallback
-//     into the same DPS code.
-//   - DPS's routes are a switch over path segments that also decides the
-//     SAS right each needs (serviceRoute.need); turning it into per-pattern
-//     handlers is a rewrite of dps/http_service.go and http_device.go that
-//     must be re-checked against the official Node provisioning suite
-//     (hubsim/nodetest).
-//
-// So "one router" holds for dispatch by host-independent prefix (one mux
-// decides hub, DPS service, DPS device, relay, admin, broker), not for
-// DPS's inner routes: that rewrite is left as follow-up work.
+// DPS's routes are patterns like the others (dps.HTTPAPI): the device
+// routes carry each configured ID scope as a literal first segment
+// (PUT /0ne00000001/registrations/{id}/register), because a wildcard first
+// segment (POST /{idScope}/registrations/{id}) matches the same paths as
+// POST /enrollments/{id}/attestationmechanism and
+// POST /registrations/{id}/query with neither more specific, which
+// ServeMux refuses, and overlaps the hubs' routes. Host-qualified patterns
+// do not separate them: DPS's global endpoint and service host may be one
+// name or address, shared with a hub. What the patterns do not name —
+// a scope hubsim does not have, a collection name or scope in another
+// case — reaches DPS's fallback through Classify (or DPS's own subtree
+// patterns), which rewrites the spellings DPS accepts to the registered
+// ones and answers the rest with DPS's 404. A scope that would collide
+// with another component's patterns makes Start fail with the conflict.
 type router struct {
 	c        Components
 	now      func() time.Time
@@ -192,21 +184,25 @@ type router struct {
 	mux      *http.ServeMux
 }
 
-func newRouterFor(c Components, now func() time.Time, record func(method, path string), inflight *sync.WaitGroup) *router {
+func newRouterFor(c Components, now func() time.Time, record func(method, path string), inflight *sync.WaitGroup) (*router, error) {
 	rt := &router{c: c, now: now, record: record, inflight: inflight}
-	rt.mux = rt.buildMux()
-	return rt
+	var err error
+	if rt.mux, err = rt.buildMux(); err != nil {
+		return nil, err
+	}
+	return rt, nil
 }
 
-// buildMux registers every route. DPS's device and service APIs stay on
-// their own dispatchers under prefixes: their paths cannot be Go patterns
-// without conflicts (POST /{idScope}/registrations/{id} overlaps
-// POST /enrollments/{id}/attestationmechanism and
-// POST /registrations/{id}/query, neither more specific), and collection
-// names match case-insensitively (the Node service client asks for
-// /enrollmentgroups/…).
-func (rt *router) buildMux() *http.ServeMux {
-	mux := http.NewServeMux()
+// buildMux registers every route. ServeMux panics on two patterns that
+// overlap with neither more specific; that comes back as an error (a DPS
+// ID scope named like a hub collection, say).
+func (rt *router) buildMux() (mux *http.ServeMux, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("server: registering routes: %v", p)
+		}
+	}()
+	mux = http.NewServeMux()
 	mux.HandleFunc(pathHealth, rt.serveHealth)
 	mux.Handle(pathWebSocket, rt.handlerFor(RouteBroker))
 	for _, p := range []string{"/" + segBridges, "/" + segBridges + "/"} {
@@ -224,12 +220,9 @@ func (rt *router) buildMux() *http.ServeMux {
 	}
 	mount(RouteAdmin, rt.c.Admin, []string{segAdmin})
 	mount(RouteHub, rt.c.Hub, hubSegs)
-	for _, p := range dpsServiceSegs {
-		mux.Handle("/"+p, rt.handlerFor(RouteDPSService))
-		mux.Handle("/"+p+"/", rt.handlerFor(RouteDPSService))
-	}
+	mount(RouteDPS, rt.c.DPS, dpsServiceSegs)
 	mux.HandleFunc("/", rt.serveClassified)
-	return mux
+	return mux, nil
 }
 
 func (rt *router) serveHealth(w http.ResponseWriter, r *http.Request) {
@@ -247,10 +240,8 @@ func (rt *router) handlerFor(route Route) http.Handler {
 		}
 	case RouteRelay:
 		h = rt.c.Relay
-	case RouteDPSService:
-		h = rt.c.DPSService
-	case RouteDPSDevice:
-		h = rt.c.DPSDevice
+	case RouteDPS:
+		h = rt.c.DPS
 	case RouteHub:
 		h = rt.c.Hub
 	case RouteAdmin:
@@ -261,7 +252,7 @@ func (rt *router) handlerFor(route Route) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		msg := fmt.Sprintf("hubsim has no %s component running", route)
-		if route == RouteDPSDevice || route == RouteDPSService {
+		if route == RouteDPS {
 			writeDPSError(w, http.StatusServiceUnavailable, dpsCodeServiceUnavailable, msg, rt.now())
 		} else {
 			writeHubError(w, http.StatusServiceUnavailable, hubCodeServiceUnavailable, msg, rt.now())
@@ -292,40 +283,13 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if route := Classify(r.URL.Path); route == RouteHub || route == RouteAdmin {
 		// These APIs ignore trailing slashes, as they did before the mux:
 		// the Node registry client lists devices with GET /devices/.
-		r = trimTrailingSlash(r)
+		r = muxpath.TrimTrailingSlash(r)
 	}
-	if !muxServes(r) {
+	if !muxpath.Serves(r.URL.EscapedPath()) {
 		rt.serveClassified(jw, r)
 		return
 	}
 	rt.mux.ServeHTTP(jw, r)
-}
-
-// trimTrailingSlash returns r with its path's trailing slashes removed.
-func trimTrailingSlash(r *http.Request) *http.Request {
-	p := r.URL.EscapedPath()
-	if !strings.HasSuffix(p, "/") || strings.Trim(p, "/") == "" {
-		return r
-	}
-	r2 := r.Clone(r.Context())
-	r2.URL.Path, r2.URL.RawPath = strings.TrimRight(r.URL.Path, "/"), strings.TrimRight(r.URL.RawPath, "/")
-	return r2
-}
-
-// muxServes reports whether ServeMux takes r's path as it is: it redirects
-// paths with empty, "." or ".." segments to their cleaned form, which
-// Azure never does.
-func muxServes(r *http.Request) bool {
-	p := r.URL.EscapedPath()
-	if !strings.HasPrefix(p, "/") || strings.Contains(p, "//") {
-		return false
-	}
-	for seg := range strings.SplitSeq(p[1:], "/") {
-		if seg == "." || seg == ".." {
-			return false
-		}
-	}
-	return true
 }
 
 // jsonWriter sets Content-Type: application/json on every response that

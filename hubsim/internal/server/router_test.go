@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/porthole-iot/porthole/hubsim/internal/admin"
+	"github.com/porthole-iot/porthole/hubsim/internal/dps"
 	"github.com/porthole-iot/porthole/hubsim/internal/hub"
 )
 
@@ -28,13 +29,13 @@ func TestClassify(t *testing.T) {
 		{"/$iothub/websocket", RouteBroker},
 		{"/$iothub/other", RouteUnhandled},
 		{"/bridges/hub-eu.local/dev1/s/123", RouteRelay},
-		{"/enrollments/dev1", RouteDPSService},
-		{"/enrollments/query", RouteDPSService},
-		{"/enrollmentGroups/g1", RouteDPSService},
-		{"/registrations/dev1", RouteDPSService},
-		{"/0ne00000001/registrations/dev1/register", RouteDPSDevice},
-		{"/0ne00000001/registrations/dev1/operations/4.x", RouteDPSDevice},
-		{"/0ne00000001/Registrations/dev1", RouteDPSDevice},
+		{"/enrollments/dev1", RouteDPS},
+		{"/enrollments/query", RouteDPS},
+		{"/enrollmentGroups/g1", RouteDPS},
+		{"/registrations/dev1", RouteDPS},
+		{"/0ne00000001/registrations/dev1/register", RouteDPS},
+		{"/0ne00000001/registrations/dev1/operations/4.x", RouteDPS},
+		{"/0ne00000001/Registrations/dev1", RouteDPS},
 		{"/devices/dev1", RouteHub},
 		{"/devices/dev1/messages/events", RouteHub},
 		{"/twins/dev1/streams/ssh", RouteHub},
@@ -73,22 +74,26 @@ func (fakeBroker) Close() error                                            { ret
 
 func allComponents() Components {
 	return Components{
-		Broker:     fakeBroker{"broker"},
-		Relay:      named("relay"),
-		Hub:        named("hub"),
-		DPSDevice:  named("dps-device"),
-		DPSService: named("dps-service"),
-		Admin:      named("admin"),
+		Broker: fakeBroker{"broker"},
+		Relay:  named("relay"),
+		Hub:    named("hub"),
+		DPS:    named("dps"),
+		Admin:  named("admin"),
 	}
 }
 
-func newRouter(c Components, rec *[]string) *router {
-	return newRouterFor(c, time.Now, func(m, p string) { *rec = append(*rec, m+" "+p) }, nil)
+func newRouter(t testing.TB, c Components, rec *[]string) *router {
+	t.Helper()
+	rt, err := newRouterFor(c, time.Now, func(m, p string) { *rec = append(*rec, m+" "+p) }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rt
 }
 
 func TestRouterDispatch(t *testing.T) {
 	var rec []string
-	rt := newRouter(allComponents(), &rec)
+	rt := newRouter(t, allComponents(), &rec)
 	tests := []struct {
 		method, path, want string
 	}{
@@ -96,9 +101,9 @@ func TestRouterDispatch(t *testing.T) {
 		{"GET", "/bridges/h/d/1", "relay"},
 		{"PUT", "/devices/d1?api-version=2021-04-12", "hub"},
 		{"POST", "/twins/d1/streams/ssh", "hub"},
-		{"PUT", "/0ne00000001/registrations/d1/register?api-version=2021-06-01", "dps-device"},
-		{"PUT", "/enrollments/d1", "dps-service"},
-		{"POST", "/registrations/d1", "dps-service"},
+		{"PUT", "/0ne00000001/registrations/d1/register?api-version=2021-06-01", "dps"},
+		{"PUT", "/enrollments/d1", "dps"},
+		{"POST", "/registrations/d1", "dps"},
 		{"GET", "/hubsim/events", "admin"},
 	}
 	for _, tt := range tests {
@@ -121,7 +126,7 @@ func TestRouterDispatch(t *testing.T) {
 
 func TestRouterHealth(t *testing.T) {
 	var rec []string
-	rt := newRouter(Components{}, &rec)
+	rt := newRouter(t, Components{}, &rec)
 	w := httptest.NewRecorder()
 	rt.ServeHTTP(w, httptest.NewRequest("GET", "/healthz", nil))
 	if w.Code != 200 || w.Body.String() != `{"status":"ok"}` || !strings.HasPrefix(w.Header().Get("Content-Type"), "application/json") {
@@ -131,7 +136,7 @@ func TestRouterHealth(t *testing.T) {
 
 func TestRouterUnhandled(t *testing.T) {
 	var rec []string
-	rt := newRouter(allComponents(), &rec)
+	rt := newRouter(t, allComponents(), &rec)
 	w := httptest.NewRecorder()
 	rt.ServeHTTP(w, httptest.NewRequest("DELETE", "/nowhere/x?y=1", nil))
 	if w.Code != http.StatusNotFound {
@@ -154,7 +159,7 @@ func TestRouterUnhandled(t *testing.T) {
 
 func TestRouterNilComponent(t *testing.T) {
 	var rec []string
-	rt := newRouter(Components{}, &rec)
+	rt := newRouter(t, Components{}, &rec)
 	tests := []struct {
 		path    string
 		wantDPS bool
@@ -212,7 +217,7 @@ func TestContentType(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var rec []string
-			rt := newRouter(Components{Hub: tt.h}, &rec)
+			rt := newRouter(t, Components{Hub: tt.h}, &rec)
 			w := httptest.NewRecorder()
 			rt.ServeHTTP(w, httptest.NewRequest("GET", "/devices/x", nil))
 			ct := w.Header().Get("Content-Type")
@@ -259,7 +264,7 @@ func TestRouterPatterns(t *testing.T) {
 	var rec []string
 	c := allComponents()
 	c.Hub = registrar{"hub"}
-	rt := newRouter(c, &rec)
+	rt := newRouter(t, c, &rec)
 	tests := []struct {
 		method, path, want string
 		code               int
@@ -270,9 +275,9 @@ func TestRouterPatterns(t *testing.T) {
 		{"GET", "/devices/../enrollments/x", "hub-fallback", 200},
 		{"GET", "/bridges", "relay", 200},
 		{"POST", "/healthz", "", 200},
-		{"GET", "/0ne00000001/registrations/d1/operations/x", "dps-device", 200},
-		{"POST", "/enrollmentgroups/g/attestationmechanism", "dps-service", 200},
-		{"GET", "/registrations/registrations/query", "dps-service", 200},
+		{"GET", "/0ne00000001/registrations/d1/operations/x", "dps", 200},
+		{"POST", "/enrollmentgroups/g/attestationmechanism", "dps", 200},
+		{"GET", "/registrations/registrations/query", "dps", 200},
 	}
 	for _, tt := range tests {
 		w := httptest.NewRecorder()
@@ -301,7 +306,9 @@ func TestRouterPatterns(t *testing.T) {
 // component or the unhandled path.
 func FuzzRouter(f *testing.F) {
 	for _, s := range []string{"/healthz", "/$iothub/websocket", "/bridges", "/bridges/a/b", "/devices/", "/Devices/x",
-		"/x/registrations/y", "/hubsim", "/hubsim/hubs/", "//a", "/a/../b", "/twins/d/streams", "/%zz", "/enrollments"} {
+		"/x/registrations/y", "/hubsim", "/hubsim/hubs/", "//a", "/a/../b", "/twins/d/streams", "/%zz", "/enrollments",
+		"/0ne00000001", "/0ne00000001/registrations/d/register", "/0NE00000001/Registrations/d/", "/EnrollmentGroups/g/",
+		"/enrollments/", "/registrations/g/Query/"} {
 		f.Add("GET", s)
 	}
 	c := allComponents()
@@ -314,9 +321,17 @@ func FuzzRouter(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	c.Hub, c.Admin = set, api
+	svc, err := dps.New(dps.Config{IDScopes: []string{"0ne00000001"}, Hubs: set, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { _ = svc.Close() })
+	c.Hub, c.Admin, c.DPS = set, api, svc.HTTP()
 	var mu sync.Mutex
-	rt := newRouterFor(c, time.Now, func(string, string) { mu.Lock(); mu.Unlock() }, nil)
+	rt, err := newRouterFor(c, time.Now, func(string, string) { mu.Lock(); mu.Unlock() }, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, method, path string) {
 		u, err := url.ParseRequestURI(path)
 		if err != nil || !validMethod(method) {

@@ -34,12 +34,13 @@ type Broker interface {
 // Handlers must return once their request's context is done: Server.Close
 // cancels it, then waits for every handler call to return.
 type Components struct {
-	Broker     Broker
-	Relay      http.Handler // /bridges/…
-	Hub        http.Handler // /devices… /twins… /messages… …
-	DPSDevice  http.Handler // /<idScope>/registrations/…
-	DPSService http.Handler // /enrollments… /enrollmentGroups… /registrations…
-	Admin      http.Handler // /hubsim/…
+	Broker Broker
+	Relay  http.Handler // /bridges/…
+	Hub    http.Handler // /devices… /twins… /messages… …
+	// DPS serves /<idScope>/registrations/… (device API) and
+	// /enrollments… /enrollmentGroups… /registrations… (service API).
+	DPS   http.Handler
+	Admin http.Handler // /hubsim/…
 	// Close, if non-nil, stops the components other than Broker (hub, DPS,
 	// relay). Server.Close calls it after closing the listeners and the
 	// broker and before waiting for in-flight handlers, so hijacked
@@ -229,10 +230,17 @@ func (s *Server) TLSConfig() *tls.Config { return s.tlsConfig.Clone() }
 func (s *Server) Handler() http.Handler {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.routerLocked()
+	rt, err := s.routerLocked()
+	if err != nil {
+		// Start refused these components already.
+		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			writeHubError(w, http.StatusServiceUnavailable, hubCodeServiceUnavailable, err.Error(), s.now())
+		})
+	}
+	return rt
 }
 
-func (s *Server) routerLocked() *router {
+func (s *Server) routerLocked() (*router, error) {
 	return newRouterFor(s.comps, s.now, s.recordRequest, &s.inflight)
 }
 
@@ -247,10 +255,14 @@ func (s *Server) Start(c Components) error {
 	if s.started {
 		return errors.New("server: already started")
 	}
+	rt, err := newRouterFor(c, s.now, s.recordRequest, &s.inflight)
+	if err != nil {
+		return err
+	}
 	s.started = true
 	s.comps = c
 	s.httpSrv = &http.Server{
-		Handler:           limitBodies(s.routerLocked(), s.limits, s.now),
+		Handler:           limitBodies(rt, s.limits, s.now),
 		ReadHeaderTimeout: s.limits.ReadHeaderTimeout,
 		IdleTimeout:       s.limits.IdleTimeout,
 		// TLS handshake failures of scanners and untrusting clients are noise.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/porthole-iot/porthole/hubsim/internal/broker"
 	"github.com/porthole-iot/porthole/hubsim/internal/simconfig"
+	"github.com/porthole-iot/porthole/sdk/testwait"
 )
 
 func get(t *testing.T, c *http.Client, url string) (*http.Response, []byte) {
@@ -345,10 +346,7 @@ func TestMQTTWithoutBroker(t *testing.T) {
 		t.Fatalf("connection not closed: %v", err)
 	}
 	// The refusal is recorded (the accept loop records before closing).
-	deadline := time.Now().Add(waitTimeout)
-	for len(e.srv.Unhandled()) == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.True(t, waitTimeout, "the refusal to be recorded", func() bool { return len(e.srv.Unhandled()) > 0 })
 	if u := e.srv.Unhandled(); len(u) != 1 || !strings.Contains(u[0], "no broker") {
 		t.Errorf("Unhandled = %v", u)
 	}

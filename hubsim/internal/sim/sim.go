@@ -176,12 +176,11 @@ func Assemble(p *server.Prepared, logger *slog.Logger, opts Options) (*Sim, serv
 	}
 
 	comps := server.Components{
-		Broker:     s.Broker,
-		Relay:      s.Relay,
-		Hub:        s.Hubs,
-		DPSDevice:  s.DPS.DeviceHandler(),
-		DPSService: s.DPS.ServiceHandler(),
-		Close:      s.closeComponents,
+		Broker: s.Broker,
+		Relay:  s.Relay,
+		Hub:    s.Hubs,
+		DPS:    s.DPS.HTTP(),
+		Close:  s.closeComponents,
 	}
 	s.Faults.OnAdd = s.dropNow
 	auth := adminAuth(p)
@@ -221,7 +220,7 @@ func (s *Sim) admin(p *server.Prepared, auth *admin.Authorizer, logger *slog.Log
 	return admin.New(admin.Config{
 		Hubs:    adminHubs{s.Hubs},
 		DPS:     adminDPS{s.DPS},
-		Relay:   s.Relay,
+		Relay:   adminRelay{s.Relay},
 		Faults:  s.Faults,
 		Metrics: metrics.Handler(s.metricSources()),
 		Unhandled: func() any {
@@ -381,6 +380,30 @@ func nonNil[T any](s []T) []T {
 type adminDPS struct{ dps *dps.Service }
 
 func (a adminDPS) Stats() any { return a.dps.Stats() }
+
+// adminRelay feeds the admin API from the streaming endpoint.
+type adminRelay struct{ r *relay.Relay }
+
+func (a adminRelay) Endpoints(host string) []string { return a.r.Endpoints(host) }
+
+// Streams lists the live streams of the hub with this host name (the
+// admin API matches host names case-insensitively, like the hubs).
+func (a adminRelay) Streams(host string) []admin.Stream {
+	var out []admin.Stream
+	for _, o := range a.r.Open() {
+		if !strings.EqualFold(o.Hub, host) {
+			continue
+		}
+		st := admin.Stream{ID: o.ID, DeviceID: o.DeviceID, ModuleID: o.ModuleID, Name: o.Name, Policy: o.Policy,
+			Created: o.Created, BytesToDevice: o.BytesToDevice, BytesToService: o.BytesToService}
+		if !o.Connected.IsZero() {
+			c := o.Connected
+			st.Connected = &c
+		}
+		out = append(out, st)
+	}
+	return out
+}
 
 // closeComponents stops the relay, the DPS and the hubs (the server closes
 // the broker itself) and the event log, joining their errors.
@@ -563,7 +586,7 @@ func (s uiStreams) History() [][]byte { return s.log.Lines() }
 func (s uiStreams) Open() []ui.OpenStream {
 	var out []ui.OpenStream
 	for _, o := range s.r.Open() {
-		out = append(out, ui.OpenStream{Hub: o.Hub, DeviceID: o.DeviceID, ModuleID: o.ModuleID, Name: o.Name,
+		out = append(out, ui.OpenStream{Hub: o.Hub, DeviceID: o.DeviceID, ModuleID: o.ModuleID, Name: o.Name, Policy: o.Policy,
 			Created: o.Created, Connected: o.Connected, BytesToDevice: o.BytesToDevice, BytesToService: o.BytesToService})
 	}
 	return out

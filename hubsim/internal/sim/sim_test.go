@@ -15,6 +15,7 @@ import (
 	"github.com/porthole-iot/porthole/hubsim/hubsimtest"
 	"github.com/porthole-iot/porthole/sdk/auth"
 	"github.com/porthole-iot/porthole/sdk/iothub"
+	"github.com/porthole-iot/porthole/sdk/testwait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -93,16 +94,16 @@ func TestRegisterCreatesDeviceOnAssignedHub(t *testing.T) {
 	op := do(http.MethodPut, base+"/register?api-version=2021-06-01", `{"registrationId":"dev-1"}`)
 	opID, _ := op["operationId"].(string)
 	var state map[string]any
-	for i := 0; i < 50; i++ {
+	testwait.For(t, testwait.Default, "the registration to reach assigned", func() (bool, string) {
 		st := do(http.MethodGet, fmt.Sprintf("%s/operations/%s?api-version=2021-06-01", base, opID), "")
-		if st["status"] == "assigned" {
-			state, _ = st["registrationState"].(map[string]any)
-			break
+		if st["status"] != "assigned" {
+			return false, fmt.Sprintf("%v", st)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		state, _ = st["registrationState"].(map[string]any)
+		return true, ""
+	})
 	if state == nil {
-		t.Fatal("registration never reached assigned")
+		t.Fatal("assigned registration without a registrationState")
 	}
 	hubHost, _ := state["assignedHub"].(string)
 	dev, err := sim.Hub(hubHost).GetDevice(context.Background(), "dev-1")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/porthole-iot/porthole/hubsim/hubsimtest"
 	"github.com/porthole-iot/porthole/sdk/auth"
+	"github.com/porthole-iot/porthole/sdk/testwait"
 )
 
 // TestCurlHealthz: curl, trusting only the sim's CA, reaches /healthz over
@@ -55,14 +56,12 @@ func TestMosquittoSubThroughTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := sim.Hub(hubHost)
-	deadline := time.Now().Add(20 * time.Second)
-	for !h.Connected("mosq-1", "") {
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-			t.Fatalf("mosquitto_sub never connected: %s", stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := testwait.Wait(20*time.Second, "mosquitto_sub to connect", func() (bool, string) {
+		return h.Connected("mosq-1", ""), "not connected to " + hubHost
+	}); err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("%v; mosquitto_sub stderr: %s", err, stderr.String())
 	}
 	if err := h.SendC2D(ctx, "mosq-1", c2d("hello from the cloud")); err != nil {
 		t.Fatal(err)

@@ -299,15 +299,7 @@ func (c *Config) CADirectory() string {
 // loopback): hub, DPS and streaming host names, extra names and the
 // specific listen addresses.
 func (c *Config) CertNames() []string {
-	var out []string
-	for _, h := range c.Hubs {
-		out = append(out, h.HostName)
-	}
-	out = append(out, c.DPS.GlobalEndpoint, c.DPS.HostName)
-	if c.Streams.HostName != "" {
-		out = append(out, c.Streams.HostName)
-	}
-	out = append(out, c.ExtraNames...)
+	out := c.HostNames()
 	for _, l := range c.Listen {
 		if ip := net.ParseIP(l); ip != nil && !ip.IsUnspecified() {
 			out = append(out, l)

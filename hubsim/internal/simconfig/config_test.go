@@ -105,6 +105,11 @@ streams:
 			t.Errorf("CertNames %s lacks %s", names, want)
 		}
 	}
+	// The certificate covers every host name, then the specific listen
+	// addresses.
+	if want := strings.Join(append(c.HostNames(), "127.0.0.1", "127.0.0.2"), ","); names != want {
+		t.Errorf("CertNames %s, want %s", names, want)
+	}
 }
 
 func TestParseEmpty(t *testing.T) {
@@ -156,6 +161,7 @@ func TestValidateErrors(t *testing.T) {
 		{"bad key", "dps:\n  policies:\n    - name: provisioningserviceowner\n      rights: [ServiceConfig]\n      primary_key: secret!\n", []string{"f.yaml:5: dps.policies[0].primary_key: not valid base64"}},
 		{"short key", "dps:\n  policies:\n    - name: provisioningserviceowner\n      rights: [ServiceConfig]\n      primary_key: AAAA\n", []string{"primary_key: too short"}},
 		{"bad scope", "dps:\n  id_scope: a/b\n", []string{"f.yaml:2: dps.id_scope"}},
+		{"scope shadows a route", "dps:\n  id_scope: Twins\n", []string{"f.yaml:2: dps.id_scope: \"Twins\" is the first path segment of another hubsim API"}},
 		{"bad log", "log:\n  level: loud\n  format: xml\n", []string{"f.yaml:2: log.level", "f.yaml:3: log.format"}},
 		{"bad streams", "streams:\n  handshake_timeout: 0s\n  new_per_second: -1\n", []string{"f.yaml:2: streams.handshake_timeout", "f.yaml:3: streams.new_per_second"}},
 		{"bad extra name", "extra_names: [\"a b\"]\n", []string{"f.yaml:1: extra_names[0]"}},

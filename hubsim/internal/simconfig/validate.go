@@ -86,6 +86,8 @@ func (c *Config) Validate() error {
 		bad("dps.id_scope", "must not be empty")
 	} else if !isAlnum(c.DPS.IDScope) {
 		bad("dps.id_scope", "%q: only letters and digits", c.DPS.IDScope)
+	} else if slices.ContainsFunc(servedSegments, func(s string) bool { return strings.EqualFold(s, c.DPS.IDScope) }) {
+		bad("dps.id_scope", "%q is the first path segment of another hubsim API", c.DPS.IDScope)
 	}
 	checkHost("dps.global_endpoint", c.DPS.GlobalEndpoint, true)
 	if !strings.EqualFold(c.DPS.HostName, c.DPS.GlobalEndpoint) {
@@ -211,3 +213,10 @@ func isPolicyName(s string) bool {
 	}
 	return true
 }
+
+// servedSegments are the first path segments of hubsim's HTTPS APIs other
+// than DPS's device API (hub REST, DPS service REST, relay, admin, health).
+// The DPS device routes begin with the ID scope (/{idScope}/registrations/…),
+// so a scope spelled like one of them would collide with that API's routes.
+var servedSegments = []string{"devices", "twins", "messages", "statistics", "configurations", "jobs",
+	"enrollments", "enrollmentGroups", "registrations", "bridges", "hubsim", "healthz", "metrics"}

@@ -145,13 +145,7 @@ func (u *UI) page(h pageFunc) http.Handler {
 // carrying the session's CSRF token (form field csrf).
 func (u *UI) mutating(h pageFunc) http.Handler {
 	return u.page(func(w http.ResponseWriter, r *http.Request, s *session) {
-		r.Body = http.MaxBytesReader(w, r.Body, maxForm)
-		if o := r.Header.Get("Origin"); o != "" && !sameOrigin(o, r) {
-			http.Error(w, "cross-origin request refused", http.StatusForbidden)
-			return
-		}
-		if err := r.ParseForm(); err != nil {
-			http.Error(w, "bad form: "+err.Error(), http.StatusBadRequest)
+		if !readForm(w, r) {
 			return
 		}
 		tok := r.PostForm.Get("csrf")
@@ -161,6 +155,21 @@ func (u *UI) mutating(h pageFunc) http.Handler {
 		}
 		h(w, r, s)
 	})
+}
+
+// readForm reads a posted form (at most maxForm bytes) from a request that
+// is not cross-origin; on false it has answered 403 or 400.
+func readForm(w http.ResponseWriter, r *http.Request) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+	if o := r.Header.Get("Origin"); o != "" && !sameOrigin(o, r) {
+		http.Error(w, "cross-origin request refused", http.StatusForbidden)
+		return false
+	}
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad form: "+err.Error(), http.StatusBadRequest)
+		return false
+	}
+	return true
 }
 
 func sameOrigin(origin string, r *http.Request) bool {
@@ -175,13 +184,7 @@ func (u *UI) loginForm(w http.ResponseWriter, r *http.Request) {
 
 func (u *UI) login(w http.ResponseWriter, r *http.Request) {
 	securityHeaders(w)
-	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
-	if o := r.Header.Get("Origin"); o != "" && !sameOrigin(o, r) {
-		http.Error(w, "cross-origin request refused", http.StatusForbidden)
-		return
-	}
-	if err := r.ParseForm(); err != nil {
-		http.Error(w, "bad form: "+err.Error(), http.StatusBadRequest)
+	if !readForm(w, r) {
 		return
 	}
 	cred := strings.TrimSpace(r.PostForm.Get("credential"))

@@ -222,7 +222,11 @@ func TestBrowser(t *testing.T) {
 	})
 
 	// A stream runs: streams open goes to 1 and back, the total counts it.
-	svc, err := service.New(sdkconfig.Service(sim, host))
+	// It is requested with the hub's "service" policy, which the streams
+	// page names.
+	svcCfg := sdkconfig.Service(sim, host)
+	svcCfg.ConnectionString = sim.HubPolicyConnectionString(host, "service")
+	svc, err := service.New(svcCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,6 +249,9 @@ func TestBrowser(t *testing.T) {
 	c.run("streams", chromedp.Navigate(base+"streams"), chromedp.WaitVisible(chromedp.ID("#open-streams")))
 	if got := c.text("#open-streams tbody"); !strings.Contains(got, "dev1") || !strings.Contains(got, "ssh") || !strings.Contains(got, "connected") {
 		t.Errorf("streams page, open streams: %q", got)
+	}
+	if got := c.text("#open-streams tbody tr:first-child td:nth-child(4)"); got != "service" {
+		t.Errorf("streams page, open stream requested by %q, want service", got)
 	}
 	c.checkPage("streams")
 	c.screenshot("streams")
@@ -329,6 +336,9 @@ func TestBrowser(t *testing.T) {
 	c.run("streams history", chromedp.Navigate(base+"streams"), chromedp.WaitVisible(chromedp.ID("#stream-history")))
 	if got := c.text("#stream-history tbody"); !strings.Contains(got, "dev1") || !strings.Contains(got, "closed") {
 		t.Errorf("streams page, history: %q", got)
+	}
+	if got := c.text("#stream-history tbody tr:first-child td:nth-child(4)"); got != "service" {
+		t.Errorf("streams page, newest history row requested by %q, want service", got)
 	}
 	c.checkPage("streams history")
 

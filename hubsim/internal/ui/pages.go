@@ -654,14 +654,14 @@ func (u *UI) dps(w http.ResponseWriter, r *http.Request, s *session) {
 }
 
 type openRow struct {
-	Hub, Device, Name, State, Duration string
-	ToDevice, ToService                int64
-	Rate                               string // average bytes/s both ways since connected
+	Hub, Device, Name, Policy, State, Duration string
+	ToDevice, ToService                        int64
+	Rate                                       string // average bytes/s both ways since connected
 }
 
 type historyRow struct {
-	Time, Device, Name, Operation, Status, Reason, Duration string
-	ToDevice, ToService                                     *int64
+	Time, Device, Name, Policy, Operation, Status, Reason, Duration string
+	ToDevice, ToService                                             *int64
 }
 
 func (u *UI) streams(w http.ResponseWriter, r *http.Request, s *session) {
@@ -675,7 +675,7 @@ func (u *UI) streams(w http.ResponseWriter, r *http.Request, s *session) {
 	v.Streams = &st
 	now := u.now()
 	for _, o := range u.cfg.Streams.Open() {
-		row := openRow{Hub: o.Hub, Device: o.DeviceID, Name: o.Name, ToDevice: o.BytesToDevice, ToService: o.BytesToService,
+		row := openRow{Hub: o.Hub, Device: o.DeviceID, Name: o.Name, Policy: o.Policy, ToDevice: o.BytesToDevice, ToService: o.BytesToService,
 			State: "waiting for both sides", Duration: now.Sub(o.Created).Round(time.Second).String(), Rate: "—"}
 		if o.ModuleID != "" {
 			row.Device += "/" + o.ModuleID
@@ -694,6 +694,7 @@ func (u *UI) streams(w http.ResponseWriter, r *http.Request, s *session) {
 		}
 		var props struct {
 			DeviceID, ModuleID, RequestName, Status, Reason string
+			Policy                                          string `json:"skn"`
 			BytesToDevice, BytesToService                   *int64
 		}
 		if json.Unmarshal(line, &rec) != nil || json.Unmarshal([]byte(rec.Properties), &props) != nil {
@@ -707,7 +708,7 @@ func (u *UI) streams(w http.ResponseWriter, r *http.Request, s *session) {
 		if ms, err := strconv.ParseInt(rec.DurationMs, 10, 64); err == nil && ms > 0 {
 			dur = (time.Duration(ms) * time.Millisecond).String()
 		}
-		v.History = append(v.History, historyRow{Time: rec.Time, Device: dev, Name: props.RequestName, Operation: rec.OperationName,
+		v.History = append(v.History, historyRow{Time: rec.Time, Device: dev, Name: props.RequestName, Policy: props.Policy, Operation: rec.OperationName,
 			Status: props.Status, Reason: props.Reason, Duration: dur, ToDevice: props.BytesToDevice, ToService: props.BytesToService})
 	}
 	u.render(w, "streams", v)

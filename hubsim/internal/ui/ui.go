@@ -77,6 +77,9 @@ type Streams interface {
 // OpenStream is one live stream.
 type OpenStream struct {
 	Hub, DeviceID, ModuleID, Name string
+	// Policy is the shared access policy (skn) of the service request
+	// that asked for the stream.
+	Policy                        string
 	Created, Connected            time.Time
 	BytesToDevice, BytesToService int64
 }

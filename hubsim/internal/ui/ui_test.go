@@ -400,3 +400,35 @@ func TestSessionEndsWithItsSAS(t *testing.T) {
 		return resp.StatusCode == http.StatusSeeOther, resp.Status
 	})
 }
+
+// The login form and the state-changing forms read their bodies alike:
+// a cross-origin post is refused (403) and an oversized form too (400),
+// before anything is done with it.
+func TestFormsRefusedAlike(t *testing.T) {
+	s := hubsimtest.New(t)
+	b := newBrowser(t, s)
+	b.login(s.AdminToken)
+	token := b.csrf()
+	big := strings.Repeat("x", 64<<10) // the dashboard reads forms of at most 64 KiB
+	for _, tc := range []struct {
+		name, path string
+		form       url.Values
+		hdr        map[string]string
+		status     int
+	}{
+		{"login, other origin", "/hubsim/ui/login", url.Values{"credential": {s.AdminToken}},
+			map[string]string{"Origin": "https://evil.example"}, http.StatusForbidden},
+		{"login, oversized", "/hubsim/ui/login", url.Values{"credential": {s.AdminToken}, "pad": {big}}, nil, http.StatusBadRequest},
+		{"fault, other origin", "/hubsim/ui/faults", url.Values{"csrf": {token}, "kind": {"reject-stream"}},
+			map[string]string{"Origin": "https://evil.example"}, http.StatusForbidden},
+		{"fault, oversized", "/hubsim/ui/faults", url.Values{"csrf": {token}, "kind": {"reject-stream"}, "pad": {big}}, nil, http.StatusBadRequest},
+	} {
+		resp, body := b.do("POST", tc.path, tc.form, tc.hdr)
+		if resp.StatusCode != tc.status {
+			t.Errorf("%s: status %d, want %d: %.200s", tc.name, resp.StatusCode, tc.status, body)
+		}
+	}
+	if n := len(s.Faults()); n != 0 {
+		t.Errorf("%d faults on after refused forms", n)
+	}
+}

@@ -1,7 +1,12 @@
 'use strict';
 // Scenario 4: azure-iot-provisioning-service — individual enrollment and
-// enrollment group (symmetric key): create, get, query, delete.
-// Input: {dpsConnectionString, registrationId, groupId, primaryKey, secondaryKey, iotHub}
+// enrollment group (symmetric key): create, get, query, delete; attestation
+// mechanisms (the group's is asked for under /enrollmentgroups/), a bulk
+// operation (POST /enrollments/), and the registration states of a device
+// the Go side registered in group registeredGroupId: group query, get,
+// delete.
+// Input: {dpsConnectionString, registrationId, groupId, primaryKey, secondaryKey, iotHub,
+//         bulkId, registeredId, registeredGroupId}
 const { ProvisioningServiceClient } = require('azure-iot-provisioning-service');
 const { run, step, expectError } = require('./lib');
 
@@ -48,6 +53,28 @@ run(async (inp) => {
   const gq = sc.createEnrollmentGroupQuery({ query: 'SELECT * FROM enrollmentGroups' }, 100);
   const gpage = (await step('query enrollment groups', () => gq.next())).responseBody;
   out.groupQueryIds = (gpage || []).map((e) => e.enrollmentGroupId).sort();
+
+  const att = (await step('get enrollment attestation mechanism', () => sc.getIndividualEnrollmentAttestationMechanism(inp.registrationId))).responseBody;
+  out.attestationMechanismType = att && att.type;
+  const gatt = (await step('get group attestation mechanism', () => sc.getEnrollmentGroupAttestationMechanism(inp.groupId))).responseBody;
+  out.groupAttestationMechanismType = gatt && gatt.type;
+
+  // Callback form: in azure-iot-provisioning-service 1.11.2 the promise
+  // form of runBulkEnrollmentOperation never settles (its inner callback
+  // runs only when the caller passed one).
+  const bulk = await step('bulk create enrollments', () => new Promise((resolve, reject) => sc.runBulkEnrollmentOperation({
+    mode: 'create',
+    enrollments: [{ registrationId: inp.bulkId, attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: inp.primaryKey, secondaryKey: inp.secondaryKey } } }],
+  }, (err, result) => (err ? reject(err) : resolve(result)))));
+  out.bulkSuccessful = bulk && bulk.isSuccessful;
+
+  const rq = sc.createEnrollmentGroupDeviceRegistrationStateQuery({ query: '*' }, inp.registeredGroupId, 100);
+  const rpage = (await step('query group registration states', () => rq.next())).responseBody;
+  out.groupRegistrationIds = (rpage || []).map((r) => r.registrationId).sort();
+  const reg = (await step('get registration state', () => sc.getDeviceRegistrationState(inp.registeredId))).responseBody;
+  out.registrationState = pick(reg, ['registrationId', 'status', 'assignedHub']);
+  await step('delete registration state', () => sc.deleteDeviceRegistrationState(inp.registeredId));
+  out.getDeletedRegistration = await expectError('get deleted registration state', () => sc.getDeviceRegistrationState(inp.registeredId));
 
   await step('delete individual enrollment', () => sc.deleteIndividualEnrollment(inp.registrationId));
   out.getDeleted = await expectError('get deleted enrollment', () => sc.getIndividualEnrollment(inp.registrationId));

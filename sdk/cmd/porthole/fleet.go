@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/porthole-iot/porthole/sdk/health"
 	"github.com/porthole-iot/porthole/sdk/service"
 )
 
@@ -41,13 +42,13 @@ type deviceRow struct {
 // healthSummary is the one-word health of a device: "ok", "error: …"
 // (an error since the agent's current hub connection), "stale" (the device
 // is offline, so its report is old), or "no report".
-func healthSummary(connState string, h *agentHealth) string {
+func healthSummary(connState string, h *health.Report) string {
 	switch {
 	case h == nil:
 		return "no report"
 	case !strings.EqualFold(connState, "Connected"):
 		return "stale"
-	case h.LastError != nil && h.LastError.At != nil && (h.Hub.Since == nil || h.LastError.At.After(*h.Hub.Since)):
+	case h.LastError != nil && !h.LastError.At.IsZero() && (h.Hub.Since.IsZero() || h.LastError.At.After(h.Hub.Since.Time)):
 		return "error: " + h.LastError.Message
 	}
 	return "ok"
@@ -115,13 +116,7 @@ func cmdDevices(ctx context.Context, e *env, args []string, stdout, stderr io.Wr
 			if err := json.Unmarshal(it, &tw); err != nil || tw.DeviceID == "" {
 				return fmt.Errorf("hub %s: the query must select whole twins (SELECT * FROM devices …)", h.name)
 			}
-			hr := healthOf(&tw)
-			row := deviceRow{DeviceID: tw.DeviceID, Hub: h.name, HubHost: h.host, Status: tw.Status,
-				ConnectionState: tw.ConnectionState, LastActivityTime: timePtr(tw.LastActivityTime), Health: healthSummary(tw.ConnectionState, hr)}
-			if hr != nil {
-				row.AgentVersion = hr.Version
-			}
-			rows = append(rows, row)
+			rows = append(rows, deviceRowOf(&tw, h))
 			seen[tw.DeviceID] = h.host
 		}
 	}
@@ -131,7 +126,23 @@ func cmdDevices(ctx context.Context, e *env, args []string, stdout, stderr io.Wr
 	if out.format == "json" {
 		return writeJSON(stdout, rows)
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	return writeDevicesTable(stdout, rows)
+}
+
+// deviceRowOf is the devices row of a twin found on hub h.
+func deviceRowOf(tw *service.Twin, h hubCred) deviceRow {
+	hr := healthOf(tw)
+	row := deviceRow{DeviceID: tw.DeviceID, Hub: h.name, HubHost: h.host, Status: tw.Status,
+		ConnectionState: tw.ConnectionState, LastActivityTime: timePtr(tw.LastActivityTime), Health: healthSummary(tw.ConnectionState, hr)}
+	if hr != nil {
+		row.AgentVersion = hr.Version
+	}
+	return row
+}
+
+// writeDevicesTable is "porthole devices"'s table.
+func writeDevicesTable(w io.Writer, rows []deviceRow) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DEVICE\tHUB\tSTATE\tLAST ACTIVITY\tAGENT\tHEALTH")
 	for _, r := range rows {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.DeviceID, r.Hub, dash(stateWord(r)), fmtTime(r.LastActivityTime), dash(r.AgentVersion), r.Health)
@@ -235,7 +246,12 @@ func cmdStatus(ctx context.Context, e *env, args []string, stdout, stderr io.Wri
 	if out.format == "json" {
 		return writeJSON(stdout, st)
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 1, ' ', 0)
+	return writeStatusTable(stdout, st)
+}
+
+// writeStatusTable is "porthole status"'s table.
+func writeStatusTable(w io.Writer, st deviceStatus) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', 0)
 	line := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
 	line("device", st.DeviceID)
 	line("hub", fmt.Sprintf("%s (%s, found via %s)", st.Hub, st.HubHost, st.FoundVia))
@@ -284,9 +300,9 @@ func statusOf(tw *service.Twin, t target, e *env) deviceStatus {
 	if h == nil {
 		return st
 	}
-	st.AgentVersion, st.Started, st.Transport = h.Version, h.Started, h.Hub.Transport
-	if h.Started != nil && st.Online {
-		st.UptimeSeconds = int64(now().Sub(*h.Started) / time.Second)
+	st.AgentVersion, st.Started, st.Transport = h.Version, timeOf(h.Started), h.Hub.Transport
+	if st.Started != nil && st.Online {
+		st.UptimeSeconds = int64(now().Sub(*st.Started) / time.Second)
 	}
 	open := h.Streams.Open
 	st.OpenStreams, st.StreamsAccepted, st.StreamsRejected = &open, h.Streams.Accepted, h.Streams.Rejected
@@ -295,13 +311,13 @@ func statusOf(tw *service.Twin, t target, e *env) deviceStatus {
 			Stream string     `json:"stream"`
 			Reason string     `json:"reason"`
 			At     *time.Time `json:"at,omitempty"`
-		}{r.Stream, r.Reason, r.At}
+		}{r.Stream, r.Reason, timeOf(r.At)}
 	}
 	if le := h.LastError; le != nil {
 		st.LastError = &struct {
 			Message string     `json:"message"`
 			At      *time.Time `json:"at,omitempty"`
-		}{le.Message, le.At}
+		}{le.Message, timeOf(le.At)}
 	}
 	return st
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/porthole-iot/porthole/hubsim/hubsimtest"
 	"github.com/porthole-iot/porthole/sdk/dps"
+	"github.com/porthole-iot/porthole/sdk/health"
 	"github.com/porthole-iot/porthole/sdk/iothub"
 )
 
@@ -78,7 +79,7 @@ type fleetDevice struct {
 	serve  func(ctx context.Context, conn net.Conn)
 	c      *iothub.Client
 	mu     sync.Mutex
-	report map[string]any
+	report health.Report
 }
 
 func (f *fleet) device(t *testing.T, id, hub string) *fleetDevice {
@@ -110,18 +111,17 @@ func (f *fleet) deviceServing(t *testing.T, id, hub string, serve func(ctx conte
 	t.Cleanup(func() { _ = c.Close() })
 	d := &fleetDevice{id: id, hub: hub, c: c, serve: serve}
 	started := time.Now().Add(-time.Hour).UTC().Truncate(time.Second)
-	d.report = map[string]any{"version": "1.2.3-test", "started": started.Format(time.RFC3339),
-		"hub":          map[string]any{"transport": "mqtt", "connected": true, "since": started.Format(time.RFC3339)},
-		"streams":      map[string]any{"open": 0, "accepted": 0, "rejected": 0},
-		"provisioning": map[string]any{"hub": hub, "deviceId": id}}
+	d.report = health.Report{Version: "1.2.3-test", Started: health.At(started),
+		Hub:          health.Hub{Transport: "mqtt", Connected: true, Since: health.At(started)},
+		Provisioning: health.Provisioning{Hub: hub, DeviceID: id}}
 	c.OnStreamRequest(func(ctx context.Context, req *iothub.StreamRequest) {
 		if req.Name != "ssh" {
 			d.mu.Lock()
-			d.report["lastRejection"] = map[string]any{"stream": req.Name, "reason": "target unreachable", "at": time.Now().UTC().Format(time.RFC3339)}
+			d.report.LastRejection = &health.Rejection{Stream: req.Name, Reason: health.ReasonTargetUnreachable, At: health.At(time.Now())}
 			rep := d.report
 			d.mu.Unlock()
 			_ = req.Reject(ctx)
-			_, _ = c.UpdateReported(ctx, map[string]any{healthProperty: rep})
+			_, _ = c.UpdateReported(ctx, rep.Patch())
 			return
 		}
 		conn, err := req.Accept(ctx)
@@ -141,7 +141,7 @@ func (f *fleet) deviceServing(t *testing.T, id, hub string, serve func(ctx conte
 	d.mu.Lock()
 	rep := d.report
 	d.mu.Unlock()
-	if _, err := c.UpdateReported(ctx, map[string]any{healthProperty: rep}); err != nil {
+	if _, err := c.UpdateReported(ctx, rep.Patch()); err != nil {
 		t.Fatal(err)
 	}
 	return d
@@ -310,21 +310,18 @@ func TestFleetSSHProgressAndRefusal(t *testing.T) {
 }
 
 func TestHealthSummary(t *testing.T) {
-	at := func(s string) *time.Time { v, _ := time.Parse(time.RFC3339, s); return &v }
-	rep := func(since, errAt string) *agentHealth {
-		h := &agentHealth{}
+	at := func(s string) health.Time { v, _ := time.Parse(time.RFC3339, s); return health.At(v) }
+	rep := func(since, errAt string) *health.Report {
+		h := &health.Report{}
 		h.Hub.Since = at(since)
 		if errAt != "" {
-			h.LastError = &struct {
-				Message string     `json:"message"`
-				At      *time.Time `json:"at"`
-			}{"dps: 401", at(errAt)}
+			h.LastError = &health.Event{Message: "dps: 401", At: at(errAt)}
 		}
 		return h
 	}
 	for _, tc := range []struct {
 		name, state string
-		h           *agentHealth
+		h           *health.Report
 		want        string
 	}{
 		{"no report", "Connected", nil, "no report"},

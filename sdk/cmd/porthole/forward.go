@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -59,7 +60,9 @@ func (f *streamOptsFlags) check() error {
 }
 
 // openAudit opens the audit file for appending (0600), or returns nil.
-func (f *streamOptsFlags) openAudit() (*stream.AuditLog, func(), error) {
+// done closes it and says on stderr when records could not be written (a
+// full disk): the session itself went through, so that is not its error.
+func (f *streamOptsFlags) openAudit(stderr io.Writer) (audit *stream.AuditLog, done func(), err error) {
 	if f.audit == "" {
 		return nil, func() {}, nil
 	}
@@ -67,7 +70,12 @@ func (f *streamOptsFlags) openAudit() (*stream.AuditLog, func(), error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("audit file: %w", err)
 	}
-	return stream.NewAuditLog(file), func() { file.Close() }, nil
+	audit = stream.NewAuditLog(file)
+	return audit, func() {
+		if err := errors.Join(audit.Err(), file.Close()); err != nil {
+			fmt.Fprintf(stderr, "porthole: audit file %s: %v (audit records are missing)\n", f.audit, err)
+		}
+	}, nil
 }
 
 // opener opens device streams within the hub's limits: it paces new
@@ -196,7 +204,8 @@ type muxSession struct {
 
 	mu        sync.Mutex
 	cl        *mux.Client // guarded by mu
-	noMux     bool        // guarded by mu: the device refused the mux stream
+	noMux     bool        // guarded by mu: the device refused the mux stream (auto mode only)
+	hadMux    bool        // guarded by mu: a mux stream has been open since the start
 	failures  int         // guarded by mu: failed opens in a row
 	notBefore time.Time   // guarded by mu: no reopen before this
 	wg        sync.WaitGroup
@@ -232,19 +241,27 @@ func (m *muxSession) client(ctx context.Context) (*mux.Client, error) {
 	if err == nil {
 		var cl *mux.Client
 		if cl, err = mux.NewClient(ctx, op.conn, mux.Config{}); err == nil {
-			m.cl, m.failures = cl, 0
+			m.cl, m.failures, m.hadMux = cl, 0, true
 			m.o.log.Info("multiplexed stream open", "limits", cl.Limits(), "stream_id", op.streamID)
 			m.wg.Add(1)
 			go m.watch(cl, op.streamID, start) // owned by m: close waits
 			return cl, nil
 		}
 	}
-	if errors.Is(err, service.ErrStreamRejected) || errors.Is(err, mux.ErrNoMux) {
+	// The device says it has no mux when it refuses the stream's name, or
+	// when the first stream never answers the handshake. A failed
+	// handshake after a mux stream has worked is a broken path, not a
+	// downgrade: it is retried like any failure. Only auto mode gives up
+	// on mux for good; with --mux on every connection waits for it.
+	refused := errors.Is(err, service.ErrStreamRejected) || (errors.Is(err, mux.ErrNoMux) && !m.hadMux)
+	if refused && m.mode != "on" {
 		m.noMux = true
-		return nil, fmt.Errorf("%w: %w", errNoMux, err)
 	}
 	m.failures++
 	m.notBefore = m.o.clock.Now().Add(min(30*time.Second, time.Second<<min(m.failures, 5)))
+	if refused {
+		return nil, fmt.Errorf("%w: %w", errNoMux, err)
+	}
 	return nil, err
 }
 
@@ -256,6 +273,8 @@ func (m *muxSession) watch(cl *mux.Client, streamID string, start time.Time) {
 	if err := cl.Err(); err != nil {
 		reason = err.Error()
 		m.o.log.Warn("multiplexed stream ended", "err", err)
+	} else {
+		m.o.log.Info("multiplexed stream closed")
 	}
 	m.audit.Write(stream.AuditRecord{Time: time.Now(), Side: "operator", Event: "stream", Device: m.o.device, StreamID: streamID,
 		Stream: mux.StreamName, Kind: "mux", Result: "accepted", Reason: reason, Start: start, DurationMs: time.Since(start).Milliseconds()})
@@ -272,14 +291,74 @@ func (m *muxSession) close() {
 }
 
 // joinConn bridges a local connection and a connection inside the mux
-// stream until both ends are done, or the device closes its end on its own
-// (a reload revoked it): then the local connection is closed at once.
-func joinConn(ctx context.Context, tc net.Conn, c *mux.Conn, to, from *mux.Counter) (mux.Ends, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := c.OnNotice(cancel)
+// stream cl until both ends are done, or the device closes its end on its
+// own (a reload revoked it), or the stream itself ends (cut, the device
+// gone): then the local connection is closed at once; for a stream's end
+// the error says why the stream ended.
+func joinConn(ctx context.Context, tc net.Conn, cl *mux.Client, c *mux.Conn, to, from *mux.Counter) (mux.Ends, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := c.OnNotice(func() { cancel(nil) })
 	defer stop()
-	return mux.Join(ctx, tc, c, to, from)
+	// Without this a connection whose stream died is only half-closed
+	// (yamux ends its reads with EOF) and lingers until the local client
+	// closes its side, to be recorded as closed by the target.
+	joined := make(chan struct{})
+	var watch sync.WaitGroup
+	watch.Add(1)
+	go func() { // owned by joinConn: it waits below
+		defer watch.Done()
+		select {
+		case <-cl.Done():
+			cancel(streamEnded(cl))
+		case <-joined:
+		}
+	}()
+	defer watch.Wait()
+	defer close(joined)
+	ends, err := mux.Join(ctx, tc, streamConn{c, cl}, to, from)
+	if err != nil && !errors.Is(context.Cause(ctx), context.Canceled) {
+		// yamux fails a connection's reads and writes only after the
+		// stream's end is visible on Done: whichever error Join saw first
+		// (EOF, session shutdown, the watcher's cause), the stream's end
+		// is the reason.
+		select {
+		case <-cl.Done():
+			err = streamEnded(cl)
+		default:
+		}
+	}
+	return ends, err
+}
+
+// streamConn is a connection inside the mux stream cl whose reads tell a
+// stream's end from the device's end: yamux ends the reads of every
+// connection of a session that ended with EOF, as if the device had
+// finished sending, but it does so only after Done is closed.
+type streamConn struct {
+	*mux.Conn
+	cl *mux.Client
+}
+
+func (s streamConn) Read(p []byte) (int, error) {
+	n, err := s.Conn.Read(p)
+	if err == io.EOF {
+		select {
+		case <-s.cl.Done():
+			return n, streamEnded(s.cl)
+		default:
+		}
+	}
+	return n, err
+}
+
+// streamEnded is the error of connections ended by the end of their
+// multiplexed stream.
+func streamEnded(cl *mux.Client) error {
+	if err := cl.Err(); err != nil {
+		return fmt.Errorf("multiplexed stream ended: %w", err)
+	}
+	return errors.New("multiplexed stream closed")
 }
 
 // joinReason says how a connection inside a mux stream ended.

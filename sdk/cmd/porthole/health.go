@@ -2,70 +2,38 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
+	"github.com/porthole-iot/porthole/sdk/health"
 	"github.com/porthole-iot/porthole/sdk/service"
 	"github.com/porthole-iot/porthole/sdk/stream"
 )
 
-// healthProperty is the twin reported property the agent writes its health
-// under. agentHealth mirrors, read-only, the shape the agent writes (the
-// agent-health work defines it as sdk/health.Report); only the fields the
-// CLI shows are read, and unknown ones are ignored, so a newer agent's
-// report still reads.
-const healthProperty = "porthole"
-
-type agentHealth struct {
-	Version string     `json:"version"`
-	Started *time.Time `json:"started"`
-	Hub     struct {
-		Transport string     `json:"transport"`
-		Connected bool       `json:"connected"`
-		Since     *time.Time `json:"since"`
-	} `json:"hub"`
-	Provisioning struct {
-		Hub       string `json:"hub"`
-		DeviceID  string `json:"deviceId"`
-		Substatus string `json:"substatus"`
-	} `json:"provisioning"`
-	Streams struct {
-		Open     int    `json:"open"`
-		Accepted uint64 `json:"accepted"`
-		Rejected uint64 `json:"rejected"`
-	} `json:"streams"`
-	LastRejection *struct {
-		Stream string     `json:"stream"`
-		Reason string     `json:"reason"`
-		At     *time.Time `json:"at"`
-	} `json:"lastRejection"`
-	LastError *struct {
-		Message string     `json:"message"`
-		At      *time.Time `json:"at"`
-	} `json:"lastError"`
+// healthOf reads the agent's report (sdk/health, the one definition of its
+// shape) from a twin; nil when there is none (not a porthole agent, or an
+// agent too old to report) or it does not parse. Unknown fields are
+// ignored, so a newer agent's report still reads.
+func healthOf(t *service.Twin) *health.Report {
+	if t == nil {
+		return nil
+	}
+	r, ok, err := health.FromTwin(t.Properties.Reported)
+	if !ok || err != nil {
+		return nil
+	}
+	return &r
 }
 
-// healthOf reads the agent's report from a twin; nil when there is none
-// (not a porthole agent, or an agent too old to report).
-func healthOf(t *service.Twin) *agentHealth {
-	if t == nil || t.Properties.Reported == nil {
+// timeOf is a report time as the CLI's output carries it: nil when the
+// report has none.
+func timeOf(t health.Time) *time.Time {
+	if t.IsZero() {
 		return nil
 	}
-	raw, ok := t.Properties.Reported[healthProperty]
-	if !ok {
-		return nil
-	}
-	b, err := json.Marshal(raw)
-	if err != nil {
-		return nil
-	}
-	var h agentHealth
-	if json.Unmarshal(b, &h) != nil {
-		return nil
-	}
-	return &h
+	v := t.Time
+	return &v
 }
 
 // refusedError is a stream the device refused, with its reason when the
@@ -100,7 +68,7 @@ func rejectionReason(ctx context.Context, c *service.Client, device, name string
 			return "" // no health report: nothing to wait for
 		}
 		if h.LastRejection != nil && h.LastRejection.Stream == name &&
-			(h.LastRejection.At == nil || h.LastRejection.At.After(since.Add(-2*time.Minute))) {
+			(h.LastRejection.At.IsZero() || h.LastRejection.At.After(since.Add(-2*time.Minute))) {
 			return h.LastRejection.Reason
 		}
 		if time.Now().After(deadline) {

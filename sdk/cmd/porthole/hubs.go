@@ -302,23 +302,30 @@ func (c *deviceCache) update(fn func(*cacheFile)) error {
 	return writeFileAtomic(c.path, b)
 }
 
-// writeFileAtomic writes data to path with mode 0600: a temporary file,
-// fsync, rename, fsync of the directory.
+// writeFileAtomic writes data to path with mode 0600 (see writeSecret),
+// creating path's directory (0700) if need be.
 func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
+	return writeSecret(path, string(data))
+}
+
+// writeSecret replaces path with data, mode 0600, whole or not at all: a
+// temporary file in the same directory, fsync, rename, fsync of the
+// directory. A failed write (a full disk) leaves the old file as it was.
+func writeSecret(path, data string) error {
+	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, ".tmp-*")
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
+	defer os.Remove(tmp.Name()) // gone by then after a rename
 	if err := tmp.Chmod(0o600); err != nil {
 		tmp.Close()
 		return err
 	}
-	if _, err := tmp.Write(data); err != nil {
+	if _, err := tmp.WriteString(data); err != nil {
 		tmp.Close()
 		return err
 	}

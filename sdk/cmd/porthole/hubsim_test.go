@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -70,7 +71,7 @@ func TestStdio(t *testing.T) {
 // stdioRoundTrip runs "porthole <args>" (a stdio command) on pipes, sends
 // line, expects it back, then closes stdin as ssh does and expects a clean
 // end.
-func stdioRoundTrip(t *testing.T, e *env, args []string, line string) {
+func stdioRoundTrip(t *testing.T, e *env, args []string, line string) (stderr string) {
 	t.Helper()
 	inR, inW, err := os.Pipe()
 	if err != nil {
@@ -85,9 +86,9 @@ func stdioRoundTrip(t *testing.T, e *env, args []string, line string) {
 	ctx, cancel := timeoutCtx(t)
 	defer cancel()
 	done := make(chan error, 1)
-	var stderr syncBuffer
+	var errOut syncBuffer
 	go func() { // owned by stdioRoundTrip: received below
-		done <- runEnv(ctx, e, args, inR, outW, &stderr)
+		done <- runEnv(ctx, e, args, inR, outW, &errOut)
 		outW.Close()
 	}()
 	if _, err := inW.Write([]byte(line)); err != nil {
@@ -95,11 +96,39 @@ func stdioRoundTrip(t *testing.T, e *env, args []string, line string) {
 	}
 	got, err := bufio.NewReader(outR).ReadString(line[len(line)-1])
 	if err != nil || got != line {
-		t.Fatalf("%v: echo %q %v (stderr %s)", args, got, err, stderr.String())
+		t.Fatalf("%v: echo %q %v (stderr %s)", args, got, err, errOut.String())
 	}
 	inW.Close() // ssh closing its end
 	if err := <-done; err != nil {
-		t.Fatalf("%v: stdio: %v (stderr %s)", args, err, stderr.String())
+		t.Fatalf("%v: stdio: %v (stderr %s)", args, err, errOut.String())
+	}
+	return errOut.String()
+}
+
+// TestStdioAuditWriteFailureSaid: records the --audit file could not take
+// (here /dev/full: every write fails with ENOSPC, as on a full disk) are
+// said on stderr when the session ends; the session itself is not failed.
+func TestStdioAuditWriteFailureSaid(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("/dev/full is Linux's")
+	}
+	sim := hubsimtest.New(t)
+	startDevice(t, sim, "dev1", nil)
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, audit, want string
+	}{
+		{"writable", filepath.Join(dir, "audit.jsonl"), ""},
+		{"full", "/dev/full", "porthole: audit file /dev/full: write /dev/full: no space left on device (audit records are missing)\n"},
+	} {
+		stderr := stdioRoundTrip(t, testEnv(t, nil), append([]string{"stdio", "dev1", "--audit", tc.audit}, simFlags(sim)...), "hello\n")
+		if stderr != tc.want {
+			t.Errorf("%s: stderr %q, want %q", tc.name, stderr, tc.want)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "audit.jsonl"))
+	if err != nil || !strings.Contains(string(b), `"device":"dev1"`) {
+		t.Errorf("audit file %q %v", b, err)
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/porthole-iot/porthole/sdk/service/servicetest"
 	"github.com/porthole-iot/porthole/sdk/stream"
 	"github.com/porthole-iot/porthole/sdk/stream/mux"
+	"github.com/porthole-iot/porthole/sdk/testwait"
 )
 
 // echoListener is a TCP echo service that half-closes at EOF.
@@ -99,39 +100,56 @@ func (d muxDevice) serve(ctx context.Context, name string, c net.Conn) {
 // addresses, in -L order, and a stop function returning its error.
 func startProxy(t *testing.T, sim *hubsimtest.Sim, n int, args ...string) ([]string, *syncBuffer, func() error) {
 	t.Helper()
+	p := runProxy(t, sim, n, args...)
+	return p.addrs, p.logs, p.stop
+}
+
+// runningProxy is a porthole proxy running in this process.
+type runningProxy struct {
+	addrs []string    // listening addresses, in -L order
+	logs  *syncBuffer // its stderr
+	done  chan error  // receives runEnv's result; read it through stop
+	stop  func() error
+}
+
+// ended reports whether the proxy has returned on its own.
+func (p *runningProxy) ended() bool { return len(p.done) > 0 }
+
+// runProxy starts porthole proxy with args and waits until it listens on
+// its n forwards.
+func runProxy(t *testing.T, sim *hubsimtest.Sim, n int, args ...string) *runningProxy {
+	t.Helper()
 	e := testEnv(t, nil)
 	addrc := make(chan net.Addr, n)
 	e.onListen = func(a net.Addr) { addrc <- a }
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	stderr := &syncBuffer{}
+	p := &runningProxy{logs: &syncBuffer{}, done: make(chan error, 1)}
 	go func() {
-		done <- runEnv(ctx, e, append(append([]string{"proxy", "dev1"}, args...), simFlags(sim)...), nil, io.Discard, stderr)
+		p.done <- runEnv(ctx, e, append(append([]string{"proxy", "dev1"}, args...), simFlags(sim)...), nil, io.Discard, p.logs)
 	}()
-	var addrs []string
 	for range n {
 		select {
 		case a := <-addrc:
-			addrs = append(addrs, a.String())
-		case err := <-done:
+			p.addrs = append(p.addrs, a.String())
+		case err := <-p.done:
 			cancel()
-			t.Fatalf("proxy ended: %v\n%s", err, stderr.String())
+			t.Fatalf("proxy ended: %v\n%s", err, p.logs.String())
 		case <-time.After(60 * time.Second):
 			cancel()
-			t.Fatalf("proxy not listening\n%s", stderr.String())
+			t.Fatalf("proxy not listening\n%s", p.logs.String())
 		}
 	}
 	stopped := false
-	stop := func() error {
+	p.stop = func() error {
 		if stopped {
 			return nil
 		}
 		stopped = true
 		cancel()
-		return <-done
+		return <-p.done
 	}
-	t.Cleanup(func() { stop() })
-	return addrs, stderr, stop
+	t.Cleanup(func() { p.stop() })
+	return p
 }
 
 // sendExact sends size random bytes through addr to an echo target and
@@ -383,5 +401,176 @@ func TestParseForward(t *testing.T) {
 		if tc.bad != (err != nil) || f.listen != tc.listen || f.target != tc.target {
 			t.Errorf("%q: %+v, %v", tc.in, f, err)
 		}
+	}
+}
+
+// TestProxyReopensAfterDrop: the proxy's multiplexed stream is cut by the
+// hub's relay while a reply comes back (a cut-stream fault); the
+// connections in it end at once with the stream's end as their reason,
+// the proxy keeps running, and the next connection through the same local
+// port gets a new multiplexed stream and works.
+func TestProxyReopensAfterDrop(t *testing.T) {
+	sim := hubsimtest.New(t)
+	dev := startDevice(t, sim, "dev1", func(c *servicetest.DeviceConfig) {
+		c.Serve = muxDevice{targets: map[string]string{"echo": echoListener(t)}}.serve
+	})
+	// Streams that start while the fault is on are cut once 256 KiB have
+	// crossed the relay.
+	cut := sim.AddFault(hubsimtest.Fault{Kind: hubsimtest.FaultCutStream, Device: "dev1", AfterBytes: 256 << 10})
+	audit := filepath.Join(t.TempDir(), "audit.jsonl")
+	p := runProxy(t, sim, 1, "-L", "127.0.0.1:0:echo", "--audit", audit)
+	addr := p.addrs[0]
+	if err := sendExact(addr, 1000, true); err != nil {
+		t.Fatalf("echo before the cut: %v\n%s", err, p.logs.String())
+	}
+	// A connection that stays open, idle, across the cut.
+	held, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if _, err := held.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	_ = held.SetDeadline(time.Now().Add(60 * time.Second))
+	if _, err := io.ReadFull(held, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	// 200 KiB out, then its echo crosses 256 KiB: the stream is cut while
+	// the reply comes back, after this side has finished sending.
+	const sent = 200 << 10
+	if err := sendExact(addr, sent, true); err == nil {
+		t.Fatalf("the whole echo came back through a stream cut after 256 KiB: the fault did not apply, the test proves nothing\n%s", p.logs.String())
+	}
+	sim.ClearFault(cut.ID)
+	// Both connections went down with their stream: the proxy closes them
+	// (not merely half-closes them, nor passes the cut on as the device's
+	// end of the reply) and records why.
+	var heldRec, cutRec stream.AuditRecord
+	testwait.For(t, 30*time.Second, "the operator's audit lines for the connections in the cut stream", func() (bool, string) {
+		for _, r := range auditLines(t, audit) {
+			switch {
+			case r.Event == "connection" && r.BytesToTarget == 1 && r.BytesFromTarget == 1:
+				heldRec = r
+			case r.Event == "connection" && r.BytesToTarget == sent:
+				cutRec = r
+			}
+		}
+		return heldRec.Reason != "" && cutRec.Reason != "", p.logs.String()
+	})
+	for name, r := range map[string]stream.AuditRecord{"idle": heldRec, "replying": cutRec} {
+		if !strings.HasPrefix(r.Reason, "multiplexed stream") {
+			t.Errorf("the %s connection in the cut stream ended with reason %q, want the stream's end", name, r.Reason)
+		}
+	}
+	if cutRec.BytesFromTarget >= sent {
+		t.Errorf("the replying connection got %d bytes back of %d through a cut stream", cutRec.BytesFromTarget, sent)
+	}
+	if n, err := io.Copy(io.Discard, held); n != 0 || err != nil {
+		t.Errorf("idle connection after the cut: %d bytes, %v; want EOF", n, err)
+	}
+	if p.ended() {
+		t.Fatalf("the proxy exited after the stream dropped\n%s", p.logs.String())
+	}
+	// New connections through the same port: the proxy opens a new
+	// multiplexed stream for them.
+	for i := range 3 {
+		if err := sendExact(addr, 300<<10+i, true); err != nil {
+			t.Fatalf("echo %d after the drop: %v\n%s", i, err, p.logs.String())
+		}
+	}
+	if got := dev.Requests(); len(got) != 2 || got[0] != mux.StreamName || got[1] != mux.StreamName {
+		t.Errorf("stream requests %v, want two %s (the first, cut, and its reopening)", got, mux.StreamName)
+	}
+	if p.ended() {
+		t.Fatalf("the proxy exited\n%s", p.logs.String())
+	}
+	if err := p.stop(); err != nil {
+		t.Fatalf("proxy: %v\n%s", err, p.logs.String())
+	}
+	streams := 0
+	for _, r := range auditLines(t, audit) {
+		if r.Event == "stream" && r.Kind == "mux" {
+			streams++
+		}
+	}
+	if streams != 2 {
+		t.Errorf("operator audit has %d mux stream lines, want 2 (the cut one and its reopening)", streams)
+	}
+}
+
+// flakyMuxDevice serves its first multiplexed stream until the test ends
+// it, closes the second before the mux handshake (a path that broke on
+// the way), and serves the later ones; a stream of any other name it
+// echoes (so a fallback to plain streams would go unnoticed by the
+// connection: the test looks at the device's requests).
+type flakyMuxDevice struct {
+	muxDevice
+	mu    sync.Mutex
+	n     int
+	first chan struct{} // closed by the test: the first stream ends
+}
+
+func (d *flakyMuxDevice) serve(ctx context.Context, name string, c net.Conn) {
+	if name != mux.StreamName {
+		d.muxDevice.serve(ctx, name, c)
+		return
+	}
+	d.mu.Lock()
+	d.n++
+	n := d.n
+	d.mu.Unlock()
+	switch n {
+	case 1:
+		sctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go func() { // ends with serve: cancel runs on return
+			select {
+			case <-d.first:
+				cancel()
+			case <-sctx.Done():
+			}
+		}()
+		d.muxDevice.serve(sctx, name, c)
+	case 2:
+		c.Close()
+	default:
+		d.muxDevice.serve(ctx, name, c)
+	}
+}
+
+// TestProxyKeepsMuxAfterBrokenHandshake: once a multiplexed stream has
+// worked, a reopened one that dies before the mux handshake is a broken
+// path, retried — not a device without mux, which in auto mode would send
+// every later connection over a plain stream of its own for good, and
+// which with --mux on must never happen at all.
+func TestProxyKeepsMuxAfterBrokenHandshake(t *testing.T) {
+	for _, mode := range []string{"auto", "on"} {
+		t.Run(mode, func(t *testing.T) {
+			sim := hubsimtest.New(t)
+			d := &flakyMuxDevice{muxDevice: muxDevice{targets: map[string]string{"echo": echoListener(t)}}, first: make(chan struct{})}
+			dev := startDevice(t, sim, "dev1", func(c *servicetest.DeviceConfig) { c.Serve = d.serve })
+			p := runProxy(t, sim, 1, "-L", "127.0.0.1:0:echo", "--mux", mode)
+			addr := p.addrs[0]
+			if err := sendExact(addr, 1000, true); err != nil {
+				t.Fatalf("echo over the first stream: %v\n%s", err, p.logs.String())
+			}
+			close(d.first)
+			// The next connections meet the broken handshake, then (after
+			// the proxy's backoff) a working mux stream again.
+			testwait.For(t, 60*time.Second, "an echo over a reopened multiplexed stream", func() (bool, string) {
+				err := sendExact(addr, 2000, true)
+				return err == nil && len(dev.Requests()) >= 3, fmt.Sprintf("echo: %v; requests %v", err, dev.Requests())
+			})
+			for i, name := range dev.Requests() {
+				if name != mux.StreamName {
+					t.Fatalf("request %d is a %q stream: the proxy fell back to one stream per connection after a broken mux handshake (requests %v)\n%s",
+						i, name, dev.Requests(), p.logs.String())
+				}
+			}
+			if err := p.stop(); err != nil {
+				t.Fatalf("proxy: %v\n%s", err, p.logs.String())
+			}
+		})
 	}
 }

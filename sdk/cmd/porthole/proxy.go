@@ -59,7 +59,7 @@ func cmdProxy(ctx context.Context, e *env, args []string, stderr io.Writer) erro
 		return err
 	}
 	defer c.Close()
-	audit, closeAudit, err := of.openAudit()
+	audit, closeAudit, err := of.openAudit(stderr)
 	if err != nil {
 		return err
 	}
@@ -170,7 +170,7 @@ func (p *proxy) serve(ctx context.Context, target string, tc net.Conn, log *slog
 			}
 			rec.Conn = c.ID
 			var to, from mux.Counter
-			ends, jerr := joinConn(ctx, tc, c, &to, &from)
+			ends, jerr := joinConn(ctx, tc, cl, c, &to, &from)
 			reason := joinReason(ends, jerr, c)
 			if r := c.Reason(); r != "" {
 				log.Warn("connection closed by the device", "reason", r)
@@ -179,9 +179,13 @@ func (p *proxy) serve(ctx context.Context, target string, tc net.Conn, log *slog
 			p.auditEnd(rec, "accepted", reason, to.Load(), from.Load())
 			return
 		}
-		if !errors.Is(err, errNoMux) {
+		if !errors.Is(err, errNoMux) || p.sess.mode == "on" {
+			// (--mux on: a connection never falls back to a stream of
+			// its own.)
 			log.Warn("stream failed", "err", err)
 			tc.Close()
+			rec.Event, rec.Stream, rec.Kind = "connection", mux.StreamName, "target"
+			p.auditEnd(rec, "rejected", err.Error(), 0, 0)
 			return
 		}
 	}

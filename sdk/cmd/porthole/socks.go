@@ -58,7 +58,7 @@ func cmdSocks(ctx context.Context, e *env, args []string, stderr io.Writer) erro
 		return err
 	}
 	defer c.Close()
-	audit, closeAudit, err := of.openAudit()
+	audit, closeAudit, err := of.openAudit(stderr)
 	if err != nil {
 		return err
 	}
@@ -158,7 +158,7 @@ func serveSocks(ctx context.Context, sess *muxSession, audit *stream.AuditLog, d
 	}
 	log.Info("connected", "dest", dest)
 	var to, from mux.Counter
-	ends, jerr := joinConn(ctx, tc, c, &to, &from)
+	ends, jerr := joinConn(ctx, tc, cl, c, &to, &from)
 	reason := joinReason(ends, jerr, c)
 	log.Info("connection closed", "dest", dest, "sent", to.Load(), "received", from.Load(), "reason", reason)
 	end("accepted", reason, to.Load(), from.Load())

@@ -57,7 +57,7 @@ func cmdStdio(ctx context.Context, e *env, args []string, stdin io.Reader, stdou
 		return err
 	}
 	device := s.stripSuffix(pos[0])
-	audit, closeAudit, err := of.openAudit()
+	audit, closeAudit, err := of.openAudit(stderr)
 	if err != nil {
 		return err
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/porthole-iot/porthole/hubsim/hubsimtest"
 	"github.com/porthole-iot/porthole/sdk/iothub"
 	"github.com/porthole-iot/porthole/sdk/service"
+	"github.com/porthole-iot/porthole/sdk/testwait"
 )
 
 const (
@@ -688,25 +689,24 @@ func startHubsimArgs(t *testing.T, ctx context.Context, extra ...string) *hubsim
 		}
 	})
 
-	deadline := time.NewTimer(time.Minute)
-	defer deadline.Stop()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
+	testwait.For(t, time.Minute, "hubsim's status file with its ports", func() (bool, string) {
 		b, err := os.ReadFile(statusFile)
 		if err == nil && json.Unmarshal(b, &p.status) == nil && p.status.Ports.HTTPS != 0 {
-			break
+			return true, ""
 		}
 		select {
-		case <-tick.C:
 		case <-p.exited:
 			t.Fatalf("hubsim exited before serving: %v\n%s", p.waitErr, p.stderr)
-		case <-deadline.C:
-			t.Fatalf("hubsim wrote no status file within a minute\n%s", p.stderr)
-		case <-ctx.Done():
-			t.Fatal(ctx.Err())
+		default:
 		}
-	}
+		if err := ctx.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err != nil {
+			return false, err.Error() + "\n" + p.stderr.String()
+		}
+		return false, fmt.Sprintf("%q\n%s", b, p.stderr.String())
+	})
 	pem, err := os.ReadFile(p.status.CAFile)
 	if err != nil {
 		t.Fatal(err)

@@ -42,8 +42,11 @@ type Client struct {
 
 	done chan struct{} // closed when the notice reader ends
 
+	ctrlW sync.Mutex // serialises writes to ctrl
+
 	mu      sync.Mutex
 	reasons map[uint32]string // close notices by connection id; guarded by mu
+	live    map[uint32]*Conn  // connections a notice tears down; guarded by mu
 	onNote  func(Notice)      // guarded by mu
 	noted   chan struct{}     // closed and replaced at each notice; guarded by mu
 	watch   map[uint32]func() // per-connection notice watchers; guarded by mu
@@ -67,7 +70,7 @@ func NewClient(ctx context.Context, conn net.Conn, cfg Config) (*Client, error) 
 		return nil, fmt.Errorf("mux: %w", err)
 	}
 	c := &Client{sess: sess, j: j, cfg: cfg, done: make(chan struct{}), reasons: map[uint32]string{}, noted: make(chan struct{}),
-		watch: map[uint32]func(){}}
+		watch: map[uint32]func(){}, live: map[uint32]*Conn{}}
 	ctrl, rep, err := c.open(ctx, Request{Kind: KindControl})
 	if err != nil {
 		sess.Close()
@@ -109,9 +112,17 @@ func (c *Client) readNotices() {
 		f := c.onNote
 		w := c.watch[n.ID]
 		delete(c.watch, n.ID)
+		cn := c.live[n.ID]
+		delete(c.live, n.ID)
 		close(c.noted)
 		c.noted = make(chan struct{})
 		c.mu.Unlock()
+		if cn != nil {
+			// The device's end is gone: end this end's blocked reads and
+			// writes too (a write could otherwise wait for a window
+			// update that never comes).
+			_ = cn.Conn.SetDeadline(time.Now())
+		}
 		if w != nil {
 			w()
 		}
@@ -179,11 +190,50 @@ func (c *Client) sessErr(err error) error {
 
 // Conn is one connection inside the multiplexed stream. Close is a
 // half-close (the device sees EOF and may still send); use it with Join.
+// A close notice from the device ends the Conn's reads and writes at once
+// (they fail with a timeout), and Join resets the device's end when it
+// fails on this side.
 type Conn struct {
 	net.Conn
 	// ID is the id the device assigned (its audit lines carry it).
 	ID uint32
 	c  *Client
+
+	resetOnce sync.Once
+}
+
+// Close closes the connection for writing (yamux sends FIN). From then on
+// a close notice from the device no longer needs to end a blocked write.
+func (cn *Conn) Close() error {
+	cn.c.mu.Lock()
+	if cn.c.live[cn.ID] == cn {
+		delete(cn.c.live, cn.ID)
+	}
+	cn.c.mu.Unlock()
+	return cn.Conn.Close()
+}
+
+// reset tells the device that this end failed (a Notice on the control
+// stream, which the device answers by closing its end and the target) and
+// ends this end's reads and writes. A yamux Close alone is a half-close:
+// the device would go on sending into a window nobody reads, or keep its
+// target busy, until CloseTimeout. Only the first call sends the notice.
+func (cn *Conn) reset(reason string) {
+	cn.resetOnce.Do(func() {
+		_ = cn.Conn.SetDeadline(time.Now())
+		cn.c.sendNotice(Notice{ID: cn.ID, Reason: reason})
+	})
+}
+
+// sendNotice writes n on the control stream, bounded so that a stalled
+// stream cannot hold the caller. A device without this notice (an older
+// agent) reads and discards it.
+func (c *Client) sendNotice(n Notice) {
+	line, _ := json.Marshal(n)
+	c.ctrlW.Lock()
+	defer c.ctrlW.Unlock()
+	_ = c.ctrl.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = c.ctrl.Write(append(line, '\n'))
 }
 
 // Reason is the device's close notice for this connection, "" if none.
@@ -245,7 +295,16 @@ func (c *Client) Open(ctx context.Context, req Request) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Conn{Conn: st, ID: rep.ID, c: c}, nil
+	cn := &Conn{Conn: st, ID: rep.ID, c: c}
+	c.mu.Lock()
+	if _, gone := c.reasons[cn.ID]; gone {
+		// The device's notice overtook the reply's reader.
+		_ = st.SetDeadline(time.Now())
+	} else {
+		c.live[cn.ID] = cn
+	}
+	c.mu.Unlock()
+	return cn, nil
 }
 
 // NumConns is the number of connections open in the stream.

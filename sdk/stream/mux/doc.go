@@ -42,16 +42,24 @@
 // message) from the device; the codes are SOCKS5's reply codes. The first
 // stream is the control stream (KindControl): the device answers it with
 // its limits and later writes one JSON Notice line per connection it
-// closes on its own (a reload removed the target), so the operator can say
-// why. KindTarget names one of the device's targets; KindDial asks for
+// closes on its own (a reload removed the target, the target failed), so
+// the operator can say why. The operator writes the same Notice lines the
+// other way for connections whose operator end failed (its local client
+// reset mid-transfer). Either way the receiver tears its end down at once:
+// a yamux Close is only a half-close, and without the notice the other end
+// would go on writing into a window nobody reads (or keep a target
+// sending) until CloseTimeout resets it. A device from before these
+// operator notices reads and discards them. KindTarget names one of the device's targets; KindDial asks for
 // host:port, which the device's allow-list decides (default deny).
 //
 // # Tuning
 //
 // yamux's keepalive is off: sdk/stream pings the whole path with WebSocket
-// ping/pong. The receive window per connection is 256 KiB (yamux's
-// minimum), the accept backlog equals MaxConns, and a joiner puts each
-// yamux data header and its body into one WebSocket frame instead of two.
+// ping/pong. The receive window per connection is 512 KiB (twice yamux's
+// minimum; see DefaultWindow), the accept backlog equals MaxConns, Join
+// moves bulk data in yamux frames of up to 256 KiB, and a joiner puts each
+// yamux data header into the same WebSocket frame as the start of its
+// body instead of a 12-byte frame of its own.
 // Connections half-close: an end that sends EOF can still receive (Join).
 //
 // # Goroutines

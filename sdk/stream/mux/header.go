@@ -114,8 +114,10 @@ func ReadReply(r io.Reader) (Reply, error) {
 	return Reply{Code: Code(h[1]), ID: binary.BigEndian.Uint32(h[2:]), Message: string(msg)}, nil
 }
 
-// Notice is one line on the control stream: the device closed connection
-// ID for Reason (a reload removed its target, the agent is shutting down).
+// Notice is one line on the control stream. From the device: it closed
+// connection ID for Reason (a reload removed its target, the target
+// failed, the agent is shutting down). From the operator: its end of
+// connection ID failed for Reason, and the device is to close its end.
 type Notice struct {
 	ID     uint32 `json:"id"`
 	Reason string `json:"reason"`

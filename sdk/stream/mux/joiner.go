@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"net"
 	"sync"
+
+	"github.com/porthole-iot/porthole/sdk/stream"
 )
 
 // yamux header layout (hashicorp/yamux spec.md): version, type, flags (2),
@@ -18,8 +20,10 @@ const (
 // a data frame's 12-byte header and its body with two Writes, which on a
 // device stream would become two WebSocket frames (two TLS records, two
 // system calls, a 12-byte frame for every data frame). joiner holds back
-// such a header and sends it together with the body as one frame. yamux
-// has a single sender, so Write is never called concurrently.
+// such a header and sends it together with the start of the body as one
+// frame; a body longer than that follows in full frames straight from
+// yamux's buffer. yamux has a single sender, so Write is never called
+// concurrently.
 //
 // It also remembers the first read error, which is why the session ended
 // (a peer's close frame with its reason, a keepalive timeout).
@@ -37,14 +41,19 @@ func newJoiner(c net.Conn) *joiner { return &joiner{Conn: c} }
 
 func (j *joiner) Write(p []byte) (int, error) {
 	if j.pending {
+		// The header goes out with as much of the body as fits one
+		// frame; the rest follows in frames of its own, so only one
+		// frame's worth is copied here whatever the body's size.
 		j.pending = false
-		j.buf = append(j.buf[:yamuxHeaderSize], p...)
+		first := min(len(p), stream.MaxFramePayload-yamuxHeaderSize)
+		j.buf = append(j.buf[:yamuxHeaderSize], p[:first]...)
 		n, err := j.Conn.Write(j.buf)
-		n -= yamuxHeaderSize
-		if n < 0 {
-			n = 0
+		n = max(n-yamuxHeaderSize, 0)
+		if err != nil || first == len(p) {
+			return n, err
 		}
-		return n, err
+		m, err := j.Conn.Write(p[first:])
+		return n + m, err
 	}
 	if len(p) == yamuxHeaderSize && p[1] == yamuxTypeData && binary.BigEndian.Uint32(p[8:]) > 0 {
 		j.buf = append(j.buf[:0], p...)

@@ -1,6 +1,7 @@
 package mux
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,6 +25,10 @@ func (r *Refusal) Error() string { return "mux: refused (" + r.Code.String() + "
 
 // ErrRevoked is the cause of a connection closed by Server.Revoke.
 var ErrRevoked = errors.New("mux: connection revoked")
+
+// errOperatorReset is the cause of a connection the operator's end reset
+// (a Notice on the control stream: its local side failed).
+var errOperatorReset = errors.New("mux: connection reset by the operator")
 
 // Handler decides and opens the device end of each connection.
 type Handler interface {
@@ -173,6 +178,24 @@ func (s *Server) Revoke(id uint32, reason string) bool {
 	return true
 }
 
+// operatorReset closes connection id because the operator's end failed;
+// Closed reports "reset by operator: " and the operator's reason. Unknown
+// ids (already closed) are ignored.
+func (s *Server) operatorReset(id uint32, reason string) {
+	s.mu.Lock()
+	c := s.conns[id]
+	if c == nil || c.revoked != "" {
+		s.mu.Unlock()
+		return
+	}
+	c.revoked = "reset by operator: " + reason
+	cancel := c.cancel // nil while still opening: serveStream checks revoked
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel(errOperatorReset)
+	}
+}
+
 // notify writes a notice line on the control stream, if there is one. The
 // write is bounded so that a stalled operator cannot hold a revocation.
 func (s *Server) notify(n Notice) {
@@ -262,7 +285,7 @@ func (s *Server) serveStream(st *yamux.Stream) {
 	release()
 	res := Result{ToTarget: c.to.Load(), FromTarget: c.from.Load(), Duration: time.Since(c.info.Start)}
 	switch {
-	case jerr != nil && errors.Is(jerr, ErrRevoked):
+	case jerr != nil && (errors.Is(jerr, ErrRevoked) || errors.Is(jerr, errOperatorReset)):
 		s.mu.Lock()
 		res.Reason = c.revoked
 		s.mu.Unlock()
@@ -277,6 +300,10 @@ func (s *Server) serveStream(st *yamux.Stream) {
 		res.Reason = context.Cause(s.ctx).Error()
 	case jerr != nil:
 		res.Reason = jerr.Error()
+		// This end failed (the target reset, a write timed out): a yamux
+		// Close is only a half-close, so tell the operator, whose end
+		// would otherwise go on writing into a window nobody reads.
+		s.notify(Notice{ID: id, Reason: res.Reason})
 	case ends == EndFirst:
 		res.Reason = "closed by operator"
 	case ends == EndSecond:
@@ -305,7 +332,24 @@ func (s *Server) serveControl(st *yamux.Stream) {
 	err := s.reply(st, Reply{Code: CodeOK, Message: fmt.Sprintf("max_conns=%d", s.cfg.MaxConns)})
 	s.ctrlW.Unlock()
 	if err == nil {
-		_, _ = io.Copy(io.Discard, st) // until the operator or the session ends it
+		s.readResets(st)
 	}
 	st.Close()
+}
+
+// readResets reads the operator's notices (connections whose operator end
+// failed) until the operator or the session ends the control stream. A
+// line too long for a notice ends the parsing, not the stream: the rest is
+// read and discarded.
+func (s *Server) readResets(st net.Conn) {
+	sc := bufio.NewScanner(st)
+	sc.Buffer(make([]byte, 1024), 64<<10)
+	for sc.Scan() {
+		var n Notice
+		if json.Unmarshal(sc.Bytes(), &n) != nil {
+			continue
+		}
+		s.operatorReset(n.ID, n.Reason)
+	}
+	_, _ = io.Copy(io.Discard, st)
 }
