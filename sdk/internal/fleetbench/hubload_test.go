@@ -70,6 +70,7 @@ func TestHubLoad(t *testing.T) {
 	n := envInt(t, envLoadDevices, fleetSize(t, defaultLoadDevices, raceLoadDevices))
 	period := envDuration(t, envLoadDuration, defaultLoadDuration)
 	workers := envInt(t, envLoadWorkers, defaultLoadWorkers)
+	requireOpenFiles(t, uint64(n)+1024)
 	var report strings.Builder
 	t.Run("process", func(t *testing.T) {
 		// The fleet and, in the same run, the 1,000-device fleet it is
