@@ -349,8 +349,10 @@ func (c *Client) connect(parent context.Context) (*session, error) {
 	opts.AddBroker((&url.URL{Scheme: "tls", Host: c.d.hubAddr()}).String())
 	opts.SetClientID(c.s.clientID)
 	opts.SetUsername(c.s.username)
+	var expiry time.Time // of the token sent, if any
 	if c.s.signer != nil {
-		token, expiry, err := c.s.signer.Sign(c.s.TokenTTL)
+		token, exp, err := c.s.signer.Sign(c.s.TokenTTL)
+		expiry = exp
 		if err != nil {
 			return nil, fmt.Errorf("iothub: sign token: %w", err)
 		}
@@ -393,7 +395,14 @@ func (c *Client) connect(parent context.Context) (*session, error) {
 	if err := tok.Error(); err != nil {
 		if ct, ok := tok.(*mqtt.ConnectToken); ok {
 			if rc := ct.ReturnCode(); rc > 0 && rc <= 0x7f {
-				return nil, &ConnectError{ReturnCode: rc}
+				ce := &ConnectError{ReturnCode: rc}
+				if ce.HTTPStatus() == http.StatusUnauthorized && !expiry.IsZero() && !c.s.Now().Before(expiry) {
+					// The token expired on the way (a connect slower
+					// than its lifetime): the credential is fine, and
+					// the next attempt signs a new token.
+					return nil, fmt.Errorf("iothub: the SAS token expired before the hub checked it (%s); retrying with a new one", ce)
+				}
+				return nil, ce
 			}
 		}
 		// A deadline may surface as a socket timeout (the WebSocket dialer
@@ -569,7 +578,10 @@ func (c *Client) drop(sess *session, reason error) {
 // and a drop of a younger connection, waits what sdk/retry's policy says
 // (by default at least 5 s, doubling, with jitter, up to 5 min), and is
 // announced to Config.Retry.Notify (if set) with the failure and the wait.
-// A refusal of the credentials stops the client (Done, Err = *ConnectError).
+// A refusal of the credentials stops the client (Done, Err = *ConnectError),
+// unless the token had already expired by the local clock when the refusal
+// came (a connect slower than the token's lifetime): that attempt is
+// retried with a new token.
 func (c *Client) run(sess *session) {
 	defer c.wg.Done()
 	sched := c.s.Retry.NewSchedule()

@@ -522,3 +522,40 @@ func TestReconnectWaitIsNotified(t *testing.T) {
 		t.Fatalf("state %+v, want connected", s)
 	}
 }
+
+// TestTokenExpiredInFlightIsRetried: a connect slower than the token's
+// lifetime reaches the hub with an expired token and is refused (CONNACK
+// 0x05). The credential is fine, so the client signs a new token and
+// connects again instead of giving up for good.
+func TestTokenExpiredInFlightIsRetried(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs for a few seconds")
+	}
+	e := newEnv(t)
+	cfg := e.config(t)
+	cfg.TokenTTL = 2 * time.Second
+	cfg.Retry = retry.Policy{MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
+	var dials atomic.Int32
+	cfg.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if dials.Add(1) == 2 {
+			// The scenario, not synchronisation: the renewal's connect
+			// takes longer than its token lives.
+			time.Sleep(cfg.TokenTTL + 500*time.Millisecond)
+		}
+		return e.sim.DialContext(ctx, network, addr)
+	}
+	c := e.dial(t, cfg)
+	states := watchState(c)
+	if s := recv(t, states); s.connected {
+		t.Fatalf("state %+v, want the renewal's disconnect", s)
+	}
+	if s := recv(t, states); !s.connected {
+		t.Fatalf("state %+v, want reconnected with a new token", s)
+	}
+	if n := dials.Load(); n < 3 {
+		t.Fatalf("%d dials: the expired token's connect was not followed by another", n)
+	}
+	if _, err := c.GetTwin(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+}
