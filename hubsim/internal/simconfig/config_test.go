@@ -112,6 +112,19 @@ streams:
 	}
 }
 
+// TestParseMergeKeys: YAML merge keys ("<<: *anchor") are read as the
+// decoder reads them, not refused as unknown keys.
+func TestParseMergeKeys(t *testing.T) {
+	src := "hubs:\n  - &h\n    hostname: a.local\n    policies: [{name: owner, rights: [RegistryRead]}]\n  - <<: *h\n    hostname: b.local\n"
+	c, err := Parse("f.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Hubs) != 2 || c.Hubs[1].HostName != "b.local" || len(c.Hubs[1].Policies) != 1 || c.Hubs[1].Policies[0].Name != "owner" {
+		t.Errorf("hubs %+v", c.Hubs)
+	}
+}
+
 func TestParseEmpty(t *testing.T) {
 	c, err := Parse("empty.yaml", nil)
 	if err != nil {
@@ -146,6 +159,8 @@ func TestDecodeErrors(t *testing.T) {
 		{"two problems", "ports:\n  https: many\n  mqtt: few\n",
 			"f.yaml:2: ports.https: \"many\" is not valid here; expected an integer\nf.yaml:3: ports.mqtt: \"few\" is not valid here; expected an integer"},
 		{"syntax", "hubs: [\n", "f.yaml:"},
+		{"unknown key in a merged mapping", "x: &p\n  nam: a\nhubs:\n  - <<: *p\n    hostname: a.local\n",
+			`f.yaml:1: x: unknown key` + "\n" + `f.yaml:2: hubs[0].nam: unknown key; did you mean "name"?`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -63,6 +63,16 @@ func checkNode(name string, n *yaml.Node, t reflect.Type, path string) []error {
 		var errs []error
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
+			if k.Tag == "!!merge" { // "<<: *defaults": the merged keys belong here
+				merged := []*yaml.Node{v}
+				if v.Kind == yaml.SequenceNode {
+					merged = v.Content
+				}
+				for _, m := range merged {
+					errs = append(errs, checkNode(name, m, t, path)...)
+				}
+				continue
+			}
 			p := joinPath(path, k.Value)
 			f, ok := fields[k.Value]
 			if !ok {
