@@ -334,3 +334,29 @@ func TestConfigValueErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestConfigMergeKeys: YAML merge keys ("<<: *anchor") are read as the
+// decoder reads them; a typo inside the merged mapping is still reported.
+func TestConfigMergeKeys(t *testing.T) {
+	dir := t.TempDir()
+	good := "hubs:\n  eu: &c\n    connection_string: " + cs("hub-eu.local") + "\n  us:\n    <<: *c\n"
+	path := filepath.Join(dir, "c.yaml")
+	if err := os.WriteFile(path, []byte(good), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := loadSettings(testEnv(t, nil), &connFlags{configPath: path}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.hubs) != 1 || s.hubs[0].name != "eu" { // us is the same hub: listed once
+		t.Errorf("hubs %+v", s.hubs)
+	}
+	bad := "x: &c\n  connection_strng: a\nhubs:\n  us:\n    <<: *c\n"
+	if err := os.WriteFile(path, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = loadSettings(testEnv(t, nil), &connFlags{configPath: path}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), `c.yaml:2: hubs.us.connection_strng: unknown key "connection_strng" (did you mean "connection_string"?)`) {
+		t.Errorf("err %v", err)
+	}
+}
