@@ -68,18 +68,34 @@ type Streams struct {
 type Rejection struct {
 	// Stream is the stream name the service asked for.
 	Stream string `json:"stream"`
-	// Reason is one of the Reason constants.
+	// Reason is one of the Reason constants, or TargetUnreachable's
+	// text (which names the target and why it did not answer).
 	Reason string `json:"reason"`
 	At     Time   `json:"at"`
 }
 
 // Reasons a stream is rejected for.
 const (
-	ReasonUnknownStream     = "unknown stream"
-	ReasonTooMany           = "too many open streams"
-	ReasonShuttingDown      = "agent shutting down"
+	ReasonUnknownStream = "unknown stream"
+	ReasonTooMany       = "too many open streams"
+	ReasonShuttingDown  = "agent shutting down"
+	// ReasonTargetUnreachable is what agents before TargetUnreachable
+	// reported for a target that did not answer.
 	ReasonTargetUnreachable = "target unreachable"
 )
+
+// TargetUnreachable is the Reason for a stream refused because its target
+// did not answer the agent's dial, naming the target and the cause (e.g.
+// "connection refused"): "target 127.0.0.1:80 is not answering
+// (connection refused)". The operator CLI prints it as is; it is clipped
+// to MaxText.
+func TargetUnreachable(target, cause string) string {
+	r := "target " + target + " is not answering"
+	if cause != "" {
+		r += " (" + cause + ")"
+	}
+	return Clip(r)
+}
 
 // Event is a message with its time.
 type Event struct {

@@ -143,3 +143,26 @@ func FuzzFromTwin(f *testing.F) {
 		}
 	})
 }
+
+// TestTargetUnreachable pins the reason an agent reports for a target that
+// did not answer: the operator CLI prints it as is.
+func TestTargetUnreachable(t *testing.T) {
+	long := strings.Repeat("x", 2*MaxText)
+	for _, tc := range []struct {
+		name, target, cause, want string
+	}{
+		{"refused", "127.0.0.1:80", "connection refused", "target 127.0.0.1:80 is not answering (connection refused)"},
+		{"no cause", "[::1]:22", "", "target [::1]:22 is not answering"},
+		{"clipped", "10.0.0.1:22", long, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := TargetUnreachable(tc.target, tc.cause)
+			if tc.want != "" && got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+			if len(got) > MaxText || !utf8.ValidString(got) || !strings.HasPrefix(got, "target "+tc.target+" is not answering") {
+				t.Errorf("got %q (%d bytes)", got, len(got))
+			}
+		})
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/porthole-iot/porthole/agent/internal/config"
@@ -299,6 +300,26 @@ func reasonOf(why error) string {
 	return why.Error()
 }
 
+// dialCause is why a dial failed, in a few words for the operator:
+// "connection refused", "no route to host", "timed out", "no such host".
+func dialCause(err error) string {
+	var errno syscall.Errno
+	var dnsErr *net.DNSError
+	var ne net.Error
+	switch {
+	case errors.As(err, &dnsErr):
+		if dnsErr.IsNotFound {
+			return "no such host"
+		}
+		return "name lookup failed: " + dnsErr.Err
+	case errors.As(err, &errno):
+		return errno.Error()
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return "timed out"
+	}
+	return err.Error()
+}
+
 // Handle serves one stream request. It answers the request before it
 // returns, as sdk/iothub requires of a stream handler: unknown name, too
 // many streams, shutting down or target unreachable → Reject; otherwise it
@@ -395,7 +416,7 @@ func (b *Bridge) handshake(ctx context.Context, req Request, p Policy, e *entry,
 	tc, err := b.dial(hctx, "tcp", target)
 	if err != nil {
 		b.mu.Lock()
-		b.rejectedLocked(req.Name(), health.ReasonTargetUnreachable)
+		b.rejectedLocked(req.Name(), health.TargetUnreachable(target, dialCause(err)))
 		b.mu.Unlock()
 		b.changed()
 		log.Warn("stream rejected: target unreachable", "err", err)

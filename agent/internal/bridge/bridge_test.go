@@ -245,17 +245,24 @@ func TestRejections(t *testing.T) {
 		policy     func(t *testing.T) Policy
 		stream     string
 		wantLog    string
-		wantReason string
+		wantReason func(p Policy) string
 	}{
-		{"unknown name", func(t *testing.T) Policy { return Policy{Targets: map[string]string{"ssh": echoServer(t)}} }, "telnet", ErrUnknownStream.Error(), health.ReasonUnknownStream},
-		{"target down", func(t *testing.T) Policy { return Policy{Targets: map[string]string{"ssh": deadAddr(t)}} }, "ssh", "target unreachable", health.ReasonTargetUnreachable},
-		{"no targets", func(t *testing.T) Policy { return Policy{} }, "ssh", ErrUnknownStream.Error(), health.ReasonUnknownStream},
+		{"unknown name", func(t *testing.T) Policy { return Policy{Targets: map[string]string{"ssh": echoServer(t)}} }, "telnet", ErrUnknownStream.Error(),
+			func(Policy) string { return health.ReasonUnknownStream }},
+		// The operator reads which target and why (porthole prints it after
+		// "refused stream ...: ").
+		{"target down", func(t *testing.T) Policy { return Policy{Targets: map[string]string{"ssh": deadAddr(t)}} }, "ssh", "target unreachable",
+			func(p Policy) string { return "target " + p.Targets["ssh"] + " is not answering (connection refused)" }},
+		{"no targets", func(t *testing.T) Policy { return Policy{} }, "ssh", ErrUnknownStream.Error(),
+			func(Policy) string { return health.ReasonUnknownStream }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			logs := &logBuf{}
 			now := time.Date(2025, 3, 1, 12, 30, 0, 0, time.UTC)
 			var changes atomic.Int32
-			b := New(Config{Policy: tc.policy(t), Device: "dev1", Logger: slog.New(slog.NewTextHandler(logs, nil)),
+			p := tc.policy(t)
+			wantReason := tc.wantReason(p)
+			b := New(Config{Policy: p, Device: "dev1", Logger: slog.New(slog.NewTextHandler(logs, nil)),
 				Now: func() time.Time { return now }, Changed: func() { changes.Add(1) }})
 			t.Cleanup(func() { b.Close() })
 			req := newReq(t, tc.stream)
@@ -271,8 +278,8 @@ func TestRejections(t *testing.T) {
 			if st.Rejected != 1 || st.Accepted != 0 {
 				t.Errorf("stats %+v", st)
 			}
-			if lr := st.LastRejection; lr == nil || lr.Stream != tc.stream || lr.Reason != tc.wantReason || !lr.At.Equal(now) {
-				t.Errorf("last rejection %+v, want %s/%s at %v", lr, tc.stream, tc.wantReason, now)
+			if lr := st.LastRejection; lr == nil || lr.Stream != tc.stream || lr.Reason != wantReason || !lr.At.Equal(now) {
+				t.Errorf("last rejection %+v, want %s/%s at %v", lr, tc.stream, wantReason, now)
 			}
 			if changes.Load() < 1 {
 				t.Errorf("Changed called %d times, want at least once", changes.Load())

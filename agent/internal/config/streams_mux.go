@@ -115,10 +115,12 @@ func ParseSocksRule(s string) (SocksRule, error) {
 	} else if a, err := netip.ParseAddr(host); err == nil {
 		r.Prefix = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
 	} else {
-		if strings.ContainsAny(host, "/[]: ") || host == "" {
+		// A fully qualified name's final dot is dropped; "." alone is no
+		// name (it would leave a rule with neither host nor prefix).
+		r.Host = strings.ToLower(strings.TrimSuffix(host, "."))
+		if strings.ContainsAny(host, "/[]: ") || r.Host == "" {
 			return SocksRule{}, fmt.Errorf("%q is not a host name, address or CIDR", host)
 		}
-		r.Host = strings.ToLower(strings.TrimSuffix(host, "."))
 	}
 	for _, part := range strings.Split(ports, ",") {
 		part = strings.TrimSpace(part)

@@ -96,6 +96,8 @@ func TestStreamsMuxErrors(t *testing.T) {
 		{"bad port", "streams:\n  socks:\n    allow:\n      - host:99999\n", `"99999" is not a port`},
 		{"timeout below interval", "streams:\n  keepalive:\n    interval: 30s\n    timeout: 10s\n", "streams.keepalive.timeout: 10s is not longer than the interval"},
 		{"max conns", "streams:\n  mux:\n    max_conns: 0\n", "streams.mux.max_conns: 0 is out of range"},
+		// Found by the fuzz campaign (seed kept): "." is no host at all.
+		{"dot for a host", "streams:\n  socks:\n    allow:\n      - .:1\n", `streams.socks.allow[0]: "." is not a host name, address or CIDR`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

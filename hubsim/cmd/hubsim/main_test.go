@@ -180,7 +180,7 @@ func TestRunErrors(t *testing.T) {
 		{"extra args", []string{"x"}, "usage error"},
 		{"missing config", []string{"-config", filepath.Join(dir, "missing.yaml")}, "no such file"},
 		{"invalid config", []string{"-config", badConfig, "-state-dir", dir}, "bad.yaml:5: hubs[0].hostname: must not be empty"},
-		{"unknown field", []string{"-config", unknownField}, "unknown.yaml:2: field port not found"},
+		{"unknown field", []string{"-config", unknownField}, `unknown.yaml:2: port: unknown key; did you mean "ports"?`},
 		{"bad listen flag", []string{"-listen", "nohost", "-state-dir", dir}, "listen[0]"},
 		{"future state database", []string{"-https-port", "0", "-mqtt-port", "0", "-listen", "127.0.0.1", "-state-dir", futureState},
 			fmt.Sprintf("database schema is newer than this hubsim: the database has schema version %d", store.SchemaVersion+1)},

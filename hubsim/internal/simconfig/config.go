@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -252,15 +253,21 @@ func Load(path string) (*Config, error) {
 func Parse(name string, data []byte) (*Config, error) {
 	c := Default()
 	c.source = name
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err == nil {
+		// Unknown keys and wrong kinds of value, all at once and in the
+		// config's words (file:line: field: …); the decoder's own
+		// messages name Go types.
+		if errs := checkNode(name, &root, reflect.TypeFor[Config](), ""); len(errs) > 0 {
+			return nil, errors.Join(errs...)
+		}
+		c.lines = map[string]int{}
+		indexLines(&root, "", c.lines)
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
 		return nil, decodeError(name, err)
-	}
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err == nil {
-		c.lines = map[string]int{}
-		indexLines(&root, "", c.lines)
 	}
 	c.fill()
 	return c, nil

@@ -112,6 +112,19 @@ streams:
 	}
 }
 
+// TestParseMergeKeys: YAML merge keys ("<<: *anchor") are read as the
+// decoder reads them, not refused as unknown keys.
+func TestParseMergeKeys(t *testing.T) {
+	src := "hubs:\n  - &h\n    hostname: a.local\n    policies: [{name: owner, rights: [RegistryRead]}]\n  - <<: *h\n    hostname: b.local\n"
+	c, err := Parse("f.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Hubs) != 2 || c.Hubs[1].HostName != "b.local" || len(c.Hubs[1].Policies) != 1 || c.Hubs[1].Policies[0].Name != "owner" {
+		t.Errorf("hubs %+v", c.Hubs)
+	}
+}
+
 func TestParseEmpty(t *testing.T) {
 	c, err := Parse("empty.yaml", nil)
 	if err != nil {
@@ -122,21 +135,50 @@ func TestParseEmpty(t *testing.T) {
 	}
 }
 
+// TestDecodeErrors: a decoding error names file:line: field, what is wrong
+// and what is expected, never a Go type name; an unknown key gets the
+// closest known key of its mapping.
 func TestDecodeErrors(t *testing.T) {
 	tests := []struct {
 		name, src, want string
 	}{
-		{"unknown top field", "listen: [127.0.0.1]\nbogus: 1\n", "f.yaml:2: field bogus not found"},
-		{"unknown nested field", "dps:\n  id_scope: x\n  idscope: y\n", "f.yaml:3: field idscope not found"},
-		{"wrong type", "ports:\n  https: many\n", "f.yaml:2: cannot unmarshal"},
-		{"bad duration", "streams:\n  handshake_timeout: soon\n", "f.yaml:2:"},
+		{"unknown top field", "listen: [127.0.0.1]\nbogus: 1\n", "f.yaml:2: bogus: unknown key"},
+		{"unknown top field, close to a known one", "listen: [127.0.0.1]\nlimit:\n  max_connections: 5\n",
+			`f.yaml:2: limit: unknown key; did you mean "limits"?`},
+		{"unknown nested field", "dps:\n  id_scope: x\n  idscope: y\n", `f.yaml:3: dps.idscope: unknown key; did you mean "id_scope"?`},
+		{"unknown field in a list item", "hubs:\n  - hostname: a.local\n    polices: []\n",
+			`f.yaml:3: hubs[0].polices: unknown key; did you mean "policies"?`},
+		{"unknown limits field", "limits:\n  max_conections: 5\n", `f.yaml:2: limits.max_conections: unknown key; did you mean "max_connections"?`},
+		{"wrong type", "ports:\n  https: many\n", `f.yaml:2: ports.https: "many" is not valid here; expected an integer`},
+		{"bad duration", "streams:\n  handshake_timeout: soon\n", `f.yaml:2: streams.handshake_timeout: "soon" is not valid here; expected a duration like 30s (units: ms, s, m, h)`},
+		{"bad limits duration", "limits:\n  body_timeout: banana\n", `f.yaml:2: limits.body_timeout: "banana" is not valid here; expected a duration like 30s (units: ms, s, m, h)`},
+		{"bad bool", "storage:\n  durable: maybe\n", `f.yaml:2: storage.durable: "maybe" is not valid here; expected true or false`},
+		{"bad number", "limits:\n  device_connections_per_second: lots\n", `f.yaml:2: limits.device_connections_per_second: "lots" is not valid here; expected a number`},
+		{"mapping where a list goes", "hubs:\n  hostname: a.local\n", `f.yaml:2: hubs: a mapping is not valid here; expected a list`},
+		{"list where a mapping goes", "limits: [1, 2]\n", `f.yaml:1: limits: a list is not valid here; expected a mapping`},
+		{"two problems", "ports:\n  https: many\n  mqtt: few\n",
+			"f.yaml:2: ports.https: \"many\" is not valid here; expected an integer\nf.yaml:3: ports.mqtt: \"few\" is not valid here; expected an integer"},
 		{"syntax", "hubs: [\n", "f.yaml:"},
+		{"unknown key in a merged mapping", "x: &p\n  nam: a\nhubs:\n  - <<: *p\n    hostname: a.local\n",
+			`f.yaml:1: x: unknown key` + "\n" + `f.yaml:2: hubs[0].nam: unknown key; did you mean "name"?`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Parse("f.yaml", []byte(tt.src))
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("err = %v, want containing %q", err, tt.want)
+			if err == nil {
+				t.Fatalf("no error, want %q", tt.want)
+			}
+			if tt.name == "syntax" {
+				if !strings.HasPrefix(err.Error(), tt.want) {
+					t.Fatalf("err = %v, want starting with %q", err, tt.want)
+				}
+				return
+			}
+			if err.Error() != tt.want {
+				t.Fatalf("err = %q\nwant  %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "simconfig.") || strings.Contains(err.Error(), "time.Duration") {
+				t.Errorf("Go type name in %q", err)
 			}
 		})
 	}

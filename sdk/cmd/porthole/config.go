@@ -12,12 +12,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/porthole-iot/porthole/sdk/auth"
 	"github.com/porthole-iot/porthole/sdk/service"
 )
 
@@ -46,6 +48,44 @@ type fileConfig struct {
 	Resolve             []string              `yaml:"resolve"`
 	CacheTTL            string                `yaml:"cache_ttl"`
 	SSH                 sshConfig             `yaml:"ssh"`
+
+	path  string         // the file, for messages
+	lines map[string]int // field path ("hubs.eu.connection_string") → line
+}
+
+// at names a field for a message: "file:line: field" (the line of its key
+// when the file has it).
+func (fc *fileConfig) at(field string) string {
+	if line, ok := fc.lines[field]; ok {
+		return fmt.Sprintf("%s:%d: %s", fc.path, line, field)
+	}
+	return fc.path + ": " + field
+}
+
+// quoted matches the quoted parts of a parse error, which may hold a
+// piece of a key.
+var quoted = regexp.MustCompile(`"[^"]*"`)
+
+// checkConnectionString refuses a connection string from the config file
+// that is not a service one, naming the field and never echoing it; what
+// is "DPS" for the DPS's, anything else for a hub's.
+func (fc *fileConfig) checkConnectionString(v, field, what string) error {
+	if v == "" {
+		return nil
+	}
+	if what != "DPS" {
+		// The hub's message starts with what it is told: the place.
+		if err := checkServiceString(v, fc.at(field)); err != nil {
+			return err
+		}
+	} else if err := checkServiceString(v, what); err != nil {
+		return fmt.Errorf("%s: %w", fc.at(field), err)
+	}
+	if _, err := auth.ParseServiceConnectionString(v); err != nil {
+		return fmt.Errorf("%s: not a service connection string (%s); expected HostName=<host>;SharedAccessKeyName=<policy>;SharedAccessKey=<base64 key>",
+			fc.at(field), quoted.ReplaceAllString(err.Error(), `"…"`))
+	}
+	return nil
 }
 
 // credential is a service connection string, given inline or as a file
@@ -125,9 +165,29 @@ func loadSettings(e *env, f *connFlags, stderr io.Writer) (*settings, error) {
 			return nil, err
 		}
 	}
-	dpsFile, err := fc.DPS.value(path, "dps", stderr)
+	dpsFile, err := fc.DPS.value(&fc, "dps", stderr)
 	if err != nil {
 		return nil, err
+	}
+	// Connection strings from the file are checked here, with their
+	// place; flags and the environment are checked when used.
+	dpsField := "dps.connection_string"
+	if fc.DPS.ConnectionStringFile != "" {
+		dpsField += "_file"
+	}
+	for _, c := range []struct{ v, field, what string }{
+		{fc.ConnectionString, "connection_string", "hub"},
+		{fc.DPSConnectionString, "dps_connection_string", "DPS"},
+		{dpsFile, dpsField, "DPS"},
+	} {
+		if err := fc.checkConnectionString(c.v, c.field, c.what); err != nil {
+			return nil, err
+		}
+	}
+	for i, r := range fc.Resolve {
+		if _, err := parseResolve([]string{r}); err != nil {
+			return nil, fmt.Errorf("%s: %q is not host:port=ip:port; expected one like hub-eu.local:443=127.0.0.1:8443", fc.at(fmt.Sprintf("resolve[%d]", i)), r)
+		}
 	}
 	switch {
 	case f.connectionString != "":
@@ -140,7 +200,7 @@ func loadSettings(e *env, f *connFlags, stderr io.Writer) (*settings, error) {
 	if s.connectionString != "" && s.connectionString != fc.ConnectionString {
 		s.explicitHub = true
 		s.hubs = []hubCred{newHubCred("", s.connectionString)}
-	} else if s.hubs, err = fc.hubList(path, stderr); err != nil {
+	} else if s.hubs, err = fc.hubList(stderr); err != nil {
 		return nil, err
 	}
 	s.dpsConnectionString = first(f.dpsConnectionString, e.getenv(envDPSConnectionString), fc.DPSConnectionString, dpsFile)
@@ -162,7 +222,7 @@ func loadSettings(e *env, f *connFlags, stderr io.Writer) (*settings, error) {
 	if fc.CacheTTL != "" {
 		d, err := time.ParseDuration(fc.CacheTTL)
 		if err != nil || d < 0 {
-			return nil, fmt.Errorf("config %s: cache_ttl %q: want a duration like 10m (0 turns the cache off)", path, fc.CacheTTL)
+			return nil, fmt.Errorf("%s: %q is not a duration; expected one like 10m (0 turns the cache off)", fc.at("cache_ttl"), fc.CacheTTL)
 		}
 		s.cacheTTL = d
 	}
@@ -208,7 +268,7 @@ func newHubCred(name, cs string) hubCred {
 
 // hubList returns the config's hubs sorted by name, the single
 // connection_string (if any) first.
-func (fc *fileConfig) hubList(path string, stderr io.Writer) ([]hubCred, error) {
+func (fc *fileConfig) hubList(stderr io.Writer) ([]hubCred, error) {
 	var hubs []hubCred
 	if fc.ConnectionString != "" {
 		hubs = append(hubs, newHubCred("", fc.ConnectionString))
@@ -220,12 +280,19 @@ func (fc *fileConfig) hubList(path string, stderr io.Writer) ([]hubCred, error) 
 	slices.Sort(names)
 	for _, n := range names {
 		c := fc.Hubs[n]
-		v, err := c.value(path, "hubs."+n, stderr)
+		v, err := c.value(fc, "hubs."+n, stderr)
 		if err != nil {
 			return nil, err
 		}
 		if v == "" {
-			return nil, fmt.Errorf("config %s: hubs.%s: give connection_string or connection_string_file", path, n)
+			return nil, fmt.Errorf("%s: no credential; expected connection_string or connection_string_file", fc.at("hubs."+n))
+		}
+		field := "hubs." + n + ".connection_string"
+		if c.ConnectionStringFile != "" {
+			field += "_file"
+		}
+		if err := fc.checkConnectionString(v, field, "hub"); err != nil {
+			return nil, err
 		}
 		h := newHubCred(n, v)
 		if slices.ContainsFunc(hubs, func(o hubCred) bool { return o.host == h.host }) {
@@ -238,9 +305,10 @@ func (fc *fileConfig) hubList(path string, stderr io.Writer) ([]hubCred, error) 
 
 // value returns the credential's connection string, reading the file it
 // names.
-func (c credential) value(configPath, field string, stderr io.Writer) (string, error) {
+func (c credential) value(fc *fileConfig, field string, stderr io.Writer) (string, error) {
+	configPath := fc.path
 	if c.ConnectionString != "" && c.ConnectionStringFile != "" {
-		return "", fmt.Errorf("config %s: %s: give connection_string or connection_string_file, not both", configPath, field)
+		return "", fmt.Errorf("%s: both connection_string and connection_string_file; expected one of them", fc.at(field))
 	}
 	if c.ConnectionStringFile == "" {
 		return c.ConnectionString, nil
@@ -255,7 +323,7 @@ func (c credential) value(configPath, field string, stderr io.Writer) (string, e
 	}
 	b, err := os.ReadFile(p)
 	if err != nil {
-		return "", fmt.Errorf("config %s: %s.connection_string_file: %w", configPath, field, err)
+		return "", fmt.Errorf("%s: cannot read it: %w", fc.at(field+".connection_string_file"), err)
 	}
 	if st, err := os.Stat(p); err == nil && st.Mode().Perm()&0o077 != 0 {
 		fmt.Fprintf(stderr, "porthole: warning: %s holds a connection string but is readable by others (mode %v); chmod 600 it\n", p, st.Mode().Perm())
@@ -291,6 +359,7 @@ func readConfig(path string, explicit bool, stderr io.Writer) (fileConfig, error
 		// yaml errors quote lines, not values of other keys; keep the path.
 		return fc, fmt.Errorf("config %s: %w", path, err)
 	}
+	fc.path, fc.lines = path, configLines(b)
 	inline := fc.ConnectionString != "" || fc.DPSConnectionString != "" || fc.DPS.ConnectionString != ""
 	for _, h := range fc.Hubs {
 		inline = inline || h.ConnectionString != ""

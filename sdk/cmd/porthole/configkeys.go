@@ -69,6 +69,10 @@ func (k *keyChecker) walk(n *yaml.Node, t reflect.Type, field string) {
 			return
 		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Tag == "!!merge" {
+				k.merge(n.Content[i+1], t, field)
+				continue
+			}
 			k.walk(n.Content[i+1], t.Elem(), join(field, n.Content[i].Value))
 		}
 	case reflect.Struct:
@@ -80,6 +84,10 @@ func (k *keyChecker) walk(n *yaml.Node, t reflect.Type, field string) {
 		seen := map[string]bool{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			key := n.Content[i].Value
+			if n.Content[i].Tag == "!!merge" {
+				k.merge(n.Content[i+1], t, field)
+				continue
+			}
 			ft, ok := known[key]
 			if !ok {
 				k.unknown(n.Content[i], field, key, known)
@@ -92,6 +100,18 @@ func (k *keyChecker) walk(n *yaml.Node, t reflect.Type, field string) {
 			k.walk(n.Content[i+1], ft, join(field, key))
 		}
 	}
+}
+
+// merge checks the mappings a merge key ("<<: *anchor", or a list of
+// them) brings into a mapping of type t, as if written there.
+func (k *keyChecker) merge(v *yaml.Node, t reflect.Type, field string) {
+	if v.Kind == yaml.SequenceNode {
+		for _, m := range v.Content {
+			k.walk(m, t, field)
+		}
+		return
+	}
+	k.walk(v, t, field)
 }
 
 // unknown reports an unknown key with the closest known key of its level,
@@ -222,4 +242,37 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// configLines maps every key path of the config file ("hubs.eu",
+// "resolve[1]") to its line, for messages about values.
+func configLines(data []byte) map[string]int {
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil {
+		return nil
+	}
+	lines := map[string]int{}
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, path)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				p := join(path, n.Content[i].Value)
+				lines[p] = n.Content[i].Line
+				walk(n.Content[i+1], p)
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				p := fmt.Sprintf("%s[%d]", path, i)
+				lines[p] = c.Line
+				walk(c, p)
+			}
+		}
+	}
+	walk(&doc, "")
+	return lines
 }

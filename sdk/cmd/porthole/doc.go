@@ -5,7 +5,7 @@
 //	porthole stdio <device> [--stream ssh]
 //	porthole proxy <device> -L [addr:]<port>[:target] [-L …] [--stream ssh] [--mux auto|on|off]
 //	porthole socks <device> -D [addr:]<port>
-//	porthole invoke <device> <method> [--payload JSON] [--timeout 30s]
+//	porthole invoke <device> <method> [--payload JSON] [--timeout 30s] [-o json]
 //	porthole devices [--hub H] [--query Q] [-o table|json]
 //	porthole status <device> [-o table|json]
 //	porthole ssh-config [--write]

@@ -112,12 +112,21 @@ func cmdDPSGetDelete(ctx context.Context, e *env, verb string, args []string, st
 	var cf connFlags
 	cf.register(fs)
 	group := fs.Bool("group", false, "an enrollment group instead of an individual enrollment")
+	var of jsonOnlyFlag
+	if verb == "get" {
+		of.register(fs.StringVar)
+	}
 	pos, extra, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 || len(extra) != 0 {
 		return usagef("usage: porthole dps %s <id> [--group]", verb)
+	}
+	if verb == "get" {
+		if err := of.check("dps get"); err != nil {
+			return err
+		}
 	}
 	s, err := loadSettings(e, &cf, stderr)
 	if err != nil {

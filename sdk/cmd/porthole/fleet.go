@@ -27,6 +27,22 @@ func (o *outputFlag) check() error {
 	return nil
 }
 
+// jsonOnlyFlag is -o for a command that prints JSON only (invoke, dps
+// get): it takes "-o json", which scripts pass to every command that
+// prints data, and refuses any other format.
+type jsonOnlyFlag struct{ format string }
+
+func (o *jsonOnlyFlag) register(fsRegister func(p *string, name, value, usage string)) {
+	fsRegister(&o.format, "o", "json", "output format: json (the only one this command prints)")
+}
+
+func (o *jsonOnlyFlag) check(cmd string) error {
+	if o.format != "json" {
+		return usagef("-o %q: %s prints JSON only; use -o json or leave -o out", o.format, cmd)
+	}
+	return nil
+}
+
 // deviceRow is one device in "porthole devices".
 type deviceRow struct {
 	DeviceID         string     `json:"deviceId"`

@@ -117,7 +117,7 @@ func (f *fleet) deviceServing(t *testing.T, id, hub string, serve func(ctx conte
 	c.OnStreamRequest(func(ctx context.Context, req *iothub.StreamRequest) {
 		if req.Name != "ssh" {
 			d.mu.Lock()
-			d.report.LastRejection = &health.Rejection{Stream: req.Name, Reason: health.ReasonTargetUnreachable, At: health.At(time.Now())}
+			d.report.LastRejection = &health.Rejection{Stream: req.Name, Reason: health.TargetUnreachable("127.0.0.1:80", "connection refused"), At: health.At(time.Now())}
 			rep := d.report
 			d.mu.Unlock()
 			_ = req.Reject(ctx)
@@ -252,7 +252,7 @@ func TestFleetDevicesAndStatus(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	if st.Hub != "hub-us" || st.HubHost != hubUS || !st.Online || st.AgentVersion != "1.2.3-test" || st.UptimeSeconds < 3500 ||
-		st.OpenStreams == nil || st.LastRejection == nil || st.LastRejection.Stream != "web" || st.LastRejection.Reason != "target unreachable" {
+		st.OpenStreams == nil || st.LastRejection == nil || st.LastRejection.Stream != "web" || st.LastRejection.Reason != "target 127.0.0.1:80 is not answering (connection refused)" {
 		t.Errorf("status %s", out)
 	}
 	out, _, err = f.run(t, "status", "dev-eu")
@@ -274,7 +274,7 @@ func TestFleetRefusalReason(t *testing.T) {
 	f.device(t, "dev-eu", hubEU)
 	_, _, err := f.run(t, "stdio", "dev-eu", "--stream", "web")
 	var re *refusedError
-	if !errors.As(err, &re) || err.Error() != `device dev-eu refused stream "web": target unreachable` {
+	if !errors.As(err, &re) || err.Error() != `device dev-eu refused stream "web": target 127.0.0.1:80 is not answering (connection refused)` {
 		t.Fatalf("err %v", err)
 	}
 }
@@ -292,7 +292,7 @@ func TestFleetSSHProgressAndRefusal(t *testing.T) {
 	}
 	f.e.isTerminal = func(io.Writer) bool { return true }
 	_, stderr, err := f.run(t, "ssh", "dev-us", "--stream", "web")
-	if err == nil || err.Error() != `device dev-us refused stream "web": target unreachable` || ran {
+	if err == nil || err.Error() != `device dev-us refused stream "web": target 127.0.0.1:80 is not answering (connection refused)` || ran {
 		t.Fatalf("err %v, ssh ran %v", err, ran)
 	}
 	if stderr != "connecting to dev-us via hub-us… failed\n" {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"os/exec"
 	"strings"
 	"testing"
@@ -52,6 +53,16 @@ func TestErrorsNameTheNextStep(t *testing.T) {
 	}
 	deviceKey := hubsimtest.NewKey(t)
 	deviceCS := sim.DeviceConnectionString(hubHost, "dev1", deviceKey)
+	// A --resolve entry that sends the hub to a port nobody listens on.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String()
+	l.Close()
+	stale := hubHost + ":443=" + closed
+	// The right hub, reached, but with a key it does not know.
+	wrongKey := []string{"--connection-string", cs(hubHost), "--ca", sim.CAFile, "--resolve", hubHost + ":443=" + sim.HTTPSAddr}
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -61,6 +72,9 @@ func TestErrorsNameTheNextStep(t *testing.T) {
 		{"device string", []string{"stdio", "dev1", "--connection-string", deviceCS}, []string{"device connection string", "service connection string", "Shared access policies"}},
 		{"device string for dps", []string{"dps", "get", "x", "--dps-connection-string", deviceCS}, []string{"DPS: this is a device connection string", "provisioningserviceowner"}},
 		{"no such host", []string{"stdio", "dev1", "--connection-string", cs("nowhere.invalid")}, []string{"nowhere.invalid does not resolve", "--resolve nowhere.invalid:443="}},
+		{"stale resolve entry", []string{"stdio", "dev1", "--connection-string", cs(hubHost), "--ca", sim.CAFile, "--resolve", stale},
+			[]string{"connecting to " + closed + " because of the resolve entry \"" + stale + "\": is it still right?"}},
+		{"credential refused", append([]string{"stdio", "dev1"}, wrongKey...), []string{"the credential was refused", "ServiceConnect and RegistryRead"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := runEnv(ctx, testEnv(t, nil), tc.args, strings.NewReader(""), io.Discard, io.Discard)

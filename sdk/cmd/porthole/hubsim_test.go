@@ -396,3 +396,48 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestJSONOutputFlag: every command that prints data takes "-o json";
+// invoke and dps get print JSON only, so they take -o json (what scripts
+// pass to every command) and refuse other formats with a usage error.
+func TestJSONOutputFlag(t *testing.T) {
+	sim := hubsimtest.New(t)
+	startDevice(t, sim, "dev1", func(c *servicetest.DeviceConfig) {
+		c.Method = func(name string, payload []byte) (int, []byte) { return 200, []byte(`{"ok":true}`) }
+	})
+	sim.EnrollSymmetricKey("dev1", nil)
+	ctx, cancel := timeoutCtx(t)
+	defer cancel()
+	e := testEnv(t, map[string]string{envDPSConnectionString: sim.DPSConnectionString()})
+	dpsFlags := []string{"--ca", sim.CAFile, "--resolve", sim.DPSHostName + ":443=" + sim.HTTPSAddr}
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		want    string // in the output, which must be JSON
+		wantErr string // a usage error instead
+	}{
+		{"invoke -o json", append([]string{"invoke", "dev1", "ping", "-o", "json"}, simFlags(sim)...), `"status":200`, ""},
+		{"invoke --o=json", append([]string{"invoke", "dev1", "ping", "--o=json"}, simFlags(sim)...), `"status":200`, ""},
+		{"invoke -o table", append([]string{"invoke", "dev1", "ping", "-o", "table"}, simFlags(sim)...), "", `-o "table": invoke prints JSON only`},
+		{"dps get -o json", append([]string{"dps", "get", "dev1", "-o", "json"}, dpsFlags...), `"registrationId": "dev1"`, ""},
+		{"dps get -o yaml", append([]string{"dps", "get", "dev1", "-o", "yaml"}, dpsFlags...), "", `-o "yaml": dps get prints JSON only`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			err := runEnv(ctx, e, tc.args, nil, &out, io.Discard)
+			if tc.wantErr != "" {
+				var ue *usageError
+				if !errors.As(err, &ue) || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err %v, want a usage error containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !json.Valid(out.Bytes()) || !strings.Contains(out.String(), tc.want) {
+				t.Errorf("output %q, want JSON containing %q", out.String(), tc.want)
+			}
+		})
+	}
+}

@@ -10,7 +10,7 @@ import (
 	"github.com/porthole-iot/porthole/sdk/service"
 )
 
-// cmdInvoke: porthole invoke <device> <method> [--payload JSON] [--timeout 30s].
+// cmdInvoke: porthole invoke <device> <method> [--payload JSON] [--timeout 30s] [-o json].
 // It prints {"status":…,"payload":…} and fails when the call fails or the
 // device's status is 400 or more (the answer is printed first).
 func cmdInvoke(ctx context.Context, e *env, args []string, stdout, stderr io.Writer) error {
@@ -19,12 +19,17 @@ func cmdInvoke(ctx context.Context, e *env, args []string, stdout, stderr io.Wri
 	cf.register(fs)
 	payload := fs.String("payload", "", "method payload (JSON; default null)")
 	timeout := fs.Duration("timeout", service.DefaultMethodTimeout, "how long the hub waits for the device's answer (5s–300s)")
+	var of jsonOnlyFlag
+	of.register(fs.StringVar)
 	pos, extra, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
+	if err := of.check("invoke"); err != nil {
+		return err
+	}
 	if len(pos) != 2 || len(extra) != 0 {
-		return usagef("usage: porthole invoke <device> <method> [--payload JSON] [--timeout 30s]")
+		return usagef("usage: porthole invoke <device> <method> [--payload JSON] [--timeout 30s] [-o json]")
 	}
 	var p any
 	if *payload != "" {

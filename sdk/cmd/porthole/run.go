@@ -66,12 +66,13 @@ const usage = `usage:
   porthole stdio <device> [--stream ssh]
   porthole proxy <device> -L [addr:]<port>[:target] [-L ...] [--stream ssh] [--mux auto|on|off]
   porthole socks <device> -D [addr:]<port>
-  porthole invoke <device> <method> [--payload JSON] [--timeout 30s]
+  porthole invoke <device> <method> [--payload JSON] [--timeout 30s] [-o json]
   porthole devices [--hub H] [--query Q] [-o table|json]
   porthole status <device> [-o table|json]
   porthole ssh-config [--write]
   porthole dps enroll <registrationId> [--symmetric-key K] [--group] [--hub host]...
-  porthole dps get|delete <id> [--group]
+  porthole dps get <id> [--group] [-o json]
+  porthole dps delete <id> [--group]
   porthole dps derive-key --group-key-file <file|-> (--out-dir <dir> | --stdout) <registrationId>...
 connection flags (every command): --connection-string, --dps-connection-string,
   --ca <file>, --resolve host:port=ip:port (repeatable), --config <file>, --profile P,

@@ -286,3 +286,77 @@ func TestProfiles(t *testing.T) {
 		t.Error("profiles share a cache")
 	}
 }
+
+// TestConfigValueErrors: a bad value in the operator config is reported as
+// file:line: field: what is wrong; what is expected — never as a flag
+// (--resolve) it was not given as, never echoing a key.
+func TestConfigValueErrors(t *testing.T) {
+	deviceCS := "HostName=hub-eu.local;DeviceId=dev1;SharedAccessKey=" + testKey
+	for _, tc := range []struct {
+		name, config, want string
+	}{
+		{"cache_ttl", "connection_string: " + cs("a") + "\ncache_ttl: banana\n",
+			`c.yaml:2: cache_ttl: "banana" is not a duration; expected one like 10m (0 turns the cache off)`},
+		{"hub without credential", "hubs:\n  eu: {}\n",
+			"c.yaml:2: hubs.eu: no credential; expected connection_string or connection_string_file"},
+		{"hub with both", "hubs:\n  eu:\n    connection_string: " + cs("a") + "\n    connection_string_file: a.cs\n",
+			"c.yaml:2: hubs.eu: both connection_string and connection_string_file; expected one of them"},
+		{"unreadable file", "hubs:\n  eu:\n    connection_string_file: missing.cs\n",
+			"c.yaml:3: hubs.eu.connection_string_file: cannot read it: open "},
+		{"resolve entry", "connection_string: " + cs("a") + "\nresolve:\n  - \"a:443=127.0.0.1:1\"\n  - nonsense\n",
+			`c.yaml:4: resolve[1]: "nonsense" is not host:port=ip:port; expected one like hub-eu.local:443=127.0.0.1:8443`},
+		{"malformed hub string", "hubs:\n  eu:\n    connection_string: HostName=a;" + testKey + "\n",
+			"c.yaml:3: hubs.eu.connection_string: not a service connection string"},
+		{"device string for a hub", "hubs:\n  eu:\n    connection_string: " + deviceCS + "\n",
+			"c.yaml:3: hubs.eu.connection_string: this is a device connection string"},
+		{"malformed top-level string", "connection_string: nonsense\n",
+			"c.yaml:1: connection_string: not a service connection string"},
+		{"malformed dps string", "connection_string: " + cs("a") + "\ndps:\n  connection_string: HostName=d\n",
+			"c.yaml:3: dps.connection_string: not a service connection string"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "c.yaml")
+			if err := os.WriteFile(path, []byte(tc.config), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := loadSettings(testEnv(t, nil), &connFlags{configPath: path}, io.Discard)
+			if err == nil {
+				t.Fatalf("no error, want %q", tc.want)
+			}
+			want := filepath.Join(dir, tc.want)
+			if !strings.HasPrefix(err.Error(), want) {
+				t.Errorf("err %q\nwant %q…", err, want)
+			}
+			if strings.Contains(err.Error(), testKey) {
+				t.Errorf("error shows the key: %q", err)
+			}
+		})
+	}
+}
+
+// TestConfigMergeKeys: YAML merge keys ("<<: *anchor") are read as the
+// decoder reads them; a typo inside the merged mapping is still reported.
+func TestConfigMergeKeys(t *testing.T) {
+	dir := t.TempDir()
+	good := "hubs:\n  eu: &c\n    connection_string: " + cs("hub-eu.local") + "\n  us:\n    <<: *c\n"
+	path := filepath.Join(dir, "c.yaml")
+	if err := os.WriteFile(path, []byte(good), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := loadSettings(testEnv(t, nil), &connFlags{configPath: path}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.hubs) != 1 || s.hubs[0].name != "eu" { // us is the same hub: listed once
+		t.Errorf("hubs %+v", s.hubs)
+	}
+	bad := "x: &c\n  connection_strng: a\nhubs:\n  us:\n    <<: *c\n"
+	if err := os.WriteFile(path, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = loadSettings(testEnv(t, nil), &connFlags{configPath: path}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), `c.yaml:2: hubs.us.connection_strng: unknown key "connection_strng" (did you mean "connection_string"?)`) {
+		t.Errorf("err %v", err)
+	}
+}
