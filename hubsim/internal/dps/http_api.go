@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+
+	"github.com/porthole-iot/porthole/hubsim/internal/muxpath"
 )
 
 // RightDeviceRegistration is the right of the device API's routes. It is
@@ -128,7 +130,7 @@ func (a *HTTPAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.RegisterRoutes(a.own)
 		a.own.Handle("/", a.fallbackOn(a.own))
 	})
-	if !cleanPath(r.URL.EscapedPath()) {
+	if !muxpath.Serves(r.URL.EscapedPath()) {
 		a.notFound(w, r)
 		return
 	}
@@ -158,7 +160,7 @@ func (a *HTTPAPI) fallbackOn(mux *http.ServeMux) http.Handler {
 // segments (IDs) are left alone.
 func (a *HTTPAPI) canonical(r *http.Request) (*http.Request, bool) {
 	p := r.URL.EscapedPath()
-	if !cleanPath(p) {
+	if !muxpath.Serves(p) {
 		return nil, false
 	}
 	trimmed := strings.TrimRight(p, "/")
@@ -250,18 +252,4 @@ func (s *Service) scopeSpelling(scope string) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-// cleanPath reports whether ServeMux would serve p without redirecting: no
-// empty, "." or ".." segments (a trailing slash is fine).
-func cleanPath(p string) bool {
-	if !strings.HasPrefix(p, "/") || strings.Contains(p, "//") {
-		return false
-	}
-	for seg := range strings.SplitSeq(p[1:], "/") {
-		if seg == "." || seg == ".." {
-			return false
-		}
-	}
-	return true
 }

@@ -86,29 +86,6 @@ func (r *benchRelay) pair(b *testing.B) (op, dev *stream.Conn) {
 	return op, dev
 }
 
-// benchTCPPair is tcpPair for benchmarks.
-func benchTCPPair(b *testing.B) (net.Conn, net.Conn) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	ch := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		ch <- c
-	}()
-	a, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	c := <-ch
-	if c == nil {
-		b.Fatal("accept failed")
-	}
-	return a, c
-}
-
 // oneConnHandler hands out one prepared target connection.
 type oneConnHandler struct{ c chan net.Conn }
 
@@ -133,8 +110,8 @@ type chain struct {
 // proxy without mux and the agent do (stream.Bridge at both ends).
 func plainChain(b *testing.B) chain {
 	op, dev := newBenchRelay(b).pair(b)
-	app, appS := benchTCPPair(b)
-	tgtA, tgt := benchTCPPair(b)
+	app, appS := tcpPair(b)
+	tgtA, tgt := tcpPair(b)
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); stream.Bridge(context.Background(), appS, op) }()
@@ -147,8 +124,8 @@ func plainChain(b *testing.B) chain {
 // stream, as porthole proxy with mux and the agent's mux server do.
 func muxChain(b *testing.B, cfg Config) chain {
 	op, dev := newBenchRelay(b).pair(b)
-	app, appS := benchTCPPair(b)
-	tgtA, tgt := benchTCPPair(b)
+	app, appS := tcpPair(b)
+	tgtA, tgt := tcpPair(b)
 	h := oneConnHandler{c: make(chan net.Conn, 1)}
 	h.c <- tgtA
 	srv, err := NewServer(dev, cfg, h)
