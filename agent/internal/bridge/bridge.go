@@ -223,6 +223,9 @@ func (b *Bridge) SetPolicy(p Policy) {
 	if p.Mux.MaxConns <= 0 {
 		p.Mux.MaxConns = config.DefaultMuxMaxConns
 	}
+	if p.Mux.Window <= 0 {
+		p.Mux.Window = config.DefaultMuxWindow
+	}
 	b.mu.Lock()
 	b.policy = p
 	b.mu.Unlock()

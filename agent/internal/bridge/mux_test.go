@@ -77,6 +77,29 @@ func muxPolicy(targets map[string]string) Policy {
 	return Policy{Targets: targets, Mux: config.Mux{Enabled: true}}
 }
 
+// TestMuxWindowFromConfig: streams.mux.window reaches the mux server of
+// every new stream (the agent announces it on the control stream), and the
+// default is config's.
+func TestMuxWindowFromConfig(t *testing.T) {
+	for _, tc := range []struct {
+		window int64
+		want   string
+	}{
+		{0, fmt.Sprintf("max_conns=%d window=%d", config.DefaultMuxMaxConnsPerStream, config.DefaultMuxWindow)},
+		{256 << 10, fmt.Sprintf("max_conns=%d window=%d", config.DefaultMuxMaxConnsPerStream, 256<<10)},
+		{4 << 20, fmt.Sprintf("max_conns=%d window=%d", config.DefaultMuxMaxConnsPerStream, 4<<20)},
+	} {
+		t.Run(fmt.Sprint(tc.window), func(t *testing.T) {
+			p := muxPolicy(map[string]string{"echo": echoServer(t)})
+			p.Mux.Window = tc.window
+			b, _, _ := newAuditBridge(t, p)
+			if got := openMux(t, b).Limits(); got != tc.want {
+				t.Errorf("limits %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
 // TestMux100ConnectionsExact: 100 concurrent connections through one mux
 // stream to an echo target, each checked by sha256.
 func TestMux100ConnectionsExact(t *testing.T) {

@@ -44,7 +44,7 @@ func (b *Bridge) serveMux(sc net.Conn, p Policy, e *entry, log *slog.Logger) {
 	// the bridge's target counters get each connection's bytes as it ends.
 	counted := newActiveConn(sc, nil, nil)
 	h := &muxHandler{b: b, e: e, log: log}
-	srv, err := mux.NewServer(counted, mux.Config{MaxConns: p.Mux.MaxConnsPerStream, OpenTimeout: p.HandshakeTimeout}, h)
+	srv, err := mux.NewServer(counted, mux.Config{MaxConns: p.Mux.MaxConnsPerStream, OpenTimeout: p.HandshakeTimeout, Window: uint32(p.Mux.Window)}, h)
 	if err != nil {
 		log.Warn("mux stream failed", "err", err)
 		sc.Close()

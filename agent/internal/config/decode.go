@@ -219,7 +219,7 @@ var allFields = []string{
 	"hub.transport", "hub.keepalive", "hub.retry_cached_hub_for", "hub.token_ttl", "hub.reprovision_method",
 	"proxy.url",
 	"streams.targets", "streams.max_concurrent", "streams.idle_timeout", "streams.handshake_timeout",
-	"streams.mux.enabled", "streams.mux.max_conns_per_stream", "streams.mux.max_conns", "streams.socks.allow",
+	"streams.mux.enabled", "streams.mux.max_conns_per_stream", "streams.mux.max_conns", "streams.mux.window", "streams.socks.allow",
 	"streams.keepalive.interval", "streams.keepalive.timeout",
 	"streams.audit.file", "streams.audit.max_size", "streams.audit.max_files",
 	"state_dir", "ca_file", "resolve",

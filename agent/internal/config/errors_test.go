@@ -210,6 +210,10 @@ func TestErrors(t *testing.T) {
 			f + `:7: streams.max_concurrent: "99999999999" is out of range; expected a whole number like 8`}},
 		{"max concurrent zero", valid + "streams:\n  max_concurrent: 0\n", []string{
 			f + ":7: streams.max_concurrent: 0 is out of range; expected 1 to 1024"}},
+		{"mux window too small", valid + "streams:\n  mux:\n    window: 64KiB\n", []string{
+			f + ":8: streams.mux.window: 65536 bytes is out of range; expected 256KiB to 16MiB"}},
+		{"mux window not a size", valid + "streams:\n  mux:\n    window: big\n", []string{
+			f + `:8: streams.mux.window: "big" is not a size; expected a size like 512KiB (units: KiB, MiB)`}},
 		{"idle timeout negative", valid + "streams:\n  idle_timeout: -5m\n", []string{
 			f + ":7: streams.idle_timeout: -5m is negative; expected 0 (no limit) or a duration like 30m"}},
 		{"handshake timeout zero", valid + "streams:\n  handshake_timeout: 0\n", []string{

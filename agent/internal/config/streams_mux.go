@@ -24,10 +24,17 @@ const MuxStreamName = "porthole-mux-v1"
 const (
 	DefaultMuxMaxConnsPerStream = 128
 	DefaultMuxMaxConns          = 256
-	DefaultKeepaliveInterval    = 20 * time.Second
-	DefaultKeepaliveTimeout     = 60 * time.Second
-	DefaultAuditMaxSize         = 1 << 20
-	DefaultAuditMaxFiles        = 3
+	// DefaultMuxWindow is the receive window of each connection inside a
+	// mux stream (the SDK's mux.DefaultWindow, written here independently).
+	DefaultMuxWindow = 512 << 10
+	// MinMuxWindow and MaxMuxWindow bound streams.mux.window (yamux
+	// refuses less than 256 KiB).
+	MinMuxWindow             = 256 << 10
+	MaxMuxWindow             = 16 << 20
+	DefaultKeepaliveInterval = 20 * time.Second
+	DefaultKeepaliveTimeout  = 60 * time.Second
+	DefaultAuditMaxSize      = 1 << 20
+	DefaultAuditMaxFiles     = 3
 	// MaxMuxConnsLimit caps the connection limits.
 	MaxMuxConnsLimit = 4096
 )
@@ -41,6 +48,12 @@ type Mux struct {
 	MaxConnsPerStream int
 	// MaxConns bounds the connections inside all mux streams together.
 	MaxConns int
+	// Window is each connection's receive window in bytes: what the agent
+	// buffers at most for a connection whose target does not read, so a
+	// worst case of MaxConns × Window. Larger windows carry bulk
+	// transfers faster over a slow path; small devices may want the
+	// minimum, 256 KiB.
+	Window int64
 }
 
 // Keepalive configures the WebSocket ping/pong on every stream.
@@ -167,17 +180,18 @@ func SocksAllows(rules []SocksRule, host string, addr netip.Addr, port uint16) b
 }
 
 func defaultStreamsMux(s *Streams) {
-	s.Mux = Mux{Enabled: true, MaxConnsPerStream: DefaultMuxMaxConnsPerStream, MaxConns: DefaultMuxMaxConns}
+	s.Mux = Mux{Enabled: true, MaxConnsPerStream: DefaultMuxMaxConnsPerStream, MaxConns: DefaultMuxMaxConns, Window: DefaultMuxWindow}
 	s.Keepalive = Keepalive{Interval: DefaultKeepaliveInterval, Timeout: DefaultKeepaliveTimeout}
 	s.Audit = Audit{MaxSize: DefaultAuditMaxSize, MaxFiles: DefaultAuditMaxFiles}
 }
 
 func (d *decoder) streamsMux(field string, n *yaml.Node) {
 	m := &d.cfg.Streams.Mux
-	d.mapping(n, field, []string{"enabled", "max_conns_per_stream", "max_conns"}, map[string]fieldFunc{
+	d.mapping(n, field, []string{"enabled", "max_conns_per_stream", "max_conns", "window"}, map[string]fieldFunc{
 		"enabled":              d.setBool(&m.Enabled),
 		"max_conns_per_stream": d.setInt(&m.MaxConnsPerStream, "128"),
 		"max_conns":            d.setInt(&m.MaxConns, "256"),
+		"window":               d.setSize(&m.Window, "512KiB"),
 	})
 }
 
@@ -239,6 +253,9 @@ func (k *checker) streamsMux() {
 	}
 	if s.Mux.MaxConns < 1 || s.Mux.MaxConns > MaxMuxConnsLimit {
 		k.add("streams.mux.max_conns", fmt.Sprintf("%d is out of range", s.Mux.MaxConns), fmt.Sprintf("expected 1 to %d", MaxMuxConnsLimit))
+	}
+	if s.Mux.Window < MinMuxWindow || s.Mux.Window > MaxMuxWindow {
+		k.add("streams.mux.window", fmt.Sprintf("%d bytes is out of range", s.Mux.Window), "expected 256KiB to 16MiB")
 	}
 	if s.Keepalive.Interval < 0 {
 		k.add("streams.keepalive.interval", "is negative", "expected 0 (off) or a duration like 20s")

@@ -13,6 +13,7 @@ func TestStreamsMuxKeys(t *testing.T) {
     enabled: false
     max_conns_per_stream: 8
     max_conns: 16
+    window: 1MiB
   socks:
     allow:
       - 127.0.0.1:80
@@ -28,7 +29,7 @@ func TestStreamsMuxKeys(t *testing.T) {
     max_files: 2
 `)
 	s := c.Streams
-	if s.Mux != (Mux{Enabled: false, MaxConnsPerStream: 8, MaxConns: 16}) {
+	if s.Mux != (Mux{Enabled: false, MaxConnsPerStream: 8, MaxConns: 16, Window: 1 << 20}) {
 		t.Errorf("mux %+v", s.Mux)
 	}
 	if s.Keepalive != (Keepalive{Interval: 5 * time.Second, Timeout: 15 * time.Second}) {
@@ -41,7 +42,7 @@ func TestStreamsMuxKeys(t *testing.T) {
 		t.Fatalf("allow %+v", s.SocksAllow)
 	}
 	d := Default().Streams
-	if !d.Mux.Enabled || d.Mux.MaxConnsPerStream != DefaultMuxMaxConnsPerStream || d.Keepalive.Timeout != 60*time.Second || len(d.SocksAllow) != 0 {
+	if !d.Mux.Enabled || d.Mux.MaxConnsPerStream != DefaultMuxMaxConnsPerStream || d.Mux.Window != DefaultMuxWindow || d.Keepalive.Timeout != 60*time.Second || len(d.SocksAllow) != 0 {
 		t.Errorf("defaults %+v", d)
 	}
 }

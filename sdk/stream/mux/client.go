@@ -86,8 +86,10 @@ func NewClient(ctx context.Context, conn net.Conn, cfg Config) (*Client, error) 
 	return c, nil
 }
 
-// Limits is what the device announced on the control stream
-// ("max_conns=64").
+// Limits is what the device announced on the control stream, for people
+// to read ("max_conns=64 window=524288": connections at once, and each
+// connection's receive window in bytes; older agents send max_conns
+// only).
 func (c *Client) Limits() string { return c.limits }
 
 // OnNotice sets a function called (on the notice reader's goroutine) for

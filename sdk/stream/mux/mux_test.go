@@ -154,7 +154,7 @@ func TestManyConnectionsExact(t *testing.T) {
 	echo := echoServer(t)
 	h := newTestHandler(map[string]string{"echo": echo})
 	cl, _ := pair(t, h, Config{MaxConns: 128})
-	if cl.Limits() != "max_conns=128" {
+	if cl.Limits() != fmt.Sprintf("max_conns=128 window=%d", DefaultWindow) {
 		t.Errorf("limits %q", cl.Limits())
 	}
 	const conns = 100

@@ -329,7 +329,7 @@ func (s *Server) serveControl(st *yamux.Stream) {
 		return
 	}
 	s.ctrlW.Lock()
-	err := s.reply(st, Reply{Code: CodeOK, Message: fmt.Sprintf("max_conns=%d", s.cfg.MaxConns)})
+	err := s.reply(st, Reply{Code: CodeOK, Message: fmt.Sprintf("max_conns=%d window=%d", s.cfg.MaxConns, s.cfg.Window)})
 	s.ctrlW.Unlock()
 	if err == nil {
 		s.readResets(st)
