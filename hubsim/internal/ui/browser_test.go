@@ -67,6 +67,15 @@ func newChrome(t *testing.T) *chrome {
 				return // the tab closed
 			}
 			if m.Type == chromedp.ConsoleError || m.Type == chromedp.ConsoleException {
+				if strings.Contains(m.String(), "net::ERR_NETWORK_CHANGED") {
+					// Chromium aborts the loads in flight when the host's
+					// network links change — another package's test (the
+					// e2e chaos and keepalive suites) adding a veth pair
+					// at that moment — which says nothing of the page;
+					// the assertions on what the page shows still hold.
+					c.t.Logf("browser: %s (the host's links changed)", m.String())
+					continue
+				}
 				c.mu.Lock()
 				c.errors = append(c.errors, m.String())
 				c.mu.Unlock()
