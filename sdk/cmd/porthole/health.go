@@ -98,14 +98,21 @@ func (s *settings) openStream(ctx context.Context, e *env, device string, sf str
 		asked := time.Now()
 		var err error
 		conn, err = c.OpenStream(ctx, device, sf.stream, append(sf.options(), opts...)...)
-		if errors.Is(err, service.ErrStreamRejected) {
-			return &refusedError{device: device, stream: sf.stream, err: err,
-				reason: rejectionReason(ctx, c, device, sf.stream, asked, 3*time.Second)}
-		}
-		if err != nil {
-			return fmt.Errorf("%w%s", err, s.hint(err))
-		}
-		return nil
+		return s.streamError(ctx, c, device, sf.stream, asked, err)
 	})
 	return conn, found, err
+}
+
+// streamError explains a failed stream request asked at asked: a device's
+// refusal with the reason it reported in its twin (waited for up to 3 s),
+// anything else with the settings' hint. It returns nil for a nil err.
+func (s *settings) streamError(ctx context.Context, c *service.Client, device, stream string, asked time.Time, err error) error {
+	if errors.Is(err, service.ErrStreamRejected) {
+		return &refusedError{device: device, stream: stream, err: err,
+			reason: rejectionReason(ctx, c, device, stream, asked, 3*time.Second)}
+	}
+	if err != nil {
+		return fmt.Errorf("%w%s", err, s.hint(err))
+	}
+	return nil
 }

@@ -73,14 +73,7 @@ func cmdStdio(ctx context.Context, e *env, args []string, stdin io.Reader, stdou
 		asked := time.Now()
 		var err error
 		op, err = o.open(ctx, sf.stream)
-		if errors.Is(err, service.ErrStreamRejected) {
-			return &refusedError{device: device, stream: sf.stream, err: err,
-				reason: rejectionReason(ctx, c, device, sf.stream, asked, 3*time.Second)}
-		}
-		if err != nil {
-			return fmt.Errorf("%w%s", err, s.hint(err))
-		}
-		return nil
+		return s.streamError(ctx, c, device, sf.stream, asked, err)
 	})
 	if err != nil {
 		rec.Time, rec.Result, rec.Reason = time.Now(), "rejected", err.Error()
