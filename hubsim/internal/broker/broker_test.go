@@ -703,3 +703,53 @@ func TestConnectTimeout(t *testing.T) {
 		t.Errorf("personality saw %+v", evs)
 	}
 }
+
+// TestPubackWrittenByReader: a device that waits for each PUBACK gets it
+// from its reader goroutine; no writer goroutine is started per message.
+func TestPubackWrittenByReader(t *testing.T) {
+	p := newFake("hub/")
+	h := newHarness(t, false, Config{Personalities: []Personality{p}})
+	c := h.dialRaw(t)
+	c.connect("dev1", "hub/dev1", 0)
+	before := h.b.writersStarted.Load()
+	for id := uint16(1); id <= 50; id++ {
+		c.publish("devices/dev1/messages/events/", []byte("m"), 1, id)
+		if ack := c.mustRead(packets.Puback); ack.PacketID != id {
+			t.Fatalf("PUBACK id %d, want %d", ack.PacketID, id)
+		}
+	}
+	if n := h.b.writersStarted.Load() - before; n != 0 {
+		t.Errorf("%d writer goroutines started for 50 PUBACKs, want 0", n)
+	}
+}
+
+// TestPubackBehindQueuedPublish: a PUBACK never overtakes a packet queued
+// for the client before it; while the writer is stuck on a client that does
+// not read, the PUBACK waits behind the queued PUBLISH.
+func TestPubackBehindQueuedPublish(t *testing.T) {
+	p := newFake("hub/")
+	b, err := New(Config{Personalities: []Personality{p}, WriteTimeout: waitTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	srv, cli := net.Pipe() // unbuffered: the writer blocks until the client reads
+	defer cli.Close()
+	done := make(chan error, 1)
+	go func() { done <- b.ServeConn(t.Context(), srv, "mqtt") }()
+	rc := &rawClient{t: t, conn: cli, br: newReader(cli)}
+	rc.connect("dev1", "hub/dev1", 0)
+	rc.subscribe(1, packets.Subscription{Filter: "x/#", Qos: 0})
+	if err := p.out(t, "dev1").Publish("x/y", []byte("first"), 0); err != nil {
+		t.Fatal(err)
+	}
+	rc.publish("devices/dev1/messages/events/", []byte("m"), 1, 9)
+	if pub := rc.mustRead(packets.Publish); pub.TopicName != "x/y" || string(pub.Payload) != "first" {
+		t.Fatalf("first packet: PUBLISH %q %q, want x/y \"first\"", pub.TopicName, pub.Payload)
+	}
+	if ack := rc.mustRead(packets.Puback); ack.PacketID != 9 {
+		t.Fatalf("PUBACK id %d, want 9", ack.PacketID)
+	}
+	cli.Close()
+	<-done
+}
