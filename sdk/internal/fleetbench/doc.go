@@ -25,15 +25,21 @@
 //     fleet and a 1,000-device fleet side by side, each against its own
 //     hubsim, both connected, telemetry in alternating rounds
 //     (PORTHOLE_BENCH_HUB_ROUNDS, default 4), and prints a comparison:
-//     msg/s (median round), hubsim CPU-seconds, RSS per device. It reports
-//     connect latency, acknowledged messages per second, hubsim's resident
-//     memory with a breakdown (its -pprof runtime.MemStats), and checks
-//     that the hub's event tap saw every acknowledged message. At 10,000
-//     devices raise the connect throttle with
-//     PORTHOLE_BENCH_HUB_CONNECT_RATE (0 = unlimited): at IoT Hub's 100/s
-//     the storm outlasts the devices' three connect attempts.
+//     msg/s (median round), hubsim CPU-seconds, RSS per device. In the same
+//     rounds run the floor (floor_test.go: a minimal Go MQTT/TLS server in
+//     its own process, at both sizes, so the table shows how much of the
+//     large/small ratio is the machine's) and, with
+//     PORTHOLE_BENCH_HUB_BASELINE=<hubsim binary of an earlier build>
+//     (make bench builds HUB_BASELINE's), 1,000 devices on that build. It
+//     reports connect latency, acknowledged messages per second, hubsim's
+//     resident memory with a breakdown (its -pprof runtime.MemStats), and
+//     checks that the hub's event tap saw every acknowledged message. The
+//     connect storm runs against hubsim's device-connections throttle
+//     (100/s unless PORTHOLE_BENCH_HUB_CONNECT_RATE says otherwise; 0 =
+//     none), each device retrying refused connects with the agent's policy.
 //     PORTHOLE_BENCH_HUB_PROFILE=DIR saves hubsim's heap and goroutine
-//     profiles once all devices are connected. An in-process variant runs
+//     profiles once all devices are connected, and CPU profiles of hubsim
+//     and of the client workers over the first telemetry round. An in-process variant runs
 //     the same load (at most 1,000 devices) against hubsimtest with the
 //     clients in the test. make bench runs it at 10,000 devices.
 //   - TestTwinLatency: service-side twin updates against two hubsim

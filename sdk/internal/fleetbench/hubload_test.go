@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,14 +37,25 @@ const (
 	envLoadDuration = "PORTHOLE_BENCH_HUB_DURATION" // telemetry period per fleet (default 20s)
 	envLoadRounds   = "PORTHOLE_BENCH_HUB_ROUNDS"   // telemetry rounds the period is split into (default 4)
 	// envLoadConnectRate sets the process hubsim's limits.device_connections_per_second
-	// (default: hubsim's, 100/s, IoT Hub's; 0 = unlimited). At 10,000 devices
-	// the default throttle outlasts the devices' three connect attempts.
+	// (default: hubsim's, 100/s, IoT Hub's; 0 = unlimited). The devices retry
+	// refused connects the way agents do (connectPolicy), so at 10,000
+	// devices the storm takes at least 100 s at the default.
 	envLoadConnectRate = "PORTHOLE_BENCH_HUB_CONNECT_RATE"
 	// envHubsimBin names a hubsim binary to run instead of building one.
 	envHubsimBin = "PORTHOLE_BENCH_HUBSIM"
+	// envHubsimBaseline names the hubsim binary of an earlier build (make
+	// bench builds HUB_BASELINE's with .ci/baseline-hubsim): a 1,000-device
+	// fleet runs against it in the same alternating rounds, so "msg/s at N
+	// devices ≥ the 1,000-device figure of that build" is measured side by
+	// side.
+	envHubsimBaseline = "PORTHOLE_BENCH_HUB_BASELINE"
 	// envHubsimGOGC sets GOGC for the hubsim process only (a tuning
 	// experiment: the table says which was used).
 	envHubsimGOGC = "PORTHOLE_BENCH_HUBSIM_GOGC"
+
+	// hubsimConnectRate is hubsim's default device-connections throttle
+	// (limits.device_connections_per_second; IoT Hub's S1 figure).
+	hubsimConnectRate = 100.0
 
 	defaultLoadDevices  = 1000
 	defaultLoadDuration = 20 * time.Second
@@ -82,12 +94,26 @@ func TestHubLoad(t *testing.T) {
 		if n != defaultLoadDevices {
 			sizes = []int{defaultLoadDevices, n}
 		}
-		ctx := benchContext(t, time.Duration(len(sizes))*(5*time.Minute+2*period))
+		baseline := os.Getenv(envHubsimBaseline)
+		bins := make([]string, len(sizes))
+		for k := range bins {
+			bins[k] = os.Getenv(envHubsimBin)
+		}
+		if baseline != "" && len(sizes) == 2 {
+			sizes, bins = append(sizes, defaultLoadDevices), append(bins, baseline)
+		}
+		ctx := benchContext(t, time.Duration(2*len(sizes))*(5*time.Minute+2*period)) // the floor doubles the fleets
 		loads := make([]*hubLoad, len(sizes))
 		for k, size := range sizes {
+			isBaseline := k == 2
 			var extra []string
-			if v := os.Getenv(envLoadConnectRate); v != "" {
-				rate, err := strconv.ParseFloat(v, 64)
+			rate := hubsimConnectRate
+			if isBaseline {
+				rate = 0 // the earlier build had no throttle
+			}
+			if v := os.Getenv(envLoadConnectRate); v != "" && !isBaseline {
+				var err error
+				rate, err = strconv.ParseFloat(v, 64)
 				if err != nil || rate < 0 {
 					t.Fatalf("%s=%q: want a number ≥ 0", envLoadConnectRate, v)
 				}
@@ -97,23 +123,33 @@ func TestHubLoad(t *testing.T) {
 				}
 				extra = append(extra, "-config", cfg)
 			}
-			sim := startHubsimArgs(t, ctx, append(extra, "-pprof", "127.0.0.1:0")...)
+			if !isBaseline { // the earlier build may not have -pprof
+				extra = append(extra, "-pprof", "127.0.0.1:0")
+			}
+			sim := startHubsimBin(t, ctx, bins[k], extra...)
+			what := "the hubsim binary"
+			if isBaseline {
+				what = "the BASELINE hubsim binary (" + envHubsimBaseline + ")"
+			}
 			target := &hubTarget{
-				desc:      fmt.Sprintf("the hubsim binary as its own process (pid %d), log level warn; tap over GET /hubsim/hubs/<host>/events", sim.pid()),
-				roots:     sim.roots,
-				dial:      sim.dial,
-				serviceCS: sim.hubConnectionString(t, loadHub),
-				pid:       sim.pid(),
-				connected: func(ctx context.Context, _ int) (int, error) { return sim.connected(ctx, loadHub) },
-				tap:       func(n int) *eventTap { return sim.tapEvents(t, ctx, loadHub, n) },
-				stop:      sim.stop,
+				connectRate: rate,
+				desc:        fmt.Sprintf("%s as its own process (pid %d), log level warn; tap over GET /hubsim/hubs/<host>/events", what, sim.pid()),
+				roots:       sim.roots,
+				dial:        sim.dial,
+				serviceCS:   sim.hubConnectionString(t, loadHub),
+				pid:         sim.pid(),
+				connected:   func(ctx context.Context, _ int) (int, error) { return sim.connected(ctx, loadHub) },
+				tap:         func(n int) *eventTap { return sim.tapEvents(t, ctx, loadHub, n) },
+				stop:        sim.stop,
 				clients: func(keys []string) loadClients {
 					mqtt := net.JoinHostPort("127.0.0.1", strconv.Itoa(sim.status.Ports.MQTT))
 					return &workerClients{workerFleet: startWorkers(t, ctx, workers, loadHub, sim.status.CAFile, mqtt, keys), n: len(keys)}
 				},
 			}
 			target.dropped = func() (int, error) { return sim.droppedEvents(ctx, loadHub) }
-			target.memStats = sim.memStats
+			if !isBaseline {
+				target.memStats = sim.memStats
+			}
 			target.tapQueued = func(ctx context.Context) (int, error) {
 				h, err := sim.hubInfo(ctx, loadHub)
 				q := 0
@@ -122,7 +158,7 @@ func TestHubLoad(t *testing.T) {
 				}
 				return q, err
 			}
-			if dir := os.Getenv(envLoadProfile); dir != "" {
+			if dir := os.Getenv(envLoadProfile); dir != "" && !isBaseline {
 				target.saveProfiles = func(ctx context.Context, name string) error { return sim.saveProfiles(ctx, dir, name) }
 				target.cpuProfile = func(ctx context.Context, devices, seconds int) error {
 					return sim.saveCPUProfile(ctx, dir, devices, seconds)
@@ -130,13 +166,29 @@ func TestHubLoad(t *testing.T) {
 			}
 			loads[k] = startHubLoad(t, ctx, target, size)
 		}
+		// The floor, in the same alternating rounds (see floor_test.go).
+		var floors []*floorLoad
+		if len(sizes) >= 2 && os.Getenv(envLoadFloor) != "0" {
+			for _, size := range sizes[:2] {
+				floors = append(floors, startFloorLoad(t, ctx, size, workers))
+			}
+		}
+		var rounders []interface {
+			round(ctx context.Context, d time.Duration)
+		}
+		for _, l := range loads {
+			rounders = append(rounders, l)
+		}
+		for _, f := range floors {
+			rounders = append(rounders, f)
+		}
 		rounds := envInt(t, envLoadRounds, defaultLoadRounds)
 		for r := range rounds {
-			for k := range loads {
+			for k := range rounders {
 				if r%2 == 1 {
-					k = len(loads) - 1 - k
+					k = len(rounders) - 1 - k
 				}
-				loads[k].round(ctx, period/time.Duration(rounds))
+				rounders[k].round(ctx, period/time.Duration(rounds))
 			}
 		}
 		var figs []loadFigures
@@ -146,8 +198,18 @@ func TestHubLoad(t *testing.T) {
 			res.check(t, fmt.Sprintf("%d devices: the admin event tap", sizes[k]))
 			figs = append(figs, fig)
 		}
-		if len(figs) == 2 {
+		if len(figs) >= 2 {
 			report.WriteString(compareLoads(t, figs[0], figs[1]).String() + "\n")
+		}
+		if len(floors) == 2 {
+			tb := compareFloor(figs[0], figs[1], floors[0].figures(ctx), floors[1].figures(ctx))
+			t.Log("\n" + tb.String())
+			report.WriteString(tb.String() + "\n")
+		}
+		if len(figs) == 3 {
+			tb := compareBaseline(baseline, figs[2], figs[1])
+			t.Log("\n" + tb.String())
+			report.WriteString(tb.String() + "\n")
 		}
 	})
 	t.Run("in-process", func(t *testing.T) {
@@ -185,17 +247,42 @@ func TestHubLoad(t *testing.T) {
 	writeReport(t, "bench-hub-load.txt", report.String())
 }
 
+// retriedAttempts is how many connect attempts failed and were retried.
+func retriedAttempts(attempts []int) int {
+	n := 0
+	for _, a := range attempts {
+		n += max(a-1, 0)
+	}
+	return n
+}
+
+// peakPerSecond is the most devices that connected within any one second,
+// from their latencies (all dialled at the same instant; 0 = failed).
+func peakPerSecond(latency []time.Duration) int {
+	done := nonZero(latency)
+	slices.Sort(done)
+	peak, lo := 0, 0
+	for hi := range done {
+		for done[hi]-done[lo] >= time.Second {
+			lo++
+		}
+		peak = max(peak, hi-lo+1)
+	}
+	return peak
+}
+
 // hubTarget is the hub a load runs against.
 type hubTarget struct {
-	desc      string
-	roots     *x509.CertPool
-	dial      func(ctx context.Context, network, addr string) (net.Conn, error)
-	serviceCS string // iothubowner connection string of loadHub
-	pid       int    // the hub's own process, 0 when in-process
-	connected func(ctx context.Context, n int) (int, error)
-	tap       func(n int) *eventTap
-	dropped   func() (int, error) // events the hub dropped for its taps; called before stop
-	stop      func() error        // stops the hub; must exit cleanly
+	desc        string
+	connectRate float64 // the hub's device-connections throttle per second; 0 = none
+	roots       *x509.CertPool
+	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
+	serviceCS   string // iothubowner connection string of loadHub
+	pid         int    // the hub's own process, 0 when in-process
+	connected   func(ctx context.Context, n int) (int, error)
+	tap         func(n int) *eventTap
+	dropped     func() (int, error) // events the hub dropped for its taps; called before stop
+	stop        func() error        // stops the hub; must exit cleanly
 	// memStats, when set, reads the hub process's memory breakdown.
 	memStats func(ctx context.Context) (memBreakdown, error)
 	// saveProfiles, when set, saves the hub's heap and goroutine profiles
@@ -486,7 +573,12 @@ func (l *hubLoad) finish(ctx context.Context) (*table, loadResult, loadFigures) 
 	}
 	tb.addf("connected", "target all", "%d / %d (hubsim reports %d online; %d needed a second attempt)%s", n-failedN, n, online, retried, errNote(firstConnErr))
 	tb.addf("connect latency", "Dial → connected", "p50 %s, p99 %s, max %s, mean %s", ms(conn.P50), ms(conn.P99), ms(conn.Max), ms(conn.Mean))
-	tb.addf("connect storm", "", "all %d dialled at once; last connected after %s (%.0f connects/s)", n, connectTook.Round(time.Millisecond), float64(n)/connectTook.Seconds())
+	throttle := "no connect throttle"
+	if target.connectRate > 0 {
+		throttle = fmt.Sprintf("the hub's throttle of %g connects/s, refused connects retried with the agent's policy", target.connectRate)
+	}
+	tb.addf("connect storm", "", "all %d dialled at once against %s; last connected after %s (%.0f connects/s); %d attempts refused and retried; most connected in any second: %d",
+		n, throttle, connectTook.Round(time.Millisecond), float64(n)/connectTook.Seconds(), retriedAttempts(attempts), peakPerSecond(latency))
 	tb.addf("telemetry", "QoS 1 acknowledged", "%d messages in %s = %.0f msg/s (%.1f msg/s per device), one in flight per device; %d round(s)%s", totalAcked, sendTook.Round(time.Millisecond), float64(totalAcked)/sendTook.Seconds(), float64(totalAcked)/sendTook.Seconds()/float64(n), len(l.roundRates), roundNote(l.roundRates))
 	tb.addf("send errors", "target 0", "%d%s", sendErrN, errNote(firstSendErr))
 	tb.addf("event tap", "target = acked", "%d events tapped for %d acknowledged: %d acknowledged but missing, %d tapped twice (at-least-once resends), %d tapped but never acknowledged", res.tapped, totalAcked, res.missing, res.dups, res.extra)
@@ -652,8 +744,13 @@ func startHubsim(t *testing.T, ctx context.Context) *hubsimProc {
 // startHubsimArgs is startHubsim with more command-line arguments.
 func startHubsimArgs(t *testing.T, ctx context.Context, extra ...string) *hubsimProc {
 	t.Helper()
+	return startHubsimBin(t, ctx, os.Getenv(envHubsimBin), extra...)
+}
+
+// startHubsimBin is startHubsimArgs with the binary given ("": build one).
+func startHubsimBin(t *testing.T, ctx context.Context, bin string, extra ...string) *hubsimProc {
+	t.Helper()
 	dir := t.TempDir()
-	bin := os.Getenv(envHubsimBin)
 	if bin == "" {
 		bin = filepath.Join(dir, "hubsim")
 		bctx, cancel := context.WithTimeout(ctx, 5*time.Minute)

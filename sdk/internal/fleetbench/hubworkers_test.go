@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,6 +48,7 @@ type workerSpec struct {
 	CAFile   string   `json:"caFile"`
 	MQTTAddr string   `json:"mqttAddr"` // every dial to port 8883 goes here
 	First    int      `json:"first"`    // device index of Keys[0] (loadDeviceID)
+	Fleet    int      `json:"fleet"`    // devices over all workers
 	Keys     []string `json:"keys"`
 }
 
@@ -108,6 +110,7 @@ func TestHubLoadWorker(t *testing.T) {
 	cl := newInProcessClients(spec.Host, spec.First, spec.Keys, roots, dial)
 	defer cl.close()
 
+	profiled := false
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
 		var cmd workerCmd
@@ -124,7 +127,9 @@ func TestHubLoadWorker(t *testing.T) {
 				rep.Latency = append(rep.Latency, int64(d))
 			}
 		case "send":
+			stopProfile := profileFirstSend(t, &profiled, spec)
 			rep.Acked, rep.Errors, rep.FirstErr = cl.send(ctx, time.Unix(0, cmd.End))
+			stopProfile()
 		case "close":
 			rep.PeakRSS, _ = procStatus("self", "VmHWM")
 			cl.close()
@@ -142,6 +147,33 @@ func TestHubLoadWorker(t *testing.T) {
 	// close ends the clients.
 }
 
+// profileFirstSend starts a CPU profile of this worker's first telemetry
+// round when the hub load saves profiles (envLoadProfile), as
+// cpu-clients-<fleet size>-<first device>.pb.gz; the returned func stops it.
+func profileFirstSend(t *testing.T, profiled *bool, spec workerSpec) func() {
+	dir := os.Getenv(envLoadProfile)
+	if dir == "" || *profiled {
+		return func() {}
+	}
+	*profiled = true
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("cpu-clients-%d-%d.pb.gz", spec.Fleet, spec.First)))
+	if err != nil {
+		t.Logf("worker CPU profile: %v", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		t.Logf("worker CPU profile: %v", err)
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			t.Logf("worker CPU profile: %v", err)
+		}
+	}
+}
+
 // inProcessClients are sdk/iothub clients in this process.
 type inProcessClients struct {
 	host    string
@@ -157,9 +189,16 @@ func newInProcessClients(host string, first int, keys []string, roots *x509.Cert
 	return &inProcessClients{host: host, first: first, keys: keys, roots: roots, dial: dial, clients: make([]*iothub.Client, len(keys)), next: make([]int, len(keys))}
 }
 
-// connect dials every device at the same instant, each with up to three
-// attempts, and returns each one's latency (0 when it failed), attempts,
-// the number that failed and the first error.
+// connectPolicy is how a load's device retries its hub connection: the
+// agent's hub policy (first retry after 5–10 s, the ceiling doubling up to
+// 60 s, full jitter above the floor), so a storm against the hub's
+// device-connections throttle (CONNACK 3 over 100/s) drains the way a
+// fleet of agents would. A device gives up after 10 minutes.
+var connectPolicy = retry.Policy{MaxBackoff: 60 * time.Second, GiveUpAfter: 10 * time.Minute}
+
+// connect dials every device at the same instant, each retrying with
+// connectPolicy, and returns each one's latency (0 when it failed),
+// attempts, the number that failed and the first error.
 func (c *inProcessClients) connect(ctx context.Context) ([]time.Duration, []int, int, string) {
 	n := len(c.keys)
 	latency := make([]time.Duration, n)
@@ -175,7 +214,7 @@ func (c *inProcessClients) connect(ctx context.Context) ([]time.Duration, []int,
 			cfg := iothub.Config{HostName: c.host, DeviceID: loadDeviceID(c.first + i), SharedAccessKey: c.keys[i], RootCAs: c.roots, DialContext: c.dial}
 			<-start
 			began := time.Now()
-			err := retry.Do(ctx, retry.Policy{MaxAttempts: 3}, func(ctx context.Context) error {
+			err := retry.Do(ctx, connectPolicy, func(ctx context.Context) error {
 				attempts[i]++
 				cl, err := iothub.Dial(ctx, cfg)
 				c.clients[i] = cl
@@ -257,7 +296,7 @@ func startWorkers(t *testing.T, ctx context.Context, workers int, host, caFile, 
 	t.Cleanup(func() { f.stop(t) })
 	for w := range workers {
 		first, end := w*len(keys)/workers, (w+1)*len(keys)/workers
-		spec := workerSpec{Host: host, CAFile: caFile, MQTTAddr: mqttAddr, First: first, Keys: keys[first:end]}
+		spec := workerSpec{Host: host, CAFile: caFile, MQTTAddr: mqttAddr, First: first, Fleet: len(keys), Keys: keys[first:end]}
 		b, err := json.Marshal(spec)
 		if err != nil {
 			t.Fatal(err)
@@ -579,6 +618,28 @@ func compareLoads(t *testing.T, small, large loadFigures) *table {
 		tb.addf("msg per hubsim CPU-second ratio", "", "%.2f (%d devices / %d devices)", (float64(large.acked)/large.hubCPU)/(float64(small.acked)/small.hubCPU), large.devices, small.devices)
 	}
 	t.Log("\n" + tb.String())
+	return tb
+}
+
+// compareBaseline puts the large fleet against this build next to the
+// 1,000-device fleet against an earlier build's hubsim (bin), same run.
+func compareBaseline(bin string, base, large loadFigures) *table {
+	tb := &table{title: fmt.Sprintf("porthole hub load: %d devices on this build vs %d devices on the baseline build, same run, rounds alternating", large.devices, base.devices)}
+	eff := func(f loadFigures) string {
+		if f.hubCPU <= 0 {
+			return "n/a"
+		}
+		return fmt.Sprintf("%.0f msg per hubsim CPU-second", float64(f.acked)/f.hubCPU)
+	}
+	tb.addf("baseline hubsim", "", "%s", filepath.Base(bin))
+	tb.addf(fmt.Sprintf("baseline, %d devices", base.devices), "QoS 1 msg/s", "median round %.0f%s; %s", base.median(), roundNote(base.roundRates), eff(base))
+	tb.addf(fmt.Sprintf("this build, %d devices", large.devices), "QoS 1 msg/s", "median round %.0f%s; %s", large.median(), roundNote(large.roundRates), eff(large))
+	ratio := large.median() / base.median()
+	verdict := "met"
+	if ratio < 1 {
+		verdict = "NOT met"
+	}
+	tb.addf("msg/s ratio", "target ≥ 1.00", "%.2f (%d devices, this build / %d devices, baseline): %s", ratio, large.devices, base.devices, verdict)
 	return tb
 }
 

@@ -233,3 +233,20 @@ func TestRoundNoteAndMedian(t *testing.T) {
 		t.Errorf("roundNote of one round = %q, want empty", s)
 	}
 }
+
+func TestStormFigures(t *testing.T) {
+	s := time.Second
+	lat := []time.Duration{0, 100 * time.Millisecond, 900 * time.Millisecond, 999 * time.Millisecond, s, 1500 * time.Millisecond, 5 * s}
+	if got := peakPerSecond(lat); got != 4 { // 0.9, 0.999, 1.0, 1.5 within [0.9, 1.9)
+		t.Errorf("peakPerSecond = %d, want 4", got)
+	}
+	if lat[0] != 0 || lat[6] != 5*s {
+		t.Errorf("peakPerSecond reordered its argument: %v", lat)
+	}
+	if got := peakPerSecond(nil); got != 0 {
+		t.Errorf("peakPerSecond(nil) = %d, want 0", got)
+	}
+	if got := retriedAttempts([]int{1, 3, 0, 2}); got != 3 {
+		t.Errorf("retriedAttempts = %d, want 3", got)
+	}
+}
