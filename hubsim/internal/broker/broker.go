@@ -140,10 +140,6 @@ type Broker struct {
 	// readBuffers counts the read buffers clients hold (client.next): only
 	// while they read a packet.
 	readBuffers atomic.Int64
-	// writersStarted counts the writer goroutines clients started
-	// (client.startWriterLocked); a PUBACK the reader writes itself starts
-	// none.
-	writersStarted atomic.Int64
 	// connecting has a token per connection doing its handshake and
 	// CONNECT (Config.MaxConnecting); connectWaiting counts those waiting
 	// for one.

@@ -704,25 +704,6 @@ func TestConnectTimeout(t *testing.T) {
 	}
 }
 
-// TestPubackWrittenByReader: a device that waits for each PUBACK gets it
-// from its reader goroutine; no writer goroutine is started per message.
-func TestPubackWrittenByReader(t *testing.T) {
-	p := newFake("hub/")
-	h := newHarness(t, false, Config{Personalities: []Personality{p}})
-	c := h.dialRaw(t)
-	c.connect("dev1", "hub/dev1", 0)
-	before := h.b.writersStarted.Load()
-	for id := uint16(1); id <= 50; id++ {
-		c.publish("devices/dev1/messages/events/", []byte("m"), 1, id)
-		if ack := c.mustRead(packets.Puback); ack.PacketID != id {
-			t.Fatalf("PUBACK id %d, want %d", ack.PacketID, id)
-		}
-	}
-	if n := h.b.writersStarted.Load() - before; n != 0 {
-		t.Errorf("%d writer goroutines started for 50 PUBACKs, want 0", n)
-	}
-}
-
 // TestPubackBehindQueuedPublish: a PUBACK never overtakes a packet queued
 // for the client before it; while the writer is stuck on a client that does
 // not read, the PUBACK waits behind the queued PUBLISH.

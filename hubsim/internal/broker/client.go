@@ -543,7 +543,7 @@ func (c *client) handlePublish(pk *packets.Packet) error {
 		c.b.log.Info("mqtt publish refused", "client", c.id, "topic", pk.TopicName, "err", err)
 	}
 	if qos == 1 {
-		return c.reply(pubackPacket(pk.PacketID))
+		return c.send(pubackPacket(pk.PacketID))
 	}
 	return nil
 }
@@ -641,38 +641,6 @@ func (c *client) send(pkt []byte) error {
 	return c.afterEnqueue(err)
 }
 
-// reply sends the reader's answer to a packet (a PUBACK). When nothing is
-// queued and no writer runs — a device waiting for its PUBACK, the common
-// case — the reader writes it itself: no writer goroutine is started and
-// woken for one small packet, which at 10,000 devices sending QoS 1 was a
-// goroutine start, a wake-up and a pooled buffer per message. Otherwise pkt
-// goes behind what is queued, as send does. A write error ends the
-// connection (the reader returns it).
-func (c *client) reply(pkt []byte) error {
-	c.mu.Lock()
-	if c.closed || !c.canWrite || c.writing || len(c.queue) > 0 {
-		err := c.enqueueLocked(pkt)
-		c.mu.Unlock()
-		return c.afterEnqueue(err)
-	}
-	c.writing = true // the reader is the writer now: others queue
-	c.mu.Unlock()
-	_ = c.conn.SetWriteDeadline(time.Now().Add(c.b.cfg.WriteTimeout))
-	_, err := c.conn.Write(pkt)
-	c.mu.Lock()
-	c.writing = false
-	if err == nil {
-		c.startWriterLocked() // for what others queued meanwhile
-	}
-	c.mu.Unlock()
-	if err != nil {
-		err = fmt.Errorf("broker: write: %w", err)
-		c.closeWith(err)
-		return err
-	}
-	return nil
-}
-
 // enqueueLocked appends pkt to the queue, or fails when the client is closed
 // or its backlog would exceed the limit.
 func (c *client) enqueueLocked(pkt []byte) error {
@@ -712,7 +680,6 @@ func (c *client) startWriterLocked() {
 	}
 	c.writing = true
 	c.writers.Add(1)
-	c.b.writersStarted.Add(1)
 	go c.writeRun() // owned by the client: finish waits for c.writers
 }
 
