@@ -44,25 +44,30 @@ func (s *Set) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // paths under them that no route matches are recorded as unhandled.
 var hubPrefixes = []string{"devices", "twins", "messages", "statistics", "configurations", "jobs"}
 
-// RegisterRoutes puts the hub service REST API on mux as Go 1.22
-// method+path patterns (Paths and shapes: [Azure/azure-iot-sdk-node
-// service/src/service.json (api-version 2020-09-30)]; any api-version is
-// accepted). The hub is picked by the Host header (port stripped,
-// case-insensitive), else the only hub, else the connection's local
-// address. A known path with another verb answers 405 InvalidOperation
-// before authorization; unknown paths under the hub's prefixes answer 404
-// and are recorded as unhandled. /messages… (AMQP-only in Azure) is one of
-// those.
-func (s *Set) RegisterRoutes(mux *http.ServeMux) {
-	type hr = func(h *Hub, w http.ResponseWriter, r *http.Request)
-	route := func(pattern, name string, rights []string, handle hr) {
-		mux.Handle(pattern, s.serveRoute(name, rights, handle))
-	}
-	// Each path's known verbs; every other verb answers 405.
-	paths := map[string][]string{}
-	add := func(method, path, name string, rights []string, handle hr) {
-		route(method+" "+path, name, rights, handle)
-		paths[path] = append(paths[path], method)
+// Route is one pattern of the hub service REST API and the shared access
+// policy rights that let a caller use it: any one of Rights suffices.
+type Route struct {
+	// Pattern is the Go 1.22 http.ServeMux pattern, "METHOD /path".
+	Pattern string
+	// Rights are sas.RightRegistryRead, sas.RightRegistryWrite or
+	// sas.RightServiceConnect.
+	Rights []string
+}
+
+// restRoute is a Route with its name (for logs) and its handler; serveRoute
+// enforces the rights before the handler runs.
+type restRoute struct {
+	method, path, name string
+	rights             []string
+	handle             func(h *Hub, w http.ResponseWriter, r *http.Request)
+}
+
+// restRoutes is the hub service REST API in registration order: the one
+// list RegisterRoutes registers and Routes reports.
+func restRoutes() []restRoute {
+	var routes []restRoute
+	add := func(method, path, name string, rights []string, handle func(h *Hub, w http.ResponseWriter, r *http.Request)) {
+		routes = append(routes, restRoute{method, path, name, rights, handle})
 	}
 	add("GET", "/devices", "list devices", rightsRead, (*Hub).restListDevices)
 	add("POST", "/devices/query", "query", rightsTwinRead, (*Hub).restQuery)
@@ -113,6 +118,37 @@ func (s *Set) RegisterRoutes(mux *http.ServeMux) {
 	}
 	add("GET", "/statistics/devices", "device statistics", rightsRead, (*Hub).restDeviceStats)
 	add("GET", "/statistics/service", "service statistics", rightsTwinRead, (*Hub).restServiceStats)
+	return routes
+}
+
+// Routes lists every route pattern of the hub service REST API with the
+// rights it accepts, in registration order. RegisterRoutes also puts
+// 405 and 404 handlers on the mux; those are not routes.
+func (s *Set) Routes() []Route {
+	rs := restRoutes()
+	out := make([]Route, len(rs))
+	for i, r := range rs {
+		out[i] = Route{Pattern: r.method + " " + r.path, Rights: append([]string(nil), r.rights...)}
+	}
+	return out
+}
+
+// RegisterRoutes puts the hub service REST API on mux as Go 1.22
+// method+path patterns (Paths and shapes: [Azure/azure-iot-sdk-node
+// service/src/service.json (api-version 2020-09-30)]; any api-version is
+// accepted). The hub is picked by the Host header (port stripped,
+// case-insensitive), else the only hub, else the connection's local
+// address. A known path with another verb answers 405 InvalidOperation
+// before authorization; unknown paths under the hub's prefixes answer 404
+// and are recorded as unhandled. /messages… (AMQP-only in Azure) is one of
+// those.
+func (s *Set) RegisterRoutes(mux *http.ServeMux) {
+	// Each path's known verbs; every other verb answers 405.
+	paths := map[string][]string{}
+	for _, rt := range restRoutes() {
+		mux.Handle(rt.method+" "+rt.path, s.serveRoute(rt.name, rt.rights, rt.handle))
+		paths[rt.path] = append(paths[rt.path], rt.method)
+	}
 
 	// "/devices/query" also matches "/devices/{id}": its other verbs must
 	// answer 405 rather than reach the device routes.
@@ -239,12 +275,22 @@ func splitPath(escaped string) ([]string, error) {
 	return parts, nil
 }
 
+// The rights a route accepts, any one sufficing [MicrosoftDocs/azure-docs
+// articles/iot-hub/authorize-sas.md, "Access control and permissions"]:
+// RegistryRead reads the identity registry (devices, modules, registry
+// statistics) and RegistryWrite changes it; ServiceConnect is the back
+// end's: direct methods, device streams, cloud-to-device messages (purge),
+// twin reads and updates, and queries. TestHubRoutes (package server) pins
+// every route's rights.
 var (
 	rightsRead    = []string{sas.RightRegistryRead}
 	rightsWrite   = []string{sas.RightRegistryWrite}
 	rightsService = []string{sas.RightServiceConnect}
-	// Twin reads and updates and queries are served to ServiceConnect and to
-	// the registry rights [doc: Control access to IoT Hub].
+	// Queries also take RegistryRead [MicrosoftDocs/azure-docs
+	// includes/iot-hub-howto-twin-shared-access-policy-text.md]. Twin reads
+	// also taking RegistryRead, twin updates RegistryWrite, and service
+	// statistics RegistryRead are hubsim's choice: no Azure page says
+	// either way.
 	rightsTwinRead  = []string{sas.RightServiceConnect, sas.RightRegistryRead}
 	rightsTwinWrite = []string{sas.RightServiceConnect, sas.RightRegistryWrite}
 )
