@@ -637,7 +637,13 @@ func (l *hubLoad) finish(ctx context.Context) (*table, loadResult, loadFigures) 
 	if l.hubPeak >= 0 {
 		hubPeak = strconv.Itoa(l.hubPeak)
 	}
-	tb.addf("connect storm peak", "per second", "%s newly online in hubsim's own count (sampled every 100 ms), %d connected as the clients saw it (their times include TLS and scheduling)", hubPeak, peakPerSecond(latency))
+	peakTarget := ""
+	if target.connectRate > 0 {
+		// hubsim's bucket holds one second's worth, so one second can admit
+		// that plus one second's refill.
+		peakTarget = fmt.Sprintf("target ≤ %g", 2*target.connectRate)
+	}
+	tb.addf("connect storm peak", peakTarget, "%s newly online in any one second in hubsim's own count (sampled every 100 ms), %d as the clients saw it (their times include TLS and scheduling)", hubPeak, peakPerSecond(latency))
 	tb.addf("telemetry", "QoS 1 acknowledged", "%d messages in %s = %.0f msg/s (%.1f msg/s per device), one in flight per device; %d round(s)%s", totalAcked, sendTook.Round(time.Millisecond), float64(totalAcked)/sendTook.Seconds(), float64(totalAcked)/sendTook.Seconds()/float64(n), len(l.roundRates), roundNote(l.roundRates))
 	tb.addf("send errors", "target 0", "%d%s", sendErrN, errNote(firstSendErr))
 	tb.addf("event tap", "target = acked", "%d events tapped for %d acknowledged: %d acknowledged but missing, %d tapped twice (at-least-once resends), %d tapped but never acknowledged", res.tapped, totalAcked, res.missing, res.dups, res.extra)
@@ -707,6 +713,9 @@ func (l *hubLoad) finish(ctx context.Context) (*table, loadResult, loadFigures) 
 	t.Log("\n" + tb.String())
 
 	// The targets.
+	if target.connectRate > 0 && float64(l.hubPeak) > 2*target.connectRate {
+		t.Errorf("the hub counted %d devices newly online within one second; its throttle of %g/s allows at most %g", l.hubPeak, target.connectRate, 2*target.connectRate)
+	}
 	if failedN != 0 {
 		t.Errorf("%d devices did not connect; first: %s", failedN, firstConnErr)
 	}
