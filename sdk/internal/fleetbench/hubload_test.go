@@ -217,10 +217,11 @@ func TestHubLoad(t *testing.T) {
 		sim := hubsimtest.New(t, hubsimtest.WithLogger(quietLogger(t)))
 		hub := sim.Hub(loadHub)
 		target := &hubTarget{
-			desc:      "hubsimtest in the test process (RSS below includes the clients); tap = hub.Subscribe(65536) drained by a goroutine",
-			roots:     sim.CAPool,
-			dial:      sim.DialContext,
-			serviceCS: sim.HubConnectionString(loadHub),
+			connectRate: hubsimConnectRate, // simconfig's default, which hubsimtest keeps
+			desc:        "hubsimtest in the test process (RSS below includes the clients); tap = hub.Subscribe(65536) drained by a goroutine",
+			roots:       sim.CAPool,
+			dial:        sim.DialContext,
+			serviceCS:   sim.HubConnectionString(loadHub),
 			connected: func(_ context.Context, n int) (int, error) {
 				c := 0
 				for i := range n {
