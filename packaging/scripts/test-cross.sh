@@ -31,8 +31,8 @@
 #               kernel must exec a foreign binary, which needs binfmt_misc
 #               (the same rule as for agent/internal/e2e above). Their code
 #               paths run natively in make test. Likewise TestWorkerFleet
-#               (sdk/internal/fleetbench): it re-runs the test binary as the
-#               hub load's client workers.
+#               and TestFloorFleet (sdk/internal/fleetbench): they re-run the
+#               test binary as the hub load's client workers and floor server.
 #   mips*       TestQueryAgainstHubsim (sdk/service), TestFleetDevicesAndStatus
 #               (sdk/cmd/porthole): they run IoT Hub twin queries, which
 #               hubsim answers with SQLite; modernc.org/sqlite is not built
@@ -45,7 +45,7 @@
 set -euo pipefail
 GO=${GO:-go}
 # Tests that exec a binary built for the target (see above).
-execs_foreign='TestCompletionScripts|TestStdioSignalsCloseNormally|TestSSHRunsSSH|TestSSHConfigWithRealSSH|TestWorkerFleet'
+execs_foreign='TestCompletionScripts|TestStdioSignalsCloseNormally|TestSSHRunsSSH|TestSSHConfigWithRealSSH|TestWorkerFleet|TestFloorFleet'
 skip_for() {
 	if [ -n "${CROSS_SKIP+set}" ]; then
 		echo "$CROSS_SKIP"
