@@ -3,6 +3,8 @@
 #   make demo    build everything and run the end-to-end demo on this machine
 #   make test    the whole test suite (what CI runs)
 #   make fuzz    the fuzz campaign (FUZZTIME=1000000x for the release run)
+#   make bench   the benchmarks, text tables in out/ (HUB_BASELINE=<commit>: the hub
+#                load's baseline hubsim build; empty for none)
 #   make chaos   the chaos suite's long form (network partitions, kills, full disk)
 #   make release porthole + hubsim archives (linux, darwin, windows × amd64, arm64), the
 #                device agents, SHA256SUMS and CycloneDX SBOMs into dist/release/
