@@ -136,20 +136,52 @@ func CanonicalNames(in []string) ([]string, error) {
 
 func canonicalName(n string) (string, error) {
 	s := strings.TrimSpace(n)
-	s = strings.TrimPrefix(strings.TrimSuffix(s, "]"), "[")
+	if strings.HasPrefix(s, "[") || strings.HasSuffix(s, "]") {
+		// Brackets are for an IP literal ("[::1]") and nothing else.
+		inner, ok := strings.CutPrefix(s, "[")
+		inner, ok2 := strings.CutSuffix(inner, "]")
+		if ip := net.ParseIP(inner); ok && ok2 && ip != nil {
+			return ip.String(), nil
+		}
+		return "", fmt.Errorf("%w: %q (brackets hold an IP address)", ErrBadName, n)
+	}
 	if ip := net.ParseIP(s); ip != nil {
 		return ip.String(), nil
 	}
 	s = strings.ToLower(strings.TrimSuffix(s, "."))
-	if s == "" || len(s) > 253 || strings.ContainsAny(s, " /:@[]\\") {
+	if s == "" || len(s) > 253 {
 		return "", fmt.Errorf("%w: %q", ErrBadName, n)
 	}
-	for _, label := range strings.Split(s, ".") {
-		if label == "" || len(label) > 63 {
-			return "", fmt.Errorf("%w: %q", ErrBadName, n)
+	labels := strings.Split(s, ".")
+	for i, label := range labels {
+		if label == "" || len(label) > 63 || !hostLabel(label, i == 0) {
+			return "", fmt.Errorf("%w: %q (a DNS name: ASCII letters, digits, '-' and '_' in dot-separated labels, '*' only as the whole first label)", ErrBadName, n)
 		}
 	}
+	if strings.Trim(labels[len(labels)-1], "0123456789") == "" {
+		// "127.000.0.1" is no IP address to Go but one to other parsers.
+		return "", fmt.Errorf("%w: %q (an all-numeric last label reads as an IP address)", ErrBadName, n)
+	}
 	return s, nil
+}
+
+// hostLabel reports whether a lower-cased label is one a certificate's DNS
+// name may hold: letters, digits, '-' and '_' (found in internal names),
+// or "*" as the whole first label (a wildcard). Anything else — spaces,
+// control characters, ':', '/', non-ASCII (use its punycode form) — is
+// refused, so a name cannot change meaning between writing the config and
+// reading the certificate.
+func hostLabel(label string, first bool) bool {
+	if first && label == "*" {
+		return true
+	}
+	for i := 0; i < len(label); i++ {
+		c := label[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 func (p *PKI) path(name string) string { return filepath.Join(p.dir, name) }

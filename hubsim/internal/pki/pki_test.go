@@ -183,10 +183,21 @@ func TestIncompleteCA(t *testing.T) {
 }
 
 func TestBadNames(t *testing.T) {
-	for _, n := range []string{"", " ", "a..b", "host:443", "a/b", "."} {
+	for _, n := range []string{"", " ", "a..b", "host:443", "a/b", ".", "0\t.", "a\tb", "a\nb.local", "bad name", "ünï.local", "a*.b", "x.*", "a@b", "[a]", "[::1", "127.000.0.1", "host.42"} {
 		if _, err := Load(Options{Dir: t.TempDir(), Names: []string{n}}); !errors.Is(err, ErrBadName) {
 			t.Errorf("name %q: err = %v, want ErrBadName", n, err)
 		}
+	}
+}
+
+func TestCanonicalNames(t *testing.T) {
+	got, err := CanonicalNames([]string{"HUB-EU.Local.", " my_hub.local ", "*.Hubs.Local", "[::1]", "127.0.0.1", "hub-eu.local", "h42.local"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"*.hubs.local", "127.0.0.1", "::1", "h42.local", "hub-eu.local", "my_hub.local"}
+	if !slices.Equal(got, want) {
+		t.Errorf("CanonicalNames = %q, want %q", got, want)
 	}
 }
 
