@@ -100,8 +100,14 @@ type dpsResult struct {
 }
 
 func serveDPS(rt *router, method, target, auth, body string) dpsResult {
+	return serveAt(rt, dpsTestHost, method, target, auth, body)
+}
+
+// serveAt sends one request for host through the router, as the DPS and hub
+// route tests do.
+func serveAt(rt *router, host, method, target, auth, body string) dpsResult {
 	r := httptest.NewRequest(method, target, strings.NewReader(body))
-	r.Host = dpsTestHost
+	r.Host = host
 	if auth != "" {
 		r.Header.Set("Authorization", auth)
 	}

@@ -87,14 +87,7 @@ func hubRouter(t *testing.T) (*router, *hub.Set, func() []hub.StreamEvent, *[]st
 }
 
 func serveHub(rt *router, method, target, auth, body string) dpsResult {
-	r := httptest.NewRequest(method, target, strings.NewReader(body))
-	r.Host = hubTestHost
-	if auth != "" {
-		r.Header.Set("Authorization", auth)
-	}
-	w := httptest.NewRecorder()
-	rt.ServeHTTP(w, r)
-	return dpsResult{w.Code, w.Header(), w.Body.String()}
+	return serveAt(rt, hubTestHost, method, target, auth, body)
 }
 
 // hubErrorCode is the code of a hub error answer: the iothub-errorcode
