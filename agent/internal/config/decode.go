@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/porthole-iot/porthole/sdk/suggest"
 )
 
 // nodeBudget bounds how many YAML nodes one decode may visit, so aliases
@@ -229,7 +231,7 @@ var allFields = []string{
 func init() { allFields = append(allFields, healthFields...) }
 
 func unknownHint(prefix, name string, known []string) string {
-	if s := suggest(name, known); s != "" {
+	if s := suggest.Closest(name, known); s != "" {
 		return fmt.Sprintf("did you mean %q?", s)
 	}
 	// The key may exist in another section.

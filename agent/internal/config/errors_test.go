@@ -308,27 +308,6 @@ log:
 	}
 }
 
-func TestSuggest(t *testing.T) {
-	known := []string{"global_endpoint", "id_scope", "registration_id", "transport", "attestation", "payload"}
-	cases := []struct{ got, want string }{
-		{"id_scop", "id_scope"},
-		{"idscope", "id_scope"},
-		{"ID_SCOPE", "id_scope"},
-		{"registrationid", "registration_id"},
-		{"registration-id", "registration_id"},
-		{"transprot", "transport"},
-		{"atestation", "attestation"},
-		{"colour", ""},
-		{"x", ""},
-		{strings.Repeat("a", 100), ""},
-	}
-	for _, tc := range cases {
-		if got := suggest(tc.got, known); got != tc.want {
-			t.Errorf("suggest(%q) = %q, want %q", tc.got, got, tc.want)
-		}
-	}
-}
-
 func TestFieldErrorFormat(t *testing.T) {
 	cases := []struct {
 		e    FieldError

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/porthole-iot/porthole/sdk/suggest"
 )
 
 // checkConfigKeys walks the config file's YAML against fileConfig and
@@ -123,7 +125,7 @@ func (k *keyChecker) unknown(n *yaml.Node, field, key string, known map[string]r
 	}
 	slices.Sort(names)
 	msg := fmt.Sprintf("unknown key %q", key)
-	if s := suggest(key, names); s != "" {
+	if s := suggest.Closest(key, names); s != "" {
 		msg += fmt.Sprintf(" (did you mean %q?)", s)
 	} else if where := belongs(key, k.all); where != "" {
 		msg += fmt.Sprintf(" (%q belongs under %s)", key, where)
@@ -195,53 +197,6 @@ func kindName(n *yaml.Node) string {
 		return fmt.Sprintf("%q", n.Value)
 	}
 	return "something else"
-}
-
-// suggest returns the known key closest to got, or "" when none is close
-// enough to be a likely typo (at most 1 edit for short keys, 2 from 4
-// characters, 3 from 8).
-func suggest(got string, known []string) string {
-	best, bestD := "", 1<<30
-	for _, k := range known {
-		if d := editDistance(strings.ToLower(got), k); d < bestD {
-			best, bestD = k, d
-		}
-	}
-	limit := 1
-	switch {
-	case len(got) >= 8:
-		limit = 3
-	case len(got) >= 4:
-		limit = 2
-	}
-	if bestD <= limit {
-		return best
-	}
-	return ""
-}
-
-// editDistance is the Levenshtein distance between a and b (bytes).
-func editDistance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		return 1 << 20 // keys are short; a huge key is nobody's typo
-	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // configLines maps every key path of the config file ("hubs.eu",
