@@ -18,7 +18,6 @@ import (
 	"math/big"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -224,13 +223,9 @@ func floorLength(br *bufio.Reader) (int, error) {
 
 // floorProc is a running floor server.
 type floorProc struct {
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
+	*childProc
 	addr   string
 	caFile string
-	stderr *tailBuffer
-	exited chan struct{}
-	err    error
 }
 
 // startFloor starts a floor server process with a certificate for loadHub
@@ -247,28 +242,11 @@ func startFloor(t *testing.T, ctx context.Context) *floorProc {
 	if err := os.WriteFile(specFile, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	pr, pw, err := os.Pipe()
+	child, pr, err := startChild("TestHubLoadFloorServer", envFloorSpec+"="+specFile)
 	if err != nil {
-		t.Fatal(err)
-	}
-	p := &floorProc{caFile: caFile, stderr: &tailBuffer{max: 16 << 10}, exited: make(chan struct{})}
-	p.cmd = exec.Command(os.Args[0], "-test.run=^TestHubLoadFloorServer$", "-test.timeout=0")
-	p.cmd.Env = append(os.Environ(), envFloorSpec+"="+specFile)
-	p.cmd.ExtraFiles = []*os.File{pw}
-	p.cmd.Stdout, p.cmd.Stderr = p.stderr, p.stderr
-	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		pr.Close()
-		pw.Close()
 		t.Fatalf("starting the floor server: %v", err)
 	}
-	pw.Close()
-	go func() { // owned by the floor process: ends when it does
-		p.err = p.cmd.Wait()
-		close(p.exited)
-	}()
+	p := &floorProc{childProc: child, caFile: caFile}
 	t.Cleanup(func() { p.stop(t) })
 	line := make(chan string, 1)
 	go func() { // ends at the pipe's first line or EOF
@@ -294,24 +272,10 @@ func trimLine(s string) string {
 	return s
 }
 
-func (p *floorProc) pid() int { return p.cmd.Process.Pid }
-
 // stop ends the floor server (stdin closed; killed after 30 s).
 func (p *floorProc) stop(t *testing.T) {
 	_ = p.stdin.Close()
-	timer := time.NewTimer(30 * time.Second)
-	defer timer.Stop()
-	select {
-	case <-p.exited:
-	case <-timer.C:
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-		t.Errorf("the floor server did not exit within 30 s; killed")
-	}
-	var ee *exec.ExitError
-	if errors.As(p.err, &ee) {
-		t.Errorf("the floor server: %v\n%s", p.err, p.stderr.String())
-	}
+	p.wait(t, "floor server")
 }
 
 // floorCerts writes a CA and a certificate for loadHub signed by it.

@@ -269,16 +269,71 @@ func (c *inProcessClients) send(ctx context.Context, end time.Time) ([]int, int,
 // close closes the clients concurrently and forgets them. Idempotent.
 func (c *inProcessClients) close() { closeAll(c.clients) }
 
-// workerProc is one client worker process.
-type workerProc struct {
+// childProc is this test binary re-run as one of its tests (a client
+// worker, the floor server): it takes commands on stdin and reports on
+// file descriptor 3.
+type childProc struct {
 	cmd     *exec.Cmd
-	first   int // device index of its first device
-	n       int // its devices
 	stdin   io.WriteCloser
-	reports chan workerReport // from its reader goroutine; closed at EOF
 	stderr  *tailBuffer
 	exited  chan struct{} // closed by its waiter goroutine
 	waitErr error
+}
+
+// startChild re-runs the test binary as test, with env ("NAME=value")
+// added to its environment. It returns the child and the read end of its
+// report pipe, which the caller reads and closes.
+func startChild(test, env string) (*childProc, *os.File, error) {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	p := &childProc{stderr: &tailBuffer{max: 16 << 10}, exited: make(chan struct{})}
+	p.cmd = exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.timeout=0")
+	p.cmd.Env = append(os.Environ(), env)
+	p.cmd.ExtraFiles = []*os.File{pw} // fd 3 in the child
+	p.cmd.Stdout, p.cmd.Stderr = p.stderr, p.stderr
+	if p.stdin, err = p.cmd.StdinPipe(); err == nil {
+		err = p.cmd.Start()
+	}
+	pw.Close() // the child has its copy
+	if err != nil {
+		pr.Close()
+		return nil, nil, err
+	}
+	go func() { // owned by the child: ends when the process does
+		p.waitErr = p.cmd.Wait()
+		close(p.exited)
+	}()
+	return p, pr, nil
+}
+
+func (p *childProc) pid() int { return p.cmd.Process.Pid }
+
+// wait waits for the child to exit after its stdin was closed, killing it
+// after 30 s; a kill or a failed exit is reported on t, as what.
+func (p *childProc) wait(t *testing.T, what string) {
+	timer := time.NewTimer(30 * time.Second)
+	defer timer.Stop()
+	select {
+	case <-p.exited:
+	case <-timer.C:
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+		t.Errorf("%s %d did not exit within 30 s; killed", what, p.pid())
+	}
+	var ee *exec.ExitError
+	if errors.As(p.waitErr, &ee) {
+		t.Errorf("%s %d: %v\n%s", what, p.pid(), p.waitErr, strings.TrimSpace(p.stderr.String()))
+	}
+}
+
+// workerProc is one client worker process.
+type workerProc struct {
+	*childProc
+	first   int               // device index of its first device
+	n       int               // its devices
+	reports chan workerReport // from its reader goroutine; closed at EOF
 }
 
 // workerFleet drives devices through worker processes.
@@ -305,25 +360,11 @@ func startWorkers(t *testing.T, ctx context.Context, workers int, host, caFile, 
 		if err := os.WriteFile(specFile, b, 0o600); err != nil { // device keys
 			t.Fatal(err)
 		}
-		pr, pw, err := os.Pipe()
+		child, pr, err := startChild("TestHubLoadWorker", envWorkerSpec+"="+specFile)
 		if err != nil {
-			t.Fatal(err)
-		}
-		p := &workerProc{first: first, n: end - first, reports: make(chan workerReport, 4), stderr: &tailBuffer{max: 16 << 10}, exited: make(chan struct{})}
-		p.cmd = exec.Command(os.Args[0], "-test.run=^TestHubLoadWorker$", "-test.timeout=0")
-		p.cmd.Env = append(os.Environ(), envWorkerSpec+"="+specFile)
-		p.cmd.ExtraFiles = []*os.File{pw} // fd 3 in the worker
-		p.cmd.Stdout = p.stderr
-		p.cmd.Stderr = p.stderr
-		if p.stdin, err = p.cmd.StdinPipe(); err != nil {
-			t.Fatal(err)
-		}
-		if err := p.cmd.Start(); err != nil {
-			pr.Close()
-			pw.Close()
 			t.Fatalf("starting client worker: %v", err)
 		}
-		pw.Close() // the worker has its copy
+		p := &workerProc{childProc: child, first: first, n: end - first, reports: make(chan workerReport, 4)}
 		f.procs = append(f.procs, p)
 		go func() { // owned by the worker: ends at its report pipe's EOF
 			defer close(p.reports)
@@ -337,10 +378,6 @@ func startWorkers(t *testing.T, ctx context.Context, workers int, host, caFile, 
 				p.reports <- r
 			}
 		}()
-		go func() { // owned by the worker: ends when the process does
-			p.waitErr = p.cmd.Wait()
-			close(p.exited)
-		}()
 	}
 	return f
 }
@@ -349,7 +386,7 @@ func startWorkers(t *testing.T, ctx context.Context, workers int, host, caFile, 
 func (f *workerFleet) pids() []int {
 	out := make([]int, len(f.procs))
 	for i, p := range f.procs {
-		out[i] = p.cmd.Process.Pid
+		out[i] = p.pid()
 	}
 	return out
 }
@@ -363,7 +400,7 @@ func (f *workerFleet) do(ctx context.Context, cmd workerCmd) ([]workerReport, er
 	line = append(line, '\n')
 	for _, p := range f.procs {
 		if _, err := p.stdin.Write(line); err != nil {
-			return nil, fmt.Errorf("worker %d: %s: %w\n%s", p.cmd.Process.Pid, cmd.Op, err, p.stderr)
+			return nil, fmt.Errorf("worker %d: %s: %w\n%s", p.pid(), cmd.Op, err, p.stderr)
 		}
 	}
 	out := make([]workerReport, len(f.procs))
@@ -372,10 +409,10 @@ func (f *workerFleet) do(ctx context.Context, cmd workerCmd) ([]workerReport, er
 		case r, ok := <-p.reports:
 			if !ok {
 				<-p.exited
-				return nil, fmt.Errorf("worker %d ended during %s: %v\n%s", p.cmd.Process.Pid, cmd.Op, p.waitErr, p.stderr)
+				return nil, fmt.Errorf("worker %d ended during %s: %v\n%s", p.pid(), cmd.Op, p.waitErr, p.stderr)
 			}
 			if r.Op != cmd.Op {
-				return nil, fmt.Errorf("worker %d answered %q to %q", p.cmd.Process.Pid, r.Op, cmd.Op)
+				return nil, fmt.Errorf("worker %d answered %q to %q", p.pid(), r.Op, cmd.Op)
 			}
 			out[i] = r
 		case <-ctx.Done():
@@ -395,7 +432,7 @@ func (f *workerFleet) connect(ctx context.Context, n int) (latency []time.Durati
 	for i, r := range reps {
 		p := f.procs[i]
 		if len(r.Latency) != p.n || len(r.Attempts) != p.n {
-			return nil, nil, 0, "", fmt.Errorf("worker %d reported %d latencies for %d devices", p.cmd.Process.Pid, len(r.Latency), p.n)
+			return nil, nil, 0, "", fmt.Errorf("worker %d reported %d latencies for %d devices", p.pid(), len(r.Latency), p.n)
 		}
 		for k := range p.n {
 			latency[p.first+k] = time.Duration(r.Latency[k])
@@ -419,7 +456,7 @@ func (f *workerFleet) send(ctx context.Context, n int, end time.Time) (acked []i
 	for i, r := range reps {
 		p := f.procs[i]
 		if len(r.Acked) != p.n {
-			return nil, 0, "", fmt.Errorf("worker %d reported %d counts for %d devices", p.cmd.Process.Pid, len(r.Acked), p.n)
+			return nil, 0, "", fmt.Errorf("worker %d reported %d counts for %d devices", p.pid(), len(r.Acked), p.n)
 		}
 		copy(acked[p.first:], r.Acked)
 		sendErrs += r.Errors
@@ -450,22 +487,8 @@ func (f *workerFleet) stop(t *testing.T) {
 		_ = p.stdin.Close()
 	}
 	for _, p := range f.procs {
-		timer := time.NewTimer(30 * time.Second)
-		select {
-		case <-p.exited:
-		case <-timer.C:
-			_ = p.cmd.Process.Kill()
-			<-p.exited
-			t.Errorf("client worker %d did not exit within 30 s; killed", p.cmd.Process.Pid)
-		}
-		timer.Stop()
+		p.wait(t, "client worker")
 		for range p.reports { // drain until the reader goroutine ends
-		}
-		if p.waitErr != nil {
-			var ee *exec.ExitError
-			if errors.As(p.waitErr, &ee) {
-				t.Errorf("client worker %d: %v\n%s", p.cmd.Process.Pid, p.waitErr, strings.TrimSpace(p.stderr.String()))
-			}
 		}
 	}
 	f.procs = nil
