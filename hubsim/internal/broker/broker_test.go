@@ -589,20 +589,29 @@ func TestServeConnContext(t *testing.T) {
 	p.rec.waitKind(t, "disconnected", "dev1")
 }
 
-func TestSlowConsumerDropped(t *testing.T) {
-	p := newFake("hub/")
-	b, err := New(Config{Personalities: []Personality{p}, MaxQueuedBytes: 4 << 10, WriteTimeout: waitTimeout})
+// servePipe serves one client, dev1 subscribed to x/# at QoS 0, over
+// net.Pipe: unbuffered, so nothing the broker writes moves unless the
+// client reads. done gets ServeConn's result.
+func servePipe(t *testing.T, cfg Config) (rc *rawClient, done <-chan error) {
+	t.Helper()
+	b, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
-	srv, cli := net.Pipe() // unbuffered: nothing moves unless the client reads
-	defer cli.Close()
-	done := make(chan error, 1)
-	go func() { done <- b.ServeConn(t.Context(), srv, "mqtt") }()
-	rc := &rawClient{t: t, conn: cli, br: newReader(cli)}
+	t.Cleanup(func() { b.Close() })
+	srv, cli := net.Pipe()
+	t.Cleanup(func() { cli.Close() })
+	served := make(chan error, 1)
+	go func() { served <- b.ServeConn(t.Context(), srv, "mqtt") }() // ends when the client goes or the broker closes
+	rc = &rawClient{t: t, conn: cli, br: newReader(cli)}
 	rc.connect("dev1", "hub/dev1", 0)
 	rc.subscribe(1, packets.Subscription{Filter: "x/#", Qos: 0})
+	return rc, served
+}
+
+func TestSlowConsumerDropped(t *testing.T) {
+	p := newFake("hub/")
+	_, done := servePipe(t, Config{Personalities: []Personality{p}, MaxQueuedBytes: 4 << 10, WriteTimeout: waitTimeout})
 	out := p.out(t, "dev1")
 	payload := make([]byte, 1024)
 	var perr error
@@ -709,18 +718,7 @@ func TestConnectTimeout(t *testing.T) {
 // not read, the PUBACK waits behind the queued PUBLISH.
 func TestPubackBehindQueuedPublish(t *testing.T) {
 	p := newFake("hub/")
-	b, err := New(Config{Personalities: []Personality{p}, WriteTimeout: waitTimeout})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	srv, cli := net.Pipe() // unbuffered: the writer blocks until the client reads
-	defer cli.Close()
-	done := make(chan error, 1)
-	go func() { done <- b.ServeConn(t.Context(), srv, "mqtt") }()
-	rc := &rawClient{t: t, conn: cli, br: newReader(cli)}
-	rc.connect("dev1", "hub/dev1", 0)
-	rc.subscribe(1, packets.Subscription{Filter: "x/#", Qos: 0})
+	rc, done := servePipe(t, Config{Personalities: []Personality{p}, WriteTimeout: waitTimeout})
 	if err := p.out(t, "dev1").Publish("x/y", []byte("first"), 0); err != nil {
 		t.Fatal(err)
 	}
@@ -731,6 +729,6 @@ func TestPubackBehindQueuedPublish(t *testing.T) {
 	if ack := rc.mustRead(packets.Puback); ack.PacketID != 9 {
 		t.Fatalf("PUBACK id %d, want 9", ack.PacketID)
 	}
-	cli.Close()
+	rc.conn.Close()
 	<-done
 }
