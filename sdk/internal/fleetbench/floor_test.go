@@ -334,14 +334,7 @@ type floorLoad struct {
 	server     *floorProc
 	clients    *workerFleet
 	clientPIDs []int
-	roundRates []float64
-	acked      int
-	took       time.Duration
-	serverCPU  time.Duration
-	clientCPU  time.Duration
-	cpuErr     error
-	sendErrN   int
-	firstErr   string
+	roundTotals
 }
 
 // startFloorLoad starts a floor server and connects n devices to it.
@@ -366,31 +359,18 @@ func startFloorLoad(t *testing.T, ctx context.Context, n, workers int) *floorLoa
 // round lets every device send back to back for d, as hubLoad.round does.
 func (l *floorLoad) round(ctx context.Context, d time.Duration) {
 	start := time.Now()
-	cpu0, err0 := procCPU(l.server.pid())
-	self0, errS0 := sumCPU(l.clientPIDs)
+	before := markCPU(l.server.pid(), l.clientPIDs)
 	acked, sendErrs, firstErr, err := l.clients.send(ctx, l.n, start.Add(d))
 	if err != nil {
 		l.t.Fatalf("floor telemetry: %v", err)
 	}
 	took := time.Since(start)
-	cpu1, err1 := procCPU(l.server.pid())
-	self1, errS1 := sumCPU(l.clientPIDs)
+	after := markCPU(l.server.pid(), l.clientPIDs)
 	total := 0
 	for _, a := range acked {
 		total += a
 	}
-	l.roundRates = append(l.roundRates, float64(total)/took.Seconds())
-	l.acked += total
-	l.took += took
-	l.serverCPU += cpu1 - cpu0
-	l.clientCPU += self1 - self0
-	if err := errors.Join(err0, errS0, err1, errS1); err != nil && l.cpuErr == nil {
-		l.cpuErr = err
-	}
-	l.sendErrN += sendErrs
-	if l.firstErr == "" {
-		l.firstErr = firstErr
-	}
+	l.add(total, took, before, after, sendErrs, firstErr)
 }
 
 // figures closes the clients and returns the load's figures (hubCPU is
@@ -400,9 +380,9 @@ func (l *floorLoad) figures(ctx context.Context) loadFigures {
 		l.t.Errorf("floor, %d devices: closing the clients: %v", l.n, err)
 	}
 	if l.sendErrN != 0 {
-		l.t.Errorf("floor, %d devices: %d devices stopped on a send error; first: %s", l.n, l.sendErrN, l.firstErr)
+		l.t.Errorf("floor, %d devices: %d devices stopped on a send error; first: %s", l.n, l.sendErrN, l.firstSendErr)
 	}
-	f := loadFigures{devices: l.n, online: l.n, took: l.took, acked: l.acked, roundRates: l.roundRates, hubCPU: -1, clientCPU: -1, rssPerDevice: -1}
+	f := loadFigures{devices: l.n, online: l.n, took: l.took, acked: l.messages, roundRates: l.roundRates, hubCPU: -1, clientCPU: -1, rssPerDevice: -1}
 	if l.cpuErr == nil {
 		f.hubCPU, f.clientCPU = l.serverCPU.Seconds(), l.clientCPU.Seconds()
 	}
@@ -456,7 +436,7 @@ func TestFloorFleet(t *testing.T) {
 		t.Fatalf("floor: %d messages acknowledged in %d rounds; want at least one per device per round", f.acked, len(f.roundRates))
 	}
 	if l.sendErrN != 0 {
-		t.Fatalf("floor: %d send errors; first: %s", l.sendErrN, l.firstErr)
+		t.Fatalf("floor: %d send errors; first: %s", l.sendErrN, l.firstSendErr)
 	}
 }
 

@@ -350,14 +350,8 @@ type hubLoad struct {
 	memTelemetryErr error
 
 	// Telemetry, summed over the rounds.
-	acked        []int // per device
-	roundRates   []float64
-	sendTook     time.Duration
-	hubCPU       time.Duration
-	clientCPU    time.Duration
-	cpuErr       error
-	sendErrN     int
-	firstSendErr string
+	acked []int // per device
+	roundTotals
 	tapQueuedMax int // the most events seen waiting for the tap's reader
 	hubPeak      int // the most devices the hub counted as newly online within one second of the storm; -1 unknown
 	load0, load1 string
@@ -520,8 +514,7 @@ func (l *hubLoad) round(ctx context.Context, d time.Duration) {
 		}()
 	}
 	start := time.Now()
-	cpu0, err0 := procCPU(l.pid)
-	self0, errS0 := sumCPU(l.clientPIDs)
+	before := markCPU(l.pid, l.clientPIDs)
 	if l.load0 == "" {
 		l.load0 = loadAvg()
 	}
@@ -552,24 +545,55 @@ func (l *hubLoad) round(ctx context.Context, d time.Duration) {
 		l.t.Fatalf("telemetry: %v", err)
 	}
 	took := time.Since(start)
-	cpu1, err1 := procCPU(l.pid)
-	self1, errS1 := sumCPU(l.clientPIDs)
+	after := markCPU(l.pid, l.clientPIDs)
 	l.load1 = loadAvg()
 	total := 0
 	for i, a := range acked {
 		l.acked[i] += a
 		total += a
 	}
-	l.roundRates = append(l.roundRates, float64(total)/took.Seconds())
-	l.sendTook += took
-	l.hubCPU += cpu1 - cpu0
-	l.clientCPU += self1 - self0
-	if err := errors.Join(err0, errS0, err1, errS1); err != nil && l.cpuErr == nil {
-		l.cpuErr = err
+	l.add(total, took, before, after, sendErrN, firstSendErr)
+}
+
+// cpuMark is the CPU time a server process and the client processes have
+// used so far.
+type cpuMark struct {
+	server, clients time.Duration
+	err             error
+}
+
+func markCPU(server int, clients []int) cpuMark {
+	s, err := procCPU(server)
+	c, errC := sumCPU(clients)
+	return cpuMark{s, c, errors.Join(err, errC)}
+}
+
+// roundTotals sums a load's telemetry rounds (hubsim's and the floor's).
+type roundTotals struct {
+	roundRates           []float64 // msg/s of each round
+	messages             int       // acknowledged
+	took                 time.Duration
+	serverCPU, clientCPU time.Duration
+	cpuErr               error // the first failure to read a CPU time
+	sendErrN             int   // devices that stopped on a send error
+	firstSendErr         string
+}
+
+// add records a round in which total messages were acknowledged in took,
+// between the CPU marks before and after, with sendErrs devices stopped on
+// a send error (firstErr, the first).
+func (r *roundTotals) add(total int, took time.Duration, before, after cpuMark, sendErrs int, firstErr string) {
+	r.roundRates = append(r.roundRates, float64(total)/took.Seconds())
+	r.messages += total
+	r.took += took
+	r.serverCPU += after.server - before.server
+	r.clientCPU += after.clients - before.clients
+	if err := errors.Join(before.err, after.err); err != nil && r.cpuErr == nil {
+		r.cpuErr = err
 	}
-	l.sendErrN += sendErrN
-	if l.firstSendErr == "" {
-		l.firstSendErr = firstSendErr
+	r.sendErrN += sendErrs
+	if r.firstSendErr == "" {
+		r.firstSendErr = firstErr
 	}
 }
 
@@ -587,7 +611,7 @@ func (l *hubLoad) finish(ctx context.Context) (*table, loadResult, loadFigures) 
 	t, target, n, pid, rss, tap := l.t, l.target, l.n, l.pid, l.rss, l.tap
 	latency, attempts, failedN, firstConnErr, connectTook, online := l.latency, l.attempts, l.failedN, l.firstConnErr, l.connectTook, l.online
 	memConnected, memErr, clients := l.memConnected, l.memErr, l.clients
-	acked, sendTook, sendErrN, firstSendErr, load0, load1 := l.acked, l.sendTook, l.sendErrN, l.firstSendErr, l.load0, l.load1
+	acked, sendTook, sendErrN, firstSendErr, load0, load1 := l.acked, l.took, l.sendErrN, l.firstSendErr, l.load0, l.load1
 	clientsPeak, err := clients.close(ctx)
 	if err != nil {
 		t.Errorf("closing the clients: %v", err)
@@ -667,7 +691,7 @@ func (l *hubLoad) finish(ctx context.Context) (*table, loadResult, loadFigures) 
 		connects: float64(n-failedN) / connectTook.Seconds(), hubCPU: -1, clientCPU: -1, rssPerDevice: -1}
 	fig.roundRates = l.roundRates
 	if l.cpuErr == nil {
-		used := l.hubCPU
+		used := l.serverCPU
 		fig.hubCPU = used.Seconds()
 		tb.addf(who+" CPU", "during telemetry", "%.2f cores busy (%.1f s user+system in %s, of %d CPUs) = %.0f messages per CPU-second", used.Seconds()/sendTook.Seconds(), used.Seconds(), sendTook.Round(time.Second), runtime.NumCPU(), float64(totalAcked)/used.Seconds())
 	}
