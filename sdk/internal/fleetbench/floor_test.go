@@ -10,7 +10,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -57,18 +56,8 @@ type floorSpec struct {
 // load started this process as one. It writes its address to file
 // descriptor 3 and serves until its stdin ends.
 func TestHubLoadFloorServer(t *testing.T) {
-	specFile := os.Getenv(envFloorSpec)
-	if specFile == "" {
-		t.Skip("the floor server of TestHubLoad; runs only when TestHubLoad starts it")
-	}
-	b, err := os.ReadFile(specFile)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var spec floorSpec
-	if err := json.Unmarshal(b, &spec); err != nil {
-		t.Fatal(err)
-	}
+	childSpec(t, envFloorSpec, "the floor server", &spec)
 	cert, err := tls.LoadX509KeyPair(spec.CertFile, spec.KeyFile)
 	if err != nil {
 		t.Fatal(err)
@@ -234,15 +223,8 @@ func startFloor(t *testing.T, ctx context.Context) *floorProc {
 	t.Helper()
 	dir := t.TempDir()
 	caFile, certFile, keyFile := floorCerts(t, dir)
-	b, err := json.Marshal(floorSpec{CertFile: certFile, KeyFile: keyFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	specFile := filepath.Join(dir, "floor.json")
-	if err := os.WriteFile(specFile, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	child, pr, err := startChild("TestHubLoadFloorServer", envFloorSpec+"="+specFile)
+	spec := floorSpec{CertFile: certFile, KeyFile: keyFile}
+	child, pr, err := startChild("TestHubLoadFloorServer", envFloorSpec, filepath.Join(dir, "floor.json"), spec)
 	if err != nil {
 		t.Fatalf("starting the floor server: %v", err)
 	}

@@ -72,18 +72,8 @@ type workerReport struct {
 // TestHubLoadWorker is a hub load client worker; it is skipped unless the
 // hub load started this process as one.
 func TestHubLoadWorker(t *testing.T) {
-	specFile := os.Getenv(envWorkerSpec)
-	if specFile == "" {
-		t.Skip("a client worker of TestHubLoad; runs only when TestHubLoad starts it")
-	}
-	b, err := os.ReadFile(specFile)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var spec workerSpec
-	if err := json.Unmarshal(b, &spec); err != nil {
-		t.Fatal(err)
-	}
+	childSpec(t, envWorkerSpec, "a client worker", &spec)
 	pem, err := os.ReadFile(spec.CAFile)
 	if err != nil {
 		t.Fatal(err)
@@ -280,17 +270,25 @@ type childProc struct {
 	waitErr error
 }
 
-// startChild re-runs the test binary as test, with env ("NAME=value")
-// added to its environment. It returns the child and the read end of its
-// report pipe, which the caller reads and closes.
-func startChild(test, env string) (*childProc, *os.File, error) {
+// startChild re-runs the test binary as test, its spec written to specFile
+// (0600: it may hold device keys) and named by the environment variable
+// envName. It returns the child and the read end of its report pipe,
+// which the caller reads and closes.
+func startChild(test, envName, specFile string, spec any) (*childProc, *os.File, error) {
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := os.WriteFile(specFile, b, 0o600); err != nil {
+		return nil, nil, err
+	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return nil, nil, err
 	}
 	p := &childProc{stderr: &tailBuffer{max: 16 << 10}, exited: make(chan struct{})}
 	p.cmd = exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.timeout=0")
-	p.cmd.Env = append(os.Environ(), env)
+	p.cmd.Env = append(os.Environ(), envName+"="+specFile)
 	p.cmd.ExtraFiles = []*os.File{pw} // fd 3 in the child
 	p.cmd.Stdout, p.cmd.Stderr = p.stderr, p.stderr
 	if p.stdin, err = p.cmd.StdinPipe(); err == nil {
@@ -306,6 +304,23 @@ func startChild(test, env string) (*childProc, *os.File, error) {
 		close(p.exited)
 	}()
 	return p, pr, nil
+}
+
+// childSpec reads into spec the spec file startChild wrote for this
+// process (named by envName), or skips the test when this process is no
+// such child; role names the child in the skip message.
+func childSpec(t *testing.T, envName, role string, spec any) {
+	specFile := os.Getenv(envName)
+	if specFile == "" {
+		t.Skip(role + " of TestHubLoad; runs only when TestHubLoad starts it")
+	}
+	b, err := os.ReadFile(specFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, spec); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (p *childProc) pid() int { return p.cmd.Process.Pid }
@@ -352,15 +367,7 @@ func startWorkers(t *testing.T, ctx context.Context, workers int, host, caFile, 
 	for w := range workers {
 		first, end := w*len(keys)/workers, (w+1)*len(keys)/workers
 		spec := workerSpec{Host: host, CAFile: caFile, MQTTAddr: mqttAddr, First: first, Fleet: len(keys), Keys: keys[first:end]}
-		b, err := json.Marshal(spec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		specFile := filepath.Join(dir, fmt.Sprintf("worker-%d.json", w))
-		if err := os.WriteFile(specFile, b, 0o600); err != nil { // device keys
-			t.Fatal(err)
-		}
-		child, pr, err := startChild("TestHubLoadWorker", envWorkerSpec+"="+specFile)
+		child, pr, err := startChild("TestHubLoadWorker", envWorkerSpec, filepath.Join(dir, fmt.Sprintf("worker-%d.json", w)), spec)
 		if err != nil {
 			t.Fatalf("starting client worker: %v", err)
 		}
